@@ -1,0 +1,5 @@
+import sys
+
+from irene.cli import main
+
+sys.exit(main())
