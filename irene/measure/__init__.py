@@ -6,10 +6,11 @@ Public interface::
     with meter.window() as w: ...         # w.result: WindowResult(energy_j, duration_s, meter,..)
     m = measure_callable(fn, meter=meter, protocol=Protocol(runs=5), sync=None, sampler=None)
     m.time_s, m.energy_j, m.features
+    leaky_features(m.meter)               # features a predictor must drop for this ground truth
 """
 
 from irene.measure.base import Meter, MeterUnavailable, Window, WindowResult
-from irene.measure.meters import open_meter
+from irene.measure.meters import CombinedMeter, leaky_features, meter_names, open_meter
 from irene.measure.protocol import (
     FEATURE_NAMES,
     Measurement,
@@ -17,18 +18,23 @@ from irene.measure.protocol import (
     Protocol,
     measure_callable,
 )
+from irene.measure.sampler import Sampler
 from irene.measure.simulated import SimulatedMeter
 
 __all__ = [
     "FEATURE_NAMES",
+    "CombinedMeter",
     "Measurement",
     "MeasurementCache",
     "Meter",
     "MeterUnavailable",
     "Protocol",
+    "Sampler",
     "SimulatedMeter",
     "Window",
     "WindowResult",
+    "leaky_features",
     "measure_callable",
+    "meter_names",
     "open_meter",
 ]
