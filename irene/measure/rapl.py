@@ -119,8 +119,7 @@ def discover_amd_energy(hwmon_root: Path) -> list[RaplCounter]:
     return counters
 
 
-def find_rapl_counters(root: Path = POWERCAP_ROOT,
-                       hwmon_root: Path = HWMON_ROOT) -> list[RaplCounter]:
+def find_rapl_counters(root: Path, hwmon_root: Path) -> list[RaplCounter]:
     """All readable RAPL counters; raises :class:`MeterUnavailable` saying why there are none."""
     counters: list[RaplCounter] = []
     reasons: list[str] = []
@@ -158,10 +157,11 @@ class RaplMeter(Meter):
     name = "rapl"
     min_window_s = 0.1
 
-    def __init__(self, root: Path | str = POWERCAP_ROOT, *, hwmon_root: Path | str = HWMON_ROOT,
+    def __init__(self, root: Path | str | None = None, *, hwmon_root: Path | str | None = None,
                  clock: Clock = time.perf_counter) -> None:
         super().__init__(clock=clock)
-        self.counters = find_rapl_counters(Path(root), Path(hwmon_root))
+        self.counters = find_rapl_counters(Path(root or POWERCAP_ROOT),
+                                           Path(hwmon_root or HWMON_ROOT))
         self._start: list[int] = []
 
     def domains(self) -> list[str]:
