@@ -1,0 +1,320 @@
+"""One self-contained HTML page that explains energy trees.
+
+The page has no external resource of any kind (no CDN, no font, no image URL): the style sheet
+(``report.css``) and the script (``report.js``) shipped in this package are inlined, the data is
+embedded as JSON, and the predicted-vs-measured chart is inline SVG. It opens offline, from a
+file, on an air-gapped machine.
+
+What it shows, per tree (a selector switches between trees): a summary (total energy, measured
+energy and error where known), a collapsible breakdown tree (click a row's ▸ to expand; hover a
+row for the node's features), the share of each primitive type, and the top primitives and
+modules. Over all trees with both energies: the percent error per node type and per primitive
+type, the model-level predicted vs measured table, and a log-log scatter chart.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import html
+import json
+import math
+import os
+from collections.abc import Sequence
+from importlib import resources
+from typing import Any
+
+from irene.report.breakdown import (
+    Breakdown,
+    ErrorStats,
+    Hotspot,
+    describe_tree,
+    error_stats_by_node_type,
+    error_stats_by_primitive_type,
+    explain_tree,
+    format_energy,
+    format_error,
+    format_percent,
+    paired_energies,
+    percent_error,
+)
+from irene.tree import FEATURE_FIELDS, Node, Tree, atomic_write
+
+#: colours of the three node types, shared by the page's CSS and its SVG chart
+NODE_TYPE_COLOURS = {"model": "#8e44ad", "module": "#2f6fb3", "ml": "#2e9e5b"}
+
+
+def _asset(name: str) -> str:
+    return resources.files("irene.report").joinpath(name).read_text(encoding="utf-8")
+
+
+def _round(value: float, digits: int = 5) -> float:
+    """``value`` to ``digits`` significant digits (keeps the embedded JSON small)."""
+    if value == 0 or not math.isfinite(value):
+        return value
+    return round(value, digits - 1 - int(math.floor(math.log10(abs(value)))))
+
+
+def _node_payload(breakdown: Breakdown) -> dict[str, Any]:
+    """The tree as nested dicts with pre-formatted numbers (one formatting code: Python's)."""
+    by_node = {id(r.node): r for r in breakdown.rows}
+
+    def convert(node: Node) -> dict[str, Any]:
+        row = by_node[id(node)]
+        return {
+            "name": row.name, "scope": node.scope, "kind": node.type,
+            "itype": node.instance_type,
+            "energy": format_energy(row.energy_j), "sm": _round(row.share_of_model, 4),
+            "parent": format_percent(row.share_of_parent),
+            "model": format_percent(row.share_of_model),
+            "measured": None if row.measured_j is None else format_energy(row.measured_j),
+            "predicted": None if row.predicted_j is None else format_energy(row.predicted_j),
+            "err": None if row.error_pct is None else _round(row.error_pct, 4),
+            "errText": None if row.error_pct is None else format_error(row.error_pct),
+            "f": {k: _round(node.features[k]) for k in FEATURE_FIELDS},
+            "children": [convert(c) for c in node.children],
+        }
+
+    return convert(breakdown.tree.root)
+
+
+def _hotspots_payload(spots: list[Hotspot]) -> list[dict[str, Any]]:
+    return [{"label": s.label, "itype": s.instance_type, "count": s.count,
+             "energy": format_energy(s.energy_j), "share": format_percent(s.share_of_model),
+             "measured": None if s.measured_j is None else format_energy(s.measured_j),
+             "errText": None if s.error_pct is None else format_error(s.error_pct)}
+            for s in spots]
+
+
+def tree_payload(tree: Tree, *, source: str = "auto", top: int = 10) -> dict[str, Any]:
+    """Everything the page's script draws for one tree, as JSON-ready data."""
+    breakdown = explain_tree(tree, source=source, top=top)
+    meta = {k: v for k, v in tree.meta.items()
+            if k in ("device", "meter", "ground_truth_meter", "created_by")
+            and isinstance(v, (str, int, float))}
+    return {
+        "label": describe_tree(tree), "model": tree.model_name,
+        "batchSize": tree.batch_size, "seqLen": tree.seq_len, "meta": meta,
+        "source": breakdown.source, "notes": breakdown.notes,
+        "total": format_energy(breakdown.total_j),
+        "measuredTotal": (None if breakdown.measured_total_j is None
+                          else format_energy(breakdown.measured_total_j)),
+        "error": None if breakdown.error_pct is None else format_error(breakdown.error_pct),
+        "nodeCount": len(breakdown.rows),
+        "primitiveCount": sum(1 for r in breakdown.rows if r.node.is_leaf),
+        "hasTruth": breakdown.source == "predicted" and breakdown.has_ground_truth,
+        "types": [{"itype": s.instance_type, "count": s.count,
+                   "energy": format_energy(s.energy_j), "share": _round(s.share, 4),
+                   "shareText": format_percent(s.share)} for s in breakdown.type_shares],
+        "topPrimitives": _hotspots_payload(breakdown.top_primitives),
+        "topModules": _hotspots_payload(breakdown.top_modules),
+        "root": _node_payload(breakdown),
+    }
+
+
+def _json_for_script(data: Any) -> str:
+    """JSON that is safe inside a ``<script>`` element (no ``</script>`` can end it early)."""
+    text = json.dumps(data, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
+
+
+# --------------------------------------------------------------------------------------------
+# the data-set-wide accuracy section (static HTML, computed here)
+
+
+def _stats_table(title: str, stats: list[ErrorStats], group_name: str) -> str:
+    head = (f"<tr><th>{html.escape(group_name)}</th><th>nodes</th><th>MAPE</th>"
+            "<th>median</th><th>90th pct</th><th>max</th><th>mean signed</th></tr>")
+    body = "".join(
+        f"<tr><td>{html.escape(s.group)}</td><td class=num>{s.count}</td>"
+        f"<td class=num><b>{s.mape:.1f} %</b></td><td class=num>{s.median_ape:.1f} %</td>"
+        f"<td class=num>{s.p90_ape:.1f} %</td><td class=num>{s.max_ape:.1f} %</td>"
+        f"<td class=num>{s.mean_signed:+.1f} %</td></tr>" for s in stats)
+    return (f"<div class=card><h3>{html.escape(title)}</h3>"
+            f"<table class=data><thead>{head}</thead><tbody>{body}</tbody></table></div>")
+
+
+def _model_level_table(trees: Sequence[Tree]) -> str:
+    rows = []
+    for tree in trees:
+        root = tree.root
+        error = percent_error(root.predicted_energy, root.ground_truth_energy)
+        if error is None:
+            continue
+        rows.append(f"<tr><td>{html.escape(describe_tree(tree))}</td>"
+                    f"<td class=num>{format_energy(root.ground_truth_energy)}</td>"
+                    f"<td class=num>{format_energy(root.predicted_energy)}</td>"
+                    f"<td class='num {_error_class(error)}'>{format_error(error)}</td></tr>")
+    if not rows:
+        return ""
+    return ("<div class=card><h3>Whole model: predicted vs measured</h3><table class=data>"
+            "<thead><tr><th>tree</th><th>measured</th><th>predicted</th><th>error</th></tr>"
+            f"</thead><tbody>{''.join(rows)}</tbody></table></div>")
+
+
+def _error_class(percent: float) -> str:
+    return "good" if abs(percent) < 10 else "fair" if abs(percent) < 25 else "poor"
+
+
+def scatter_svg(trees: Sequence[Tree], width: int = 420, height: int = 360) -> str:
+    """Inline SVG: predicted vs measured energy of every node (log-log, y = x dashed), one colour
+    per node type. Empty string when no node has both energies."""
+    pairs = paired_energies(trees)
+    pairs = [p for p in pairs if p[2] > 0]
+    if not pairs:
+        return ""
+    values = [v for _, _, p, m in pairs for v in (p, m)]
+    low = math.floor(math.log10(min(values)))
+    high = math.ceil(math.log10(max(values)))
+    if high == low:
+        high += 1
+    left, bottom, pad = 56, 40, 24
+
+    def x(v: float) -> float:
+        return left + (math.log10(v) - low) / (high - low) * (width - left - pad)
+
+    def y(v: float) -> float:
+        return height - bottom - (math.log10(v) - low) / (high - low) * (height - bottom - pad)
+
+    parts = [f'<svg class=scatter viewBox="0 0 {width} {height}" role="img" '
+             f'aria-label="predicted versus measured energy per node">']
+    for exponent in range(low, high + 1):
+        value = 10.0 ** exponent
+        parts.append(f'<line class=grid x1="{x(value):.1f}" y1="{pad}" x2="{x(value):.1f}" '
+                     f'y2="{height - bottom}"/><line class=grid x1="{left}" y1="{y(value):.1f}" '
+                     f'x2="{width - pad}" y2="{y(value):.1f}"/>'
+                     f'<text class=tick x="{x(value):.1f}" y="{height - bottom + 14}" '
+                     f'text-anchor="middle">{html.escape(format_energy(value, 1))}</text>'
+                     f'<text class=tick x="{left - 6}" y="{y(value) + 4:.1f}" '
+                     f'text-anchor="end">{html.escape(format_energy(value, 1))}</text>')
+    lo, hi = 10.0 ** low, 10.0 ** high
+    parts.append(f'<line class=diag x1="{x(lo):.1f}" y1="{y(lo):.1f}" x2="{x(hi):.1f}" '
+                 f'y2="{y(hi):.1f}"/>')
+    for kind in ("ml", "module", "model"):
+        colour = NODE_TYPE_COLOURS[kind]
+        for tree, node, predicted, measured in pairs:
+            if node.type == kind:
+                tip = (f"{describe_tree(tree)} · {node.scope} ({node.instance_type}): "
+                       f"measured {format_energy(measured)}, predicted {format_energy(predicted)}")
+                parts.append(f'<circle cx="{x(measured):.1f}" cy="{y(predicted):.1f}" '
+                             f'r="{4.5 if kind == "model" else 3}" fill="{colour}" '
+                             f'fill-opacity="0.65"><title>{html.escape(tip)}</title></circle>')
+    parts.append(f'<text class=axis x="{(left + width - pad) / 2}" y="{height - 6}" '
+                 'text-anchor="middle">measured energy</text>'
+                 f'<text class=axis transform="translate(14 {(height - bottom) / 2}) rotate(-90)" '
+                 'text-anchor="middle">predicted energy</text>')
+    legend = "".join(
+        f'<circle cx="{left + 14 + 90 * i}" cy="{pad + 8}" r="4" fill="{NODE_TYPE_COLOURS[k]}"/>'
+        f'<text class=tick x="{left + 22 + 90 * i}" y="{pad + 12}">{k}</text>'
+        for i, k in enumerate(("model", "module", "ml")))
+    parts.append(legend + "</svg>")
+    return "".join(parts)
+
+
+def accuracy_section(trees: Sequence[Tree]) -> str:
+    """Predicted vs measured over all trees: tables per node/primitive type and a scatter chart.
+
+    Empty string when no node carries both a prediction and a ground truth.
+    """
+    by_kind = error_stats_by_node_type(trees)
+    if not by_kind:
+        return ""
+    return (
+        "<section id=accuracy><h2>Predicted vs measured</h2>"
+        "<p class=hint>Absolute percent error |predicted − measured| / measured, over every "
+        "node of every tree in this file that has both energies.</p><div class=grid2>"
+        + _stats_table("Error per node type", by_kind, "node type")
+        + f"<div class=card><h3>Every node</h3>{scatter_svg(trees)}</div></div><div class=grid2>"
+        + _stats_table("Error per primitive type", error_stats_by_primitive_type(trees),
+                       "primitive type")
+        + _model_level_table(trees) + "</div></section>")
+
+
+# --------------------------------------------------------------------------------------------
+# the page
+
+
+def build_report(trees: Sequence[Tree], *, title: str | None = None, source: str = "auto",
+                 top: int = 10, origin: str | None = None) -> str:
+    """The whole HTML page (a string) for ``trees``; see the module doc for what it shows.
+
+    ``source`` picks the explained energy (auto/predicted/measured, see
+    :func:`irene.report.breakdown.energy_source`); ``origin`` names the input file in the page.
+    Raises ValueError when a tree has neither energy.
+    """
+    if not trees:
+        raise ValueError("no trees to report on")
+    payload = {"trees": [tree_payload(t, source=source, top=top) for t in trees],
+               "colours": NODE_TYPE_COLOURS}
+    title = title or ("irene energy report · " + (trees[0].model_name if len(trees) == 1
+                                                  else f"{len(trees)} trees"))
+    stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
+    from irene import __version__ as version
+
+    subtitle = f"generated {stamp} by irene {version}" + (
+        f" from {html.escape(os.path.basename(origin))}" if origin else "")
+    return _PAGE.format(
+        title=html.escape(title), subtitle=subtitle, css=_asset("report.css"),
+        js=_asset("report.js"), data=_json_for_script(payload),
+        accuracy=accuracy_section(trees))
+
+
+def write_report(trees: Sequence[Tree], path: str | os.PathLike, **options: Any) -> None:
+    """Write :func:`build_report`'s page to ``path`` atomically (nothing half-written)."""
+    text = build_report(trees, **options)
+    with atomic_write(path) as handle:
+        handle.write(text)
+
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<link rel="icon" href="data:,">
+<title>{title}</title>
+<style>
+{css}
+</style>
+</head>
+<body>
+<header>
+  <h1>{title}</h1>
+  <p class=subtitle>{subtitle}</p>
+</header>
+<main>
+  <section id=intro class=hint>
+    How much energy one inference call (one forward pass of one batch) costs, and where it goes.
+    The tree starts at the whole <span class="kind model">model</span>, splits into its
+    <span class="kind module">modules</span>, and ends at the ML primitives
+    (<span class="kind ml">ml</span>: Linear, matmul, softmax, …).
+    Click <b>▸</b> to open a node; hover a row to see its features.
+  </section>
+  <div id=picker></div>
+  <div id=summary class=cards></div>
+  <section id=breakdown>
+    <div class=toolbar><h2>Where the energy goes</h2>
+      <span class=spacer></span>
+      <button type=button id=expand-all>Expand all</button>
+      <button type=button id=collapse-all>Collapse</button></div>
+    <div id=tree role=tree></div>
+  </section>
+  <div class=sidebyside>
+    <section id=types class=card><h2>By primitive type</h2><div id=type-bars></div></section>
+    <div>
+      <section class=card><h2>Top primitives</h2><div id=top-primitives></div>
+        <p class=hint>* stands for every layer index: repeated layers are summed.</p></section>
+      <section class=card><h2>Top modules</h2><div id=top-modules></div>
+        <p class=hint>* stands for every layer index. A module's energy also counts in its
+        parents'.</p></section>
+    </div>
+  </div>
+  {accuracy}
+</main>
+<div id=tooltip role=tooltip hidden></div>
+<script type="application/json" id="irene-data">{data}</script>
+<script>
+{js}
+</script>
+</body>
+</html>
+"""

@@ -1,0 +1,156 @@
+"""Trees with known energies for the report tests (imported by the other test_report* files).
+
+``toy_tree`` is small enough to compute every share by hand; ``bert_like_tree`` has the shape and
+scopes of a traced BERT (embeddings, encoder layers, attention, ...) with energies that follow
+FLOPs, a ground truth, and a prediction a few percent off, for the page and the figures.
+"""
+
+from __future__ import annotations
+
+import random
+
+from irene.tree import FEATURE_FIELDS, Node, Tree, read_trees, write_trees
+
+
+def make_node(scope: str, kind: str, itype: str, children: list[Node] | None = None, *,
+              predicted: float | None = None, measured: float | None = None,
+              **features: float) -> Node:
+    """A node with every feature present (0 unless given)."""
+    values = {k: float(features.get(k, 0.0)) for k in FEATURE_FIELDS}
+    return Node(id=scope, scope=scope, parent_name=scope.rsplit(".", 1)[0] if "." in scope else "",
+                level=scope.count(".") + 1 if scope else 0, instance_type=itype, type=kind,
+                features=values, predicted_energy=predicted, ground_truth_energy=measured,
+                children=list(children or []))
+
+
+def toy_tree(*, predicted: bool = True, measured: bool = True) -> Tree:
+    """A 3-module tree whose energies are round numbers (J).
+
+    predicted: root 10; embed 1.5 (word 1.5); layer.0 and layer.1 4.25 each (linear 3, softmax
+    1.25). Leaves sum to 10 J: Linear 60 %, softmax 25 %, Embedding 15 %.
+    measured: root 9.5; embed 1.45 (word 1.4); layer.0 4.0 (3.3, 1.2); layer.1 4.3 (2.9, 1.3).
+    """
+    def n(scope, kind, itype, p, m, kids=None):
+        return make_node(scope, kind, itype, kids, predicted=p if predicted else None,
+                         measured=m if measured else None, flops=p * 100, num_parameters=10)
+
+    root = n("toy", "model", "ToyModel", 10.0, 9.5, [
+        n("toy.embed", "module", "Embed", 1.5, 1.45,
+          [n("toy.embed.word", "ml", "Embedding", 1.5, 1.4)]),
+        n("toy.layer.0", "module", "Layer", 4.25, 4.0, [
+            n("toy.layer.0.linear", "ml", "Linear", 3.0, 3.3),
+            n("toy.layer.0.softmax", "ml", "softmax", 1.25, 1.2)]),
+        n("toy.layer.1", "module", "Layer", 4.25, 4.3, [
+            n("toy.layer.1.linear", "ml", "Linear", 3.0, 2.9),
+            n("toy.layer.1.softmax", "ml", "softmax", 1.25, 1.3)]),
+    ])
+    return Tree("toy", 2, 16, root, meta={"device": "test device"})
+
+
+_J_PER_MFLOP = 4e-6   # energy per MFLOP of the synthetic "hardware"
+_J_PER_CALL = 2e-5    # fixed cost of launching one primitive
+
+
+class _BertBuilder:
+    """Builds one BERT-shaped tree with FLOP-driven energies."""
+
+    def __init__(self, batch_size: int, seq_len: int, hidden: int, layers: int,
+                 predicted: bool, measured: bool, seed: int) -> None:
+        self.tokens = batch_size * seq_len
+        self.b, self.s, self.h, self.layers = batch_size, seq_len, hidden, layers
+        self.predicted, self.measured = predicted, measured
+        self.rng = random.Random(seed)
+
+    def leaf(self, scope: str, itype: str, mflop: float, params: int = 0,
+             mem_mib: float = 0.0) -> Node:
+        energy = _J_PER_CALL + _J_PER_MFLOP * mflop + 2e-5 * mem_mib
+        truth = energy * self.rng.uniform(0.9, 1.1)
+        guess = truth * self.rng.uniform(0.88, 1.12)
+        return make_node(scope, "ml", itype, predicted=guess if self.predicted else None,
+                         measured=truth if self.measured else None, flops=mflop,
+                         num_parameters=params, mem_bytes=mem_mib,
+                         times_mean=truth / 40.0, cpu=35.0, mem=12.0)
+
+    def inner(self, scope: str, itype: str, children: list[Node], kind: str = "module") -> Node:
+        truth = sum(c.ground_truth_energy or 0.0 for c in children) * self.rng.uniform(1.0, 1.06)
+        guess = sum(c.predicted_energy or 0.0 for c in children) * self.rng.uniform(1.0, 1.04)
+        totals = {k: sum(c.features[k] for c in children)
+                  for k in ("flops", "num_parameters", "mem_bytes", "times_mean")}
+        return make_node(scope, kind, itype, children,
+                         predicted=guess if self.predicted else None,
+                         measured=truth if self.measured else None, cpu=35.0, mem=12.0, **totals)
+
+    def linear(self, scope: str, n_in: int, n_out: int) -> Node:
+        mflop = 2 * self.tokens * n_in * n_out / 1e6
+        mem = 4 * (self.tokens * (n_in + n_out) + n_in * n_out) / 2**20
+        return self.leaf(scope, "Linear", mflop, n_in * n_out + n_out, mem)
+
+    def elementwise(self, scope: str, itype: str, width: int, per_element: float = 1.0) -> Node:
+        elements = self.tokens * width
+        return self.leaf(scope, itype, per_element * elements / 1e6, 0, 8 * elements / 2**20)
+
+    def layer(self, i: int) -> Node:
+        p, h = f"bert.encoder.layer.{i}", self.h
+        scores = self.b * 12 * self.s * self.s
+        attention_self = self.inner(f"{p}.attention.self", "BertSelfAttention", [
+            self.linear(f"{p}.attention.self.query", h, h),
+            self.linear(f"{p}.attention.self.key", h, h),
+            self.linear(f"{p}.attention.self.value", h, h),
+            self.leaf(f"{p}.attention.self.matmul", "matmul", 2 * scores * h / 12 / 1e6),
+            self.leaf(f"{p}.attention.self.softmax", "softmax", 5 * scores / 1e6),
+            self.leaf(f"{p}.attention.self.dropout", "Dropout", 0.0),
+            self.leaf(f"{p}.attention.self.matmul_1", "matmul", 2 * scores * h / 12 / 1e6),
+        ])
+        attention_output = self.inner(f"{p}.attention.output", "BertSelfOutput", [
+            self.linear(f"{p}.attention.output.dense", h, h),
+            self.leaf(f"{p}.attention.output.dropout", "Dropout", 0.0),
+            self.elementwise(f"{p}.attention.output.LayerNorm", "LayerNorm", h, 5),
+        ])
+        return self.inner(p, "BertLayer", [
+            self.inner(f"{p}.attention", "BertAttention", [attention_self, attention_output]),
+            self.inner(f"{p}.intermediate", "BertIntermediate", [
+                self.linear(f"{p}.intermediate.dense", h, 4 * h),
+                self.elementwise(f"{p}.intermediate.intermediate_act_fn", "GELUActivation",
+                                 4 * h, 8)]),
+            self.inner(f"{p}.output", "BertOutput", [
+                self.linear(f"{p}.output.dense", 4 * h, h),
+                self.leaf(f"{p}.output.dropout", "Dropout", 0.0),
+                self.elementwise(f"{p}.output.LayerNorm", "LayerNorm", h, 5)]),
+        ])
+
+    def tree(self) -> Tree:
+        h = self.h
+        embeddings = self.inner("bert.embeddings", "BertEmbeddings", [
+            self.leaf("bert.embeddings.word_embeddings", "Embedding", 0.0, 30522 * h,
+                      4 * self.tokens * h / 2**20),
+            self.leaf("bert.embeddings.position_embeddings", "Embedding", 0.0, 512 * h),
+            self.leaf("bert.embeddings.token_type_embeddings", "Embedding", 0.0, 2 * h),
+            self.elementwise("bert.embeddings.LayerNorm", "LayerNorm", h, 5),
+            self.leaf("bert.embeddings.dropout", "Dropout", 0.0),
+        ])
+        encoder = self.inner("bert.encoder", "BertEncoder",
+                             [self.layer(i) for i in range(self.layers)])
+        pooler = self.inner("bert.pooler", "BertPooler", [
+            self.linear("bert.pooler.dense", h, h),
+            self.elementwise("bert.pooler.activation", "Tanh", h)])
+        root = self.inner("bert", "BertModel", [embeddings, encoder, pooler], kind="model")
+        return Tree("bert-tiny-test", self.b, self.s, root, meta={"device": "synthetic"})
+
+
+def bert_like_tree(*, batch_size: int = 8, seq_len: int = 128, hidden: int = 256,
+                   layers: int = 4, predicted: bool = True, measured: bool = True,
+                   seed: int = 0, model_name: str | None = None) -> Tree:
+    """A BERT-shaped tree (scopes as a trace of ``BertModel`` gives them) with known energies."""
+    tree = _BertBuilder(batch_size, seq_len, hidden, layers, predicted, measured, seed).tree()
+    if model_name:
+        tree.model_name = model_name
+    return tree
+
+
+def test_fixture_trees_are_valid_and_round_trip(tmp_path):
+    trees = [toy_tree(), bert_like_tree(), bert_like_tree(predicted=False, seq_len=64)]
+    write_trees(trees, tmp_path / "t.jsonl")
+    again = read_trees(tmp_path / "t.jsonl")
+    assert [t.to_dict() for t in again] == [t.to_dict() for t in trees]
+    leaves = [n for n in again[1].nodes() if n.is_leaf]
+    assert {n.instance_type for n in leaves} >= {"Linear", "matmul", "softmax", "LayerNorm"}
