@@ -57,8 +57,9 @@ class DevTools:
             if path.exists() and path.read_text().strip():
                 return int(path.read_text().split()[0])
             if self.process.poll() is not None:
-                err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
-                raise RuntimeError(f"chromium exited with {self.process.returncode}: {err[-2000:]}")
+                stderr = self.process.stderr
+                err = stderr.read().decode(errors="replace") if stderr else ""
+                raise RuntimeError(f"chromium exited ({self.process.returncode}): {err[-2000:]}")
             time.sleep(0.05)
         raise TimeoutError("chromium did not open its DevTools port")
 
@@ -146,7 +147,7 @@ class DevTools:
 def browser(tmp_path):
     if not CHROMIUM.exists():
         pytest.skip("headless Chromium not installed (apt-get install chromium)")
-    pytest.importorskip("websocket", reason="websocket-client not installed (pip install -e .[dev])")
+    pytest.importorskip("websocket", reason="websocket-client missing (pip install -e .[dev])")
     profile = tmp_path / "chromium-profile"
     profile.mkdir()
     devtools = DevTools(profile)

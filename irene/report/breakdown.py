@@ -359,7 +359,7 @@ class Breakdown:
 
 def explain_tree(tree: Tree, *, source: str = "auto", depth: int | None = None,
                  top: int = 10, group_repeated: bool = True) -> Breakdown:
-    """The :class:`Breakdown` of one tree (rows down to ``depth``; ``top`` hotspots of each kind)."""
+    """The :class:`Breakdown` of one tree: rows down to ``depth``, ``top`` hotspots per kind."""
     chosen = energy_source(tree, source)
     total = node_energy(tree.root, chosen)
     notes = []
