@@ -271,3 +271,66 @@ def test_real_torch_module_with_real_clock():
     assert 0 < m.time_p10 <= m.time_s <= m.time_p90
     assert m.repeats * m.time_s >= 0.5 * protocol.min_run_seconds
     assert m.energy_j == pytest.approx(40.0 * m.time_s, rel=0.2)
+
+
+def test_apply_to_node_and_metadata(tmp_path):
+    from irene.measure import measurement_metadata
+    from irene.tree import FEATURE_FIELDS, Node, Tree, read_trees, write_trees
+
+    clock = FakeClock()
+    work = ScheduledWork(clock, 0.01, [0.01, 0.02, 0.01])
+    meter = RunCountingMeter(work)
+    sampler = FakeSampler([{"cpu": 30.0, "mem": 10.0}] * 3)
+    m = measure_callable(work, meter=meter, protocol=Protocol(runs=3, min_run_seconds=0.05),
+                         sampler=sampler, clock=clock)
+    node = Node(id="n0", scope="root", parent_name="", level=0, instance_type="Linear",
+                type="model", features=dict.fromkeys(FEATURE_FIELDS, 0.0))
+    m.apply_to(node)
+    assert node.features["times_mean"] == pytest.approx(0.01)
+    assert node.features["cpu"] == pytest.approx(30.0)
+    assert node.ground_truth_energy == pytest.approx(0.5)
+    assert node.extra["measurement"]["repeats"] == m.repeats
+    assert node.extra["measurement"]["meter"] == "simulated"
+    cache = MeasurementCache()
+    cache.get_or_measure("sig", lambda: m)
+    cache.get_or_measure("sig", lambda: m)
+    meta = measurement_metadata(meter, Protocol(runs=3), cache=cache)
+    assert meta["meter"] == "simulated" and meta["leaky_features"] == []
+    assert meta["dedup"] == {"hits": 1, "misses": 1, "unique": 1}
+    assert Protocol.from_dict(meta["protocol"]) == Protocol(runs=3)
+    # the metadata and the measurement survive a round trip through a tree file
+    tree = Tree("tiny", 1, 8, node, meta=meta)
+    write_trees([tree], tmp_path / "t.jsonl")
+    (back,) = read_trees(tmp_path / "t.jsonl")
+    assert back.meta["meter"] == "simulated"
+    assert back.root.extra["measurement"]["repeats"] == m.repeats
+    assert measurement_metadata(None, Protocol())["meter"] == "none"
+
+
+def test_negative_energy_after_idle_subtraction_is_flagged():
+    clock = FakeClock()
+    meter = IdleAwareMeter(clock, idle_w=20.0, busy_w=0.0)
+    # idle measured at 20 W, then power drops (e.g. a fan slows down): idle-subtracted energy < 0
+    protocol = Protocol(runs=1, min_run_seconds=0.05, subtract_idle=True)
+    meter.idle_power_w(protocol.idle_seconds, sleep=clock.sleep)
+    meter.idle_w = 15.0
+    m = measure_callable(lambda: clock.advance(0.01), meter=meter, protocol=protocol,
+                         clock=clock, sleep=clock.sleep)
+    assert m.energy_j == pytest.approx(-5.0 * 0.01)
+    assert not m.trusted and "idle" in m.notes[0]
+
+
+def test_command_line_options_build_the_protocol():
+    import argparse
+
+    from irene.measure import add_measure_arguments, protocol_from_args
+
+    parser = argparse.ArgumentParser()
+    add_measure_arguments(parser)
+    args = parser.parse_args(["--meter", "rapl", "--runs", "7", "--min-run-seconds", "0.5",
+                              "--subtract-idle", "--cooldown", "1", "--no-dedup"])
+    assert args.meter == "rapl"
+    assert protocol_from_args(args) == Protocol(runs=7, min_run_seconds=0.5, subtract_idle=True,
+                                                cooldown_s=1.0, dedup=False)
+    defaults = protocol_from_args(parser.parse_args([]))
+    assert defaults == Protocol() and parser.parse_args([]).meter == "none"

@@ -10,7 +10,9 @@ Public interface::
 """
 
 from irene.measure.base import Meter, MeterUnavailable, Window, WindowResult
+from irene.measure.metadata import measurement_metadata
 from irene.measure.meters import CombinedMeter, leaky_features, meter_names, open_meter
+from irene.measure.options import add_measure_arguments, protocol_from_args
 from irene.measure.protocol import (
     FEATURE_NAMES,
     Measurement,
@@ -33,8 +35,11 @@ __all__ = [
     "SimulatedMeter",
     "Window",
     "WindowResult",
+    "add_measure_arguments",
     "leaky_features",
     "measure_callable",
+    "measurement_metadata",
     "meter_names",
     "open_meter",
+    "protocol_from_args",
 ]

@@ -23,13 +23,14 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Hashable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from irene.measure.base import Clock, Meter, WindowResult
 
 if TYPE_CHECKING:
     from irene.measure.sampler import Sampler
+    from irene.tree import Node
 
 #: node features produced by the protocol (IrEne's utilisation columns), 0.0 where unavailable
 FEATURE_NAMES = ("cpu", "mem", "gpu", "gpu_mem", "gpu_clk", "gpu_mem_clk", "gpu_energy_mean")
@@ -74,6 +75,12 @@ class Protocol:
         """Plain-JSON form, for tree metadata."""
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Protocol:
+        """Inverse of :meth:`to_dict`; keys that are not settings (derived ones) are ignored."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
     def target_run_seconds(self, meter: Meter | None) -> float:
         """Shortest duration (s) of one run for this meter."""
         floor = meter.min_window_s if meter is not None else 0.0
@@ -107,9 +114,31 @@ class Measurement:
     meter: str | None = None
     trusted: bool = True
     idle_power_w: dict[str, float] | None = None
+    notes: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def apply_to(self, node: Node) -> None:
+        """Write this measurement onto a tree node.
+
+        Sets ``times_mean`` (s/call), the utilisation features, ``ground_truth_energy`` (J/call,
+        only with a meter) and ``node.extra["measurement"]`` (repeats, runs, p10/p90 spread,
+        meter, trusted, notes).
+        """
+        node.features["times_mean"] = self.time_s
+        for name in FEATURE_NAMES:
+            node.features[name] = float(self.features.get(name, 0.0))
+        if self.energy_j is not None:
+            node.ground_truth_energy = self.energy_j
+        spread: dict[str, Any] = {"repeats": self.repeats, "runs": self.runs,
+                                  "time_p10": self.time_p10, "time_p90": self.time_p90}
+        if self.energy_j is not None:
+            spread.update(energy_p10=self.energy_p10, energy_p90=self.energy_p90,
+                          meter=self.meter, trusted=self.trusted)
+        if self.notes:
+            spread["notes"] = list(self.notes)
+        node.extra["measurement"] = spread
 
 
 def quantile(values: Sequence[float], q: float) -> float:
@@ -249,6 +278,11 @@ def _summarise(times: list[float], windows: list[WindowResult],
         m.meter = meter.name
         m.trusted = all(w.trusted for w in windows)
         m.idle_power_w = idle_w
+        m.notes = list(dict.fromkeys(n for w in windows for n in w.notes))
+        if idle_w is not None and m.energy_j <= 0:
+            m.trusted = False
+            m.notes.append(f"energy after idle subtraction is {m.energy_j:.3g} J <= 0: the "
+                           "call is too small to separate from idle power")
     return m
 
 
