@@ -299,11 +299,15 @@ def test_apply_to_node_and_metadata(tmp_path):
     assert meta["dedup"] == {"hits": 1, "misses": 1, "unique": 1}
     assert Protocol.from_dict(meta["protocol"]) == Protocol(runs=3)
     # the metadata and the measurement survive a round trip through a tree file
-    tree = Tree("tiny", 1, 8, node, meta=meta)
+    root = Node(id="r", scope="root", parent_name="", level=0, instance_type="Tiny",
+                type="model", features=dict.fromkeys(FEATURE_FIELDS, 0.0), children=[node])
+    node.scope, node.parent_name, node.level, node.type = "root.fc", "root", 1, "ml"
+    tree = Tree("tiny", 1, 8, root, meta=meta)
     write_trees([tree], tmp_path / "t.jsonl")
     (back,) = read_trees(tmp_path / "t.jsonl")
     assert back.meta["meter"] == "simulated"
-    assert back.root.extra["measurement"]["repeats"] == m.repeats
+    assert back.root.children[0].extra["measurement"]["repeats"] == m.repeats
+    assert back.root.children[0].ground_truth_energy == pytest.approx(0.5)
     assert measurement_metadata(None, Protocol())["meter"] == "none"
 
 
