@@ -168,6 +168,17 @@ def test_meter_measures_only_visible_gpus_in_cuda_order():
     assert w.result.energy_j == pytest.approx({"gpu:0": 3.0, "gpu:1": 1.0})
 
 
+def test_cuda_uuids_override_index_order():
+    # CUDA's default order (fastest first) can differ from NVML's PCI order: match by UUID
+    nv = three_gpus()
+    meter = NvmlMeter(pynvml=nv, env={"CUDA_VISIBLE_DEVICES": "0,1,2"},
+                      cuda_uuids=["cccc3333", "GPU-AAAA1111"])
+    assert [h.uuid for _, h in meter.devices] == ["GPU-cccc3333", "GPU-aaaa1111"]
+    # an unknown UUID (e.g. a MIG slice) falls back to CUDA_VISIBLE_DEVICES
+    meter = NvmlMeter(pynvml=nv, env={"CUDA_VISIBLE_DEVICES": "1"}, cuda_uuids=["zzzz"])
+    assert [h.uuid for _, h in meter.devices] == ["GPU-bbbb2222"]
+
+
 def test_no_visible_gpu_or_no_driver_is_unavailable(monkeypatch):
     nv = three_gpus()
     with pytest.raises(MeterUnavailable, match="CUDA_VISIBLE_DEVICES"):

@@ -4,9 +4,10 @@
 * Older GPUs: ``nvmlDeviceGetPowerUsage`` (mW) sampled by a background thread during the window
   and integrated over time (trapezoids).
 
-Only the GPUs visible to this process are measured: ``CUDA_VISIBLE_DEVICES`` (indices or
-``GPU-<uuid>`` prefixes, parsed like CUDA: up to the first invalid entry) maps CUDA index ``i`` to
-an NVML device; domains are ``gpu:<i>``. The device is synchronised at both window edges (the
+Only the GPUs visible to this process are measured, as domains ``gpu:<cuda index>``: CUDA's
+device UUIDs (from torch) are matched to NVML's; without them ``CUDA_VISIBLE_DEVICES`` (indices or
+``GPU-<uuid>`` prefixes, parsed like CUDA: up to the first invalid entry) maps CUDA index ``i``
+to an NVML device. The device is synchronised at both window edges (the
 ``sync`` callable, by default ``torch.cuda.synchronize`` when CUDA is available). A window shorter
 than the counter's update period is reported with ``trusted=False``.
 """
@@ -69,14 +70,41 @@ def parse_visible_devices(value: str | None, uuids: list[str]) -> list[int]:
     return chosen
 
 
-def visible_handles(pynvml: ModuleType,
-                    env: dict[str, str] | None = None) -> list[tuple[int, Any]]:
-    """``[(cuda_index, nvml_handle)]`` for the GPUs visible to this process (NVML initialised)."""
+def _normalise_uuid(uuid: str) -> str:
+    uuid = uuid.strip().lower()
+    return uuid[4:] if uuid.startswith("gpu-") else uuid
+
+
+def torch_cuda_uuids() -> list[str] | None:
+    """UUIDs of the devices torch sees, in CUDA order; None without CUDA (or an old torch)."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        return [str(torch.cuda.get_device_properties(i).uuid)
+                for i in range(torch.cuda.device_count())]
+    except (ImportError, AttributeError, RuntimeError):
+        return None
+
+
+def visible_handles(pynvml: ModuleType, env: dict[str, str] | None = None,
+                    cuda_uuids: list[str] | None = None) -> list[tuple[int, Any]]:
+    """``[(cuda_index, nvml_handle)]`` for the GPUs visible to this process (NVML initialised).
+
+    With ``cuda_uuids`` (the UUIDs CUDA reports, in CUDA order) devices are matched by UUID,
+    which also holds when CUDA's default fastest-first order differs from NVML's PCI order;
+    otherwise ``CUDA_VISIBLE_DEVICES`` from ``env`` (default: ``os.environ``) is parsed.
+    """
     env = dict(os.environ) if env is None else env
     count = pynvml.nvmlDeviceGetCount()
     handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
     uuids = [_text(pynvml.nvmlDeviceGetUUID(h)) for h in handles]
-    indices = parse_visible_devices(env.get("CUDA_VISIBLE_DEVICES"), uuids)
+    by_uuid = {_normalise_uuid(u): i for i, u in enumerate(uuids)}
+    if cuda_uuids and all(_normalise_uuid(u) in by_uuid for u in cuda_uuids):
+        indices = [by_uuid[_normalise_uuid(u)] for u in cuda_uuids]
+    else:
+        indices = parse_visible_devices(env.get("CUDA_VISIBLE_DEVICES"), uuids)
     return [(cuda_i, handles[nvml_i]) for cuda_i, nvml_i in enumerate(indices)]
 
 
@@ -143,7 +171,8 @@ class _PowerSampler:
 class NvmlMeter(Meter):
     """Energy (J) of every visible NVIDIA GPU per window, as domains ``gpu:<cuda index>``.
 
-    ``pynvml`` and ``env`` are injectable for tests; ``sync`` is called at both window edges
+    ``pynvml``, ``env`` and ``cuda_uuids`` (default: from torch when CUDA is available) are
+    injectable for tests; ``sync`` is called at both window edges
     (default: ``torch.cuda.synchronize`` when CUDA is available); ``sample_period_s`` is the power
     sampling period on GPUs without an energy counter.
     """
@@ -151,13 +180,15 @@ class NvmlMeter(Meter):
     name = "nvml"
 
     def __init__(self, *, sync: Callable[[], None] | None = None, pynvml: ModuleType | None = None,
-                 env: dict[str, str] | None = None, sample_period_s: float = 0.02,
-                 clock: Clock = time.perf_counter) -> None:
+                 env: dict[str, str] | None = None, cuda_uuids: list[str] | None = None,
+                 sample_period_s: float = 0.02, clock: Clock = time.perf_counter) -> None:
         super().__init__(clock=clock)
         self.pynvml = pynvml if pynvml is not None else import_pynvml()
         init_nvml(self.pynvml)
+        if cuda_uuids is None and pynvml is None:
+            cuda_uuids = torch_cuda_uuids()
         try:
-            self.devices = visible_handles(self.pynvml, env)
+            self.devices = visible_handles(self.pynvml, env, cuda_uuids)
         except self.pynvml.NVMLError as exc:
             self.pynvml.nvmlShutdown()
             raise MeterUnavailable(f"NVML: cannot list GPUs ({exc})") from exc

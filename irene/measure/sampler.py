@@ -34,11 +34,12 @@ class NvmlGpuSource:
 
     def __init__(self, *, pynvml: ModuleType | None = None,
                  env: dict[str, str] | None = None) -> None:
-        from irene.measure.nvml import import_pynvml, init_nvml, visible_handles
+        from irene.measure.nvml import import_pynvml, init_nvml, torch_cuda_uuids, visible_handles
 
+        cuda_uuids = torch_cuda_uuids() if pynvml is None else None
         self.pynvml = pynvml if pynvml is not None else import_pynvml()
         init_nvml(self.pynvml)
-        self.handles = [h for _, h in visible_handles(self.pynvml, env)]
+        self.handles = [h for _, h in visible_handles(self.pynvml, env, cuda_uuids)]
         if not self.handles:
             self.pynvml.nvmlShutdown()
             raise MeterUnavailable("NVML: no GPU visible to this process")
