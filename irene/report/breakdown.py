@@ -43,12 +43,13 @@ def format_energy(joules: float | None, digits: int = 3) -> str:
     """
     if joules is None or (isinstance(joules, float) and math.isnan(joules)):
         return "—"
-    if joules == 0:
+    rounded = float(f"{joules:.{digits}g}")  # round first: 0.9999 mJ is "1.00 mJ"
+    if rounded == 0:
         return "0 J"
-    magnitude = abs(joules)
-    scale, unit = next(((s, u) for s, u in _UNITS if magnitude >= s * 0.9995), _UNITS[-1])
-    value = joules / scale
-    decimals = max(0, digits - 1 - int(math.floor(math.log10(abs(value))))) if value else 0
+    magnitude = abs(rounded)
+    scale, unit = next(((s, u) for s, u in _UNITS if magnitude >= s), _UNITS[-1])
+    value = rounded / scale
+    decimals = max(0, digits - 1 - int(math.floor(math.log10(abs(value)) + 1e-9)))
     return f"{value:.{decimals}f} {unit}"
 
 
@@ -555,3 +556,37 @@ def _nodes_to_depth(tree: Tree, depth: int | None) -> list[tuple[Node, int, Node
         if depth is None or d < depth:
             stack.extend((c, d + 1, node) for c in reversed(node.children))
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# joining gold trees and their predictions
+
+
+def merge_predictions(gold: Sequence[Tree], predicted: Sequence[Tree]) -> list[Tree]:
+    """Copies of the ``gold`` trees with ``predicted_energy`` taken from ``predicted``.
+
+    Trees are matched by (model_name, batch_size, seq_len) and nodes by id, as
+    :func:`irene.evaluation.node_errors` does. A gold tree or node without a prediction raises
+    ValueError naming it (never a silent 0).
+    """
+    by_key = {t.key: {n.id: n.predicted_energy for n in t.nodes()} for t in predicted}
+    merged = []
+    for tree in gold:
+        values = by_key.get(tree.key)
+        if values is None:
+            raise ValueError(f"no predicted tree for {describe_tree(tree)}")
+        copy = _copy_tree(tree)
+        for node in copy.nodes():
+            value = values.get(node.id)
+            if value is None:
+                raise ValueError(f"{describe_tree(tree)}: no prediction for node {node.scope!r} "
+                                 f"(id {node.id})")
+            node.predicted_energy = value
+        merged.append(copy)
+    return merged
+
+
+def _copy_tree(tree: Tree) -> Tree:
+    from irene.tree import tree_from_dict
+
+    return tree_from_dict(tree.to_dict(), source=tree.source, line=tree.line)

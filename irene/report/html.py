@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
+from irene.report import NODE_TYPE_COLOURS
 from irene.report.breakdown import (
     Breakdown,
     ErrorStats,
@@ -38,10 +39,6 @@ from irene.report.breakdown import (
     percent_error,
 )
 from irene.tree import FEATURE_FIELDS, Node, Tree, atomic_write
-
-#: colours of the three node types, shared by the page's CSS and its SVG chart
-NODE_TYPE_COLOURS = {"model": "#8e44ad", "module": "#2f6fb3", "ml": "#2e9e5b"}
-
 
 def _asset(name: str) -> str:
     return resources.files("irene.report").joinpath(name).read_text(encoding="utf-8")

@@ -27,7 +27,7 @@ from irene.report.breakdown import (
 _TYPE_STYLE = {"model": "bold magenta", "module": "cyan", "ml": "green"}
 _SOURCE_TEXT = {
     "predicted": "predicted energy",
-    "measured": "measured energy (ground truth; the tree has no prediction)",
+    "measured": "measured energy (ground truth)",
 }
 
 
@@ -192,10 +192,13 @@ def render_comparison(comparison: Comparison, label_a: str, label_b: str,
     summary.append(_signed_energy(comparison.diff_j), style="bold")
     if comparison.ratio is not None:
         summary.append(f"  (B = {comparison.ratio:.2f} × A)")
+    if comparison.source_a != comparison.source_b:
+        summary.append(f"\nnote: A is {comparison.source_a} and B {comparison.source_b} energy",
+                       style="yellow")
     console.print(Panel(summary, title="irene · compare", title_align="left", box=box.ROUNDED))
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="Per module (matched by scope)",
                   title_justify="left", title_style="bold")
-    for column, justify in (("module", "left"), ("type", "left"), ("A", "right"),
+    for column, justify in (("node", "left"), ("type", "left"), ("A", "right"),
                             ("B", "right"), ("B − A", "right"), ("B / A", "right")):
         table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for row in comparison.rows:

@@ -1,0 +1,364 @@
+"""Figures with matplotlib (Agg, no display needed): PNG or SVG, chosen by the file suffix.
+
+Every ``plot_*`` function takes trees (or a comparison), writes one file atomically and returns its
+path. Figures are drawn on :class:`matplotlib.figure.Figure` objects directly, so no global pyplot
+state or interactive backend is touched. Energies are joules per inference call, on log axes
+labelled with readable units (µJ, mJ, J).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+from irene.report import NODE_TYPE_COLOURS
+from irene.report.breakdown import (
+    Comparison,
+    describe_tree,
+    energy_source,
+    format_energy,
+    merge_predictions,
+    paired_energies,
+    primitive_type_shares,
+)
+from irene.tree import NODE_TYPES, Tree, atomic_write
+
+FORMATS = ("png", "svg")
+_CYCLE = ("#2f6fb3", "#e67e22", "#2e9e5b", "#c0392b", "#8e44ad", "#16a085", "#7f8c8d",
+          "#d4ac0d", "#34495e", "#e84393")
+
+
+def _save(figure: Figure, path: str | os.PathLike) -> Path:
+    """Write ``figure`` to ``path`` (format from the suffix: .png or .svg), atomically."""
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower()
+    if fmt not in FORMATS:
+        raise ValueError(f"{path}: figures are written as {' or '.join(FORMATS)}, not {fmt!r}")
+    metadata = {"Date": None} if fmt == "svg" else {}
+    with atomic_write(path, "wb") as handle:
+        figure.savefig(handle, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
+    return path
+
+
+def _energy_axis(axis, which: str = "y") -> None:
+    """Make ``which`` axis logarithmic with ticks that read ``1 mJ``, ``20 µJ`` ...
+
+    Call after the data is drawn: spans under two decades get ticks at 1, 2 and 5 × 10^k.
+    """
+    target = axis.yaxis if which == "y" else axis.xaxis
+    (axis.set_yscale if which == "y" else axis.set_xscale)("log")
+    axis.autoscale_view()
+    low, high = axis.get_ylim() if which == "y" else axis.get_xlim()
+    decades = math.log10(max(high, 1e-300) / max(low, 1e-300))
+    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades < 2 else (1.0,)))
+    target.set_major_formatter(FuncFormatter(lambda v, _: format_energy(v, 1)))
+    target.set_minor_formatter(NullFormatter())
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise ValueError(message)
+
+
+# --------------------------------------------------------------------------------------------
+# accuracy figures (need trees with both energies)
+
+
+def plot_predicted_vs_measured(trees: Sequence[Tree], path: str | os.PathLike) -> Path:
+    """Log-log scatter of predicted against measured energy for every node, coloured by node
+    type, with the y = x line and ±20 % bands. Needs nodes with both energies."""
+    pairs = paired_energies(trees)
+    _require(bool(pairs), "no node has both predicted_energy and ground_truth_energy")
+    figure = Figure(figsize=(6.4, 5.6))
+    axis = figure.add_subplot()
+    values = [v for _, _, p, m in pairs for v in (p, m) if v > 0]
+    low, high = min(values) / 1.5, max(values) * 1.5
+    line = [low, high]
+    axis.plot(line, line, color="#555", linestyle="--", linewidth=1, label="y = x")
+    axis.fill_between(line, [v * 0.8 for v in line], [v * 1.2 for v in line], color="#999",
+                      alpha=0.12, linewidth=0, label="±20 %")
+    for kind in ("ml", "module", "model"):
+        points = [(m, p) for _, node, p, m in pairs if node.type == kind and p > 0]
+        if points:
+            axis.scatter([m for m, _ in points], [p for _, p in points], s=26 if kind == "model"
+                         else 12, alpha=0.7, color=NODE_TYPE_COLOURS[kind],
+                         label=f"{kind} ({len(points)})", edgecolors="none")
+    axis.set_xlim(low, high)
+    axis.set_ylim(low, high)
+    _energy_axis(axis, "x")
+    _energy_axis(axis, "y")
+    axis.set_xlabel("measured energy per call")
+    axis.set_ylabel("predicted energy per call")
+    axis.set_title("Predicted vs measured energy, every node")
+    axis.grid(True, which="major", alpha=0.3)
+    axis.legend(loc="upper left", frameon=False)
+    return _save(figure, path)
+
+
+def _signed_errors(trees: Sequence[Tree], key: Callable) -> dict[str, list[float]]:
+    groups: dict[str, list[float]] = {}
+    for tree, node, predicted, measured in paired_energies(trees):
+        name = key(tree, node)
+        if name is not None:
+            groups.setdefault(name, []).append(100.0 * (predicted - measured) / measured)
+    return groups
+
+
+def plot_error_distribution(trees: Sequence[Tree], path: str | os.PathLike,
+                            max_types: int = 12) -> Path:
+    """Box plots of the signed percent error: per node type (left) and per primitive type
+    (right, the ``max_types`` most frequent). Needs nodes with both energies."""
+    by_kind = _signed_errors(trees, lambda t, n: n.type)
+    _require(bool(by_kind), "no node has both predicted_energy and ground_truth_energy")
+    by_type = _signed_errors(trees, lambda t, n: n.instance_type if n.is_leaf else None)
+    frequent = sorted(by_type, key=lambda k: -len(by_type[k]))[:max_types]
+    figure = Figure(figsize=(11, 4.6))
+    left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 2.2]})
+    kinds = [k for k in NODE_TYPES if k in by_kind]
+    _boxes(left, [by_kind[k] for k in kinds], kinds, [NODE_TYPE_COLOURS[k] for k in kinds])
+    left.set_title("per node type")
+    _boxes(right, [by_type[k] for k in frequent], frequent,
+           [NODE_TYPE_COLOURS["ml"]] * len(frequent))
+    right.set_title("per primitive type")
+    right.tick_params(axis="x", labelrotation=30)
+    for label in right.get_xticklabels():
+        label.set_horizontalalignment("right")
+    left.set_ylabel("error: (predicted − measured) / measured  [%]")
+    figure.suptitle("Distribution of the prediction error")
+    return _save(figure, path)
+
+
+def _boxes(axis, data: list[list[float]], labels: list[str], colours: list[str]) -> None:
+    parts = axis.boxplot(data, tick_labels=[f"{k}\n(n={len(v)})" for k, v in zip(labels, data)],
+                         patch_artist=True, showfliers=True, widths=0.6,
+                         flierprops={"markersize": 3, "alpha": 0.5})
+    for patch, colour in zip(parts["boxes"], colours):
+        patch.set_facecolor(colour)
+        patch.set_alpha(0.55)
+    for median in parts["medians"]:
+        median.set_color("#1d2330")
+    axis.axhline(0, color="#555", linewidth=0.8, linestyle="--")
+    axis.grid(True, axis="y", alpha=0.3)
+
+
+# --------------------------------------------------------------------------------------------
+# energy against sequence length
+
+
+def plot_energy_vs_seq_len(trees: Sequence[Tree], path: str | os.PathLike) -> Path:
+    """Model-level energy against sequence length: one panel per batch size, one colour per
+    model; measured energy as solid lines with dots, predicted as dashed lines with crosses."""
+    _require(bool(trees), "no trees to plot")
+    batch_sizes = sorted({t.batch_size for t in trees})
+    models = list(dict.fromkeys(t.model_name for t in trees))
+    columns = min(3, len(batch_sizes))
+    rows = math.ceil(len(batch_sizes) / columns)
+    figure = Figure(figsize=(5.2 * columns, 4.0 * rows + 0.6))
+    axes = figure.subplots(rows, columns, squeeze=False)
+    drew = False
+    for index, batch_size in enumerate(batch_sizes):
+        axis = axes[index // columns][index % columns]
+        for m, model in enumerate(models):
+            colour = _CYCLE[m % len(_CYCLE)]
+            mine = sorted((t for t in trees if t.model_name == model
+                           and t.batch_size == batch_size), key=lambda t: t.seq_len)
+            for field, style, marker, suffix in (
+                    ("ground_truth_energy", "-", "o", "measured"),
+                    ("predicted_energy", "--", "x", "predicted")):
+                points = [(t.seq_len, getattr(t.root, field)) for t in mine
+                          if getattr(t.root, field) is not None]
+                if points:
+                    axis.plot([s for s, _ in points], [e for _, e in points], linestyle=style,
+                              marker=marker, color=colour, label=f"{model} · {suffix}",
+                              markersize=5)
+                    drew = True
+        axis.set_xscale("log", base=2)
+        axis.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+        _energy_axis(axis, "y")
+        axis.set_title(f"batch size {batch_size}")
+        axis.set_xlabel("sequence length (tokens)")
+        axis.set_ylabel("energy per call")
+        axis.grid(True, which="major", alpha=0.3)
+    _require(drew, "no tree carries a model-level energy")
+    for index in range(len(batch_sizes), rows * columns):
+        axes[index // columns][index % columns].set_visible(False)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), frameon=False,
+                  bbox_to_anchor=(0.5, -0.02 - 0.035 * math.ceil(len(labels) / 4)))
+    figure.suptitle("Energy vs sequence length (solid: measured, dashed: predicted)")
+    return _save(figure, path)
+
+
+# --------------------------------------------------------------------------------------------
+# where the energy goes
+
+
+def plot_primitive_breakdown(trees: Sequence[Tree], path: str | os.PathLike, *,
+                             source: str = "auto", max_types: int = 8,
+                             max_bars: int = 30) -> Path:
+    """Share of energy per primitive type: one horizontal stacked bar per tree (per model,
+    averaged over its trees, when there are more than ``max_bars`` trees); the ``max_types``
+    largest types get a colour, the rest is "other"."""
+    _require(bool(trees), "no trees to plot")
+    bars: dict[str, dict[str, float]] = {}
+    counts: dict[str, int] = {}
+    by_model = len(trees) > max_bars
+    for tree in trees:
+        label = tree.model_name if by_model else describe_tree(tree)
+        shares = primitive_type_shares(tree, energy_source(tree, source))
+        row = bars.setdefault(label, {})
+        counts[label] = counts.get(label, 0) + 1
+        for share in shares:
+            row[share.instance_type] = row.get(share.instance_type, 0.0) + share.share
+    for label, row in bars.items():
+        for key in row:
+            row[key] /= counts[label]
+    overall: dict[str, float] = {}
+    for row in bars.values():
+        for key, value in row.items():
+            overall[key] = overall.get(key, 0.0) + value
+    kept = sorted(overall, key=lambda k: -overall[k])[:max_types]
+    labels = list(bars)
+    figure = Figure(figsize=(9.5, 1.2 + 0.42 * len(labels)))
+    axis = figure.add_subplot()
+    left = [0.0] * len(labels)
+    segments = kept + (["other"] if len(overall) > len(kept) else [])
+    for i, kind in enumerate(segments):
+        widths = [100 * (sum(v for k, v in bars[b].items() if k not in kept) if kind == "other"
+                         else bars[b].get(kind, 0.0)) for b in labels]
+        colour = "#c8ccd4" if kind == "other" else _CYCLE[i % len(_CYCLE)]
+        axis.barh(labels, widths, left=left, color=colour, label=kind, edgecolor="white",
+                  linewidth=0.5)
+        for y, (x0, w) in enumerate(zip(left, widths)):
+            if w >= 6:
+                axis.text(x0 + w / 2, y, f"{w:.0f}%", ha="center", va="center", fontsize=8,
+                          color="white" if kind != "other" else "#333")
+        left = [a + b for a, b in zip(left, widths)]
+    axis.set_xlim(0, 100)
+    axis.invert_yaxis()
+    axis.set_xlabel("share of the primitives' energy [%]")
+    title = "Energy per primitive type" + (" (mean per model)" if by_model else "")
+    axis.set_title(title)
+    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.6 / max(len(labels), 1)),
+                ncol=min(5, len(segments)), frameon=False)
+    return _save(figure, path)
+
+
+# --------------------------------------------------------------------------------------------
+# comparing two trees
+
+
+def plot_comparison(comparison: Comparison, path: str | os.PathLike, *, label_a: str = "A",
+                    label_b: str = "B", max_rows: int = 14) -> Path:
+    """Side by side: per-module energy of A and B (matched by scope; the whole model and the
+    ``max_rows`` - 1 largest modules) and per primitive type, with the totals in the title."""
+    modules = sorted(comparison.rows, key=lambda r: -max(r.energy_a or 0.0, r.energy_b or 0.0))
+    modules = sorted(modules[:max_rows], key=lambda r: comparison.rows.index(r))
+    types = comparison.types[:max_rows]
+    height = 1.6 + 0.34 * max(len(modules), len(types))
+    figure = Figure(figsize=(13, height))
+    left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.3, 1]})
+    _paired_bars(left, [r.key or "(whole model)" for r in modules],
+                 [r.energy_a for r in modules], [r.energy_b for r in modules], label_a, label_b)
+    left.set_title("per module (matched by scope)")
+    _paired_bars(right, [t[0] for t in types], [t[1] for t in types], [t[2] for t in types],
+                 label_a, label_b)
+    right.set_title("per primitive type")
+    ratio = f" (B = {comparison.ratio:.2f} × A)" if comparison.ratio else ""
+    figure.suptitle(f"A: {label_a} {format_energy(comparison.total_a)}   ·   "
+                    f"B: {label_b} {format_energy(comparison.total_b)}{ratio}")
+    return _save(figure, path)
+
+
+def _paired_bars(axis, labels: list[str], a: list[float | None], b: list[float | None],
+                 label_a: str, label_b: str) -> None:
+    positions = range(len(labels))
+    height = 0.38
+    axis.barh([p - height / 2 for p in positions], [v or 0.0 for v in a], height=height,
+              color=_CYCLE[0], label=f"A: {label_a}")
+    axis.barh([p + height / 2 for p in positions], [v or 0.0 for v in b], height=height,
+              color=_CYCLE[1], label=f"B: {label_b}")
+    axis.set_yticks(list(positions), labels, fontsize=8)
+    axis.invert_yaxis()
+    positive = [v for v in a + b if v]
+    if positive:
+        axis.set_xlim(min(positive) / 2, max(positive) * 2)
+        _energy_axis(axis, "x")
+    axis.set_xlabel("energy per call")
+    axis.grid(True, axis="x", alpha=0.3)
+    axis.legend(loc="lower right", frameon=False, fontsize=8)
+
+
+# --------------------------------------------------------------------------------------------
+# many figures at once
+
+
+def plot_all(trees: Sequence[Tree], out_dir: str | os.PathLike, *, fmt: str = "png",
+             source: str = "auto") -> list[Path]:
+    """Every figure that applies to ``trees`` into ``out_dir``; returns the paths written.
+
+    The accuracy figures need nodes with both energies; energy vs sequence length needs more than
+    one sequence length; the primitive breakdown is always drawn.
+    """
+    _require(fmt in FORMATS, f"figure format must be one of {FORMATS}, got {fmt!r}")
+    out = Path(out_dir)
+    written = [plot_primitive_breakdown(trees, out / f"primitive_breakdown.{fmt}",
+                                        source=source)]
+    if len({t.seq_len for t in trees}) > 1:
+        written.append(plot_energy_vs_seq_len(trees, out / f"energy_vs_seq_len.{fmt}"))
+    if paired_energies(trees):
+        written.append(plot_predicted_vs_measured(trees, out / f"predicted_vs_measured.{fmt}"))
+        written.append(plot_error_distribution(trees, out / f"error_distribution.{fmt}"))
+    return written
+
+
+def plot_crossvalidation(gold_trees: Sequence[Tree], pred_trees: Sequence[Tree],
+                         out_dir: str | os.PathLike, *, fmt: str = "png") -> list[Path]:
+    """The figures of a cross-validation: predicted vs measured, error distribution, energy vs
+    sequence length (when several are present) and the model-level error per held-out model.
+
+    ``gold_trees`` carry ground truth; ``pred_trees`` the held-out predictions of the same trees
+    (matched by model/batch size/seq len and node id). Returns the paths written.
+    """
+    _require(fmt in FORMATS, f"figure format must be one of {FORMATS}, got {fmt!r}")
+    merged = merge_predictions(gold_trees, pred_trees)
+    out = Path(out_dir)
+    written = [plot_predicted_vs_measured(merged, out / f"cv_predicted_vs_measured.{fmt}"),
+               plot_error_distribution(merged, out / f"cv_error_distribution.{fmt}"),
+               plot_error_by_model(merged, out / f"cv_error_by_model.{fmt}")]
+    if len({t.seq_len for t in merged}) > 1:
+        written.append(plot_energy_vs_seq_len(merged, out / f"cv_energy_vs_seq_len.{fmt}"))
+    return written
+
+
+def plot_error_by_model(trees: Sequence[Tree], path: str | os.PathLike) -> Path:
+    """Mean absolute percent error per model (bars grouped by node type): which held-out model
+    is predicted worst. Needs nodes with both energies."""
+    groups: dict[tuple[str, str], list[float]] = {}
+    for tree, node, predicted, measured in paired_energies(trees):
+        groups.setdefault((tree.model_name, node.type), []).append(
+            abs(predicted - measured) / measured * 100.0)
+    _require(bool(groups), "no node has both predicted_energy and ground_truth_energy")
+    models = list(dict.fromkeys(m for m, _ in groups))
+    kinds = [k for k in ("model", "module", "ml") if any(g[1] == k for g in groups)]
+    figure = Figure(figsize=(max(6.0, 1.3 * len(models) + 2), 4.4))
+    axis = figure.add_subplot()
+    width = 0.8 / len(kinds)
+    for k, kind in enumerate(kinds):
+        values = [sum(groups.get((m, kind), [0.0])) / max(len(groups.get((m, kind), [])), 1)
+                  for m in models]
+        xs = [i + (k - (len(kinds) - 1) / 2) * width for i in range(len(models))]
+        bars = axis.bar(xs, values, width=width, color=NODE_TYPE_COLOURS[kind], label=kind,
+                        alpha=0.85)
+        axis.bar_label(bars, fmt="%.1f", fontsize=7, padding=1)
+    axis.set_xticks(range(len(models)), models, rotation=20, ha="right")
+    axis.set_ylabel("mean absolute error [%]")
+    axis.set_title("Error per model and node type")
+    axis.grid(True, axis="y", alpha=0.3)
+    axis.legend(frameon=False)
+    return _save(figure, path)
