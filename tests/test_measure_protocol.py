@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -265,50 +263,38 @@ def test_real_torch_module_with_real_clock():
             layer(x)
 
     protocol = Protocol(runs=3, min_run_seconds=0.01)
-    t0 = time.perf_counter()
     m = measure_callable(call, meter=SimulatedMeter(power_w=40.0), protocol=protocol)
-    assert time.perf_counter() - t0 < 5
     assert 0 < m.time_p10 <= m.time_s <= m.time_p90
-    assert m.repeats * m.time_s >= 0.5 * protocol.min_run_seconds
-    assert m.energy_j == pytest.approx(40.0 * m.time_s, rel=0.2)
+    assert m.repeats >= 1 and m.runs == 3
+    # each meter window encloses its timed run, so energy >= 40 W x time, run by run
+    assert m.energy_j >= 40.0 * m.time_s * (1 - 1e-9)
+    assert m.energy_p10 >= 40.0 * m.time_p10 * (1 - 1e-9)
 
 
-def test_apply_to_node_and_metadata(tmp_path):
+def test_metadata_records_meter_protocol_and_dedup(tmp_path):
     from irene.measure import measurement_metadata
     from irene.tree import FEATURE_FIELDS, Node, Tree, read_trees, write_trees
 
-    clock = FakeClock()
-    work = ScheduledWork(clock, 0.01, [0.01, 0.02, 0.01])
-    meter = RunCountingMeter(work)
-    sampler = FakeSampler([{"cpu": 30.0, "mem": 10.0}] * 3)
-    m = measure_callable(work, meter=meter, protocol=Protocol(runs=3, min_run_seconds=0.05),
-                         sampler=sampler, clock=clock)
-    node = Node(id="n0", scope="root", parent_name="", level=0, instance_type="Linear",
-                type="model", features=dict.fromkeys(FEATURE_FIELDS, 0.0))
-    m.apply_to(node)
-    assert node.features["times_mean"] == pytest.approx(0.01)
-    assert node.features["cpu"] == pytest.approx(30.0)
-    assert node.ground_truth_energy == pytest.approx(0.5)
-    assert node.extra["measurement"]["repeats"] == m.repeats
-    assert node.extra["measurement"]["meter"] == "simulated"
+    meter = SimulatedMeter(min_window_s=0.3)
     cache = MeasurementCache()
+    m = Measurement(time_s=0.01, time_p10=0.01, time_p90=0.01, repeats=5, runs=3)
     cache.get_or_measure("sig", lambda: m)
     cache.get_or_measure("sig", lambda: m)
-    meta = measurement_metadata(meter, Protocol(runs=3), cache=cache)
-    assert meta["meter"] == "simulated" and meta["leaky_features"] == []
+    meta = measurement_metadata(meter, Protocol(runs=3), cache=cache, idle_power_w={"x": 2.0})
+    assert meta["meter"] == "simulated" and meta["meter_domains"] == ["simulated"]
+    assert meta["leaky_features"] == [] and meta["idle_power_w"] == {"x": 2.0}
     assert meta["dedup"] == {"hits": 1, "misses": 1, "unique": 1}
+    assert meta["protocol"]["effective_min_run_seconds"] == 0.3
     assert Protocol.from_dict(meta["protocol"]) == Protocol(runs=3)
-    # the metadata and the measurement survive a round trip through a tree file
-    root = Node(id="r", scope="root", parent_name="", level=0, instance_type="Tiny",
-                type="model", features=dict.fromkeys(FEATURE_FIELDS, 0.0), children=[node])
-    node.scope, node.parent_name, node.level, node.type = "root.fc", "root", 1, "ml"
-    tree = Tree("tiny", 1, 8, root, meta=meta)
-    write_trees([tree], tmp_path / "t.jsonl")
-    (back,) = read_trees(tmp_path / "t.jsonl")
-    assert back.meta["meter"] == "simulated"
-    assert back.root.children[0].extra["measurement"]["repeats"] == m.repeats
-    assert back.root.children[0].ground_truth_energy == pytest.approx(0.5)
     assert measurement_metadata(None, Protocol())["meter"] == "none"
+    # the metadata survives a round trip through a tree file
+    leaf = Node(id="l", scope="root.fc", parent_name="root", level=1, instance_type="Linear",
+                type="ml", features=dict.fromkeys(FEATURE_FIELDS, 0.0))
+    root = Node(id="r", scope="root", parent_name="", level=0, instance_type="Tiny",
+                type="model", features=dict.fromkeys(FEATURE_FIELDS, 0.0), children=[leaf])
+    write_trees([Tree("tiny", 1, 8, root, meta=meta)], tmp_path / "t.jsonl")
+    (back,) = read_trees(tmp_path / "t.jsonl")
+    assert back.meta == meta
 
 
 def test_negative_energy_after_idle_subtraction_is_flagged():

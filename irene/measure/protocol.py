@@ -30,7 +30,6 @@ from irene.measure.base import Clock, Meter, WindowResult
 
 if TYPE_CHECKING:
     from irene.measure.sampler import Sampler
-    from irene.tree import Node
 
 #: node features produced by the protocol (IrEne's utilisation columns), 0.0 where unavailable
 FEATURE_NAMES = ("cpu", "mem", "gpu", "gpu_mem", "gpu_clk", "gpu_mem_clk", "gpu_energy_mean")
@@ -118,27 +117,6 @@ class Measurement:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-    def apply_to(self, node: Node) -> None:
-        """Write this measurement onto a tree node.
-
-        Sets ``times_mean`` (s/call), the utilisation features, ``ground_truth_energy`` (J/call,
-        only with a meter) and ``node.extra["measurement"]`` (repeats, runs, p10/p90 spread,
-        meter, trusted, notes).
-        """
-        node.features["times_mean"] = self.time_s
-        for name in FEATURE_NAMES:
-            node.features[name] = float(self.features.get(name, 0.0))
-        if self.energy_j is not None:
-            node.ground_truth_energy = self.energy_j
-        spread: dict[str, Any] = {"repeats": self.repeats, "runs": self.runs,
-                                  "time_p10": self.time_p10, "time_p90": self.time_p90}
-        if self.energy_j is not None:
-            spread.update(energy_p10=self.energy_p10, energy_p90=self.energy_p90,
-                          meter=self.meter, trusted=self.trusted)
-        if self.notes:
-            spread["notes"] = list(self.notes)
-        node.extra["measurement"] = spread
 
 
 def quantile(values: Sequence[float], q: float) -> float:
