@@ -40,6 +40,7 @@ from irene.report.breakdown import (
 )
 from irene.tree import FEATURE_FIELDS, Node, Tree, atomic_write
 
+
 def _asset(name: str) -> str:
     return resources.files("irene.report").joinpath(name).read_text(encoding="utf-8")
 

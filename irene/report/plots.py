@@ -134,10 +134,11 @@ def plot_error_distribution(trees: Sequence[Tree], path: str | os.PathLike,
 
 
 def _boxes(axis, data: list[list[float]], labels: list[str], colours: list[str]) -> None:
-    parts = axis.boxplot(data, tick_labels=[f"{k}\n(n={len(v)})" for k, v in zip(labels, data)],
-                         patch_artist=True, showfliers=True, widths=0.6,
+    ticks = [f"{k}\n(n={len(v)})" for k, v in zip(labels, data, strict=True)]
+    parts = axis.boxplot(data, patch_artist=True, showfliers=True, widths=0.6,
                          flierprops={"markersize": 3, "alpha": 0.5})
-    for patch, colour in zip(parts["boxes"], colours):
+    axis.set_xticks(range(1, len(ticks) + 1), ticks)  # works on every matplotlib >= 3.7
+    for patch, colour in zip(parts["boxes"], colours, strict=True):
         patch.set_facecolor(colour)
         patch.set_alpha(0.55)
     for median in parts["medians"]:
@@ -234,11 +235,11 @@ def plot_primitive_breakdown(trees: Sequence[Tree], path: str | os.PathLike, *,
         colour = "#c8ccd4" if kind == "other" else _CYCLE[i % len(_CYCLE)]
         axis.barh(labels, widths, left=left, color=colour, label=kind, edgecolor="white",
                   linewidth=0.5)
-        for y, (x0, w) in enumerate(zip(left, widths)):
+        for y, (x0, w) in enumerate(zip(left, widths, strict=True)):
             if w >= 6:
                 axis.text(x0 + w / 2, y, f"{w:.0f}%", ha="center", va="center", fontsize=8,
                           color="white" if kind != "other" else "#333")
-        left = [a + b for a, b in zip(left, widths)]
+        left = [a + b for a, b in zip(left, widths, strict=True)]
     axis.set_xlim(0, 100)
     axis.invert_yaxis()
     axis.set_xlabel("share of the primitives' energy [%]")
