@@ -180,7 +180,7 @@ def test_report_renders_expands_and_logs_no_error(browser, tmp_path):
 
     # the tree is drawn: the model and its modules down to depth 2 are in the rendered DOM
     labels = _visible_labels(browser)
-    assert labels[0] == "bert"
+    assert labels[0] == "bert-tiny-test"  # the root row is named after the model
     for name in ("embeddings", "encoder", "pooler", "layer.0", "layer.3", "word_embeddings"):
         assert name in labels, f"{name!r} not rendered; rendered: {labels}"
     assert "attention" not in labels  # depth 3 starts closed

@@ -195,8 +195,20 @@ class NodeRow:
         return self.node.scope
 
 
+def short_model_name(name: str) -> str:
+    """The last part of a model name or path: ``"owner/gpt2"`` -> ``"gpt2"``,
+    ``"/configs/tiny/config.json"`` -> ``"tiny"``."""
+    parts = [p for p in name.replace("\\", "/").split("/") if p]
+    if len(parts) > 1 and parts[-1].endswith(".json"):
+        return parts[-2]
+    return parts[-1] if parts else name
+
+
 def breakdown_rows(tree: Tree, source: Source, max_depth: int | None = None) -> list[NodeRow]:
-    """Every node down to ``max_depth`` (root = 0, None = all), parents before children."""
+    """Every node down to ``max_depth`` (root = 0, None = all), parents before children.
+
+    The root row is named after the model (its scope is often just ``"root"``).
+    """
     total = node_energy(tree.root, source)
     rows: list[NodeRow] = []
     stack: list[tuple[Node, Node | None, int, bool, tuple[bool, ...]]] = [
@@ -205,8 +217,9 @@ def breakdown_rows(tree: Tree, source: Source, max_depth: int | None = None) -> 
         node, parent, depth, is_last, ancestors = stack.pop()
         energy = node_energy(node, source)
         parent_energy = None if parent is None else node_energy(parent, source)
+        name = short_model_name(tree.model_name) if parent is None else display_name(node, parent)
         rows.append(NodeRow(
-            node=node, depth=depth, name=display_name(node, parent), energy_j=energy,
+            node=node, depth=depth, name=name, energy_j=energy,
             share_of_parent=_share(energy, parent_energy),
             share_of_model=_share(energy, total) or 0.0,
             measured_j=node.ground_truth_energy, predicted_j=node.predicted_energy,

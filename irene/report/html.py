@@ -153,13 +153,27 @@ def _error_class(percent: float) -> str:
     return "good" if abs(percent) < 10 else "fair" if abs(percent) < 25 else "poor"
 
 
-def scatter_svg(trees: Sequence[Tree], width: int = 420, height: int = 360) -> str:
-    """Inline SVG: predicted vs measured energy of every node (log-log, y = x dashed), one colour
-    per node type. Empty string when no node has both energies."""
-    pairs = paired_energies(trees)
-    pairs = [p for p in pairs if p[2] > 0]
-    if not pairs:
+def _thin(pairs: list, max_points: int) -> list:
+    """At most ``max_points`` pairs: every model and module node, and an even sample of the
+    primitives (keeps big reports light)."""
+    if len(pairs) <= max_points:
+        return pairs
+    inner = [p for p in pairs if p[1].type != "ml"]
+    leaves = [p for p in pairs if p[1].type == "ml"]
+    room = max(max_points - len(inner), 1)
+    stride = math.ceil(len(leaves) / room)
+    return inner + leaves[::stride]
+
+
+def scatter_svg(trees: Sequence[Tree], width: int = 420, height: int = 360,
+                max_points: int = 4000) -> str:
+    """Inline SVG: predicted vs measured energy per node (log-log, y = x dashed), one colour per
+    node type; at most ``max_points`` points (all inner nodes, primitives sampled evenly).
+    Empty string when no node has both energies."""
+    everything = [p for p in paired_energies(trees) if p[2] > 0]
+    if not everything:
         return ""
+    pairs = _thin(everything, max_points)
     values = [v for _, _, p, m in pairs for v in (p, m)]
     low = math.floor(math.log10(min(values)))
     high = math.ceil(math.log10(max(values)))
@@ -205,6 +219,9 @@ def scatter_svg(trees: Sequence[Tree], width: int = 420, height: int = 360) -> s
         f'<text class=tick x="{left + 22 + 90 * i}" y="{pad + 12}">{k}</text>'
         for i, k in enumerate(("model", "module", "ml")))
     parts.append(legend + "</svg>")
+    if len(pairs) < len(everything):
+        parts.append(f"<p class=hint>{len(pairs)} of {len(everything)} nodes shown (every "
+                     "model and module, an even sample of the primitives).</p>")
     return "".join(parts)
 
 
@@ -219,12 +236,13 @@ def accuracy_section(trees: Sequence[Tree]) -> str:
     return (
         "<section id=accuracy><h2>Predicted vs measured</h2>"
         "<p class=hint>Absolute percent error |predicted − measured| / measured, over every "
-        "node of every tree in this file that has both energies.</p><div class=grid2>"
+        "node of every tree in this file that has both energies.</p><div class=grid2><div>"
         + _stats_table("Error per node type", by_kind, "node type")
-        + f"<div class=card><h3>Every node</h3>{scatter_svg(trees)}</div></div><div class=grid2>"
+        + _model_level_table(trees)
+        + f"</div><div class=card><h3>Every node</h3>{scatter_svg(trees)}</div></div>"
         + _stats_table("Error per primitive type", error_stats_by_primitive_type(trees),
                        "primitive type")
-        + _model_level_table(trees) + "</div></section>")
+        + "</section>")
 
 
 # --------------------------------------------------------------------------------------------
