@@ -530,7 +530,8 @@ def compare_trees(tree_a: Tree, tree_b: Tree, *, source: str = "auto",
         key = match_key(node, tree_a.root)
         other = b_by_key.get(key)
         rows.append(CompareRow(
-            key=key, name=display_name(node, parent), depth=d, instance_type=node.instance_type,
+            key=key, name="whole model" if parent is None else display_name(node, parent),
+            depth=d, instance_type=node.instance_type,
             energy_a=node_energy(node, source_a),
             energy_b=None if other is None else node_energy(other[0], source_b)))
         seen.add(key)

@@ -264,7 +264,7 @@ def plot_comparison(comparison: Comparison, path: str | os.PathLike, *, label_a:
     height = 1.6 + 0.34 * max(len(modules), len(types))
     figure = Figure(figsize=(13, height))
     left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.3, 1]})
-    _paired_bars(left, [r.key or "(whole model)" for r in modules],
+    _paired_bars(left, [r.key or "whole model" for r in modules],
                  [r.energy_a for r in modules], [r.energy_b for r in modules], label_a, label_b)
     left.set_title("per module (matched by scope)")
     _paired_bars(right, [t[0] for t in types], [t[1] for t in types], [t[2] for t in types],

@@ -202,7 +202,7 @@ def render_comparison(comparison: Comparison, label_a: str, label_b: str,
                             ("B", "right"), ("B − A", "right"), ("B / A", "right")):
         table.add_column(column, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for row in comparison.rows:
-        name = Text("   " * row.depth + (row.name or "(model)"))
+        name = Text("   " * row.depth + row.name)
         if row.energy_a is None or row.energy_b is None:
             name.append("  only in " + ("B" if row.energy_a is None else "A"), style="yellow")
         table.add_row(name, Text(row.instance_type, style="dim"), format_energy(row.energy_a),
