@@ -1,0 +1,430 @@
+"""Capture one forward pass as a call tree: modules (by scope) and the ML primitives they run.
+
+How it works:
+
+* forward pre/post hooks on every module keep a stack of module scopes ("root", "root.encoder",
+  "root.encoder.layer.0", ...); a module's parent is the module that called it;
+* a module without child modules (Linear, LayerNorm, Conv1D, GELUActivation, RMSNorm, ...) is a
+  **leaf module**: everything it runs is one ``ml`` primitive; dropout-style modules that return
+  their input untouched are marked ``identity`` and dropped later;
+* a ``TorchFunctionMode`` sees every ``torch`` call made directly in the body of a non-leaf module
+  (``torch.matmul``, ``F.softmax``, ``x + y``, ``F.scaled_dot_product_attention``, ...); each call
+  that does floating-point work becomes a **function leaf** under that module (``.matmul``,
+  ``.softmax``, ``.add``, ...), so every FLOP of the forward pass lands in exactly one leaf;
+* known composite helpers of ``transformers`` (``apply_rotary_pos_emb``) are wrapped during the
+  capture so their element-wise work forms one leaf (``ApplyRotaryPosEmb``);
+* FLOPs come from torch's ``FlopCounterMode`` extended by :mod:`irene.tracing.flops`; each leaf
+  gets the FLOPs counted while it ran;
+* with ``record_inputs`` each replayable node keeps a copy of the inputs of its first call (only
+  the first node of each signature when ``dedup``), so it can later be replayed in isolation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.overrides import TorchFunctionMode
+from torch.utils._pytree import tree_leaves, tree_map
+
+from irene.tracing.flops import flop_counter_mode, tensor_bytes
+
+#: torch function name (normalised) -> instance type of its leaf (IrEne's names where they exist)
+FUNCTION_TYPES = {
+    "matmul": "MatMul", "mm": "MatMul", "bmm": "MatMul", "baddbmm": "MatMul", "addmm": "MatMul",
+    "einsum": "MatMul", "linear": "Linear", "bilinear": "Bilinear", "conv1d": "Conv1d",
+    "conv2d": "Conv2d", "softmax": "Softmax", "log_softmax": "LogSoftmax", "gelu": "GELU",
+    "silu": "SiLU", "relu": "ReLU", "tanh": "Tanh", "sigmoid": "Sigmoid",
+    "layer_norm": "LayerNorm", "rms_norm": "RMSNorm", "group_norm": "GroupNorm",
+    "embedding": "Embedding", "scaled_dot_product_attention": "ScaledDotProductAttention",
+    "div": "Div", "truediv": "Div", "sub": "Sub", "rsub": "Sub", "pow": "Pow", "rsqrt": "Rsqrt",
+}
+#: functions that become leaves even without floating-point work (memory-bound look-ups)
+ALWAYS_LEAF = {"embedding", "embedding_bag"}
+#: composite helpers of ``transformers`` modeling files captured as one leaf: name -> type
+COMPOSITE_FUNCTIONS = {"apply_rotary_pos_emb": "ApplyRotaryPosEmb"}
+#: leaf modules that are the identity at inference, dropped even if they did not return input
+IDENTITY_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+                    nn.FeatureAlphaDropout, nn.Identity)
+_DUNDER_ALIASES = {"radd": "add", "iadd": "add", "rsub": "rsub", "isub": "sub", "rmul": "mul",
+                   "imul": "mul", "truediv": "div", "rtruediv": "div", "itruediv": "div",
+                   "floordiv": "floor_divide", "rmatmul": "matmul", "ipow": "pow",
+                   "rpow": "pow", "neg": "neg"}
+MAX_SHAPES = 8  # tensor shapes kept per node for the ``input_shapes``/``output_shapes`` keys
+
+
+@dataclass
+class Record:
+    """One node of the captured call tree (before pruning and measuring).
+
+    ``kind``: "model", "module", "leaf" (leaf module), "function" or "composite".
+    ``flops``: FLOPs (not MFLOP) of all calls; ``mem_bytes``: bytes of inputs, outputs and
+    parameters of every call (leaves only); ``calls``: calls during the forward pass.
+    ``replay``: calls the node once on the inputs recorded at its first call (None when not
+    recorded). ``signature``: hex digest identifying identical work (same primitive or module
+    structure, input shapes/dtypes/strides, parameter shapes).
+    """
+
+    scope: str
+    kind: str
+    instance_type: str
+    parent: Record | None
+    op: str | None = None
+    module: nn.Module | None = None
+    children: list[Record] = field(default_factory=list)
+    calls: int = 0
+    flops: int = 0
+    mem_bytes: int = 0
+    num_parameters: int = 0
+    input_shapes: list[list[int]] = field(default_factory=list)
+    output_shapes: list[list[int]] = field(default_factory=list)
+    dtype: str | None = None
+    signature: str | None = None
+    replay: Callable[[], Any] | None = None
+    identity: bool = False
+
+    @property
+    def is_leaf(self) -> bool:
+        return self.kind in ("leaf", "function", "composite")
+
+    def walk(self) -> Iterator[Record]:
+        yield self
+        for child in self.children:
+            yield from child.walk()
+
+
+@dataclass
+class _Frame:
+    record: Record | None  # None: a module called inside an opaque leaf (not a node)
+    flops_before: int = 0
+    first: bool = False
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+
+def normalise_name(func: Any) -> str:
+    """``torch.Tensor.__iadd__`` -> "add", ``F.softmax`` -> "softmax", ``Tensor.mul_`` -> "mul"."""
+    name = getattr(func, "__name__", None) or type(func).__name__
+    if name.startswith("__") and name.endswith("__"):
+        core = name[2:-2]
+        return _DUNDER_ALIASES.get(core, core)
+    if name.endswith("_") and not name.startswith("_"):
+        return name[:-1]
+    return name
+
+
+def _is_inplace(func: Any) -> bool:
+    name = getattr(func, "__name__", "")
+    return (name.startswith("__i") and name.endswith("__")) or \
+        (name.endswith("_") and not name.startswith("_"))
+
+
+def function_type(op: str) -> str:
+    """Instance type of a function leaf: IrEne-style names (MatMul, Softmax), else CamelCase."""
+    if op in FUNCTION_TYPES:
+        return FUNCTION_TYPES[op]
+    return "".join(part.capitalize() for part in op.split("_") if part) or "Function"
+
+
+def _tensors(value: Any) -> list[torch.Tensor]:
+    return [t for t in tree_leaves(value) if isinstance(t, torch.Tensor)]
+
+
+def _shapes(tensors: list[torch.Tensor]) -> list[list[int]]:
+    return [list(t.shape) for t in tensors[:MAX_SHAPES]]
+
+
+def _dtype_of(*groups: list[torch.Tensor]) -> str | None:
+    for group in groups:
+        for t in group:
+            if t.is_floating_point():
+                return str(t.dtype).replace("torch.", "")
+    for group in groups:
+        for t in group:
+            return str(t.dtype).replace("torch.", "")
+    return None
+
+
+def _spec(value: Any) -> Any:
+    """A hashable description of an argument: tensors by shape/dtype/stride, objects by type."""
+    if isinstance(value, torch.Tensor):
+        return ("T", tuple(value.shape), str(value.dtype), tuple(value.stride()),
+                value.device.type, isinstance(value, nn.Parameter))
+    if isinstance(value, (list, tuple)):
+        return (type(value).__name__, tuple(_spec(v) for v in value))
+    if isinstance(value, dict):
+        return ("dict", tuple((str(k), _spec(v)) for k, v in value.items()))
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (torch.dtype, torch.device, torch.Size, slice)):
+        return str(value)
+    return ("obj", type(value).__module__, type(value).__qualname__)
+
+
+_SKIPPED_ATTRS = {"training", "layer_idx", "layer_id", "idx", "index", "layer_number"}
+
+
+def _module_structure(module: nn.Module) -> tuple:
+    """Class, simple attributes and parameter shapes of a module and all its submodules.
+
+    Per-layer indices (``layer_idx``, ...) are left out so identical layers share a signature.
+    """
+    parts = []
+    for name, sub in module.named_modules():
+        attrs = tuple(sorted((k, v) for k, v in vars(sub).items()
+                             if k not in _SKIPPED_ATTRS and not k.startswith("_")
+                             and isinstance(v, (bool, int, float, str, type(None)))))
+        params = tuple((n, tuple(p.shape), str(p.dtype))
+                       for n, p in sub.named_parameters(recurse=False))
+        parts.append((name, type(sub).__module__, type(sub).__qualname__, attrs, params))
+    return tuple(parts)
+
+
+def signature_of(*parts: Any) -> str:
+    """A stable hex digest of ``parts`` (a tuple of plain values)."""
+    return hashlib.md5(repr(parts).encode("utf-8")).hexdigest()
+
+
+def _clone_inputs(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """Copies of the tensors in ``args``/``kwargs`` (parameters and buffers kept as they are)."""
+    def copy(value: Any) -> Any:
+        if isinstance(value, nn.Parameter):
+            return value
+        if isinstance(value, torch.Tensor):
+            return value.detach().clone()
+        return value
+    return tree_map(copy, args), tree_map(copy, kwargs)
+
+
+class ForwardCapture(TorchFunctionMode):
+    """Records the call tree of one forward pass of ``model`` (use as a context manager).
+
+    After the ``with`` block, :attr:`root` is the model's :class:`Record` and
+    :attr:`counted_flops` the FlopCounterMode total of the whole pass.
+    """
+
+    def __init__(self, model: nn.Module, *, record_inputs: bool = False,
+                 dedup: bool = True) -> None:
+        super().__init__()
+        self.model = model
+        self.record_inputs = record_inputs
+        self.dedup = dedup
+        self.names = {m: name for name, m in model.named_modules()}
+        self.records: dict[nn.Module, Record] = {}
+        self.root: Record | None = None
+        self.counted_flops = 0
+        self._stack: list[_Frame] = []
+        self._opaque = 0
+        self._internal = False
+        self._scopes = {"root" if not n else f"root.{n}" for n in self.names.values()}
+        self._recorded_signatures: set[str] = set()
+        self._counter = flop_counter_mode()
+        self._exit = contextlib.ExitStack()
+
+    # -- context management ----------------------------------------------------------------
+
+    def __enter__(self) -> ForwardCapture:
+        try:
+            for module in self.names:
+                self._exit.callback(module.register_forward_pre_hook(
+                    self._pre_hook, with_kwargs=True).remove)
+                self._exit.callback(module.register_forward_hook(
+                    self._post_hook, with_kwargs=True, always_call=True).remove)
+            self._patch_composites()
+            self._exit.enter_context(self._counter)
+            super().__enter__()
+        except BaseException:
+            self._exit.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            super().__exit__(*exc)
+        finally:
+            self.counted_flops = self._flops()
+            self._exit.close()
+
+    def _patch_composites(self) -> None:
+        """Wrap known composite helpers in the modeling modules of the model's classes."""
+        module_names = {type(m).__module__ for m in self.names}
+        for module_name in module_names:
+            pymod = sys.modules.get(module_name)
+            for fn_name, itype in COMPOSITE_FUNCTIONS.items():
+                original = getattr(pymod, fn_name, None)
+                if original is None or not callable(original) or \
+                        getattr(original, "_irene_wrapped", False):
+                    continue
+                wrapper = self._composite_wrapper(fn_name, itype, original)
+                setattr(pymod, fn_name, wrapper)
+                self._exit.callback(setattr, pymod, fn_name, original)
+
+    def _composite_wrapper(self, fn_name: str, itype: str, original: Callable) -> Callable:
+        @functools.wraps(original)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            return self._run_leaf_call("composite", fn_name, itype, original, args, kwargs,
+                                       inplace=False)
+        wrapper._irene_wrapped = True
+        return wrapper
+
+    # -- bookkeeping -----------------------------------------------------------------------
+
+    def _flops(self) -> int:
+        return self._counter.get_total_flops()
+
+    def _unique_scope(self, base: str) -> str:
+        scope, n = base, 0
+        while scope in self._scopes:
+            n += 1
+            scope = f"{base}_{n}"
+        self._scopes.add(scope)
+        return scope
+
+    def _current(self) -> Record | None:
+        return self._stack[-1].record if self._stack else None
+
+    def _should_record(self, signature: str) -> bool:
+        if not self.record_inputs:
+            return False
+        if self.dedup and signature in self._recorded_signatures:
+            return False
+        self._recorded_signatures.add(signature)
+        return True
+
+    # -- module hooks ----------------------------------------------------------------------
+
+    def _record_for(self, module: nn.Module) -> Record:
+        record = self.records.get(module)
+        if record is not None:
+            return record
+        name = self.names[module]
+        parent = self._current()
+        is_root = module is self.model
+        leaf = not is_root and next(module.children(), None) is None
+        record = Record(scope="root" if is_root else f"root.{name}",
+                        kind="model" if is_root else ("leaf" if leaf else "module"),
+                        instance_type=type(module).__name__, parent=parent, module=module,
+                        num_parameters=sum(p.numel() for p in module.parameters()))
+        self.records[module] = record
+        if is_root:
+            self.root = record
+        elif parent is not None:
+            parent.children.append(record)
+        return record
+
+    def _pre_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        self._internal = True
+        try:
+            if self._opaque or (self._stack and self._stack[-1].record is None) or \
+                    (not self._stack and module is not self.model):
+                self._stack.append(_Frame(None))
+                return
+            record = self._record_for(module)
+            record.calls += 1
+            frame = _Frame(record, self._flops(), record.calls == 1, args, kwargs)
+            if frame.first:
+                inputs = _tensors((args, kwargs))
+                record.input_shapes = _shapes(inputs)
+                record.signature = signature_of(record.kind, _module_structure(module),
+                                                _spec(args), _spec(kwargs))
+                if self._should_record(record.signature):
+                    cargs, ckwargs = _clone_inputs(args, kwargs)
+                    record.replay = functools.partial(_call, module, cargs, ckwargs)
+            if record.kind == "leaf":
+                self._opaque += 1
+            self._stack.append(frame)
+        finally:
+            self._internal = False
+
+    def _post_hook(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        self._internal = True
+        try:
+            frame = self._stack.pop()
+            record = frame.record
+            if record is None:
+                return
+            outputs = _tensors(output)
+            if frame.first:
+                record.output_shapes = _shapes(outputs)
+                record.dtype = _dtype_of(outputs, _tensors((args, kwargs)))
+            if record.kind != "leaf":
+                return
+            self._opaque -= 1
+            flops = self._flops() - frame.flops_before
+            record.flops += flops
+            inputs = _tensors((frame.args, frame.kwargs))
+            params = list(module.parameters())
+            record.mem_bytes += tensor_bytes([*inputs, *outputs, *params])
+            if frame.first:
+                returned_input = bool(inputs) and output is inputs[0]
+                record.identity = isinstance(module, IDENTITY_MODULES) or \
+                    (returned_input and flops == 0)
+        finally:
+            self._internal = False
+
+    # -- functional primitives -------------------------------------------------------------
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (),
+                           kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        if self._internal or self._opaque or not self._stack or self._stack[-1].record is None:
+            return func(*args, **kwargs)
+        op = normalise_name(func)
+        return self._run_leaf_call("function", op, function_type(op), func, args, kwargs,
+                                   inplace=_is_inplace(func))
+
+    def _run_leaf_call(self, kind: str, op: str, itype: str, func: Callable, args: tuple,
+                       kwargs: dict, *, inplace: bool) -> Any:
+        """Run one direct call of a non-leaf module; keep it as a leaf if it did any work."""
+        parent = self._current()
+        if self._opaque or parent is None:
+            return func(*args, **kwargs)
+        before_inputs = _clone_inputs(args, kwargs) if inplace and self.record_inputs else None
+        before = self._flops()
+        self._opaque += 1
+        try:
+            out = func(*args, **kwargs)
+        finally:
+            self._opaque -= 1
+        flops = self._flops() - before
+        if flops == 0 and kind == "function" and op not in ALWAYS_LEAF:
+            return out
+        self._internal = True
+        try:
+            self._add_leaf(kind, op, itype, func, args, kwargs, out, flops, before_inputs,
+                           parent)
+        finally:
+            self._internal = False
+        return out
+
+    def _add_leaf(self, kind: str, op: str, itype: str, func: Callable, args: tuple,
+                  kwargs: dict, out: Any, flops: int, before_inputs: tuple | None,
+                  parent: Record) -> None:
+        inputs = _tensors((args, kwargs))
+        outputs = _tensors(out)
+        params = {id(t): t for t in inputs if isinstance(t, nn.Parameter)}
+        record = Record(scope=self._unique_scope(f"{parent.scope}.{op}"), kind=kind,
+                        instance_type=itype, parent=parent, op=op, calls=1, flops=flops,
+                        mem_bytes=tensor_bytes([*inputs, *outputs]),
+                        num_parameters=sum(p.numel() for p in params.values()),
+                        input_shapes=_shapes(inputs), output_shapes=_shapes(outputs),
+                        dtype=_dtype_of(outputs, inputs))
+        qualname = f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', op)}"
+        spec_source = before_inputs if before_inputs is not None else (args, kwargs)
+        record.signature = signature_of(kind, qualname, _spec(spec_source[0]),
+                                        _spec(spec_source[1]))
+        if self._should_record(record.signature):
+            cargs, ckwargs = before_inputs or _clone_inputs(args, kwargs)
+            record.replay = functools.partial(_call, func, cargs, ckwargs)
+        parent.children.append(record)
+
+
+def _call(fn: Callable, args: tuple, kwargs: dict) -> Any:
+    return fn(*args, **kwargs)

@@ -1,0 +1,288 @@
+"""Which models the tracer can build, and building them with random weights (no download).
+
+A model is named by one of:
+
+* a **built-in** name (:data:`BUILTIN_MODELS`): a ``transformers`` config with the exact public
+  hyper-parameters of that checkpoint, built with random weights — energy and time do not depend
+  on the weight values, so nothing is downloaded;
+* a **local path**: a directory holding ``config.json`` or the path of a ``config.json`` (the
+  architecture is read from it; weights, if any, are not loaded);
+* a **Hub name** (``owner/model``), only when ``hub=True`` and the machine is online: only the
+  configuration file is fetched, never weights.
+
+The base model class (``AutoModel``: e.g. ``BertModel``, ``GPT2Model``, no task head) is built,
+as in IrEne's data.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PretrainedConfig, PreTrainedModel
+
+DTYPES = ("float32", "float16", "bfloat16")
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
+
+
+class UnknownModelError(ValueError):
+    """A model name that is neither built in, nor a local config, nor reachable on the Hub."""
+
+
+def _bert_base_uncased() -> PretrainedConfig:
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=30522, hidden_size=768, num_hidden_layers=12,
+                      num_attention_heads=12, intermediate_size=3072, hidden_act="gelu",
+                      max_position_embeddings=512, type_vocab_size=2, layer_norm_eps=1e-12,
+                      pad_token_id=0)
+
+
+def _distilbert_base_uncased() -> PretrainedConfig:
+    from transformers import DistilBertConfig
+
+    return DistilBertConfig(vocab_size=30522, dim=768, n_layers=6, n_heads=12, hidden_dim=3072,
+                            activation="gelu", max_position_embeddings=512,
+                            sinusoidal_pos_embds=False, pad_token_id=0)
+
+
+def _roberta_base() -> PretrainedConfig:
+    from transformers import RobertaConfig
+
+    return RobertaConfig(vocab_size=50265, hidden_size=768, num_hidden_layers=12,
+                         num_attention_heads=12, intermediate_size=3072, hidden_act="gelu",
+                         max_position_embeddings=514, type_vocab_size=1, layer_norm_eps=1e-5,
+                         pad_token_id=1, bos_token_id=0, eos_token_id=2)
+
+
+def _gpt2(n_layer: int = 12, vocab_size: int = 50257,
+          special_token_id: int | None = 50256) -> PretrainedConfig:
+    from transformers import GPT2Config
+
+    return GPT2Config(vocab_size=vocab_size, n_positions=1024, n_embd=768, n_layer=n_layer,
+                      n_head=12, activation_function="gelu_new", layer_norm_epsilon=1e-5,
+                      bos_token_id=special_token_id, eos_token_id=special_token_id)
+
+
+def _distilgpt2() -> PretrainedConfig:
+    return _gpt2(n_layer=6)
+
+
+def _codeparrot_small() -> PretrainedConfig:
+    # special token ids do not change the computation; left unset
+    return _gpt2(vocab_size=32768, special_token_id=None)
+
+
+def _openai_gpt() -> PretrainedConfig:
+    from transformers import OpenAIGPTConfig
+
+    return OpenAIGPTConfig(vocab_size=40478, n_positions=512, n_embd=768, n_layer=12, n_head=12,
+                           afn="gelu", layer_norm_epsilon=1e-5)
+
+
+def _pythia_410m() -> PretrainedConfig:
+    from transformers import GPTNeoXConfig
+
+    config = GPTNeoXConfig(vocab_size=50304, hidden_size=1024, num_hidden_layers=24,
+                           num_attention_heads=16, intermediate_size=4096, hidden_act="gelu",
+                           max_position_embeddings=2048, layer_norm_eps=1e-5,
+                           use_parallel_residual=True, tie_word_embeddings=False,
+                           bos_token_id=0, eos_token_id=0)
+    _set_rope(config, theta=10000.0, partial=0.25)
+    return config
+
+
+def _tinyllama_1_1b() -> PretrainedConfig:
+    from transformers import LlamaConfig
+
+    config = LlamaConfig(vocab_size=32000, hidden_size=2048, intermediate_size=5632,
+                         num_hidden_layers=22, num_attention_heads=32, num_key_value_heads=4,
+                         hidden_act="silu", max_position_embeddings=2048, rms_norm_eps=1e-5,
+                         tie_word_embeddings=False, bos_token_id=1, eos_token_id=2)
+    _set_rope(config, theta=10000.0)
+    return config
+
+
+def _phi_2() -> PretrainedConfig:
+    from transformers import PhiConfig
+
+    config = PhiConfig(vocab_size=51200, hidden_size=2560, intermediate_size=10240,
+                       num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=32,
+                       hidden_act="gelu_new", max_position_embeddings=2048, layer_norm_eps=1e-5,
+                       resid_pdrop=0.1, embd_pdrop=0.0, attention_dropout=0.0,
+                       qk_layernorm=False, tie_word_embeddings=False,
+                       bos_token_id=50256, eos_token_id=50256)
+    _set_rope(config, theta=10000.0, partial=0.4)
+    return config
+
+
+def _set_rope(config: PretrainedConfig, *, theta: float, partial: float | None = None) -> None:
+    """Set rotary settings in both the transformers>=5 (``rope_parameters``) and older layouts."""
+    params = dict(getattr(config, "rope_parameters", None) or {})
+    params.update({"rope_type": "default", "rope_theta": theta})
+    if partial is not None:
+        params["partial_rotary_factor"] = partial
+    if hasattr(config, "rope_parameters"):
+        config.rope_parameters = params
+    else:  # transformers 4.x
+        config.rope_theta = theta
+        if partial is not None:
+            config.partial_rotary_factor = partial
+            if config.model_type == "gpt_neox":
+                config.rotary_pct = partial
+
+
+#: built-in architectures: public Hub name -> factory of its ``transformers`` config
+BUILTIN_MODELS: dict[str, Callable[[], PretrainedConfig]] = {
+    "bert-base-uncased": _bert_base_uncased,
+    "distilbert-base-uncased": _distilbert_base_uncased,
+    "roberta-base": _roberta_base,
+    "gpt2": _gpt2,
+    "distilgpt2": _distilgpt2,
+    "openai-gpt": _openai_gpt,
+    "EleutherAI/pythia-410m": _pythia_410m,
+    "TinyLlama/TinyLlama-1.1B-Chat-v1.0": _tinyllama_1_1b,
+    "microsoft/phi-2": _phi_2,
+    "codeparrot/codeparrot-small": _codeparrot_small,
+}
+
+#: other names accepted for a built-in (same architecture); the tree keeps the name as given
+ALIASES: dict[str, str] = {
+    "pythia-410m": "EleutherAI/pythia-410m",
+    "TinyLlama/TinyLlama-1.1B": "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
+    "TinyLlama/TinyLlama-1.1B-intermediate-step-1431k-3T": "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
+    "TinyLlama-1.1B": "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
+    "tinyllama-1.1b": "TinyLlama/TinyLlama-1.1B-Chat-v1.0",
+    "phi-2": "microsoft/phi-2",
+    "codeparrot-small": "codeparrot/codeparrot-small",
+    "openai-community/gpt2": "gpt2",
+    "distilbert/distilgpt2": "distilgpt2",
+    "openai-community/openai-gpt": "openai-gpt",
+    "google-bert/bert-base-uncased": "bert-base-uncased",
+    "distilbert/distilbert-base-uncased": "distilbert-base-uncased",
+    "FacebookAI/roberta-base": "roberta-base",
+}
+
+
+def list_models() -> list[str]:
+    """Names of the built-in architectures, in registry order."""
+    return list(BUILTIN_MODELS)
+
+
+def _builtin_name(name: str) -> str | None:
+    if name in BUILTIN_MODELS:
+        return name
+    if name in ALIASES:
+        return ALIASES[name]
+    lowered = {k.lower(): k for k in [*BUILTIN_MODELS, *ALIASES]}
+    hit = lowered.get(name.lower())
+    return None if hit is None else ALIASES.get(hit, hit)
+
+
+def _unknown(name: str, why: str) -> UnknownModelError:
+    return UnknownModelError(
+        f"unknown model {name!r} ({why}); built-in models: {', '.join(list_models())}; "
+        "or give a local directory holding config.json, or a config.json path")
+
+
+def load_config(name_or_path: str, *, hub: bool = True) -> PretrainedConfig:
+    """The ``transformers`` config for a built-in name, a local path, or (``hub``) a Hub name.
+
+    Raises :class:`UnknownModelError` listing the built-in names when nothing matches.
+    """
+    builtin = _builtin_name(name_or_path)
+    if builtin is not None:
+        return BUILTIN_MODELS[builtin]()
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return _local_config(path)
+    if not hub:
+        return _raise(_unknown(name_or_path, "not built in, no such local path, Hub lookup off"))
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(name_or_path, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise _unknown(name_or_path, f"not built in, no such local path, Hub: {first}") from exc
+
+
+def _raise(exc: Exception) -> Any:
+    raise exc
+
+
+def _local_config(path: Path) -> PretrainedConfig:
+    from transformers import AutoConfig
+
+    config_file = path / "config.json" if path.is_dir() else path
+    if not config_file.is_file():
+        raise UnknownModelError(f"{path}: no config.json in this directory")
+    try:
+        return AutoConfig.from_pretrained(str(config_file), trust_remote_code=False,
+                                          local_files_only=True)
+    except (OSError, ValueError, KeyError) as exc:
+        raise UnknownModelError(f"{config_file}: not a usable transformers config: {exc}") \
+            from exc
+
+
+def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
+    """``"float32"``/``"float16"``/``"bfloat16"`` (or a torch dtype) as a ``torch.dtype``."""
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}")
+    return getattr(torch, dtype)
+
+
+def build_model(name_or_path: str | PretrainedConfig, *, attn: str = "eager",
+                dtype: str | torch.dtype = "float32", device: str = "cpu", hub: bool = True,
+                seed: int = 0) -> PreTrainedModel:
+    """Build the base model (``AutoModel``) of ``name_or_path`` with random weights, in eval mode.
+
+    ``attn``: ``"eager"`` (QKᵀ, softmax and ·V as separate primitives) or ``"sdpa"`` (one fused
+    ``scaled_dot_product_attention``). The KV cache is switched off (one full forward pass).
+    Weights are drawn with ``torch.manual_seed(seed)`` so two builds are identical.
+    """
+    import torch
+    from transformers import AutoModel
+
+    if attn not in ATTN_IMPLEMENTATIONS:
+        raise ValueError(f"attn must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, got {attn!r}")
+    config = load_config(name_or_path, hub=hub) if isinstance(name_or_path, (str, os.PathLike)) \
+        else name_or_path
+    config.use_cache = False
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModel.from_config(config, attn_implementation=attn)
+    model = model.to(device=device, dtype=torch_dtype(dtype))
+    model.eval()
+    if isinstance(name_or_path, (str, os.PathLike)):
+        model.config.name_or_path = str(name_or_path)
+    return model
+
+
+def max_sequence_length(config: PretrainedConfig) -> int | None:
+    """The longest sequence the model's position embeddings allow, or None if unbounded."""
+    for attr in ("max_position_embeddings", "n_positions", "n_ctx"):
+        value = getattr(config, attr, None)
+        if isinstance(value, int) and value > 0:
+            if config.model_type in {"roberta", "xlm-roberta", "camembert"}:
+                return value - (getattr(config, "pad_token_id", 1) or 1) - 1
+            return value
+    return None
+
+
+def parameter_count(config: PretrainedConfig) -> int:
+    """Parameters of the base model of ``config`` (built on the meta device: no memory used)."""
+    import torch
+    from transformers import AutoModel
+
+    with torch.device("meta"):
+        model = AutoModel.from_config(config)
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,185 @@
+"""``trace_model``: one model at one (batch size, sequence length) -> one IrEne tree."""
+
+from __future__ import annotations
+
+import platform
+import time
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from irene.measure import MeasurementCache, Meter, Protocol
+from irene.measure.sampler import Sampler
+from irene.tracing.build import MFLOP, build_tree, measure_records, prune
+from irene.tracing.capture import ForwardCapture
+from irene.tracing.flops import FLOP_CONVENTION
+from irene.tracing.registry import build_model, max_sequence_length, torch_dtype
+from irene.tree import Tree
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+UNITS = {
+    "flops": f"MFLOP (1e6 FLOPs) per forward call; {FLOP_CONVENTION}",
+    "mem_bytes": "MiB (2^20 bytes) of the inputs, outputs and parameters each primitive call "
+                 "reads or writes; modules and the model: sum over their leaves",
+    "times_mean": "s per model forward call (node replayed alone, median per-call time over "
+                  "the protocol's runs, times the node's calls per forward)",
+    "ground_truth_energy": "J per model forward call",
+    "gpu_energy_mean": "J per model forward call (NVML power x time)",
+    "cpu": "%", "mem": "%", "gpu": "%", "gpu_mem": "%", "gpu_clk": "MHz", "gpu_mem_clk": "MHz",
+    "num_parameters": "count",
+}
+STATIC_FEATURES = ["num_parameters", "flops", "mem_bytes"]
+GPU_FEATURES = ["gpu", "gpu_mem", "gpu_clk", "gpu_mem_clk", "gpu_energy_mean"]
+
+
+def make_inputs(model: PreTrainedModel, batch_size: int, seq_len: int, *,
+                seed: int = 0) -> dict[str, torch.Tensor]:
+    """Random token ids (batch_size x seq_len) for the model, on its device (fixed seed)."""
+    if batch_size < 1 or seq_len < 1:
+        raise ValueError(f"batch size and sequence length must be >= 1, got {batch_size}, "
+                         f"{seq_len}")
+    config = model.config
+    limit = max_sequence_length(config)
+    if limit is not None and seq_len > limit:
+        raise ValueError(f"sequence length {seq_len} exceeds the {limit} positions of "
+                         f"{type(model).__name__}")
+    vocab = int(getattr(config, "vocab_size", 0) or 2)
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1 if vocab > 1 else 0, vocab, (batch_size, seq_len), generator=generator)
+    device = next(model.parameters()).device
+    inputs = {"input_ids": ids.to(device)}
+    if getattr(config, "is_encoder_decoder", False):
+        inputs["decoder_input_ids"] = inputs["input_ids"]
+    return inputs
+
+
+def _prepare(model: str | PreTrainedModel, *, device: str, dtype: str, attn: str,
+             hub: bool) -> PreTrainedModel:
+    if isinstance(model, str):
+        return build_model(model, attn=attn, dtype=dtype, device=device, hub=hub)
+    model = model.to(device=device, dtype=torch_dtype(dtype))
+    model.eval()
+    current = getattr(model.config, "_attn_implementation", None)
+    if current is not None and current != attn:
+        model.set_attn_implementation(attn)
+    return model
+
+
+def _sync(device: str) -> Any:
+    if device.startswith("cuda"):
+        return torch.cuda.synchronize
+    return None
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return platform.processor() or platform.machine()
+
+
+def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, timing: bool,
+              meter: Meter | None, protocol: Protocol, sampler: Sampler | None,
+              counted_flops: int, cache: MeasurementCache | None, seconds: float) -> dict:
+    import transformers
+
+    from irene import __version__
+
+    gpu_sampled = sampler is not None and sampler.gpu is not None
+    available = list(STATIC_FEATURES)
+    unavailable: dict[str, str] = {}
+    if timing:
+        available += ["times_mean", "cpu", "mem"]
+    else:
+        for name in ("times_mean", "cpu", "mem"):
+            unavailable[name] = "0: not measured (--no-timing)"
+    if timing and gpu_sampled:
+        available += GPU_FEATURES
+    else:
+        why = "0: not measured (--no-timing)" if not timing else \
+            f"0: no GPU sampled (device {device})"
+        unavailable.update(dict.fromkeys(GPU_FEATURES, why))
+    meta: dict[str, Any] = {
+        "device": device,
+        "device_name": _device_name(device),
+        "dtype": dtype,
+        "attn": attn,
+        "architecture": type(model).__name__,
+        "torch_version": torch.__version__,
+        "transformers_version": transformers.__version__,
+        "created_by": f"irene {__version__}",
+        "units": UNITS,
+        "meter": meter.name if meter is not None else None,
+        "protocol": protocol.to_dict() if timing else None,
+        "features_available": available,
+        "features_unavailable": unavailable,
+        "flops_counted": counted_flops / MFLOP,
+        "trace_seconds": round(seconds, 3),
+    }
+    if cache is not None:
+        meta["replays"] = cache.stats()
+    return meta
+
+
+def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
+                device: str = "cpu", dtype: str = "float32", attn: str = "eager",
+                timing: bool = True, meter: Meter | None = None,
+                protocol: Protocol | None = None, progress: bool = False,
+                model_name: str | None = None, hub: bool = True,
+                cache: MeasurementCache | None = None, seed: int = 0) -> Tree:
+    """Trace ``model`` on random token ids of shape (batch_size, seq_len) into an IrEne tree.
+
+    ``model``: a built-in name, local path or Hub name (see :mod:`irene.tracing.registry`), or a
+    ``transformers`` model (moved to ``device``/``dtype`` and put in eval mode). The tree's
+    ``model_name`` is ``model_name``, else the name given, else the model's ``name_or_path``.
+    ``timing``: replay every node alone under ``protocol`` (default ``Protocol()``) for
+    ``times_mean`` and utilisation; with ``meter`` also ``ground_truth_energy`` (J).
+    Identical nodes are measured once when ``protocol.dedup`` (``cache`` may be shared between
+    calls). ``progress`` shows a tqdm bar over the replays. Features are described in
+    :mod:`irene.tracing.build`.
+    """
+    start = time.perf_counter()
+    if meter is not None and not timing:
+        raise ValueError("a meter needs the replays: drop --no-timing (timing=False)")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
+    protocol = protocol if protocol is not None else Protocol()
+    name = model_name or (model if isinstance(model, str) else
+                          getattr(model, "name_or_path", None) or type(model).__name__)
+    built = _prepare(model, device=device, dtype=dtype, attn=attn, hub=hub)
+    inputs = make_inputs(built, batch_size, seq_len, seed=seed)
+
+    capture = ForwardCapture(built, record_inputs=timing, dedup=protocol.dedup)
+    with torch.no_grad(), capture:
+        built(**inputs)
+    root = capture.root
+    if root is None or not prune(root):
+        raise ValueError(f"{name}: the forward pass ran no primitive that could be traced")
+
+    measurements = None
+    sampler = None
+    if timing:
+        cache = cache if cache is not None else MeasurementCache(enabled=protocol.dedup)
+        sampler = Sampler.create(gpu=None if device.startswith("cuda") else False)
+        try:
+            bar = _progress_bar(name, batch_size, seq_len) if progress else None
+            measurements = measure_records(list(root.walk()), meter=meter, protocol=protocol,
+                                           cache=cache, sampler=sampler, sync=_sync(device),
+                                           progress=bar)
+        finally:
+            sampler.close()
+    meta = _metadata(built, device=device, dtype=dtype, attn=attn, timing=timing, meter=meter,
+                     protocol=protocol, sampler=sampler, counted_flops=capture.counted_flops,
+                     cache=cache if timing else None, seconds=time.perf_counter() - start)
+    return build_tree(root, model_name=name, batch_size=batch_size, seq_len=seq_len,
+                      measurements=measurements, meta=meta)
+
+
+def _progress_bar(name: str, batch_size: int, seq_len: int) -> Any:
+    from tqdm import tqdm
+
+    def wrap(items: list) -> Any:
+        return tqdm(items, desc=f"replay {name} {batch_size}x{seq_len}", unit="node",
+                    leave=False)
+    return wrap
