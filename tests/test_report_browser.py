@@ -107,7 +107,7 @@ class DevTools:
     def _centre(self, selector: str) -> tuple[float, float]:
         box = self.evaluate(
             f"(() => {{ const e = document.querySelector({json.dumps(selector)});"
-            " if (!e) return null; e.scrollIntoView({block: 'center'});"
+            " if (!e) return null; e.scrollIntoView({block: 'nearest'});"
             " const r = e.getBoundingClientRect(); return [r.x + r.width / 2, r.y + r.height / 2];"
             " })()")
         assert box is not None, f"no element matches {selector}"
