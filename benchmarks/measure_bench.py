@@ -9,11 +9,14 @@ Prints:
 2. how many node measurements a full bert-base-uncased tree needs with and without dedup
    (traced by ``irene.tracing.trace_model``, timing off; a node is replayed once per distinct
    ``signature``), and the measuring time that implies: the default protocol's measured wall
-   time for one 1 ms node (median of 3), without a meter and with a 0.5 s window (NVML's).
+   time for one 1 ms node (median of 3), without a meter and with a 0.5 s window (NVML's);
+3. end to end: the wall time of tracing and replaying every node of the model with the
+   simulated meter (smaller input shape), dedup on and off, and the tracer's replay counts.
 
 Every figure is the median of several repetitions. Usage::
 
     python3 benchmarks/measure_bench.py [--repeats 7] [--windows 200] [--model bert-base-uncased]
+                                        [--e2e-repeats 3]
 """
 
 from __future__ import annotations
@@ -129,6 +132,28 @@ def print_node_counts(model: str, batch: int, seq: int, repeats: int) -> None:
               f"{with_dedup * per_node / 60:.1f} min with dedup")
 
 
+def print_end_to_end(model: str, batch: int, seq: int, repeats: int) -> None:
+    """Real replays of every node with the simulated meter, dedup on and off."""
+    try:
+        from irene.tracing import trace_model
+    except ImportError as exc:
+        print(f"end to end: skipped, the tracer is not available ({exc})")
+        return
+    print(f"\nend to end: trace_model({model!r}, {batch}, {seq}, meter=simulated), default "
+          f"protocol, median of {repeats}")
+    for dedup in (True, False):
+        walls, stats = [], {}
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            tree = trace_model(model, batch, seq, meter=SimulatedMeter(),
+                               protocol=Protocol(dedup=dedup))
+            walls.append(time.perf_counter() - t0)
+            stats = tree.meta.get("replays", {})
+            assert tree.meta.get("meter") == "simulated"
+        print(f"  dedup {'on ' if dedup else 'off'}: {statistics.median(walls):6.1f} s wall, "
+              f"replays {stats}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=7)
@@ -136,9 +161,15 @@ def main() -> None:
     parser.add_argument("--model", default="bert-base-uncased")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--seq-len", type=int, default=128)
+    parser.add_argument("--e2e-repeats", type=int, default=3,
+                        help="repetitions of the end-to-end trace (0 to skip)")
+    parser.add_argument("--e2e-batch-size", type=int, default=1)
+    parser.add_argument("--e2e-seq-len", type=int, default=32)
     args = parser.parse_args()
     print_overheads(args.windows, args.repeats)
     print_node_counts(args.model, args.batch_size, args.seq_len, 3)
+    if args.e2e_repeats > 0:
+        print_end_to_end(args.model, args.e2e_batch_size, args.e2e_seq_len, args.e2e_repeats)
 
 
 if __name__ == "__main__":
