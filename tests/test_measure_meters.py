@@ -45,21 +45,22 @@ def test_auto_without_real_meters_lists_every_reason(no_real_meters):
     with pytest.raises(MeterUnavailable) as err:
         open_meter("auto")
     msg = str(err.value)
-    assert "- nvml:" in msg and "nvidia-ml-py" in msg
-    assert "- rapl:" in msg and "does not exist" in msg
-    assert "wattmeter" in msg and "--meter none" in msg
+    assert "\n" not in msg  # the CLI prints it as one line
+    assert "[nvml]" in msg and "nvidia-ml-py" in msg
+    assert "[rapl]" in msg and "does not exist" in msg
+    assert "[wattmeter]" in msg and "--meter none" in msg
     assert "simulated" not in msg  # auto never falls back to the simulated meter
 
 
 @pytest.mark.skipif(Path("/sys/class/powercap").exists(), reason="this host has RAPL")
 def test_auto_on_this_machine_raises():
     """The real machine (no GPU, no RAPL): auto fails with reasons, never a made-up energy."""
-    with pytest.raises(MeterUnavailable, match="(?s)nvml:.*rapl:.*--meter none"):
+    with pytest.raises(MeterUnavailable, match=r"\[nvml\].*\[rapl\].*--meter none"):
         open_meter("auto")
 
 
 def test_explicit_real_meter_unavailable_and_unknown_name(no_real_meters):
-    with pytest.raises(MeterUnavailable, match="(?s)--meter rapl; tried:.*rapl:.*--meter none"):
+    with pytest.raises(MeterUnavailable, match=r"--meter rapl; tried: \[rapl\].*--meter none"):
         open_meter("rapl")
     with pytest.raises(MeterUnavailable, match="unknown meter 'joulemeter'"):
         open_meter("joulemeter")
@@ -128,3 +129,16 @@ def test_leaky_features(meter, leaky):
 def test_meter_names_from_meter_object():
     assert meter_names(SimulatedMeter()) == {"simulated"}
     assert meter_names("NVML + rapl") == {"nvml", "rapl"}
+
+
+def test_trace_cli_with_meter_auto_fails_with_reasons_and_writes_nothing(no_real_meters, tmp_path,
+                                                                         capsys):
+    from irene.cli import main
+
+    out = tmp_path / "trees.jsonl"
+    code = main(["trace", "bert-base-uncased", "-o", str(out), "--meter", "auto",
+                 "--batch-size", "1", "--seq-len", "8"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "[nvml]" in err and "[rapl]" in err and "--meter none" in err
+    assert not out.exists()

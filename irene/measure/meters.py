@@ -90,13 +90,13 @@ def _open_one(part: str) -> Meter:
 
 
 def _unavailable(tried: list[tuple[str, str]], asked: str) -> MeterUnavailable:
-    lines = [f"no energy meter could be opened for --meter {asked}; tried:"]
-    lines += [f"  - {name}: {reason}" for name, reason in tried]
+    """One line: every meter tried, each with its reason, then how to go on without energy."""
+    parts = [f"[{name}] {reason.rstrip('.')}." for name, reason in tried]
     if asked == "auto":
-        lines.append("  - wattmeter: not tried automatically; give its log with "
-                     "--meter wattmeter:PATH.csv")
-    lines.append(NO_METER_HINT)
-    return MeterUnavailable("\n".join(lines))
+        parts.append("[wattmeter] not tried automatically: give its log with "
+                     "--meter wattmeter:PATH.csv.")
+    return MeterUnavailable(f"no energy meter could be opened for --meter {asked}; tried: "
+                            + " ".join(parts) + " " + NO_METER_HINT)
 
 
 def _combine(meters: list[Meter]) -> Meter:
