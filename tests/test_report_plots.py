@@ -110,3 +110,11 @@ def test_cli_plot_writes_figures(sweep, tmp_path, capsys):
     assert len(written) == 4
     for path in written:
         assert_valid_figure(Path(path))
+
+
+def test_far_off_predictions_are_drawn_at_the_edge(tmp_path):
+    tree = bert_like_tree(layers=1)
+    leaves = [n for n in tree.nodes() if n.is_leaf]
+    leaves[0].predicted_energy = 1e-12  # a clipped non-positive prediction
+    leaves[1].predicted_energy = 1e3
+    assert_valid_figure(plot_predicted_vs_measured([tree], tmp_path / "edge.png"))

@@ -173,7 +173,8 @@ def estimate_tree(model: str, batch_size: int, seq_len: int, predictor_dir: str,
         raise UserError(
             f"the predictor in {predictor_dir} reads feature(s) this machine cannot supply: "
             f"{listing}. Predicting with them set to 0 would be meaningless. Use a predictor "
-            "trained on model_specs features only (feature_sets=[\"model_specs\"]), or "
+            "trained on model_specs features only (`irene train TREES --set "
+            "'feature_sets=[\"model_specs\"]'`), or "
             "trace and measure on the hardware the predictor was trained for.")
     timing = any(name in TIMED_FEATURES for name in required)
     if timing:

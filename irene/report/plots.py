@@ -74,20 +74,35 @@ def plot_predicted_vs_measured(trees: Sequence[Tree], path: str | os.PathLike) -
     type, with the y = x line and ±20 % bands. Needs nodes with both energies."""
     pairs = paired_energies(trees)
     _require(bool(pairs), "no node has both predicted_energy and ground_truth_energy")
-    figure = Figure(figsize=(6.4, 5.6))
+    figure = Figure(figsize=(6.4, 5.6), layout="constrained")
     axis = figure.add_subplot()
-    values = [v for _, _, p, m in pairs for v in (p, m) if v > 0]
-    low, high = min(values) / 1.5, max(values) * 1.5
+    measured_values = [m for _, _, _, m in pairs]
+    # the axes span the measured energies and the predictions near them (a factor of 10 beyond);
+    # predictions further off (e.g. clipped non-positive ones) are drawn at the edge as triangles
+    bound_low, bound_high = min(measured_values) / 10, max(measured_values) * 10
+    inside = [p for _, _, p, _ in pairs if bound_low <= p <= bound_high]
+    low = min(measured_values + inside) / 1.5
+    high = max(measured_values + inside) * 1.5
     line = [low, high]
     axis.plot(line, line, color="#555", linestyle="--", linewidth=1, label="y = x")
     axis.fill_between(line, [v * 0.8 for v in line], [v * 1.2 for v in line], color="#999",
                       alpha=0.12, linewidth=0, label="±20 %")
     for kind in ("ml", "module", "model"):
-        points = [(m, p) for _, node, p, m in pairs if node.type == kind and p > 0]
-        if points:
-            axis.scatter([m for m, _ in points], [p for _, p in points], s=26 if kind == "model"
-                         else 12, alpha=0.7, color=NODE_TYPE_COLOURS[kind],
-                         label=f"{kind} ({len(points)})", edgecolors="none")
+        points = [(m, p) for _, node, p, m in pairs if node.type == kind]
+        shown = [(m, p) for m, p in points if low <= p <= high]
+        if shown:
+            axis.scatter([m for m, _ in shown], [p for _, p in shown],
+                         s=26 if kind == "model" else 12, alpha=0.7,
+                         color=NODE_TYPE_COLOURS[kind], label=f"{kind} ({len(points)})",
+                         edgecolors="none")
+        below = [m for m, p in points if p < low]
+        above = [m for m, p in points if p > high]
+        for xs, y, marker in ((below, low * 1.15, "v"), (above, high / 1.15, "^")):
+            if xs:
+                axis.scatter(xs, [y] * len(xs), marker=marker, s=30, alpha=0.9,
+                             color=NODE_TYPE_COLOURS[kind], edgecolors="black", linewidths=0.4,
+                             label=f"{kind}: {len(xs)} {'below' if marker == 'v' else 'above'}"
+                                   " the scale")
     axis.set_xlim(low, high)
     axis.set_ylim(low, high)
     _energy_axis(axis, "x")
@@ -117,7 +132,7 @@ def plot_error_distribution(trees: Sequence[Tree], path: str | os.PathLike,
     _require(bool(by_kind), "no node has both predicted_energy and ground_truth_energy")
     by_type = _signed_errors(trees, lambda t, n: n.instance_type if n.is_leaf else None)
     frequent = sorted(by_type, key=lambda k: -len(by_type[k]))[:max_types]
-    figure = Figure(figsize=(11, 4.6))
+    figure = Figure(figsize=(11, 4.6), layout="constrained")
     left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 2.2]})
     kinds = [k for k in NODE_TYPES if k in by_kind]
     _boxes(left, [by_kind[k] for k in kinds], kinds, [NODE_TYPE_COLOURS[k] for k in kinds])
@@ -159,7 +174,7 @@ def plot_energy_vs_seq_len(trees: Sequence[Tree], path: str | os.PathLike) -> Pa
     models = list(dict.fromkeys(t.model_name for t in trees))
     columns = min(3, len(batch_sizes))
     rows = math.ceil(len(batch_sizes) / columns)
-    figure = Figure(figsize=(5.2 * columns, 4.0 * rows + 0.6))
+    figure = Figure(figsize=(5.2 * columns, 4.0 * rows + 0.6), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False)
     drew = False
     for index, batch_size in enumerate(batch_sizes):
@@ -189,8 +204,14 @@ def plot_energy_vs_seq_len(trees: Sequence[Tree], path: str | os.PathLike) -> Pa
     for index in range(len(batch_sizes), rows * columns):
         axes[index // columns][index % columns].set_visible(False)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="lower center", ncol=min(4, len(labels)), frameon=False,
-                  bbox_to_anchor=(0.5, -0.02 - 0.035 * math.ceil(len(labels) / 4)))
+    for row in axes:
+        for axis in row[1:]:
+            for handle, label in zip(*axis.get_legend_handles_labels(), strict=True):
+                if label not in labels:
+                    handles.append(handle)
+                    labels.append(label)
+    figure.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)),
+                  frameon=False)
     figure.suptitle("Energy vs sequence length (solid: measured, dashed: predicted)")
     return _save(figure, path)
 
@@ -225,7 +246,7 @@ def plot_primitive_breakdown(trees: Sequence[Tree], path: str | os.PathLike, *,
             overall[key] = overall.get(key, 0.0) + value
     kept = sorted(overall, key=lambda k: -overall[k])[:max_types]
     labels = list(bars)
-    figure = Figure(figsize=(9.5, 1.2 + 0.42 * len(labels)))
+    figure = Figure(figsize=(9.5, 1.2 + 0.42 * len(labels)), layout="constrained")
     axis = figure.add_subplot()
     left = [0.0] * len(labels)
     segments = kept + (["other"] if len(overall) > len(kept) else [])
@@ -245,8 +266,7 @@ def plot_primitive_breakdown(trees: Sequence[Tree], path: str | os.PathLike, *,
     axis.set_xlabel("share of the primitives' energy [%]")
     title = "Energy per primitive type" + (" (mean per model)" if by_model else "")
     axis.set_title(title)
-    axis.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12 - 0.6 / max(len(labels), 1)),
-                ncol=min(5, len(segments)), frameon=False)
+    figure.legend(loc="outside lower center", ncol=min(5, len(segments)), frameon=False)
     return _save(figure, path)
 
 
@@ -262,7 +282,7 @@ def plot_comparison(comparison: Comparison, path: str | os.PathLike, *, label_a:
     modules = sorted(modules[:max_rows], key=lambda r: comparison.rows.index(r))
     types = comparison.types[:max_rows]
     height = 1.6 + 0.34 * max(len(modules), len(types))
-    figure = Figure(figsize=(13, height))
+    figure = Figure(figsize=(13, height), layout="constrained")
     left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.3, 1]})
     _paired_bars(left, [r.key or "whole model" for r in modules],
                  [r.energy_a for r in modules], [r.energy_b for r in modules], label_a, label_b)
@@ -347,7 +367,7 @@ def plot_error_by_model(trees: Sequence[Tree], path: str | os.PathLike) -> Path:
     _require(bool(groups), "no node has both predicted_energy and ground_truth_energy")
     models = list(dict.fromkeys(m for m, _ in groups))
     kinds = [k for k in ("model", "module", "ml") if any(g[1] == k for g in groups)]
-    figure = Figure(figsize=(max(6.0, 1.3 * len(models) + 2), 4.4))
+    figure = Figure(figsize=(max(6.0, 1.3 * len(models) + 2), 4.4), layout="constrained")
     axis = figure.add_subplot()
     width = 0.8 / len(kinds)
     for k, kind in enumerate(kinds):
