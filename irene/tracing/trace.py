@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import platform
 import time
 from typing import TYPE_CHECKING, Any
@@ -35,7 +36,7 @@ GPU_FEATURES = ["gpu", "gpu_mem", "gpu_clk", "gpu_mem_clk", "gpu_energy_mean"]
 
 
 def make_inputs(model: PreTrainedModel, batch_size: int, seq_len: int, *,
-                seed: int = 0) -> dict[str, torch.Tensor]:
+                seed: int = 0) -> dict[str, Any]:
     """Random token ids (batch_size x seq_len) for the model, on its device (fixed seed)."""
     if batch_size < 1 or seq_len < 1:
         raise ValueError(f"batch size and sequence length must be >= 1, got {batch_size}, "
@@ -49,9 +50,11 @@ def make_inputs(model: PreTrainedModel, batch_size: int, seq_len: int, *,
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(1 if vocab > 1 else 0, vocab, (batch_size, seq_len), generator=generator)
     device = next(model.parameters()).device
-    inputs = {"input_ids": ids.to(device)}
+    inputs: dict[str, Any] = {"input_ids": ids.to(device)}
     if getattr(config, "is_encoder_decoder", False):
         inputs["decoder_input_ids"] = inputs["input_ids"]
+    if "use_cache" in inspect.signature(model.forward).parameters:
+        inputs["use_cache"] = False  # no KV cache: replays must not grow a shared cache
     return inputs
 
 
@@ -61,6 +64,7 @@ def _prepare(model: str | PreTrainedModel, *, device: str, dtype: str, attn: str
         return build_model(model, attn=attn, dtype=dtype, device=device, hub=hub)
     model = model.to(device=device, dtype=torch_dtype(dtype))
     model.eval()
+    model.config.use_cache = False
     current = getattr(model.config, "_attn_implementation", None)
     if current is not None and current != attn:
         model.set_attn_implementation(attn)
