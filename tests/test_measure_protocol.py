@@ -324,3 +324,26 @@ def test_command_line_options_build_the_protocol():
                                                 cooldown_s=1.0, dedup=False)
     defaults = protocol_from_args(parser.parse_args([]))
     assert defaults == Protocol() and parser.parse_args([]).meter == "none"
+
+
+def test_error_in_the_callable_closes_the_meter_and_sampler_windows():
+    clock = FakeClock()
+    meter = SimulatedMeter(clock=clock)
+    calls = []
+
+    def flaky() -> None:
+        calls.append(1)
+        clock.advance(0.01)
+        if len(calls) == 9:
+            raise RuntimeError("replay failed")
+
+    from irene.measure import Sampler
+
+    sampler = Sampler(period_s=0.01, host=lambda: {"cpu": 1.0, "mem": 2.0})
+    with pytest.raises(RuntimeError, match="replay failed"):
+        measure_callable(flaky, meter=meter, protocol=Protocol(runs=5, min_run_seconds=0.02),
+                         sampler=sampler, clock=clock)
+    assert sampler._thread is None
+    m = measure_callable(lambda: clock.advance(0.01), meter=meter, sampler=sampler,
+                         protocol=Protocol(runs=2), clock=clock)  # both usable again
+    assert m.energy_j == pytest.approx(50 * 0.01) and m.features["mem"] == 2.0

@@ -96,6 +96,9 @@ class Meter:
         """Take the closing reading and return the window's result."""
         raise NotImplementedError
 
+    def _abort(self) -> None:
+        """Drop the open window's state (stop threads); no reading is needed."""
+
     def close(self) -> None:
         """Release resources (threads, library handles). Safe to call twice."""
 
@@ -115,6 +118,12 @@ class Meter:
         self._t0 = None
         return self._end(duration)
 
+    def abort(self) -> None:
+        """Close the open window, if any, without a result (after an error inside it)."""
+        if self._t0 is not None:
+            self._t0 = None
+            self._abort()
+
     @contextlib.contextmanager
     def window(self) -> Iterator[Window]:
         """Context manager around :meth:`begin` / :meth:`end`; the result is on the handle."""
@@ -123,9 +132,7 @@ class Meter:
         try:
             yield handle
         except BaseException:
-            self._t0 = None
-            with contextlib.suppress(Exception):
-                self._end(0.0)
+            self.abort()
             raise
         handle.result = self.end()
 

@@ -47,6 +47,10 @@ class CombinedMeter(Meter):
         return WindowResult(energy, duration_s, self.name,
                             trusted=all(r.trusted for r in results), notes=notes)
 
+    def _abort(self) -> None:
+        for m in self.meters:
+            m.abort()
+
     def close(self) -> None:
         for m in self.meters:
             m.close()

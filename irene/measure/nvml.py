@@ -239,6 +239,10 @@ class NvmlMeter(Meter):
                      f"(~{NVML_UPDATE_S} s)",)
         return WindowResult(energy, duration_s, self.name, trusted=trusted, notes=notes)
 
+    def _abort(self) -> None:
+        if not self.uses_counter:
+            self._sampler.stop()
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True

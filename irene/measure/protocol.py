@@ -212,9 +212,13 @@ def measure_callable(fn: Callable[[], None], *, meter: Meter | None = None,
         if meter is not None:
             meter.begin()
         t0 = clock()
-        for _ in range(repeats):
-            fn()
-        sync()
+        try:
+            for _ in range(repeats):
+                fn()
+            sync()
+        except BaseException:
+            _abort_window(meter, sampler)
+            raise
         elapsed = clock() - t0
         if meter is not None:
             windows.append(meter.end())
@@ -223,6 +227,14 @@ def measure_callable(fn: Callable[[], None], *, meter: Meter | None = None,
         times.append(elapsed / repeats)
 
     return _summarise(times, windows, per_run_features, repeats, protocol.runs, meter, idle_w)
+
+
+def _abort_window(meter: Meter | None, sampler: Sampler | None) -> None:
+    """Close the meter window and sampler window left open by an exception in the callable."""
+    if meter is not None:
+        meter.abort()
+    if sampler is not None:
+        sampler.abort_window()
 
 
 def _per_call_energies(windows: list[WindowResult], repeats: int,

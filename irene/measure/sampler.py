@@ -118,6 +118,13 @@ class Sampler:
         self._thread = threading.Thread(target=self._loop, name="irene-sampler", daemon=True)
         self._thread.start()
 
+    def abort_window(self) -> None:
+        """Stop sampling without a result (after an error inside the window)."""
+        if self._thread is not None:
+            self._stop.set()
+            self._thread.join()
+            self._thread = None
+
     def end_window(self) -> Reading:
         """Stop sampling; the mean of every field over the window."""
         if self._thread is None:
