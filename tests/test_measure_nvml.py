@@ -221,6 +221,18 @@ def test_gpu_sampler_and_protocol_features_with_fake_nvml():
     assert nv.initialised == 0
 
 
+def test_gpu_source_leaves_out_unsupported_readings():
+    nv = FakePynvml([FakeGpu("GPU-a")])
+
+    def no_utilisation(h):
+        raise FakeNVMLError("Not Supported")
+
+    nv.nvmlDeviceGetUtilizationRates = no_utilisation
+    source = NvmlGpuSource(pynvml=nv, env={})
+    assert source.unsupported == ["gpu", "gpu_mem"]
+    assert source() == {"gpu_clk": 1400.0, "gpu_mem_clk": 5000.0, "gpu_power_w": 100.0}
+
+
 def _nvml_works() -> bool:
     try:
         NvmlMeter().close()

@@ -30,7 +30,11 @@ def read_host() -> Reading:
 
 
 class NvmlGpuSource:
-    """Reads utilisation, clocks and power of the visible GPUs through NVML."""
+    """Reads utilisation, clocks and power of the visible GPUs through NVML.
+
+    Readings a GPU does not support (probed once at start, e.g. utilisation on some boards) are
+    listed in ``unsupported`` and left out, so those features stay 0.0.
+    """
 
     def __init__(self, *, pynvml: ModuleType | None = None,
                  env: dict[str, str] | None = None) -> None:
@@ -39,26 +43,44 @@ class NvmlGpuSource:
         cuda_uuids = torch_cuda_uuids() if pynvml is None else None
         self.pynvml = pynvml if pynvml is not None else import_pynvml()
         init_nvml(self.pynvml)
-        self.handles = [h for _, h in visible_handles(self.pynvml, env, cuda_uuids)]
+        try:
+            self.handles = [h for _, h in visible_handles(self.pynvml, env, cuda_uuids)]
+        except self.pynvml.NVMLError as exc:
+            self.pynvml.nvmlShutdown()
+            raise MeterUnavailable(f"NVML: cannot list GPUs ({exc})") from exc
         if not self.handles:
             self.pynvml.nvmlShutdown()
             raise MeterUnavailable("NVML: no GPU visible to this process")
+        self.readers = self._supported_readers()
+        self.unsupported = sorted(set(GPU_FIELDS) - set(self.readers))
 
-    def _read_one(self, handle: Any) -> Reading:
+    def _all_readers(self) -> dict[str, Callable[[Any], float]]:
         nv = self.pynvml
-        util = nv.nvmlDeviceGetUtilizationRates(handle)
         return {
-            "gpu": float(util.gpu),
-            "gpu_mem": float(util.memory),
-            "gpu_clk": float(nv.nvmlDeviceGetClockInfo(handle, nv.NVML_CLOCK_SM)),
-            "gpu_mem_clk": float(nv.nvmlDeviceGetClockInfo(handle, nv.NVML_CLOCK_MEM)),
-            "gpu_power_w": nv.nvmlDeviceGetPowerUsage(handle) / 1000.0,
+            "gpu": lambda h: float(nv.nvmlDeviceGetUtilizationRates(h).gpu),
+            "gpu_mem": lambda h: float(nv.nvmlDeviceGetUtilizationRates(h).memory),
+            "gpu_clk": lambda h: float(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_SM)),
+            "gpu_mem_clk": lambda h: float(nv.nvmlDeviceGetClockInfo(h, nv.NVML_CLOCK_MEM)),
+            "gpu_power_w": lambda h: nv.nvmlDeviceGetPowerUsage(h) / 1000.0,
         }
 
+    def _supported_readers(self) -> dict[str, Callable[[Any], float]]:
+        supported = {}
+        for name, read in self._all_readers().items():
+            try:
+                for h in self.handles:
+                    read(h)
+            except self.pynvml.NVMLError:
+                continue
+            supported[name] = read
+        return supported
+
     def __call__(self) -> Reading:
-        per_gpu = [self._read_one(h) for h in self.handles]
-        out = {k: statistics.fmean(r[k] for r in per_gpu) for k in GPU_FIELDS[:-1]}
-        out["gpu_power_w"] = sum(r["gpu_power_w"] for r in per_gpu)
+        """Mean utilisation (%) and clocks (MHz) over the GPUs, total power (W)."""
+        out: Reading = {}
+        for name, read in self.readers.items():
+            values = [read(h) for h in self.handles]
+            out[name] = sum(values) if name == "gpu_power_w" else statistics.fmean(values)
         return out
 
     def close(self) -> None:
