@@ -227,6 +227,8 @@ def plot_primitive_breakdown(trees: Sequence[Tree], path: str | os.PathLike, *,
     averaged over its trees, when there are more than ``max_bars`` trees); the ``max_types``
     largest types get a colour, the rest is "other"."""
     _require(bool(trees), "no trees to plot")
+    if len(trees) == 1:
+        return _plot_type_shares(trees[0], path, source)
     bars: dict[str, dict[str, float]] = {}
     counts: dict[str, int] = {}
     by_model = len(trees) > max_bars
@@ -267,6 +269,25 @@ def plot_primitive_breakdown(trees: Sequence[Tree], path: str | os.PathLike, *,
     title = "Energy per primitive type" + (" (mean per model)" if by_model else "")
     axis.set_title(title)
     figure.legend(loc="outside lower center", ncol=min(5, len(segments)), frameon=False)
+    return _save(figure, path)
+
+
+def _plot_type_shares(tree: Tree, path: str | os.PathLike, source: str) -> Path:
+    """One tree: a bar per primitive type with its share (%) and energy."""
+    shares = primitive_type_shares(tree, energy_source(tree, source))
+    figure = Figure(figsize=(8, 1.4 + 0.36 * len(shares)), layout="constrained")
+    axis = figure.add_subplot()
+    labels = [f"{s.instance_type} (×{s.count})" for s in shares]
+    values = [100 * s.share for s in shares]
+    bars = axis.barh(labels, values, color=NODE_TYPE_COLOURS["ml"], alpha=0.85)
+    axis.bar_label(bars, labels=[f"{v:.1f} %  ·  {format_energy(s.energy_j)}"
+                                 for v, s in zip(values, shares, strict=True)],
+                   padding=3, fontsize=8)
+    axis.invert_yaxis()
+    axis.set_xlim(0, max(values) * 1.35)
+    axis.set_xlabel("share of the primitives' energy [%]")
+    axis.set_title(f"Energy per primitive type · {describe_tree(tree)}")
+    axis.grid(True, axis="x", alpha=0.3)
     return _save(figure, path)
 
 
