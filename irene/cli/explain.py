@@ -15,6 +15,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +197,12 @@ def estimate_tree(model: str, batch_size: int, seq_len: int, predictor_dir: str,
         raise UserError(
             f"the trace of {model} has no value for feature(s) {sorted(set(unavailable + zeros))}"
             f" that the predictor in {predictor_dir} reads; refusing to predict from zeros")
-    return predictor.predict([tree])[0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        predicted = predictor.predict([tree])[0]
+    for item in caught:  # e.g. primitive types unseen in training: one readable line each
+        warn(f"warning: {item.message}")
+    return predicted
 
 
 def run_estimate(args: argparse.Namespace) -> int:
