@@ -185,6 +185,18 @@ def test_llama_layer_accounts_for_rmsnorm_silu_and_rotary():
     assert nodes["root.rotary_emb"].features["flops"] > 0
 
 
+def test_shared_module_instance_gets_a_leaf_under_each_caller():
+    # openai-gpt's MLPs all call one shared activation object (a module-level instance)
+    config = T.OpenAIGPTConfig(vocab_size=100, n_embd=32, n_layer=3, n_head=4, n_positions=64)
+    tree = trace_model(T.AutoModel.from_config(config), B, S, timing=False)
+    acts = [n for n in tree.nodes() if n.instance_type == "NewGELUActivation"]
+    assert [n.parent_name for n in acts] == [f"root.h.{i}.mlp" for i in range(3)]
+    assert [n.scope for n in acts] == [f"root.h.{i}.mlp.act" for i in range(3)]
+    assert len({n.features["flops"] for n in acts}) == 1 and acts[0].extra["calls"] == 1
+    scopes = [n.scope for n in tree.nodes()]
+    assert len(scopes) == len(set(scopes))
+
+
 def test_sdpa_is_one_fused_primitive():
     tree = trace_model(tiny_llama(), B, S, timing=False, attn="sdpa")
     att = by_scope(tree)["root.layers.0.self_attn"]

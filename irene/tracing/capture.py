@@ -217,13 +217,14 @@ class ForwardCapture(TorchFunctionMode):
         self.record_inputs = record_inputs
         self.dedup = dedup
         self.names = {m: name for name, m in model.named_modules()}
-        self.records: dict[nn.Module, Record] = {}
+        self.records: dict[tuple[nn.Module, int], Record] = {}
         self.root: Record | None = None
         self.counted_flops = 0
         self._stack: list[_Frame] = []
         self._opaque = 0
         self._internal = False
         self._scopes = {"root" if not n else f"root.{n}" for n in self.names.values()}
+        self._claimed: set[str] = set()  # module scopes given to a record
         self._recorded_signatures: set[str] = set()
         self._counter = flop_counter_mode()
         self._exit = contextlib.ExitStack()
@@ -301,23 +302,46 @@ class ForwardCapture(TorchFunctionMode):
     # -- module hooks ----------------------------------------------------------------------
 
     def _record_for(self, module: nn.Module) -> Record:
-        record = self.records.get(module)
+        """The record of ``module`` called from the current module (one per calling parent).
+
+        A module instance shared by several parents (e.g. one activation object used by every
+        block) gets one node under each parent, named after the parent's attribute.
+        """
+        parent = self._current()
+        key = (module, id(parent))
+        record = self.records.get(key)
         if record is not None:
             return record
-        name = self.names[module]
-        parent = self._current()
         is_root = module is self.model
         leaf = not is_root and next(module.children(), None) is None
-        record = Record(scope="root" if is_root else f"root.{name}",
+        record = Record(scope=self._scope_for(module, parent),
                         kind="model" if is_root else ("leaf" if leaf else "module"),
                         instance_type=type(module).__name__, parent=parent, module=module,
                         num_parameters=sum(p.numel() for p in module.parameters()))
-        self.records[module] = record
+        self.records[key] = record
         if is_root:
             self.root = record
         elif parent is not None:
             parent.children.append(record)
         return record
+
+    def _scope_for(self, module: nn.Module, parent: Record | None) -> str:
+        if module is self.model:
+            return "root"
+        canonical = f"root.{self.names[module]}"
+        if canonical not in self._claimed and \
+                (parent is None or canonical.startswith(parent.scope + ".")):
+            self._claimed.add(canonical)
+            return canonical
+        path = None
+        if parent is not None and parent.module is not None:
+            path = next((n for n, c in parent.module.named_modules(remove_duplicate=False)
+                         if c is module and n), None)
+        base = f"{parent.scope}.{path}" if path else canonical
+        if base not in self._scopes:
+            self._scopes.add(base)
+            return base
+        return self._unique_scope(base)
 
     def _pre_hook(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         self._internal = True
