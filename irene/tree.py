@@ -20,6 +20,7 @@ every line and raises :class:`TreeFormatError` naming the file, line and field.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
 import math
 import os
@@ -27,7 +28,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 NODE_TYPES = ("model", "module", "ml")
 
@@ -244,11 +245,21 @@ def iter_trees(path: str | os.PathLike) -> Iterator[Tree]:
     """Yield the trees of a JSONL file one by one, validating each line (blank lines skipped)."""
     source = str(path)
     try:
-        handle = open(path, encoding="utf-8")
+        handle = _open_text(path, "r")
     except OSError as exc:
         raise TreeFormatError(f"cannot open: {exc.strerror}", source=source) from exc
     with handle:
-        for number, text in enumerate(handle, start=1):
+        number = 0
+        lines = iter(handle)
+        while True:
+            try:
+                text = next(lines)
+            except StopIteration:
+                return
+            except (OSError, EOFError, UnicodeDecodeError) as exc:
+                raise TreeFormatError(f"unreadable ({exc})", source=source,
+                                      line=number + 1) from exc
+            number += 1
             if not text.strip():
                 continue
             try:
@@ -283,6 +294,12 @@ def require_energy(trees: Iterable[Tree], name: str = "ground_truth_energy") -> 
 # writing
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     """Open a temporary file beside ``path``; rename it onto ``path`` only if the block succeeds.
@@ -295,6 +312,7 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
     try:
         with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
             yield handle
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -302,11 +320,22 @@ def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
         raise
 
 
+def _open_text(path: str | os.PathLike, mode: str) -> IO[str]:
+    """Open a text file, gzip-compressed when its name ends in ``.gz``."""
+    if str(path).endswith(".gz"):
+        return gzip.open(path, mode + "t", encoding="utf-8")
+    return open(path, mode, encoding="utf-8")
+
+
 def write_trees(trees: Iterable[Tree], path: str | os.PathLike) -> None:
-    """Write trees as JSONL, atomically (see :func:`atomic_write`)."""
-    with atomic_write(path) as handle:
-        for tree in trees:
-            handle.write(tree.to_json() + "\n")
+    """Write trees as JSONL (gzip-compressed if ``path`` ends in ``.gz``), atomically."""
+    lines = "".join(tree.to_json() + "\n" for tree in trees)
+    if str(path).endswith(".gz"):
+        with atomic_write(path, "wb") as handle:
+            handle.write(gzip.compress(lines.encode("utf-8"), mtime=0))
+    else:
+        with atomic_write(path) as handle:
+            handle.write(lines)
 
 
 def append_tree(tree: Tree, path: str | os.PathLike) -> None:

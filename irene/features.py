@@ -1,0 +1,162 @@
+"""Feature sets (IrEne's names) and the flattening of trees into arrays.
+
+A node's feature vector is made of node fields (see :data:`irene.tree.FEATURE_FIELDS`) and three
+tree-level values broadcast to every node: ``batch_size``, ``seq_len`` and
+``input_size = batch_size * seq_len`` (tokens per call).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from irene.tree import Node, Tree
+
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "model_specs": ("batch_size", "seq_len", "flops", "mem_bytes"),
+    "resource_utilization": (
+        "cpu", "mem", "gpu", "gpu_mem", "gpu_clk", "gpu_mem_clk", "times_mean", "gpu_energy_mean",
+    ),
+}
+#: added to every feature set, as in IrEne
+ALWAYS_FEATURES: tuple[str, ...] = ("num_parameters", "input_size")
+#: features whose value for a module is (about) the sum of its parts: their excess over the
+#: children's sum measures the work a module does beyond its children
+ADDITIVE_FEATURES: tuple[str, ...] = (
+    "flops", "mem_bytes", "num_parameters", "times_mean", "gpu_energy_mean",
+)
+_TREE_LEVEL = ("batch_size", "seq_len", "input_size")
+NODE_TYPE_CODES = {"ml": 0, "module": 1, "model": 2}
+
+#: which meters' readings become a node feature: if such a meter also produced the ground truth,
+#: the feature *is* the target and must not be used to predict it
+_METER_FEATURES = {"nvml": ("gpu_energy_mean",)}
+
+
+def feature_names(feature_sets: Sequence[str]) -> list[str]:
+    """The ordered feature names used for a list of IrEne feature-set names."""
+    unknown = [s for s in feature_sets if s not in FEATURE_SETS]
+    if unknown:
+        raise ValueError(f"unknown feature set(s) {unknown}; known: {sorted(FEATURE_SETS)}")
+    names: list[str] = []
+    for name in [f for s in feature_sets for f in FEATURE_SETS[s]] + list(ALWAYS_FEATURES):
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def ground_truth_meters(trees: Iterable[Tree]) -> set[str]:
+    """Names of the meters that produced the trees' ground truth (from root metadata).
+
+    Trees measured by irene record ``ground_truth_meter`` (or ``meter``) on the root; IrEne's
+    published trees (an external wall meter) record none.
+    """
+    meters: set[str] = set()
+    for tree in trees:
+        value = tree.meta.get("ground_truth_meter", tree.meta.get("meter"))
+        if isinstance(value, str):
+            meters.update(part.strip().split(":")[0] for part in value.split("+"))
+        elif isinstance(value, list):
+            meters.update(str(v).split(":")[0] for v in value)
+    return meters
+
+
+def drop_leaky_features(names: list[str], trees: Sequence[Tree]) -> list[str]:
+    """Remove features that are the training target itself (e.g. NVML energy when NVML is the
+    ground-truth meter), with a warning that says which and why."""
+    leaky = {f for m in ground_truth_meters(trees) for f in _METER_FEATURES.get(m, ())}
+    dropped = [n for n in names if n in leaky]
+    if dropped:
+        warnings.warn(
+            f"dropping feature(s) {dropped}: the ground truth was measured by the same meter, so "
+            "they would be the target itself", stacklevel=3)
+    return [n for n in names if n not in leaky]
+
+
+def tree_level_value(tree: Tree, name: str) -> float:
+    """A feature that belongs to the whole tree: batch_size, seq_len or input_size (tokens)."""
+    if name == "batch_size":
+        return float(tree.batch_size)
+    if name == "seq_len":
+        return float(tree.seq_len)
+    if name == "input_size":
+        return float(tree.batch_size * tree.seq_len)
+    raise KeyError(name)
+
+
+@dataclass
+class FlatForest:
+    """All nodes of many trees as arrays, ordered so that every parent precedes its children.
+
+    Shapes: ``N`` nodes, ``F`` features. ``x`` [N, F] raw features; ``gold`` [N] ground-truth
+    energy in joules (NaN where absent); ``parent`` [N] index of the parent (-1 for roots);
+    ``depth`` [N] (0 at roots); ``node_type`` [N] codes of :data:`NODE_TYPE_CODES`;
+    ``instance_type`` [N] lower-cased instance type; ``tree_index`` [N]; ``nodes`` the Node objects
+    in the same order (for writing predictions back); ``child_sum_x`` [N, F] the sum of the
+    children's raw features (0 at leaves).
+    """
+
+    feature_names: list[str]
+    x: np.ndarray
+    gold: np.ndarray
+    parent: np.ndarray
+    depth: np.ndarray
+    node_type: np.ndarray
+    instance_type: np.ndarray
+    tree_index: np.ndarray
+    nodes: list[Node]
+    child_sum_x: np.ndarray
+
+    @classmethod
+    def from_trees(cls, trees: Sequence[Tree], names: Sequence[str]) -> FlatForest:
+        """Flatten ``trees`` once (the only per-node Python loop of training and prediction)."""
+        node_cols = [i for i, n in enumerate(names) if n not in _TREE_LEVEL]
+        node_names = [names[i] for i in node_cols]
+        rows, gold, parent, depth, kind, inst, tree_idx, nodes = [], [], [], [], [], [], [], []
+        for t, tree in enumerate(trees):
+            stack: list[tuple[Node, int, int]] = [(tree.root, -1, 0)]
+            while stack:
+                node, parent_index, d = stack.pop()
+                index = len(nodes)
+                nodes.append(node)
+                features = node.features
+                rows.append([features[n] for n in node_names])
+                e = node.ground_truth_energy
+                gold.append(np.nan if e is None else e)
+                parent.append(parent_index)
+                depth.append(d)
+                kind.append(NODE_TYPE_CODES[node.type])
+                inst.append(node.instance_type.lower())
+                tree_idx.append(t)
+                stack.extend((c, index, d + 1) for c in reversed(node.children))
+        tree_idx_arr = np.asarray(tree_idx, dtype=np.int64)
+        x = np.empty((len(nodes), len(names)))
+        x[:, node_cols] = np.asarray(rows, dtype=np.float64).reshape(len(nodes), len(node_cols))
+        for i, name in enumerate(names):
+            if name in _TREE_LEVEL:
+                per_tree = np.array([tree_level_value(tree, name) for tree in trees])
+                x[:, i] = per_tree[tree_idx_arr]
+        parent_arr = np.asarray(parent, dtype=np.int64)
+        child_sum = np.zeros_like(x)
+        has_parent = parent_arr >= 0
+        np.add.at(child_sum, parent_arr[has_parent], x[has_parent])
+        return cls(
+            feature_names=list(names), x=x, gold=np.asarray(gold, dtype=np.float64),
+            parent=parent_arr, depth=np.asarray(depth, dtype=np.int64),
+            node_type=np.asarray(kind, dtype=np.int64), instance_type=np.asarray(inst),
+            tree_index=tree_idx_arr, nodes=nodes, child_sum_x=child_sum,
+        )
+
+    @property
+    def is_leaf(self) -> np.ndarray:
+        return self.node_type == NODE_TYPE_CODES["ml"]
+
+    def gold_child_sum(self) -> np.ndarray:
+        """Σ of the children's ground-truth energies per node, joules (0 at leaves)."""
+        out = np.zeros(len(self.gold))
+        has_parent = self.parent >= 0
+        np.add.at(out, self.parent[has_parent], self.gold[has_parent])
+        return out

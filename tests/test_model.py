@@ -1,0 +1,187 @@
+"""IreneRegressor: recovering known energies, determinism, persistence, safety."""
+
+from __future__ import annotations
+
+import json
+import pickle
+import warnings
+
+import numpy as np
+import pytest
+
+from irene.evaluation import leave_one_model_out, percentage_errors
+from irene.model import IreneRegressor, ModelFormatError
+from irene.synthetic import DEFAULT_ARCHS, make_synthetic_trees
+from irene.tree import FEATURE_FIELDS, Node, Tree
+
+SMALL = dict(batch_sizes=(1, 8), seq_lens=(32, 128))
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    return make_synthetic_trees(**SMALL)
+
+
+def test_recovers_formula_energies_on_unseen_architecture(synthetic):
+    """Leaves follow 1.05·gpu_energy + 98 W·time, parents are sums of children plus a linear
+    overhead: a model trained without one architecture predicts it within 2 %."""
+    cv = leave_one_model_out(synthetic, lambda: IreneRegressor(epochs=30))
+    for model, row in cv.per_model.items():
+        assert max(row.values()) < 2.0, (model, row)
+
+
+def toy_tree(name: str, batch: int, seq: int, parent_factor: float) -> Tree:
+    """Leaves cost 3e-11 J per FLOP + 1e-4 J; every inner node costs parent_factor × Σ children."""
+    rng = np.random.default_rng(batch * 1000 + seq + len(name))
+
+    def leaf(scope: str, kind: str) -> Node:
+        flops = float(batch * seq * rng.uniform(1, 10))
+        feats = dict.fromkeys(FEATURE_FIELDS, 0.0) | {"flops": flops, "mem_bytes": flops / 3}
+        energy = 3e-5 * flops + 1e-4
+        return Node(id=scope, scope=scope, parent_name=scope.rsplit(".", 1)[0], level=2,
+                    instance_type=kind, type="ml", features=feats, ground_truth_energy=energy)
+
+    def inner(scope: str, kind: str, children: list[Node], level: int) -> Node:
+        feats = {k: sum(c.features[k] for c in children) for k in FEATURE_FIELDS}
+        energy = parent_factor * sum(c.ground_truth_energy for c in children)
+        return Node(id=scope, scope=scope, parent_name=scope.rsplit(".", 1)[0] if level else "",
+                    level=level, instance_type=kind, type="module" if level else "model",
+                    features=feats, ground_truth_energy=energy, children=children)
+
+    blocks = [inner(f"root.b{i}", "Block", [leaf(f"root.b{i}.fc", "Linear"),
+                                            leaf(f"root.b{i}.sm", "Softmax")], 1)
+              for i in range(3)]
+    return Tree(name, batch, seq, inner("root", "Model", blocks, 0))
+
+
+def test_learns_child_weights_of_a_weighted_sum():
+    """Parents cost 1.04 × the sum of their children: only the learned tanh weights
+    (1 + tanh(·)/10) can express that, so end-to-end training must find them."""
+    trees = [toy_tree(m, b, s, 1.04) for m in ("a", "b", "c") for b in (1, 4, 16)
+             for s in (16, 64)]
+    config = dict(feature_sets=["model_specs"], leaf_features="all", module_overhead=False,
+                  epochs=300, learning_rate=0.05)
+    errors = percentage_errors(trees, IreneRegressor(**config).fit(trees).predict(trees))
+    assert max(errors.values()) < 2.0, errors
+    untrained = IreneRegressor(**{**config, "epochs": 0}).fit(trees).predict(trees)
+    assert percentage_errors(trees, untrained)["model"] > 5.0  # weights at 1 are 1.04² off
+
+
+@pytest.mark.parametrize("strategy", ["stepwise", "unstructured", "none"])
+def test_other_training_strategies_predict_every_node(synthetic, strategy):
+    model = IreneRegressor(training_strategy=strategy, epochs=20).fit(synthetic)
+    predicted = model.predict(synthetic[:3])
+    values = [n.predicted_energy for t in predicted for n in t.nodes()]
+    assert all(v is not None and np.isfinite(v) and v > 0 for v in values)
+    assert percentage_errors(synthetic[:3], predicted)["ml"] < 2.0
+
+
+def test_same_seed_same_predictions_and_file_order_does_not_matter(synthetic):
+    def predictions(trees):
+        model = IreneRegressor(epochs=40, seed=3).fit(trees)
+        return np.array([n.predicted_energy for t in model.predict(synthetic) for n in t.nodes()])
+
+    first, second = predictions(synthetic), predictions(synthetic)
+    assert np.array_equal(first, second)
+    shuffled = [synthetic[i] for i in np.random.default_rng(0).permutation(len(synthetic))]
+    np.testing.assert_allclose(predictions(shuffled), first, rtol=1e-6)
+
+
+def test_unseen_primitive_type_warns_and_still_predicts(synthetic):
+    model = IreneRegressor(epochs=5).fit(synthetic)
+    tree = make_synthetic_trees(DEFAULT_ARCHS[:1], batch_sizes=(8,), seq_lens=(64,))[0]
+    for node in tree.nodes():
+        if node.instance_type == "Softmax":
+            node.instance_type = "FancyNewSoftmax"
+    with pytest.warns(UserWarning, match="fancynewsoftmax"):
+        (predicted,) = model.predict([tree])
+    leaves = [n for n in predicted.nodes() if n.instance_type == "FancyNewSoftmax"]
+    assert leaves and all(n.predicted_energy > 0 for n in leaves)
+
+
+def test_predict_does_not_modify_input_and_fills_every_node(synthetic):
+    model = IreneRegressor(epochs=5).fit(synthetic)
+    predicted = model.predict(synthetic[:2])
+    assert all(n.predicted_energy is None for t in synthetic[:2] for n in t.nodes())
+    assert all(n.predicted_energy > 0 for t in predicted for n in t.nodes())
+
+
+def test_save_load_round_trip_gives_identical_predictions(synthetic, tmp_path):
+    model = IreneRegressor(epochs=20, polynomial_features=True).fit(synthetic)
+    model.save(tmp_path / "m")
+    loaded = IreneRegressor.load(tmp_path / "m")
+    assert loaded.get_params() == model.get_params()
+    before = [n.predicted_energy for t in model.predict(synthetic) for n in t.nodes()]
+    after = [n.predicted_energy for t in loaded.predict(synthetic) for n in t.nodes()]
+    assert before == after
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json",
+                                                                  "tensors.safetensors"]
+
+
+class _Exploit:
+    """Unpickling this creates a marker file: proof that code ran."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_malicious_and_tampered_model_directories_run_nothing(synthetic, tmp_path):
+    directory = tmp_path / "m"
+    IreneRegressor(epochs=5).fit(synthetic).save(directory)
+    marker = tmp_path / "pwned"
+    payload = pickle.dumps(_Exploit(str(marker)))
+    for name in ("model.pkl", "pytorch_model.bin", "leaf_models.pt"):
+        (directory / name).write_bytes(payload)
+    IreneRegressor.load(directory).predict(synthetic[:1])  # planted files are ignored
+    assert not marker.exists()
+
+    # a pickle in place of the tensors file: refused, not unpickled
+    tensors = (directory / "tensors.safetensors").read_bytes()
+    (directory / "tensors.safetensors").write_bytes(payload)
+    with pytest.raises(ModelFormatError, match="tensors.safetensors: not a valid safetensors"):
+        IreneRegressor.load(directory)
+    assert not marker.exists()
+    (directory / "tensors.safetensors").write_bytes(tensors)
+
+    # tampered configuration: a class path, an unknown key, a wrong shape
+    config = json.loads((directory / "config.json").read_text())
+    for tamper, expected in (
+        ({"config": {**config["config"], "__class__": "os.system"}}, "unknown configuration"),
+        ({"leaf_types": config["leaf_types"][:-1]}, "has shape"),
+        ({"format": "pickle"}, "field 'format'"),
+    ):
+        (directory / "config.json").write_text(json.dumps({**config, **tamper}))
+        with pytest.raises(ModelFormatError, match=expected):
+            IreneRegressor.load(directory)
+    (directory / "config.json").write_text("{truncated")
+    with pytest.raises(ModelFormatError, match="not valid JSON"):
+        IreneRegressor.load(directory)
+    assert not marker.exists()
+
+
+def test_feature_that_is_its_own_target_is_dropped(synthetic):
+    trees = make_synthetic_trees(DEFAULT_ARCHS[:2], **SMALL)
+    for tree in trees:
+        tree.meta["meter"] = "nvml"
+    with pytest.warns(UserWarning, match="gpu_energy_mean"):
+        model = IreneRegressor(epochs=2).fit(trees)
+    assert "gpu_energy_mean" not in model.required_features()
+
+
+def test_configuration_is_validated():
+    with pytest.raises(TypeError, match="unknown configuration key"):
+        IreneRegressor(learning_rat=0.1)
+    with pytest.raises(ValueError, match="training_strategy"):
+        IreneRegressor(training_strategy="magic")
+    with pytest.raises(ValueError, match="unknown feature set"):
+        IreneRegressor(feature_sets=["vibes"])
+    model = IreneRegressor(tanh_scalar=5.0)
+    assert model.get_params()["tanh_scalar"] == 5.0
+    with pytest.raises(RuntimeError, match="not fitted"):
+        model.predict([])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert "tanh_scalar=5.0" in repr(model)
