@@ -7,6 +7,7 @@ tree-level values broadcast to every node: ``batch_size``, ``seq_len`` and
 
 from __future__ import annotations
 
+import operator
 import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -87,6 +88,15 @@ def tree_level_value(tree: Tree, name: str) -> float:
     raise KeyError(name)
 
 
+def segment_sum(values: np.ndarray, index: np.ndarray, size: int) -> np.ndarray:
+    """``out[i] = Σ values[index == i]`` for ``values`` of shape [M] or [M, F]."""
+    if values.ndim == 1:
+        return np.bincount(index, weights=values, minlength=size)
+    columns = [np.bincount(index, weights=values[:, j], minlength=size)
+               for j in range(values.shape[1])]
+    return np.stack(columns, axis=1) if columns else np.zeros((size, 0))
+
+
 @dataclass
 class FlatForest:
     """All nodes of many trees as arrays, ordered so that every parent precedes its children.
@@ -114,35 +124,34 @@ class FlatForest:
     def from_trees(cls, trees: Sequence[Tree], names: Sequence[str]) -> FlatForest:
         """Flatten ``trees`` once (the only per-node Python loop of training and prediction)."""
         node_cols = [i for i, n in enumerate(names) if n not in _TREE_LEVEL]
-        node_names = [names[i] for i in node_cols]
-        rows, gold, parent, depth, kind, inst, tree_idx, nodes = [], [], [], [], [], [], [], []
+        parent, depth, tree_idx, nodes = [], [], [], []
         for t, tree in enumerate(trees):
             stack: list[tuple[Node, int, int]] = [(tree.root, -1, 0)]
             while stack:
                 node, parent_index, d = stack.pop()
                 index = len(nodes)
                 nodes.append(node)
-                features = node.features
-                rows.append([features[n] for n in node_names])
-                e = node.ground_truth_energy
-                gold.append(np.nan if e is None else e)
                 parent.append(parent_index)
                 depth.append(d)
-                kind.append(NODE_TYPE_CODES[node.type])
-                inst.append(node.instance_type.lower())
                 tree_idx.append(t)
-                stack.extend((c, index, d + 1) for c in reversed(node.children))
+                for child in reversed(node.children):
+                    stack.append((child, index, d + 1))
         tree_idx_arr = np.asarray(tree_idx, dtype=np.int64)
         x = np.empty((len(nodes), len(names)))
-        x[:, node_cols] = np.asarray(rows, dtype=np.float64).reshape(len(nodes), len(node_cols))
+        if node_cols:
+            getter = operator.itemgetter(*[names[i] for i in node_cols])
+            values = [getter(node.features) for node in nodes]
+            x[:, node_cols] = np.asarray(values, dtype=np.float64).reshape(len(nodes), -1)
         for i, name in enumerate(names):
             if name in _TREE_LEVEL:
                 per_tree = np.array([tree_level_value(tree, name) for tree in trees])
                 x[:, i] = per_tree[tree_idx_arr]
+        gold = [np.nan if n.ground_truth_energy is None else n.ground_truth_energy for n in nodes]
+        kind = [NODE_TYPE_CODES[n.type] for n in nodes]
+        inst = [n.instance_type.lower() for n in nodes]
         parent_arr = np.asarray(parent, dtype=np.int64)
-        child_sum = np.zeros_like(x)
         has_parent = parent_arr >= 0
-        np.add.at(child_sum, parent_arr[has_parent], x[has_parent])
+        child_sum = segment_sum(x[has_parent], parent_arr[has_parent], len(nodes))
         return cls(
             feature_names=list(names), x=x, gold=np.asarray(gold, dtype=np.float64),
             parent=parent_arr, depth=np.asarray(depth, dtype=np.int64),
@@ -156,7 +165,5 @@ class FlatForest:
 
     def gold_child_sum(self) -> np.ndarray:
         """Σ of the children's ground-truth energies per node, joules (0 at leaves)."""
-        out = np.zeros(len(self.gold))
         has_parent = self.parent >= 0
-        np.add.at(out, self.parent[has_parent], self.gold[has_parent])
-        return out
+        return segment_sum(self.gold[has_parent], self.parent[has_parent], len(self.gold))

@@ -451,7 +451,7 @@ class IreneRegressor:
     def predict(self, trees: Sequence[Tree]) -> list[Tree]:
         """Deep copies of ``trees`` with ``predicted_energy`` (J per call) on every node."""
         self._check_fitted()
-        copies = [copy.deepcopy(t) for t in trees]
+        copies = [t.copy() for t in trees]
         if not copies:
             return []
         self._check_features(copies)
