@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import operator
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,11 +32,6 @@ ADDITIVE_FEATURES: tuple[str, ...] = (
 _TREE_LEVEL = ("batch_size", "seq_len", "input_size")
 NODE_TYPE_CODES = {"ml": 0, "module": 1, "model": 2}
 
-#: which meters' readings become a node feature: if such a meter also produced the ground truth,
-#: the feature *is* the target and must not be used to predict it
-_METER_FEATURES = {"nvml": ("gpu_energy_mean",)}
-
-
 def feature_names(feature_sets: Sequence[str]) -> list[str]:
     """The ordered feature names used for a list of IrEne feature-set names."""
     unknown = [s for s in feature_sets if s not in FEATURE_SETS]
@@ -49,26 +44,16 @@ def feature_names(feature_sets: Sequence[str]) -> list[str]:
     return names
 
 
-def ground_truth_meters(trees: Iterable[Tree]) -> set[str]:
-    """Names of the meters that produced the trees' ground truth (from root metadata).
-
-    Trees measured by irene record ``ground_truth_meter`` (or ``meter``) on the root; IrEne's
-    published trees (an external wall meter) record none.
-    """
-    meters: set[str] = set()
-    for tree in trees:
-        value = tree.meta.get("ground_truth_meter", tree.meta.get("meter"))
-        if isinstance(value, str):
-            meters.update(part.strip().split(":")[0] for part in value.split("+"))
-        elif isinstance(value, list):
-            meters.update(str(v).split(":")[0] for v in value)
-    return meters
-
-
 def drop_leaky_features(names: list[str], trees: Sequence[Tree]) -> list[str]:
-    """Remove features that are the training target itself (e.g. NVML energy when NVML is the
-    ground-truth meter), with a warning that says which and why."""
-    leaky = {f for m in ground_truth_meters(trees) for f in _METER_FEATURES.get(m, ())}
+    """Remove features that are the training target itself (e.g. ``gpu_energy_mean`` when NVML
+    measured the ground truth, per the trees' ``meter`` / ``leaky_features`` metadata), with a
+    warning that says which and why."""
+    from irene.measure import leaky_features
+
+    leaky: set[str] = set()
+    for tree in trees:
+        leaky |= leaky_features(tree.meta.get("meter"))
+        leaky |= set(tree.meta.get("leaky_features", []))
     dropped = [n for n in names if n in leaky]
     if dropped:
         warnings.warn(

@@ -185,3 +185,12 @@ def test_configuration_is_validated():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         assert "tanh_scalar=5.0" in repr(model)
+
+
+def test_overhead_term_is_what_reaches_modules_costlier_than_their_children(synthetic):
+    """In the synthetic trees a module costs its children plus its own overhead; without the
+    overhead term the tanh weights (within 1 ± 1/τ) can only partly make up for it."""
+    with_term = IreneRegressor(epochs=30).fit(synthetic)
+    without = IreneRegressor(epochs=30, module_overhead=False).fit(synthetic)
+    assert percentage_errors(synthetic, with_term.predict(synthetic))["module"] < 1.0
+    assert percentage_errors(synthetic, without.predict(synthetic))["module"] > 2.0

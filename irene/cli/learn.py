@@ -172,11 +172,8 @@ def run_crossvalidate(args: argparse.Namespace) -> int:
 
 
 def _plot(trees: list[Tree], cv, out: Path) -> None:
-    try:
-        from irene.report.plots import plot_crossvalidation
-    except ImportError:
-        print("(figures unavailable: irene.report.plots not installed)", file=sys.stderr)
-        return
+    from irene.report.plots import plot_crossvalidation
+
     predicted = [t for fold in cv.predictions.values() for t in fold]
     paths = plot_crossvalidation(trees, predicted, out / "figures")
     if paths:

@@ -347,9 +347,10 @@ class IreneRegressor:
         pred = torch.where(t["leaf"], leaf_pred, torch.zeros_like(leaf_pred))
         if c["training_strategy"] == "unstructured":
             return pred
-        beta = params["overhead_beta"] + params["overhead_unit"][:, None] * params["beta_delta"]
-        overhead = (t["delta"] @ beta.T).gather(1, t["kind"][:, None])[:, 0]
-        pred = pred + torch.where(t["leaf"], torch.zeros_like(overhead), overhead)
+        if c["module_overhead"]:
+            beta = params["overhead_beta"] + params["overhead_unit"][:, None] * params["beta_delta"]
+            overhead = (t["delta"] @ beta.T).gather(1, t["kind"][:, None])[:, 0]
+            pred = pred + torch.where(t["leaf"], torch.zeros_like(overhead), overhead)
         weight = self._child_weight(params, t)
         for idx in t["levels"]:
             values = (pred if source is None else source)[idx]
@@ -420,7 +421,9 @@ class IreneRegressor:
         move only with ``finetune_leaves``."""
         if self.config["training_strategy"] == "unstructured":
             return ("leaf_delta",)  # every node is its own regressor: nothing else to learn
-        names = ("beta_delta", "weight_a", "weight_b")
+        names = ("weight_a", "weight_b")
+        if self.config["module_overhead"]:
+            names = ("beta_delta", *names)
         return ("leaf_delta", *names) if self.config["finetune_leaves"] else names
 
     def _loss(self, pred: torch.Tensor, gold: torch.Tensor,
