@@ -266,8 +266,8 @@ class IreneRegressor:
         return flat.is_leaf & (flat.instance_type == key)
 
     def _transform(self, x: np.ndarray) -> np.ndarray:
-        """Feature transform before standardising: log1p for the log-space leaf fit."""
-        return np.log1p(np.abs(x)) if self.config["leaf_fit"] == "log" else x
+        """Feature transform before standardising: log (offset 1e-9) for the log-space fit."""
+        return np.log(np.abs(x) + 1e-9) if self.config["leaf_fit"] == "log" else x
 
     def _leaf_index(self, names: list[str]) -> list[int]:
         """Columns the leaf regressors read: ``leaf_features`` among the model's features, or
@@ -388,7 +388,7 @@ class IreneRegressor:
         gold_inner = [flat.gold[flat.node_type == NODE_TYPE_CODES[k]] for k in INNER_KINDS]
         s["overhead_unit"] = np.array([float(np.median(g)) if g.size else 1.0
                                        for g in gold_inner])
-        if c["training_strategy"] == "none" or c["epochs"] == 0:
+        if c["training_strategy"] == "none" or c["epochs"] == 0 or not self._learned_names():
             return
         torch.manual_seed(c["seed"])
         t = self._tensors(flat, warn_unseen=False)
@@ -401,7 +401,7 @@ class IreneRegressor:
         best, stale = math.inf, 0
         bar = tqdm(range(c["epochs"]), desc="training", unit="epoch", disable=not progress,
                    leave=False)
-        for epoch in bar:  # noqa: B007 (epoch is recorded below)
+        for _ in bar:
             pred = self._forward(params, t, source)
             loss = self._loss(pred, t["gold"], masks)
             value = float(loss.detach())
@@ -414,14 +414,15 @@ class IreneRegressor:
             if stale >= c["n_iter_no_change"]:
                 break
             optimizer.step(torch.autograd.grad(loss, learned))
-        s["epochs_run"] = epoch + 1
 
     def _learned_names(self) -> tuple[str, ...]:
         """Parameters trained end to end; leaf regressors start at their closed-form fit and
         move only with ``finetune_leaves``."""
         if self.config["training_strategy"] == "unstructured":
             return ("leaf_delta",)  # every node is its own regressor: nothing else to learn
-        names = ("weight_a", "weight_b")
+        names: tuple[str, ...] = ()
+        if self.config["weighting_setting"] != "exact_one":
+            names = ("weight_a", "weight_b")
         if self.config["module_overhead"]:
             names = ("beta_delta", *names)
         return ("leaf_delta", *names) if self.config["finetune_leaves"] else names
