@@ -31,8 +31,16 @@ def resolve_dataset(name_or_path: str) -> Path:
 
 
 def is_synthetic(trees: Sequence[Tree]) -> bool:
-    """True if any tree is marked synthetic in its metadata."""
-    return any(bool(t.meta.get("synthetic")) for t in trees)
+    """True if any tree's energies are not real measurements: its root metadata says
+    ``synthetic: true`` (the formula of irene/synthetic.py) or its meter (or ground-truth meter)
+    is, or includes, ``"simulated"`` (irene.measure's SimulatedMeter)."""
+    return any(bool(t.meta.get("synthetic")) or _simulated_meter(t.meta.get("meter"))
+               or _simulated_meter(t.meta.get("ground_truth_meter")) for t in trees)
+
+
+def _simulated_meter(name: object) -> bool:
+    """Whether a meter name (``"simulated"``, ``"nvml+simulated"``) includes the simulated one."""
+    return isinstance(name, str) and "simulated" in name.split("+")
 
 
 SYNTHETIC_NOTE = ("NOTE: this data set is SYNTHETIC (energies follow a documented formula, "

@@ -38,6 +38,15 @@ def _console():
     return Console(width=None if wide else 120, highlight=False)
 
 
+def _print_synthetic_line(trees: list[Tree]) -> None:
+    """One highlighted line when ``trees`` are not real measurements (synthetic or simulated)."""
+    from irene.report.terminal import synthetic_line
+
+    line = synthetic_line(trees)
+    if line is not None:
+        _console().print(line)
+
+
 def _user_error(exc: Exception) -> UserError:
     return UserError(str(exc))
 
@@ -89,6 +98,7 @@ def run_report(args: argparse.Namespace) -> int:
     from irene.report.html import write_report
 
     trees = _read_all(args.trees)
+    _print_synthetic_line(trees)
     try:
         write_report(trees, args.output, title=args.title, source=args.energy, top=args.top,
                      origin=", ".join(args.trees))
@@ -104,6 +114,7 @@ def run_plot(args: argparse.Namespace) -> int:
     from irene.report.plots import plot_all
 
     trees = _read_all(args.trees)
+    _print_synthetic_line(trees)
     try:
         written = plot_all(trees, args.output, fmt=args.format, source=args.energy)
     except ValueError as exc:

@@ -7,7 +7,36 @@
   :func:`~irene.report.plots.plot_crossvalidation` for the cross-validation folds
 
 Submodules are imported on use, so ``import irene.report`` stays cheap (no matplotlib).
+
+Trees that are not real measurements (the built-in ``synthetic-demo`` data set, a simulated
+meter) are labelled in every output: :func:`synthetic_label` decides, each renderer shows it.
 """
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from irene.tree import Tree
 
 #: colours of the three node types (model / module / ML primitive), shared by page and figures
 NODE_TYPE_COLOURS = {"model": "#8e44ad", "module": "#2f6fb3", "ml": "#2e9e5b"}
+
+#: the one line every output made from trees that are not real measurements carries
+SYNTHETIC_LABEL = "SYNTHETIC DATA — energies from a formula, not measured"
+
+
+def synthetic_label(trees: Sequence[Tree]) -> str | None:
+    """:data:`SYNTHETIC_LABEL` when any of ``trees`` is not a real measurement (see
+    :func:`irene.datasets.is_synthetic`: the synthetic data set or a simulated meter), else None.
+    """
+    from irene.datasets import is_synthetic
+
+    return SYNTHETIC_LABEL if is_synthetic(trees) else None
+
+
+def measured_word(trees: Sequence[Tree]) -> str:
+    """How to call ground-truth energy in labels: ``"measured"``, or ``"synthetic 'measured'"``
+    for trees whose "measured" energy is a formula's output."""
+    return "synthetic 'measured'" if synthetic_label(trees) else "measured"

@@ -10,6 +10,10 @@ energy and error where known), a collapsible breakdown tree (click a row's ▸ t
 row for the node's features), the share of each primitive type, and the top primitives and
 modules. Over all trees with both energies: the percent error per node type and per primitive
 type, the model-level predicted vs measured table, and a log-log scatter chart.
+
+Trees that are not real measurements (:func:`irene.report.synthetic_label`) get a red banner at
+the top of the page and "SYNTHETIC DATA" in its ``<title>``; their ground truth is called
+"synthetic 'measured'" wherever the page labels it.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-from irene.report import NODE_TYPE_COLOURS
+from irene.report import NODE_TYPE_COLOURS, measured_word, synthetic_label
 from irene.report.breakdown import (
     Breakdown,
     ErrorStats,
@@ -132,6 +136,7 @@ def _stats_table(title: str, stats: list[ErrorStats], group_name: str) -> str:
 
 
 def _model_level_table(trees: Sequence[Tree]) -> str:
+    measured = html.escape(measured_word(trees))
     rows = []
     for tree in trees:
         root = tree.root
@@ -144,8 +149,8 @@ def _model_level_table(trees: Sequence[Tree]) -> str:
                     f"<td class='num {_error_class(error)}'>{format_error(error)}</td></tr>")
     if not rows:
         return ""
-    return ("<div class=card><h3>Whole model: predicted vs measured</h3><table class=data>"
-            "<thead><tr><th>tree</th><th>measured</th><th>predicted</th><th>error</th></tr>"
+    return (f"<div class=card><h3>Whole model: predicted vs {measured}</h3><table class=data>"
+            f"<thead><tr><th>tree</th><th>{measured}</th><th>predicted</th><th>error</th></tr>"
             f"</thead><tbody>{''.join(rows)}</tbody></table></div>")
 
 
@@ -174,6 +179,7 @@ def scatter_svg(trees: Sequence[Tree], width: int = 420, height: int = 360,
     if not everything:
         return ""
     pairs = _thin(everything, max_points)
+    measured_text = html.escape(measured_word(trees))
     values = [v for _, _, p, m in pairs for v in (p, m)]
     low = math.floor(math.log10(min(values)))
     high = math.ceil(math.log10(max(values)))
@@ -206,12 +212,13 @@ def scatter_svg(trees: Sequence[Tree], width: int = 420, height: int = 360,
         for tree, node, predicted, measured in pairs:
             if node.type == kind:
                 tip = (f"{describe_tree(tree)} · {node.scope} ({node.instance_type}): "
-                       f"measured {format_energy(measured)}, predicted {format_energy(predicted)}")
+                       f"{measured_word(trees)} {format_energy(measured)}, "
+                       f"predicted {format_energy(predicted)}")
                 parts.append(f'<circle cx="{x(measured):.1f}" cy="{y(predicted):.1f}" '
                              f'r="{4.5 if kind == "model" else 3}" fill="{colour}" '
                              f'fill-opacity="0.65"><title>{html.escape(tip)}</title></circle>')
     parts.append(f'<text class=axis x="{(left + width - pad) / 2}" y="{height - 6}" '
-                 'text-anchor="middle">measured energy</text>'
+                 f'text-anchor="middle">{measured_text} energy</text>'
                  f'<text class=axis transform="translate(14 {(height - bottom) / 2}) rotate(-90)" '
                  'text-anchor="middle">predicted energy</text>')
     legend = "".join(
@@ -233,9 +240,10 @@ def accuracy_section(trees: Sequence[Tree]) -> str:
     by_kind = error_stats_by_node_type(trees)
     if not by_kind:
         return ""
+    measured = html.escape(measured_word(trees))
     return (
-        "<section id=accuracy><h2>Predicted vs measured</h2>"
-        "<p class=hint>Absolute percent error |predicted − measured| / measured, over every "
+        f"<section id=accuracy><h2>Predicted vs {measured}</h2>"
+        f"<p class=hint>Absolute percent error |predicted − {measured}| / {measured}, over every "
         "node of every tree in this file that has both energies.</p><div class=grid2><div>"
         + _stats_table("Error per node type", by_kind, "node type")
         + _model_level_table(trees)
@@ -259,19 +267,34 @@ def build_report(trees: Sequence[Tree], *, title: str | None = None, source: str
     """
     if not trees:
         raise ValueError("no trees to report on")
+    label = synthetic_label(trees)
     payload = {"trees": [tree_payload(t, source=source, top=top) for t in trees],
-               "colours": NODE_TYPE_COLOURS}
+               "colours": NODE_TYPE_COLOURS, "measuredWord": measured_word(trees)}
     title = title or ("irene energy report · " + (trees[0].model_name if len(trees) == 1
                                                   else f"{len(trees)} trees"))
+    if label:
+        title = f"{label} · {title}"
     stamp = _dt.datetime.now().strftime("%Y-%m-%d %H:%M")
     from irene import __version__ as version
 
     subtitle = f"generated {stamp} by irene {version}" + (
         f" from {html.escape(os.path.basename(origin))}" if origin else "")
     return _PAGE.format(
-        title=html.escape(title), subtitle=subtitle, css=_asset("report.css"),
+        title=html.escape(title), subtitle=subtitle, banner=synthetic_banner(label),
+        css=_asset("report.css"),
         js=_asset("report.js"), data=_json_for_script(payload),
         accuracy=accuracy_section(trees))
+
+
+def synthetic_banner(label: str | None) -> str:
+    """The red banner at the top of a page made from trees that are not real measurements
+    (empty string for real ones)."""
+    if not label:
+        return ""
+    return (f"<div class=synthetic-banner role=alert><b>{html.escape(label)}</b><br>"
+            "These trees come from the built-in synthetic data set or a simulated meter: their "
+            "&ldquo;measured&rdquo; energies follow a formula and say nothing about real "
+            "hardware.</div>")
 
 
 def write_report(trees: Sequence[Tree], path: str | os.PathLike, **options: Any) -> None:
@@ -293,6 +316,7 @@ _PAGE = """<!DOCTYPE html>
 </style>
 </head>
 <body>
+{banner}
 <header>
   <h1>{title}</h1>
   <p class=subtitle>{subtitle}</p>

@@ -3,7 +3,9 @@
 Every ``plot_*`` function takes trees (or a comparison), writes one file atomically and returns its
 path. Figures are drawn on :class:`matplotlib.figure.Figure` objects directly, so no global pyplot
 state or interactive backend is touched. Energies are joules per inference call, on log axes
-labelled with readable units (µJ, mJ, J).
+labelled with readable units (µJ, mJ, J). A figure drawn from trees that are not real
+measurements (see :func:`irene.report.synthetic_label`) carries a red "SYNTHETIC DATA" line at
+its top, and calls their ground truth "synthetic 'measured'".
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from pathlib import Path
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
-from irene.report import NODE_TYPE_COLOURS
+from irene.report import NODE_TYPE_COLOURS, measured_word, synthetic_label
 from irene.report.breakdown import (
     Comparison,
     describe_tree,
@@ -33,7 +35,26 @@ _CYCLE = ("#2f6fb3", "#e67e22", "#2e9e5b", "#c0392b", "#8e44ad", "#16a085", "#7f
           "#d4ac0d", "#34495e", "#e84393")
 
 
-def _save(figure: Figure, path: str | os.PathLike) -> Path:
+SYNTHETIC_COLOUR = "#c0392b"
+
+
+def label_figure(figure: Figure, trees: Sequence[Tree]) -> str | None:
+    """Put the synthetic-data label in red above ``figure`` when ``trees`` are not real
+    measurements; returns the label written (None when there is nothing to say)."""
+    label = synthetic_label(trees)
+    if label:
+        figure.text(0.5, 1.0, label, ha="center", va="bottom", color=SYNTHETIC_COLOUR,
+                    fontsize=13, fontweight="bold")
+    return label
+
+
+def _save(figure: Figure, path: str | os.PathLike, trees: Sequence[Tree]) -> Path:
+    """Label ``figure`` if ``trees`` are synthetic (:func:`label_figure`), then write it."""
+    label_figure(figure, trees)
+    return _write(figure, path)
+
+
+def _write(figure: Figure, path: str | os.PathLike) -> Path:
     """Write ``figure`` to ``path`` (format from the suffix: .png or .svg), atomically."""
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
@@ -107,12 +128,13 @@ def plot_predicted_vs_measured(trees: Sequence[Tree], path: str | os.PathLike) -
     axis.set_ylim(low, high)
     _energy_axis(axis, "x")
     _energy_axis(axis, "y")
-    axis.set_xlabel("measured energy per call")
+    measured = measured_word(trees)
+    axis.set_xlabel(f"{measured} energy per call")
     axis.set_ylabel("predicted energy per call")
-    axis.set_title("Predicted vs measured energy, every node")
+    axis.set_title(f"Predicted vs {measured} energy, every node")
     axis.grid(True, which="major", alpha=0.3)
     axis.legend(loc="upper left", frameon=False)
-    return _save(figure, path)
+    return _save(figure, path, trees)
 
 
 def _signed_errors(trees: Sequence[Tree], key: Callable) -> dict[str, list[float]]:
@@ -143,9 +165,10 @@ def plot_error_distribution(trees: Sequence[Tree], path: str | os.PathLike,
     right.tick_params(axis="x", labelrotation=30)
     for label in right.get_xticklabels():
         label.set_horizontalalignment("right")
-    left.set_ylabel("error: (predicted − measured) / measured  [%]")
+    truth = "synthetic" if synthetic_label(trees) else "measured"
+    left.set_ylabel(f"error: (predicted − {truth}) / {truth}  [%]")
     figure.suptitle("Distribution of the prediction error")
-    return _save(figure, path)
+    return _save(figure, path, trees)
 
 
 def _boxes(axis, data: list[list[float]], labels: list[str], colours: list[str]) -> None:
@@ -176,6 +199,7 @@ def plot_energy_vs_seq_len(trees: Sequence[Tree], path: str | os.PathLike) -> Pa
     rows = math.ceil(len(batch_sizes) / columns)
     figure = Figure(figsize=(5.2 * columns, 4.0 * rows + 0.6), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False)
+    measured = measured_word(trees)
     drew = False
     for index, batch_size in enumerate(batch_sizes):
         axis = axes[index // columns][index % columns]
@@ -184,7 +208,7 @@ def plot_energy_vs_seq_len(trees: Sequence[Tree], path: str | os.PathLike) -> Pa
             mine = sorted((t for t in trees if t.model_name == model
                            and t.batch_size == batch_size), key=lambda t: t.seq_len)
             for field, style, marker, suffix in (
-                    ("ground_truth_energy", "-", "o", "measured"),
+                    ("ground_truth_energy", "-", "o", measured),
                     ("predicted_energy", "--", "x", "predicted")):
                 points = [(t.seq_len, getattr(t.root, field)) for t in mine
                           if getattr(t.root, field) is not None]
@@ -212,8 +236,8 @@ def plot_energy_vs_seq_len(trees: Sequence[Tree], path: str | os.PathLike) -> Pa
                     labels.append(label)
     figure.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)),
                   frameon=False)
-    figure.suptitle("Energy vs sequence length (solid: measured, dashed: predicted)")
-    return _save(figure, path)
+    figure.suptitle(f"Energy vs sequence length (solid: {measured}, dashed: predicted)")
+    return _save(figure, path, trees)
 
 
 # --------------------------------------------------------------------------------------------
@@ -269,7 +293,7 @@ def plot_primitive_breakdown(trees: Sequence[Tree], path: str | os.PathLike, *,
     title = "Energy per primitive type" + (" (mean per model)" if by_model else "")
     axis.set_title(title)
     figure.legend(loc="outside lower center", ncol=min(5, len(segments)), frameon=False)
-    return _save(figure, path)
+    return _save(figure, path, trees)
 
 
 def _plot_type_shares(tree: Tree, path: str | os.PathLike, source: str) -> Path:
@@ -288,7 +312,7 @@ def _plot_type_shares(tree: Tree, path: str | os.PathLike, source: str) -> Path:
     axis.set_xlabel("share of the primitives' energy [%]")
     axis.set_title(f"Energy per primitive type · {describe_tree(tree)}")
     axis.grid(True, axis="x", alpha=0.3)
-    return _save(figure, path)
+    return _save(figure, path, [tree])
 
 
 # --------------------------------------------------------------------------------------------
@@ -314,7 +338,7 @@ def plot_comparison(comparison: Comparison, path: str | os.PathLike, *, label_a:
     ratio = f" (B = {comparison.ratio:.2f} × A)" if comparison.ratio else ""
     figure.suptitle(f"A: {label_a} {format_energy(comparison.total_a)}   ·   "
                     f"B: {label_b} {format_energy(comparison.total_b)}{ratio}")
-    return _save(figure, path)
+    return _save(figure, path, [comparison.tree_a, comparison.tree_b])
 
 
 def _paired_bars(axis, labels: list[str], a: list[float | None], b: list[float | None],
@@ -403,4 +427,4 @@ def plot_error_by_model(trees: Sequence[Tree], path: str | os.PathLike) -> Path:
     axis.set_title("Error per model and node type")
     axis.grid(True, axis="y", alpha=0.3)
     axis.legend(frameon=False)
-    return _save(figure, path)
+    return _save(figure, path, trees)

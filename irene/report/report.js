@@ -5,6 +5,8 @@
 
 (function () {
   const DATA = JSON.parse(document.getElementById("irene-data").textContent);
+  // "measured", or "synthetic 'measured'" for trees whose ground truth is a formula's output
+  const MEASURED = DATA.measuredWord || "measured";
   const OPEN_DEPTH = 2; // rows open on load down to this depth (root = 0)
   const FEATURE_LABELS = [
     ["num_parameters", "parameters", (v) => Math.round(v).toLocaleString("en")],
@@ -66,7 +68,7 @@
       ["energy", node.energy + " (" + node.model + " of model)"],
     ];
     if (node.predicted) rows.push(["predicted", node.predicted]);
-    if (node.measured) rows.push(["measured", node.measured]);
+    if (node.measured) rows.push([MEASURED, node.measured]);
     if (node.errText) rows.push(["error", node.errText]);
     if (node.children.length) rows.push(["children", String(node.children.length)]);
     for (const [key, label, fmt] of FEATURE_LABELS) {
@@ -99,7 +101,7 @@
     const cells = [el("div", { text: "node" }), el("div", { text: "type" }),
       el("div", { class: "num", text: "energy" }), el("div", { text: "share of the whole model" }),
       el("div", { class: "num", text: "% of parent" })];
-    if (truth) cells.push(el("div", { class: "num", text: "measured" }), el("div", { class: "num", text: "error" }));
+    if (truth) cells.push(el("div", { class: "num", text: MEASURED }), el("div", { class: "num", text: "error" }));
     return el("div", { class: "trow head", role: "presentation" }, ...cells);
   }
 
@@ -173,9 +175,9 @@
   }
 
   function drawSummary(t) {
-    const cards = [stat(t.source === "predicted" ? "predicted energy / call" : "measured energy / call", t.total)];
+    const cards = [stat(t.source === "predicted" ? "predicted energy / call" : MEASURED + " energy / call", t.total)];
     if (t.source === "predicted" && t.measuredTotal) {
-      cards.push(stat("measured", t.measuredTotal));
+      cards.push(stat(MEASURED, t.measuredTotal));
       cards.push(stat("model-level error", t.error, errClass(parseFloat(t.error))));
     }
     cards.push(stat("batch × sequence", t.batchSize + " × " + t.seqLen, "small"));
@@ -197,7 +199,7 @@
   }
 
   function hotspotTable(spots, truth) {
-    const head = ["#", "scope", "type", "×", "energy", "% model"].concat(truth ? ["measured", "error"] : []);
+    const head = ["#", "scope", "type", "×", "energy", "% model"].concat(truth ? [MEASURED, "error"] : []);
     const table = el("table", { class: "data" }, el("thead", {}, el("tr", {},
       ...head.map((h, i) => el("th", { class: i >= 3 ? "num" : null, text: h })))));
     const body = el("tbody");

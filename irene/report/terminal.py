@@ -2,10 +2,14 @@
 
 Each ``render_*`` function prints to a :class:`rich.console.Console` (pass one made with
 ``record=True`` or ``file=StringIO()`` to capture the text). The numbers come from
-:mod:`irene.report.breakdown`; nothing is computed here but layout.
+:mod:`irene.report.breakdown`; nothing is computed here but layout. Trees that are not real
+measurements (:func:`irene.report.synthetic_label`) get one highlighted line first, and their
+ground truth is headed "synthetic 'measured'".
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from rich import box
 from rich.console import Console, Group
@@ -13,6 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from irene.report import measured_word, synthetic_label
 from irene.report.breakdown import (
     Breakdown,
     Comparison,
@@ -23,12 +28,23 @@ from irene.report.breakdown import (
     format_error,
     format_percent,
 )
+from irene.tree import Tree
 
 _TYPE_STYLE = {"model": "bold magenta", "module": "cyan", "ml": "green"}
 _SOURCE_TEXT = {
     "predicted": "predicted energy",
     "measured": "measured energy (ground truth)",
 }
+_SYNTHETIC_STYLE = "bold white on red"
+
+
+def synthetic_line(trees: Sequence[Tree]) -> Text | None:
+    """The highlighted line printed before anything made from trees that are not real
+    measurements; None for real ones."""
+    label = synthetic_label(trees)
+    if not label:
+        return None
+    return Text(f" {label} ", style=_SYNTHETIC_STYLE)
 
 
 def bar(fraction: float, width: int = 20) -> str:
@@ -55,13 +71,15 @@ def header(breakdown: Breakdown) -> Panel:
     lines.append(describe_tree(tree), style="bold")
     if tree.meta.get("device"):
         lines.append(f" · {tree.meta['device']}")
+    measured = measured_word([tree])
     lines.append("\nexplaining: ")
-    lines.append(_SOURCE_TEXT[breakdown.source], style="yellow")
+    lines.append(_SOURCE_TEXT[breakdown.source].replace("measured", measured, 1),
+                 style="yellow")
     lines.append("\ntotal: ")
     lines.append(format_energy(breakdown.total_j), style="bold")
     lines.append(" per inference call")
     if breakdown.source == "predicted" and breakdown.measured_total_j is not None:
-        lines.append(f"   measured: {format_energy(breakdown.measured_total_j)}")
+        lines.append(f"   {measured}: {format_energy(breakdown.measured_total_j)}")
         lines.append(f"   error: {format_error(breakdown.error_pct)}")
     return Panel(lines, title="irene · energy breakdown", title_align="left", box=box.ROUNDED)
 
@@ -81,7 +99,7 @@ def breakdown_table(breakdown: Breakdown, width: int = 120) -> Table:
     if show_bar:
         table.add_column("", no_wrap=True, min_width=12)
     if show_truth:
-        _number_columns(table, [("measured", 8), ("error", 7)])
+        _number_columns(table, [(measured_word([breakdown.tree]), 8), ("error", 7)])
     rows = breakdown.rows
     for index, row in enumerate(rows):
         name = Text(tree_guide(row), style="dim")
@@ -114,8 +132,10 @@ def _error_text(percent: float | None) -> Text:
     return Text(format_error(percent), style=style)
 
 
-def hotspot_table(title: str, spots: list[Hotspot], show_truth: bool) -> Table:
-    """A ranked table of the most energy-hungry primitives or modules."""
+def hotspot_table(title: str, spots: list[Hotspot], show_truth: bool,
+                  measured: str = "measured") -> Table:
+    """A ranked table of the most energy-hungry primitives or modules; ``measured`` heads the
+    ground-truth column."""
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title=title, title_justify="left",
                   title_style="bold")
     table.caption = "* stands for every layer index: repeated layers are summed"
@@ -123,7 +143,7 @@ def hotspot_table(title: str, spots: list[Hotspot], show_truth: bool) -> Table:
     table.add_column("#", justify="right")
     table.add_column("scope", overflow="fold")
     table.add_column("type", no_wrap=True, overflow="ellipsis")
-    for title in ("×", "energy", "% model") + (("measured", "error") if show_truth else ()):
+    for title in ("×", "energy", "% model") + ((measured, "error") if show_truth else ()):
         table.add_column(title, justify="right", no_wrap=True)
     for rank, spot in enumerate(spots, start=1):
         cells = [str(rank), spot.label, spot.instance_type, str(spot.count),
@@ -163,15 +183,17 @@ def render_breakdown(breakdown: Breakdown, console: Console | None = None) -> No
     """Print a whole explanation: header, tree table, top primitives/modules, type shares."""
     console = console or Console()
     show_truth = breakdown.source == "predicted" and breakdown.has_ground_truth
-    parts: list[Panel | Table | Text] = [header(breakdown)]
+    measured = measured_word([breakdown.tree])
+    warning = synthetic_line([breakdown.tree])
+    parts: list[Panel | Table | Text] = ([warning] if warning else []) + [header(breakdown)]
     for note in breakdown.notes:
         parts.append(Text(f"note: {note}", style="yellow"))
     parts += [
         breakdown_table(breakdown, console.width),
         hotspot_table(f"Top {len(breakdown.top_primitives)} primitives",
-                      breakdown.top_primitives, show_truth),
+                      breakdown.top_primitives, show_truth, measured),
         hotspot_table(f"Top {len(breakdown.top_modules)} modules (a module's energy also "
-                      "counts in its parents')", breakdown.top_modules, show_truth),
+                      "counts in its parents')", breakdown.top_modules, show_truth, measured),
         type_share_table(breakdown),
         Text("by primitive type: " + type_share_summary(breakdown), style="bold"),
     ]
@@ -182,18 +204,23 @@ def render_comparison(comparison: Comparison, label_a: str, label_b: str,
                       console: Console | None = None) -> None:
     """Print two trees side by side: totals, per-module energies and differences, per type."""
     console = console or Console()
+    warning = synthetic_line([comparison.tree_a, comparison.tree_b])
+    if warning:
+        console.print(warning)
+    source_a = _source_name(comparison.source_a, comparison.tree_a)
+    source_b = _source_name(comparison.source_b, comparison.tree_b)
     summary = Text()
     summary.append("A: ", style="bold")
-    summary.append(f"{label_a}  ({describe_tree(comparison.tree_a)}, {comparison.source_a})\n")
+    summary.append(f"{label_a}  ({describe_tree(comparison.tree_a)}, {source_a})\n")
     summary.append("B: ", style="bold")
-    summary.append(f"{label_b}  ({describe_tree(comparison.tree_b)}, {comparison.source_b})\n")
+    summary.append(f"{label_b}  ({describe_tree(comparison.tree_b)}, {source_b})\n")
     summary.append(f"total A {format_energy(comparison.total_a)}  ·  "
                    f"total B {format_energy(comparison.total_b)}  ·  B − A ")
     summary.append(_signed_energy(comparison.diff_j), style="bold")
     if comparison.ratio is not None:
         summary.append(f"  (B = {comparison.ratio:.2f} × A)")
     if comparison.source_a != comparison.source_b:
-        summary.append(f"\nnote: A is {comparison.source_a} and B {comparison.source_b} energy",
+        summary.append(f"\nnote: A is {source_a} and B {source_b} energy",
                        style="yellow")
     console.print(Panel(summary, title="irene · compare", title_align="left", box=box.ROUNDED))
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="Per module (matched by scope)",
@@ -220,6 +247,11 @@ def render_comparison(comparison: Comparison, label_a: str, label_b: str,
         types.add_row(name, format_energy(energy_a), format_energy(energy_b),
                       _signed_energy(diff))
     console.print(types)
+
+
+def _source_name(source: str, tree: Tree) -> str:
+    """``"predicted"``, ``"measured"``, or ``"synthetic 'measured'"`` for a synthetic tree."""
+    return measured_word([tree]) if source == "measured" else source
 
 
 def _signed_energy(joules: float) -> str:
