@@ -148,7 +148,7 @@ def print_end_to_end(model: str, batch: int, seq: int, repeats: int) -> None:
             tree = trace_model(model, batch, seq, meter=SimulatedMeter(),
                                protocol=Protocol(dedup=dedup))
             walls.append(time.perf_counter() - t0)
-            stats = tree.meta.get("replays", {})
+            stats = tree.meta.get("dedup", {})
             assert tree.meta.get("meter") == "simulated"
         print(f"  dedup {'on ' if dedup else 'off'}: {statistics.median(walls):6.1f} s wall, "
               f"replays {stats}")

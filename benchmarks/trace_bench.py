@@ -97,7 +97,7 @@ def bench(args: argparse.Namespace) -> None:
             if "leaf_time_pct" in cov:
                 line += (f", {cov['leaf_time_pct']:.1f} % of the root's measured time "
                          f"({cov['root_time_s']:.3f} s per forward)")
-                replays = tree.meta.get("replays", {})
+                replays = tree.meta.get("dedup", {})
                 line += f"; replays {replays}"
             print(line)
     print(f"# load average at end {os.getloadavg()[0]:.2f}")

@@ -229,7 +229,7 @@ def test_round_trip_through_reader(bert_tree, tmp_path):
     assert back.model_name == "tiny-bert" and back.key == ("tiny-bert", B, S)
     meta = back.meta
     assert meta["created_by"].startswith("irene ") and meta["device"] == "cpu"
-    assert meta["protocol"] is None and meta["meter"] is None
+    assert meta["protocol"] is None and meta["meter"] == "none"
     assert "flops" in meta["units"] and "2 FLOPs" in meta["units"]["flops"]
     assert meta["features_available"] == ["num_parameters", "flops", "mem_bytes"]
     assert "gpu" in meta["features_unavailable"]
@@ -249,7 +249,7 @@ def test_timing_replays_every_node_and_dedups_identical_ones():
     # the two layers are identical: every node of the second one is a cache hit
     assert cache.hits >= len(list(by_scope(tree)["root.encoder.layer.1"].walk()))
     assert cache.hits + cache.misses == len(nodes)
-    assert tree.meta["replays"] == cache.stats()
+    assert tree.meta["dedup"] == cache.stats()
     layer0, layer1 = (by_scope(tree)[f"root.encoder.layer.{i}"] for i in (0, 1))
     assert layer0.extra["signature"] == layer1.extra["signature"]
     assert layer0.features["times_mean"] == layer1.features["times_mean"]
@@ -260,8 +260,8 @@ def test_timing_replays_every_node_and_dedups_identical_ones():
 def test_no_dedup_measures_every_node():
     protocol = Protocol(warmup=0, runs=1, min_run_seconds=0.0, dedup=False)
     tree = trace_model(tiny_bert(), B, S, protocol=protocol)
-    assert tree.meta["replays"]["hits"] == 0
-    assert tree.meta["replays"]["misses"] == len(list(tree.nodes()))
+    assert tree.meta["dedup"]["hits"] == 0
+    assert tree.meta["dedup"]["misses"] == len(list(tree.nodes()))
 
 
 def test_meter_gives_ground_truth_energy_on_every_node():

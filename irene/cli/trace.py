@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from irene.cli import UserError
+from irene.measure.options import add_measure_arguments, protocol_from_args
 
 
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
@@ -31,19 +32,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     trace.add_argument("--attn", default="eager", choices=["eager", "sdpa"],
                        help="eager: QK^T, softmax, xV as separate primitives (default); sdpa: "
                             "one fused scaled_dot_product_attention primitive")
-    trace.add_argument("--meter", default="none",
-                       help="none (features only, default), auto, nvml, rapl, "
-                            "wattmeter:PATH.csv or simulated (tests only)")
     trace.add_argument("--no-timing", action="store_true",
                        help="skip the isolated replays: no times_mean/cpu/mem (much faster)")
-    trace.add_argument("--no-dedup", action="store_true",
-                       help="replay every node, even identical ones (same primitive and shapes)")
-    trace.add_argument("--runs", type=int, default=None,
-                       help="measured runs per node (default: the protocol's)")
-    trace.add_argument("--min-run-seconds", type=float, default=None,
-                       help="shortest measured run per node in s (default: the protocol's)")
     trace.add_argument("--offline", action="store_true",
                        help="never look MODEL up on the Hub")
+    add_measure_arguments(trace)
     trace.set_defaults(func=run_trace)
 
     models = subparsers.add_parser("models", help="list the built-in model architectures",
@@ -89,15 +82,8 @@ def done_combinations(path: Path, model_name: str) -> set[tuple[int, int]]:
 
 
 def _protocol(args: argparse.Namespace):  # -> Protocol
-    from irene.measure import Protocol
-
-    settings: dict = {"dedup": not args.no_dedup}
-    if args.runs is not None:
-        settings["runs"] = args.runs
-    if args.min_run_seconds is not None:
-        settings["min_run_seconds"] = args.min_run_seconds
     try:
-        return Protocol(**settings)
+        return protocol_from_args(args)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
 
@@ -110,7 +96,7 @@ def _open_meter(args: argparse.Namespace):  # -> Meter | None
     try:
         return open_meter(args.meter)
     except MeterUnavailable as exc:
-        raise UserError(f"{exc} (use --meter none to record features only)") from exc
+        raise UserError(str(exc)) from exc
 
 
 def run_trace(args: argparse.Namespace) -> int:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from irene.measure import MeasurementCache, Meter, Protocol
+from irene.measure import MeasurementCache, Meter, Protocol, measurement_metadata
 from irene.measure.sampler import Sampler
 from irene.tracing.build import MFLOP, build_tree, measure_records, prune
 from irene.tracing.capture import ForwardCapture
@@ -114,15 +114,16 @@ def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, tim
         "transformers_version": transformers.__version__,
         "created_by": f"irene {__version__}",
         "units": UNITS,
-        "meter": meter.name if meter is not None else None,
-        "protocol": protocol.to_dict() if timing else None,
+
         "features_available": available,
         "features_unavailable": unavailable,
         "flops_counted": counted_flops / MFLOP,
         "trace_seconds": round(seconds, 3),
     }
-    if cache is not None:
-        meta["replays"] = cache.stats()
+    if timing:  # meter, its domains, leaky features, protocol, dedup counts
+        meta.update(measurement_metadata(meter, protocol, cache=cache))
+    else:
+        meta.update(meter="none", protocol=None)
     return meta
 
 
