@@ -130,6 +130,44 @@ def test_trace_with_timing_and_simulated_meter(tiny_config_dir, tmp_path):
                for n in tree.nodes())
 
 
+def test_measured_sweep_killed_half_way_resumes_without_re_measuring(tiny_config_dir, tmp_path,
+                                                                     monkeypatch):
+    """A sweep with a meter dies on its third tree: the two finished trees are on disk, and the
+    rerun measures only the two combinations that are missing."""
+    import irene.tracing as tracing
+
+    out = tmp_path / "sweep.jsonl"
+    argv = ["trace", str(tiny_config_dir), "--batch-sizes", "1,2", "--seq-lens", "4,8",
+            "--runs", "1", "--min-run-seconds", "0", "--meter", "simulated", "--offline",
+            "-o", str(out)]
+    real = tracing.trace_model
+    measured: list[tuple[int, int]] = []
+
+    def dies_on_third(model, batch_size, seq_len, **kwargs):
+        if len(measured) == 2:
+            raise KeyboardInterrupt  # the process is killed mid-sweep
+        measured.append((batch_size, seq_len))
+        return real(model, batch_size, seq_len, **kwargs)
+
+    monkeypatch.setattr(tracing, "trace_model", dies_on_third)
+    with pytest.raises(KeyboardInterrupt):
+        main(argv)
+    assert [t.key[1:] for t in read_trees(out)] == measured
+
+    measured_again: list[tuple[int, int]] = []
+
+    def counting(model, batch_size, seq_len, **kwargs):
+        measured_again.append((batch_size, seq_len))
+        return real(model, batch_size, seq_len, **kwargs)
+
+    monkeypatch.setattr(tracing, "trace_model", counting)
+    assert main(argv) == 0
+    assert sorted(measured + measured_again) == [(1, 4), (1, 8), (2, 4), (2, 8)]
+    assert not set(measured) & set(measured_again)
+    trees = read_trees(out)
+    assert len(trees) == 4 and all(t.root.ground_truth_energy > 0 for t in trees)
+
+
 def test_trace_errors_are_one_line_exit_2(tiny_config_dir, tmp_path, capsys):
     out = tmp_path / "x.jsonl"
     assert main(["trace", "no-such-model", "--offline", "--no-timing", "-o", str(out)]) == 2
