@@ -35,7 +35,7 @@ ABLATIONS: dict[str, dict] = {
     "exact_one weights": {"weighting_setting": "exact_one"},
     "stepwise training": {"training_strategy": "stepwise"},
     "unstructured (no tree)": {"training_strategy": "unstructured"},
-    "model_specs features only": {"feature_sets": ["model_specs"], "leaf_features": "all"},
+    "model_specs features only": {"feature_sets": ["model_specs"]},
     "resource_utilization features only": {"feature_sets": ["resource_utilization"]},
 }
 

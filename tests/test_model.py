@@ -199,3 +199,18 @@ def test_overhead_term_is_what_reaches_modules_costlier_than_their_children(synt
     without = IreneRegressor(epochs=30, module_overhead=False).fit(synthetic)
     assert percentage_errors(synthetic, with_term.predict(synthetic))["module"] < 1.0
     assert percentage_errors(synthetic, without.predict(synthetic))["module"] > 2.0
+
+
+def test_auto_leaf_features_use_direct_readings_only_when_present(synthetic):
+    def leaf_inputs(**config):
+        model = IreneRegressor(epochs=0, **config).fit(synthetic)
+        names = model.required_features()
+        return {names[i] for i in model.state_["leaf_index"]}
+
+    assert leaf_inputs() == {"times_mean", "gpu_energy_mean", "num_parameters", "input_size"}
+    specs = leaf_inputs(feature_sets=["model_specs"])
+    assert specs == {"batch_size", "seq_len", "flops", "mem_bytes", "num_parameters",
+                     "input_size"}
+    assert leaf_inputs(leaf_features=["flops"]) == {"flops"}
+    with pytest.raises(ValueError, match="names none of the features"):
+        IreneRegressor(leaf_features=["nothing"]).fit(synthetic)

@@ -46,6 +46,8 @@ STRATEGIES = ("end2end", "stepwise", "unstructured", "none")
 WEIGHTINGS = ("close_to_one", "exact_one", "free")
 LEAF_FITS = ("ols", "relative", "log")
 SHARED_TYPE = "<shared>"  # leaf regressor used for primitive types unseen in training
+#: what leaves read with leaf_features="auto" when the direct readings are among the features
+AUTO_LEAF_FEATURES = ("times_mean", "gpu_energy_mean", "num_parameters", "input_size")
 INNER_KINDS = ("module", "model")
 
 DEFAULT_CONFIG: dict[str, Any] = {
@@ -58,7 +60,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "tanh_scalar": 10.0,
     "normalize_loss_scale": True,
     "leaf_fit": "relative",
-    "leaf_features": ["times_mean", "gpu_energy_mean", "num_parameters", "input_size"],
+    "leaf_features": "auto",
     "leaf_ridge": 1e-6,
     "module_overhead": True,
     "epochs": 300,
@@ -171,11 +173,11 @@ class IreneRegressor:
             if c[key] not in allowed:
                 raise ValueError(f"{key} must be one of {allowed}, got {c[key]!r}")
         feature_names(c["feature_sets"])  # validates the names
-        if c["leaf_features"] != "all" and not (
+        if c["leaf_features"] not in ("all", "auto") and not (
                 isinstance(c["leaf_features"], list)
                 and all(isinstance(n, str) for n in c["leaf_features"])):
-            raise ValueError(f"leaf_features must be 'all' or a list of feature names, got "
-                             f"{c['leaf_features']!r}")
+            raise ValueError("leaf_features must be 'auto', 'all' or a list of feature names, "
+                             f"got {c['leaf_features']!r}")
         if not (isinstance(c["epochs"], int) and c["epochs"] >= 0):
             raise ValueError(f"epochs must be a non-negative integer, got {c['epochs']!r}")
         if c["tanh_scalar"] <= 0 or c["learning_rate"] <= 0:
@@ -270,13 +272,21 @@ class IreneRegressor:
         return np.log(np.abs(x) + 1e-9) if self.config["leaf_fit"] == "log" else x
 
     def _leaf_index(self, names: list[str]) -> list[int]:
-        """Columns the leaf regressors read: ``leaf_features`` among the model's features, or
-        all of them when ``leaf_features`` is "all" or names none of them."""
+        """Columns the leaf regressors read. ``leaf_features``: "all"; a list of names (those
+        among the model's features); or "auto" (default): the direct readings of a primitive's
+        cost — latency and GPU energy — plus parameters and tokens when both readings are among
+        the features (measured best on IrEne's data: fewer, physical inputs generalise better
+        across models), else all features."""
         chosen = self.config["leaf_features"]
+        if chosen == "auto":
+            readings = {"times_mean", "gpu_energy_mean"}
+            chosen = list(AUTO_LEAF_FEATURES) if readings <= set(names) else "all"
         if chosen == "all":
             return list(range(len(names)))
         index = [i for i, n in enumerate(names) if n in chosen]
-        return index or list(range(len(names)))
+        if not index:
+            raise ValueError(f"leaf_features {chosen} names none of the features {names}")
+        return index
 
     def _standardized(self, x: np.ndarray, state: dict[str, Any]) -> np.ndarray:
         return (self._transform(x) - state["x_mean"]) / state["x_std"]
