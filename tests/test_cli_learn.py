@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from irene.cli import main
+from irene.datasets import is_synthetic
 from irene.synthetic import DEFAULT_ARCHS, make_synthetic_trees
 from irene.tree import read_trees, write_trees
 
@@ -29,7 +30,13 @@ def test_train_predict_evaluate_round_trip(data, tmp_path, capsys):
     assert "SYNTHETIC" in capsys.readouterr().err
     out = tmp_path / "pred.jsonl"
     assert main(["predict", str(data), str(out), str(tmp_path / "model")]) == 0
-    assert all(n.predicted_energy > 0 for t in read_trees(out) for n in t.nodes())
+    predicted = read_trees(out)
+    assert all(n.predicted_energy > 0 for t in predicted for n in t.nodes())
+    # predictions from a predictor trained on synthetic data stay labelled synthetic
+    assert predicted[0].meta["predictor"]["trained_on"]["synthetic"] is True
+    for tree in predicted:
+        tree.meta.pop("synthetic")
+    assert is_synthetic(predicted)
     capsys.readouterr()
     assert main(["evaluate", str(data), str(out), "--node_types", "ml,model"]) == 0
     errors = json.loads(capsys.readouterr().out)

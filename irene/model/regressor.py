@@ -472,6 +472,10 @@ class IreneRegressor:
         flat = FlatForest.from_trees(copies, self.state_["feature_names"])
         for node, value in zip(flat.nodes, self.predict_flat(flat).tolist(), strict=True):
             node.predicted_energy = value
+        trained_on = self.state_.get("training_data")
+        if trained_on:  # say what the predictions rest on (e.g. a SYNTHETIC training set)
+            for tree in copies:
+                tree.meta["predictor"] = {"trained_on": trained_on}
         return copies
 
     def _check_features(self, trees: Sequence[Tree]) -> None:
