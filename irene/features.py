@@ -89,7 +89,7 @@ class FlatForest:
     Shapes: ``N`` nodes, ``F`` features. ``x`` [N, F] raw features; ``gold`` [N] ground-truth
     energy in joules (NaN where absent); ``parent`` [N] index of the parent (-1 for roots);
     ``depth`` [N] (0 at roots); ``node_type`` [N] codes of :data:`NODE_TYPE_CODES`;
-    ``instance_type`` [N] lower-cased instance type; ``tree_index`` [N]; ``nodes`` the Node objects
+    ``instance_type`` [N] lower-cased instance type; ``nodes`` the Node objects
     in the same order (for writing predictions back); ``child_sum_x`` [N, F] the sum of the
     children's raw features (0 at leaves).
     """
@@ -101,7 +101,6 @@ class FlatForest:
     depth: np.ndarray
     node_type: np.ndarray
     instance_type: np.ndarray
-    tree_index: np.ndarray
     nodes: list[Node]
     child_sum_x: np.ndarray
 
@@ -141,7 +140,7 @@ class FlatForest:
             feature_names=list(names), x=x, gold=np.asarray(gold, dtype=np.float64),
             parent=parent_arr, depth=np.asarray(depth, dtype=np.int64),
             node_type=np.asarray(kind, dtype=np.int64), instance_type=np.asarray(inst),
-            tree_index=tree_idx_arr, nodes=nodes, child_sum_x=child_sum,
+            nodes=nodes, child_sum_x=child_sum,
         )
 
     @property

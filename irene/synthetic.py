@@ -178,7 +178,3 @@ def make_synthetic_trees(archs: Sequence[ArchSpec] = DEFAULT_ARCHS,
     return [_Builder(arch, b, s, rng, noise).tree()
             for arch in archs for b in batch_sizes for s in seq_lens]
 
-
-def synthetic_energy(gpu_energy_j: float, time_s: float) -> float:
-    """The formula's ground truth (J) for a node with the given GPU energy (J) and time (s)."""
-    return GPU_SHARE * gpu_energy_j + REST_POWER_W * time_s
