@@ -5,4 +5,4 @@ import sys
 from irene.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main(["evaluate", *sys.argv[1:]]))
+    sys.exit(main(["evaluate", "--json", *sys.argv[1:]]))

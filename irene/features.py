@@ -1,8 +1,8 @@
-"""Feature sets (IrEne's names) and the flattening of trees into arrays.
+"""Flattening trees into arrays of features (the names and sets are declared in irene.schema).
 
-A node's feature vector is made of node fields (see :data:`irene.tree.FEATURE_FIELDS`) and three
-tree-level values broadcast to every node: ``batch_size``, ``seq_len`` and
-``input_size = batch_size * seq_len`` (tokens per call).
+A node's feature vector is made of node fields (:data:`irene.schema.FEATURE_FIELDS`) and the
+tree-level values broadcast to every node (:data:`irene.schema.TREE_FEATURE_NAMES`:
+``batch_size``, ``seq_len`` and ``input_size = batch_size * seq_len``, tokens per call).
 """
 
 from __future__ import annotations
@@ -14,34 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from irene.schema import NODE_TYPE_CODES, TREE_FEATURE_NAMES
 from irene.tree import Node, Tree
-
-FEATURE_SETS: dict[str, tuple[str, ...]] = {
-    "model_specs": ("batch_size", "seq_len", "flops", "mem_bytes"),
-    "resource_utilization": (
-        "cpu", "mem", "gpu", "gpu_mem", "gpu_clk", "gpu_mem_clk", "times_mean", "gpu_energy_mean",
-    ),
-}
-#: added to every feature set, as in IrEne
-ALWAYS_FEATURES: tuple[str, ...] = ("num_parameters", "input_size")
-#: features whose value for a module is (about) the sum of its parts: their excess over the
-#: children's sum measures the work a module does beyond its children
-ADDITIVE_FEATURES: tuple[str, ...] = (
-    "flops", "mem_bytes", "num_parameters", "times_mean", "gpu_energy_mean",
-)
-_TREE_LEVEL = ("batch_size", "seq_len", "input_size")
-NODE_TYPE_CODES = {"ml": 0, "module": 1, "model": 2}
-
-def feature_names(feature_sets: Sequence[str]) -> list[str]:
-    """The ordered feature names used for a list of IrEne feature-set names."""
-    unknown = [s for s in feature_sets if s not in FEATURE_SETS]
-    if unknown:
-        raise ValueError(f"unknown feature set(s) {unknown}; known: {sorted(FEATURE_SETS)}")
-    names: list[str] = []
-    for name in [f for s in feature_sets for f in FEATURE_SETS[s]] + list(ALWAYS_FEATURES):
-        if name not in names:
-            names.append(name)
-    return names
 
 
 def drop_leaky_features(names: list[str], trees: Sequence[Tree]) -> list[str]:
@@ -107,7 +81,7 @@ class FlatForest:
     @classmethod
     def from_trees(cls, trees: Sequence[Tree], names: Sequence[str]) -> FlatForest:
         """Flatten ``trees`` once (the only per-node Python loop of training and prediction)."""
-        node_cols = [i for i, n in enumerate(names) if n not in _TREE_LEVEL]
+        node_cols = [i for i, n in enumerate(names) if n not in TREE_FEATURE_NAMES]
         parent, depth, tree_idx, nodes = [], [], [], []
         for t, tree in enumerate(trees):
             stack: list[tuple[Node, int, int]] = [(tree.root, -1, 0)]
@@ -127,7 +101,7 @@ class FlatForest:
             values = [getter(node.features) for node in nodes]
             x[:, node_cols] = np.asarray(values, dtype=np.float64).reshape(len(nodes), -1)
         for i, name in enumerate(names):
-            if name in _TREE_LEVEL:
+            if name in TREE_FEATURE_NAMES:
                 per_tree = np.array([tree_level_value(tree, name) for tree in trees])
                 x[:, i] = per_tree[tree_idx_arr]
         gold = [np.nan if n.ground_truth_energy is None else n.ground_truth_energy for n in nodes]

@@ -20,13 +20,13 @@ The formula, for a simulated accelerator (all energies in joules per call, times
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from irene.tree import FEATURE_FIELDS, Node, Tree
+from irene.schema import FEATURE_FIELDS, MIB, SCHEMAS
+from irene.tree import Node, Tree, node_id, place_nodes
 
 LAUNCH_S = 8e-6
 MODULE_LAUNCH_S = 2e-6
@@ -39,7 +39,6 @@ IDLE_GPU_W = 70.0
 GPU_SHARE = 1.05
 REST_POWER_W = 98.0
 BYTES_PER_VALUE = 4
-MIB = 2.0**20
 
 
 @dataclass(frozen=True)
@@ -81,7 +80,6 @@ class _Builder:
               bytes_moved: float, children: list[Node], time_s: float,
               gpu_j: float) -> Node:
         parent = scope.rsplit(".", 1)[0] if "." in scope else ""
-        key = f"{self.arch.name}|{self.batch}|{self.seq}|{scope}"
         features = dict.fromkeys(FEATURE_FIELDS, 0.0)
         features.update(
             num_parameters=float(params), flops=flops / 1e6, mem_bytes=bytes_moved / MIB,
@@ -89,8 +87,8 @@ class _Builder:
             gpu_clk=1900.0, gpu_mem_clk=3800.0, times_mean=self._jitter(time_s),
             gpu_energy_mean=self._jitter(gpu_j))
         truth = GPU_SHARE * gpu_j + REST_POWER_W * time_s
-        return Node(id=hashlib.md5(key.encode()).hexdigest(), scope=scope, parent_name=parent,
-                    level=scope.count("."), instance_type=instance, type=kind,
+        return Node(id=node_id(self.arch.name, self.batch, self.seq, scope), scope=scope,
+                    parent_name=parent, level=scope.count("."), instance_type=instance, type=kind,
                     features=features, ground_truth_energy=self._jitter(truth),
                     children=children)
 
@@ -162,7 +160,8 @@ class _Builder:
         parts.append(self.inner("root.encoder", "SynthEncoder", layers, 0.0))
         root, _, _ = self.inner("root", f"Synth{a.family.capitalize()}Model", parts, 0.0,
                                 kind="model")
-        meta = {"synthetic": True, "meter": "synthetic",
+        place_nodes(root)
+        meta = {"synthetic": True, "meter": "synthetic", "schema": SCHEMAS["irene"].to_dict(),
                 "note": "SYNTHETIC: energies follow the formula in irene/synthetic.py, "
                         "not a measurement"}
         return Tree(model_name=a.name, batch_size=self.batch, seq_len=self.seq, root=root,

@@ -19,34 +19,30 @@ every line and raises :class:`TreeFormatError` naming the file, line and field.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import gzip
+import hashlib
 import json
 import math
 import os
-import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
-NODE_TYPES = ("model", "module", "ml")
+from irene.files import atomic_write, is_temp_name
+from irene.schema import ENERGY_FIELDS, FEATURE_FIELDS, NODE_TYPES, Schema, schema_of_meta
 
-#: Numeric feature fields every node carries (IrEne's columns), in a fixed order.
-FEATURE_FIELDS = (
-    "num_parameters",
-    "flops",
-    "mem_bytes",
-    "cpu",
-    "mem",
-    "gpu",
-    "gpu_mem",
-    "gpu_clk",
-    "gpu_mem_clk",
-    "times_mean",
-    "gpu_energy_mean",
-)
+__all__ = ["FEATURE_FIELDS", "NODE_TYPES", "Node", "Tree", "TreeFormatError", "TreeKey",
+           "append_tree", "atomic_write", "check_unique_keys", "iter_trees", "node_id",
+           "place_nodes", "read_tree_files", "read_trees", "repair_torn_tail", "require_energy",
+           "tree_from_dict", "tree_key", "write_trees"]
+
+#: the largest magnitude a feature or energy may have: far beyond any real model (1e18 MFLOP
+#: is 1e24 FLOPs), small enough that no computation on it overflows or runs away
+MAX_MAGNITUDE = 1e18
+#: the deepest tree accepted (transformer trees are under 20 levels deep)
+MAX_DEPTH = 200
 
 _STRUCTURE_FIELDS = {
     "id": str,
@@ -56,12 +52,13 @@ _STRUCTURE_FIELDS = {
     "instance_type": str,
     "type": str,
 }
-_ENERGY_FIELDS = ("ground_truth_energy", "predicted_energy")
 _ROOT_FIELDS = {"model_name": str, "batch_size": int, "seq_len": int}
 _KNOWN_NODE_KEYS = (
-    set(_STRUCTURE_FIELDS) | set(FEATURE_FIELDS) | set(_ENERGY_FIELDS)
+    set(_STRUCTURE_FIELDS) | set(FEATURE_FIELDS) | set(ENERGY_FIELDS)
     | {"child_nodes_obj", "child_nodes"}
 )
+#: protocol settings that do not change a measured value (left out of a tree's key)
+_PROTOCOL_NOT_IN_KEY = ("dedup", "effective_min_run_seconds")
 
 
 class TreeFormatError(ValueError):
@@ -83,9 +80,10 @@ class TreeFormatError(ValueError):
 class Node:
     """One node of an energy tree: the whole model, a module, or an ML primitive (leaf).
 
-    ``features`` maps each name of :data:`FEATURE_FIELDS` to a float (units in the module doc).
-    ``ground_truth_energy`` and ``predicted_energy`` are joules per call, or None when absent.
-    ``extra`` holds every key this package does not know, in file order, for a lossless round trip.
+    ``features`` maps each name of :data:`FEATURE_FIELDS` to a float (units in
+    :mod:`irene.schema`). ``ground_truth_energy`` and ``predicted_energy`` are joules per model
+    call, or None when absent. ``extra`` holds every key this package does not know, in file
+    order, for a lossless round trip.
     """
 
     id: str
@@ -136,11 +134,52 @@ class Node:
         return out
 
 
+class TreeKey(NamedTuple):
+    """Everything that makes two trees different measurements (DESIGN: "the tree's key").
+
+    Resume, duplicate detection, the campaign's measurement cache, joining gold trees with their
+    predictions and the report's labels all use it. Fields absent from a tree's metadata (as in
+    IrEne's published files) are None, except ``phase`` ("forward") and ``context_len`` (0).
+    ``protocol`` holds the sorted (setting, value) pairs that change a measured value.
+    """
+
+    model_name: str
+    batch_size: int
+    seq_len: int
+    phase: str = "forward"
+    context_len: int = 0
+    optimizer: str | None = None
+    dtype: str | None = None
+    attn: str | None = None
+    device: str | None = None
+    hardware: str | None = None
+    schema: str | None = None
+    meter: str | None = None
+    protocol: tuple = ()
+
+    def describe(self) -> str:
+        """``"gpt2 · batch 8 · seq 128"`` plus what sets the tree apart (phase, dtype, ...)."""
+        parts = [self.model_name, f"batch {self.batch_size}", f"seq {self.seq_len}"]
+        if self.phase != "forward":
+            parts.append(self.phase + (f" @ context {self.context_len}"
+                                       if self.phase == "decode" else ""))
+        return " · ".join(parts)
+
+
+def protocol_key(protocol: Any) -> tuple:
+    """The (setting, value) pairs of a protocol dict that change a measurement, sorted."""
+    if not isinstance(protocol, dict):
+        return ()
+    return tuple(sorted((k, v) for k, v in protocol.items()
+                        if k not in _PROTOCOL_NOT_IN_KEY and isinstance(v, (int, float, str,
+                                                                           bool))))
+
+
 @dataclass
 class Tree:
     """One energy tree: a model at one batch size and sequence length on one machine.
 
-    ``meta`` holds the root's optional keys (device, meter, protocol, created_by, ...).
+    ``meta`` holds the root's optional keys (device, meter, protocol, schema, created_by, ...).
     ``source`` and ``line`` say where the tree was read from, for error messages.
     """
 
@@ -157,9 +196,24 @@ class Tree:
         return self.root.walk()
 
     @property
-    def key(self) -> tuple[str, int, int]:
-        """(model_name, batch_size, seq_len): what identifies a tree within one data set."""
-        return (self.model_name, self.batch_size, self.seq_len)
+    def schema(self) -> Schema:
+        """The feature schema the tree was made with (see :mod:`irene.schema`)."""
+        return schema_of_meta(self.meta)
+
+    @property
+    def key(self) -> TreeKey:
+        """What identifies this tree among others (:class:`TreeKey`)."""
+        return tree_key(self.model_name, self.batch_size, self.seq_len, self.meta)
+
+    @property
+    def label(self) -> str:
+        """How the tree is named to a person: ``"gpt2 · batch 8 · seq 128"``."""
+        return self.key.describe()
+
+    @property
+    def where(self) -> str:
+        """``file:line`` of the tree (or ``<memory>``), for messages."""
+        return self.source if self.line is None else f"{self.source}:{self.line}"
 
     def copy(self) -> Tree:
         """A deep copy of the tree (nodes, features and metadata)."""
@@ -187,6 +241,39 @@ class Tree:
                                scope=scope)
 
 
+def tree_key(model_name: str, batch_size: int, seq_len: int, meta: dict[str, Any]) -> TreeKey:
+    """The :class:`TreeKey` of a tree with this root metadata (also of a tree about to be made:
+    the tracer builds the metadata it will record and asks for its key)."""
+    return TreeKey(
+        model_name=model_name, batch_size=batch_size, seq_len=seq_len,
+        phase=str(meta.get("phase", "forward")), context_len=int(meta.get("context_len", 0) or 0),
+        optimizer=_text_or_none(meta.get("optimizer")), dtype=_text_or_none(meta.get("dtype")),
+        attn=_text_or_none(meta.get("attn")), device=_text_or_none(meta.get("device")),
+        hardware=_text_or_none(meta.get("device_name")), schema=str(schema_of_meta(meta)),
+        meter=_text_or_none(meta.get("meter")), protocol=protocol_key(meta.get("protocol")))
+
+
+def place_nodes(root: Node) -> Node:
+    """Set every node's ``level`` and ``parent_name`` from its position under ``root`` (for trees
+    built in code); returns ``root``."""
+    stack: list[tuple[Node, str, int]] = [(root, "", 0)]
+    while stack:
+        node, parent, level = stack.pop()
+        node.parent_name, node.level = parent, level
+        stack.extend((child, node.scope, level + 1) for child in node.children)
+    return root
+
+
+def node_id(model_name: str, batch_size: int, seq_len: int, scope: str) -> str:
+    """Deterministic node id: md5 of the model name, input shape and scope (32 hex digits)."""
+    text = f"{model_name}|{batch_size}|{seq_len}|{scope}"
+    return hashlib.md5(text.encode("utf-8")).hexdigest()
+
+
+def _text_or_none(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 # --------------------------------------------------------------------------------------------
 # parsing and validation
 
@@ -202,7 +289,7 @@ def _check_field(obj: dict, name: str, kind: type, ctx: dict, scope: str | None)
     if kind is float:
         ok = _is_number(value) and math.isfinite(value)
     elif kind is int:
-        ok = _is_number(value) and float(value).is_integer()
+        ok = _is_number(value) and math.isfinite(value) and float(value).is_integer()
     else:
         ok = isinstance(value, kind)
     if not ok:
@@ -213,7 +300,20 @@ def _check_field(obj: dict, name: str, kind: type, ctx: dict, scope: str | None)
     return int(value) if kind is int else value
 
 
-def _parse_node(obj: Any, ctx: dict, seen_ids: set[str], path: str) -> Node:
+def _check_magnitude(value: float, name: str, ctx: dict, scope: str) -> float:
+    """A feature or energy must be >= 0 and at most :data:`MAX_MAGNITUDE`."""
+    if value < 0:
+        raise TreeFormatError(f"must not be negative, got {value!r}", field=name, scope=scope,
+                              **ctx)
+    if value > MAX_MAGNITUDE:
+        raise TreeFormatError(f"{value!r} is beyond any real model (at most {MAX_MAGNITUDE:g})",
+                              field=name, scope=scope, **ctx)
+    return value
+
+
+def _parse_node(obj: Any, ctx: dict, seen_ids: set[str], path: str,
+                parent: tuple[str, int] | None) -> Node:
+    """Validate one node object and its children (``parent``: the parent's scope and level)."""
     if not isinstance(obj, dict):
         raise TreeFormatError(f"a node must be a JSON object, got {type(obj).__name__}",
                               field=path, **ctx)
@@ -223,9 +323,7 @@ def _parse_node(obj: Any, ctx: dict, seen_ids: set[str], path: str) -> Node:
         value = obj.get(key)
         values[key] = value if type(value) is kind else _check_field(obj, key, kind, ctx, scope)
     scope = values["scope"]
-    if values["type"] not in NODE_TYPES:
-        raise TreeFormatError(f"type must be one of {NODE_TYPES}, got {values['type']!r}",
-                              field="type", scope=scope, **ctx)
+    _check_place(values, parent, ctx)
     if values["id"] in seen_ids:
         raise TreeFormatError(f"duplicate id {values['id']!r}", field="id", scope=scope, **ctx)
     seen_ids.add(values["id"])
@@ -234,13 +332,20 @@ def _parse_node(obj: Any, ctx: dict, seen_ids: set[str], path: str) -> Node:
         value = obj.get(key)
         if not ((type(value) is float and math.isfinite(value)) or type(value) is int):
             value = _check_field(obj, key, float, ctx, scope)
+        if not 0 <= value <= MAX_MAGNITUDE:
+            _check_magnitude(float(value), key, ctx, scope)
         features[key] = float(value)
     energies = {}
-    for name in _ENERGY_FIELDS:
+    for name in ENERGY_FIELDS:
         if obj.get(name) is not None:
-            energies[name] = float(_check_field(obj, name, float, ctx, scope))
+            value = float(_check_field(obj, name, float, ctx, scope))
+            energies[name] = _check_magnitude(value, name, ctx, scope)
     kids = _check_field(obj, "child_nodes_obj", list, ctx, scope)
-    children = [_parse_node(k, ctx, seen_ids, f"{path}.child_nodes_obj[{i}]")
+    if kids and values["level"] >= MAX_DEPTH:
+        raise TreeFormatError(f"the tree is deeper than {MAX_DEPTH} levels", field="level",
+                              scope=scope, **ctx)
+    here = (scope, values["level"])
+    children = [_parse_node(k, ctx, seen_ids, f"{path}.child_nodes_obj[{i}]", here)
                 for i, k in enumerate(kids)]
     if not children and values["type"] != "ml":
         raise TreeFormatError(f"a leaf must be an 'ml' node, this one is {values['type']!r}",
@@ -252,6 +357,30 @@ def _parse_node(obj: Any, ctx: dict, seen_ids: set[str], path: str) -> Node:
     return Node(features=features, children=children, extra=extra, **values, **energies)
 
 
+def _check_place(values: dict, parent: tuple[str, int] | None, ctx: dict) -> None:
+    """Type, level and parent name must agree with the node's place in the tree."""
+    scope, kind = values["scope"], values["type"]
+    if kind not in NODE_TYPES:
+        raise TreeFormatError(f"type must be one of {NODE_TYPES}, got {kind!r}",
+                              field="type", scope=scope, **ctx)
+    if parent is None:
+        if kind != "model":
+            raise TreeFormatError(f"the root must be the 'model' node, this one is {kind!r}",
+                                  field="type", scope=scope, **ctx)
+        expected_level, expected_parent = 0, ""
+    else:
+        if kind == "model":
+            raise TreeFormatError("only the root may be a 'model' node", field="type",
+                                  scope=scope, **ctx)
+        expected_level, expected_parent = parent[1] + 1, parent[0]
+    if values["level"] != expected_level:
+        raise TreeFormatError(f"level {values['level']} does not match the node's depth "
+                              f"{expected_level}", field="level", scope=scope, **ctx)
+    if values["parent_name"] != expected_parent:
+        raise TreeFormatError(f"parent_name {values['parent_name']!r} is not the parent's scope "
+                              f"{expected_parent!r}", field="parent_name", scope=scope, **ctx)
+
+
 def tree_from_dict(obj: Any, *, source: str = "<memory>", line: int | None = None) -> Tree:
     """Validate one parsed JSON line and build a :class:`Tree`; raises TreeFormatError."""
     ctx = {"source": source, "line": line}
@@ -259,20 +388,30 @@ def tree_from_dict(obj: Any, *, source: str = "<memory>", line: int | None = Non
         raise TreeFormatError(f"a tree line must be a JSON object, got {type(obj).__name__}",
                               **ctx)
     root_values = {k: _check_field(obj, k, t, ctx, None) for k, t in _ROOT_FIELDS.items()}
+    for name in ("batch_size", "seq_len"):
+        if not 1 <= root_values[name] <= 2**31:
+            raise TreeFormatError(f"must be a positive integer, got {root_values[name]}",
+                                  field=name, **ctx)
     if "frontend_tree" not in obj:
         raise TreeFormatError("missing field", field="frontend_tree", **ctx)
-    root = _parse_node(obj["frontend_tree"], ctx, set(), "frontend_tree")
     meta = {k: v for k, v in obj.items() if k not in _ROOT_FIELDS and k != "frontend_tree"}
+    try:
+        schema_of_meta(meta)
+    except ValueError as exc:
+        raise TreeFormatError(str(exc), field="schema", **ctx) from exc
+    root = _parse_node(obj["frontend_tree"], ctx, set(), "frontend_tree", None)
     return Tree(root=root, meta=meta, source=source, line=line, **root_values)
 
 
 def iter_trees(path: str | os.PathLike) -> Iterator[Tree]:
     """Yield the trees of a JSONL file one by one, validating each line (blank lines skipped)."""
     source = str(path)
+    if os.path.isdir(path):
+        raise TreeFormatError("is a directory, not a trees file", source=source)
     try:
         handle = _open_text(path, "r")
     except OSError as exc:
-        raise TreeFormatError(f"cannot open: {exc.strerror}", source=source) from exc
+        raise TreeFormatError(f"cannot open: {exc.strerror or exc}", source=source) from exc
     with handle:
         number = 0
         lines = iter(handle)
@@ -292,14 +431,40 @@ def iter_trees(path: str | os.PathLike) -> Iterator[Tree]:
             except json.JSONDecodeError as exc:
                 raise TreeFormatError(f"malformed JSON: {exc.msg} at column {exc.colno}",
                                       source=source, line=number) from exc
+            except RecursionError as exc:
+                raise TreeFormatError("JSON nested too deeply", source=source,
+                                      line=number) from exc
             yield tree_from_dict(obj, source=source, line=number)
 
 
 def read_trees(path: str | os.PathLike) -> list[Tree]:
-    """Read and validate every tree of a JSONL file."""
+    """Read and validate every tree of a JSONL file (``.gz``: gzip-compressed)."""
     trees = list(iter_trees(path))
     if not trees:
         raise TreeFormatError("the file holds no trees", source=str(path))
+    return trees
+
+
+def tree_files(path: str | os.PathLike) -> list[Path]:
+    """``path`` itself, or for a directory its ``*.jsonl`` / ``*.jsonl.gz`` files (sorted, temp
+    files of interrupted writes skipped)."""
+    path = Path(path)
+    if not path.is_dir():
+        return [path]
+    found = sorted(p for p in path.iterdir() if p.is_file() and not is_temp_name(p.name)
+                   and (p.name.endswith(".jsonl") or p.name.endswith(".jsonl.gz")))
+    if not found:
+        raise TreeFormatError("the directory holds no .jsonl or .jsonl.gz files",
+                              source=str(path))
+    return found
+
+
+def read_tree_files(paths: Iterable[str | os.PathLike]) -> list[Tree]:
+    """The trees of several files or directories, in order (see :func:`tree_files`)."""
+    trees: list[Tree] = []
+    for path in paths:
+        for file in tree_files(path):
+            trees.extend(read_trees(file))
     return trees
 
 
@@ -315,34 +480,22 @@ def require_energy(trees: Iterable[Tree], name: str = "ground_truth_energy") -> 
                                  scope=node.scope)
 
 
+def check_unique_keys(trees: Sequence[Tree], what: str = "trees") -> None:
+    """Raise TreeFormatError when two trees share a :class:`TreeKey` (the same measurement twice:
+    which one to use would be a silent choice)."""
+    first: dict[TreeKey, Tree] = {}
+    for tree in trees:
+        key = tree.key
+        if key in first:
+            other = first[key]
+            raise tree.error(f"the same tree ({key.describe()}, same settings) appears twice in "
+                             f"the {what}: also at {other.where}; remove one",
+                             field="model_name")
+        first[key] = tree
+
+
 # --------------------------------------------------------------------------------------------
 # writing
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "w") -> Iterator[Any]:
-    """Open a temporary file beside ``path``; rename it onto ``path`` only if the block succeeds.
-
-    Nothing half-written is ever left at ``path``: on any exception the temporary file is removed.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, mode, encoding=None if "b" in mode else "utf-8") as handle:
-            yield handle
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
 
 
 def _open_text(path: str | os.PathLike, mode: str) -> IO[str]:
@@ -364,8 +517,60 @@ def write_trees(trees: Iterable[Tree], path: str | os.PathLike) -> None:
 
 
 def append_tree(tree: Tree, path: str | os.PathLike) -> None:
-    """Append one tree to a JSONL file and flush it to disk (for crash-safe sweeps)."""
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write(tree.to_json() + "\n")
+    """Append one tree to a JSONL file (``.gz``: as a new gzip member) and flush it to disk.
+
+    Call :func:`repair_torn_tail` once before a sweep's first append, so a line torn by an
+    earlier crash is not glued to the new one.
+    """
+    line = (tree.to_json() + "\n").encode("utf-8")
+    if str(path).endswith(".gz"):
+        line = gzip.compress(line, mtime=0)
+    with open(path, "ab") as handle:
+        handle.write(line)
         handle.flush()
         os.fsync(handle.fileno())
+
+
+def repair_torn_tail(path: str | os.PathLike) -> str | None:
+    """Make an appendable trees file end cleanly; returns what was repaired (None if nothing).
+
+    A crash while appending can leave a last line without its newline (plain JSONL) or a
+    truncated last gzip member (``.gz``): the complete trees before it are kept (rewritten
+    atomically for gzip), the torn remainder is dropped, and the message says so. Any other
+    malformed line is left alone (reading the file will report it).
+    """
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    if str(path).endswith(".gz"):
+        return _repair_gzip_tail(path)
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if data.endswith(b"\n"):
+        return None
+    cut = data.rfind(b"\n") + 1
+    torn = data[cut:]
+    try:
+        json.loads(torn)
+    except ValueError:
+        with open(path, "r+b") as handle:
+            handle.truncate(cut)
+        return f"{path}: dropped a torn last line ({len(torn)} bytes) left by an interrupted write"
+    with open(path, "ab") as handle:  # a complete line that only lacks its newline
+        handle.write(b"\n")
+    return f"{path}: added the missing newline at the end"
+
+
+def _repair_gzip_tail(path: Path) -> str | None:
+    good = bytearray()
+    try:
+        with gzip.open(path, "rb") as handle:
+            for raw in handle:
+                good += raw
+        return None
+    except (EOFError, OSError, gzip.BadGzipFile):
+        pass
+    cut = bytes(good[:good.rfind(b"\n") + 1])
+    with atomic_write(path, "wb") as handle:
+        handle.write(gzip.compress(cut, mtime=0))
+    return f"{path}: dropped a truncated gzip member left by an interrupted write"

@@ -38,7 +38,7 @@ def test_train_predict_evaluate_round_trip(data, tmp_path, capsys):
         tree.meta.pop("synthetic")
     assert is_synthetic(predicted)
     capsys.readouterr()
-    assert main(["evaluate", str(data), str(out), "--node_types", "ml,model"]) == 0
+    assert main(["evaluate", str(data), str(out), "--node_types", "ml,model", "--json"]) == 0
     errors = json.loads(capsys.readouterr().out)
     assert set(errors) == {"ml", "model"}
     assert all(0 <= v < 3.0 for v in errors.values())

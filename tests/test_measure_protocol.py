@@ -343,7 +343,7 @@ def test_error_in_the_callable_closes_the_meter_and_sampler_windows():
     with pytest.raises(RuntimeError, match="replay failed"):
         measure_callable(flaky, meter=meter, protocol=Protocol(runs=5, min_run_seconds=0.02),
                          sampler=sampler, clock=clock)
-    assert sampler._thread is None
+    assert not sampler._thread.running
     m = measure_callable(lambda: clock.advance(0.01), meter=meter, sampler=sampler,
                          protocol=Protocol(runs=2), clock=clock)  # both usable again
     assert m.energy_j == pytest.approx(50 * 0.01) and m.features["mem"] == 2.0

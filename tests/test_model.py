@@ -176,12 +176,25 @@ def test_feature_that_is_its_own_target_is_dropped(synthetic):
     assert "gpu_energy_mean" not in model.required_features()
 
 
+@pytest.mark.parametrize("setting, value", [
+    ("tol", float("nan")), ("tol", float("inf")), ("learning_rate", float("nan")),
+    ("epochs", True), ("epochs", -1), ("epochs", 2.5), ("n_iter_no_change", -1),
+    ("n_iter_no_change", 0), ("leaf_ridge", -1.0), ("seed", "abc"), ("seed", -3),
+    ("polynomial_degree", 10**6), ("tanh_scalar", 0.0), ("feature_sets", "model_specs"),
+    ("feature_sets", []), ("leaf_features", "flops"), ("module_overhead", 1),
+    ("training_strategy", "magic"), ("leaf_fit", None),
+])
+def test_every_setting_is_checked_before_anything_runs(setting, value):
+    with pytest.raises(ValueError, match=setting):
+        IreneRegressor(**{setting: value})
+
+
 def test_configuration_is_validated():
-    with pytest.raises(TypeError, match="unknown configuration key"):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'learning_rat'"):
         IreneRegressor(learning_rat=0.1)
     with pytest.raises(ValueError, match="training_strategy"):
         IreneRegressor(training_strategy="magic")
-    with pytest.raises(ValueError, match="unknown feature set"):
+    with pytest.raises(ValueError, match="feature_sets must be"):
         IreneRegressor(feature_sets=["vibes"])
     model = IreneRegressor(tanh_scalar=5.0)
     assert model.get_params()["tanh_scalar"] == 5.0
@@ -205,12 +218,14 @@ def test_auto_leaf_features_use_direct_readings_only_when_present(synthetic):
     def leaf_inputs(**config):
         model = IreneRegressor(epochs=0, **config).fit(synthetic)
         names = model.required_features()
-        return {names[i] for i in model.state_["leaf_index"]}
+        return {names[i] for i in model.state_.leaf_index}
 
     assert leaf_inputs() == {"times_mean", "gpu_energy_mean", "num_parameters", "input_size"}
     specs = leaf_inputs(feature_sets=["model_specs"])
     assert specs == {"batch_size", "seq_len", "flops", "mem_bytes", "num_parameters",
                      "input_size"}
     assert leaf_inputs(leaf_features=["flops"]) == {"flops"}
-    with pytest.raises(ValueError, match="names none of the features"):
-        IreneRegressor(leaf_features=["nothing"]).fit(synthetic)
+    with pytest.raises(ValueError, match="leaf_features must be"):
+        IreneRegressor(leaf_features=["nothing"])
+    with pytest.raises(ValueError, match="names none of the features"):  # known, not read
+        IreneRegressor(feature_sets=["model_specs"], leaf_features=["times_mean"]).fit(synthetic)

@@ -11,20 +11,19 @@ from rich.console import Console
 from test_report_fixtures import bert_like_tree, toy_tree
 
 from irene.cli import main
+from irene.evaluation import error_stats, merge_predictions, pair_within
 from irene.report.breakdown import (
     breakdown_rows,
-    compare_trees,
     energy_source,
-    error_stats_by_node_type,
     explain_tree,
-    format_energy,
-    merge_predictions,
     primitive_type_shares,
     scope_pattern,
-    select_tree,
     top_nodes,
 )
+from irene.report.compare import compare_trees
+from irene.report.format import format_energy
 from irene.report.html import build_report
+from irene.report.select import select_tree
 from irene.report.terminal import render_breakdown, render_comparison
 from irene.tree import write_trees
 
@@ -227,7 +226,7 @@ def test_merge_predictions_joins_by_key_and_id_and_names_what_is_missing():
 
 
 def test_error_stats_per_node_type():
-    stats = {s.group: s for s in error_stats_by_node_type([toy_tree()])}
+    stats = {s.group: s for s in error_stats(pair_within([toy_tree()]), "node_type")}
     assert set(stats) == {"model", "module", "ml"}
     assert stats["model"].mape == pytest.approx(100 * 0.5 / 9.5)
     assert stats["module"].count == 3 and stats["ml"].count == 5
@@ -300,7 +299,7 @@ def test_cli_explain_errors_are_one_line_and_exit_2(trees_file, tmp_path, capsys
     assert main(["explain", str(trees_file), "--tree", "2", "--energy", "predicted"]) == 2
     assert "no predicted_energy" in capsys.readouterr().err
     assert main(["explain", str(tmp_path / "missing.jsonl")]) == 2
-    assert "cannot open" in capsys.readouterr().err
+    assert "no such file" in capsys.readouterr().err
 
 
 def test_cli_report_writes_one_page(trees_file, tmp_path, capsys):

@@ -10,11 +10,10 @@ import pytest
 from test_report_fixtures import bert_like_tree
 
 from irene.cli import main
-from irene.cli.explain import unsupplied_features, zero_features
+from irene.estimate import unsupplied_features, zero_features
+from irene.model import IreneRegressor
+from irene.tracing import trace_model
 from irene.tree import read_trees
-
-tracing = pytest.importorskip("irene.tracing")
-model_package = pytest.importorskip("irene.model")
 
 TINY = {"model_type": "bert", "vocab_size": 128, "hidden_size": 32, "num_hidden_layers": 2,
         "num_attention_heads": 2, "intermediate_size": 64, "max_position_embeddings": 64,
@@ -44,13 +43,13 @@ def tiny_setup(tmp_path_factory):
     config.write_text(json.dumps(TINY))
     training = []
     for batch_size, seq_len in ((1, 8), (2, 16), (4, 32)):
-        tree = tracing.trace_model(str(config), batch_size, seq_len, timing=False)
+        tree = trace_model(str(config), batch_size, seq_len, timing=False)
         synthetic_energy(tree)
         training.append(tree)
     predictor_dir = root / "predictor"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = model_package.IreneRegressor(feature_sets=["model_specs"], epochs=20)
+        model = IreneRegressor(feature_sets=["model_specs"], epochs=20)
         model.fit(training)
     model.save(str(predictor_dir))
     return config, predictor_dir
@@ -79,7 +78,7 @@ def test_estimate_refuses_a_predictor_that_needs_gpu_features_on_cpu(tmp_path, c
                             seed=b + s) for b in (1, 2) for s in (8, 16)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = model_package.IreneRegressor(
+        model = IreneRegressor(
             feature_sets=["model_specs", "resource_utilization"], epochs=2).fit(trees)
     model.save(str(tmp_path / "gpu_predictor"))
     code = main(["estimate", "bert-base-uncased", "--batch-size", "1", "--seq-len", "8",
@@ -99,7 +98,9 @@ def test_estimate_names_a_missing_predictor_directory(tmp_path, capsys):
 def test_unsupplied_and_zero_features():
     required = ["batch_size", "flops", "times_mean", "gpu", "gpu_energy_mean"]
     assert set(unsupplied_features(required, "cpu")) == {"gpu", "gpu_energy_mean"}
-    assert set(unsupplied_features(required, "cuda:0")) == {"gpu_energy_mean"}
+    # on a CUDA device the NVML sampler supplies GPU utilisation, clocks and power x time: the
+    # same rule the tracer's metadata uses (irene.schema.supplied_features)
+    assert unsupplied_features(required, "cuda:0") == {}
     assert unsupplied_features(["flops", "mem_bytes", "num_parameters"], "cpu") == {}
     tree = bert_like_tree(layers=1)
     assert zero_features(tree, ["flops", "gpu_clk", "batch_size", "times_mean"]) == ["gpu_clk"]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 
-from irene.tree import FEATURE_FIELDS, Node, Tree, read_trees, write_trees
+from irene.tree import FEATURE_FIELDS, Node, Tree, place_nodes, read_trees, write_trees
 
 
 def make_node(scope: str, kind: str, itype: str, children: list[Node] | None = None, *,
@@ -44,7 +44,7 @@ def toy_tree(*, predicted: bool = True, measured: bool = True) -> Tree:
             n("toy.layer.1.linear", "ml", "Linear", 3.0, 2.9),
             n("toy.layer.1.softmax", "ml", "softmax", 1.25, 1.3)]),
     ])
-    return Tree("toy", 2, 16, root, meta={"device": "test device"})
+    return Tree("toy", 2, 16, place_nodes(root), meta={"device": "test device"})
 
 
 _J_PER_MFLOP = 4e-6   # energy per MFLOP of the synthetic "hardware"
@@ -134,7 +134,8 @@ class _BertBuilder:
             self.linear("bert.pooler.dense", h, h),
             self.elementwise("bert.pooler.activation", "Tanh", h)])
         root = self.inner("bert", "BertModel", [embeddings, encoder, pooler], kind="model")
-        return Tree("bert-tiny-test", self.b, self.s, root, meta={"device": "synthetic"})
+        return Tree("bert-tiny-test", self.b, self.s, place_nodes(root),
+                    meta={"device": "synthetic"})
 
 
 def bert_like_tree(*, batch_size: int = 8, seq_len: int = 128, hidden: int = 256,

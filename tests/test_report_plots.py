@@ -10,7 +10,7 @@ import pytest
 from test_report_fixtures import bert_like_tree, toy_tree
 
 from irene.cli import main
-from irene.report.breakdown import compare_trees
+from irene.report.compare import compare_trees
 from irene.report.plots import (
     plot_all,
     plot_comparison,

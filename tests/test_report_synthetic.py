@@ -15,7 +15,8 @@ import irene.report.plots as plots
 from irene.cli import main
 from irene.datasets import is_synthetic, resolve_dataset
 from irene.report import SYNTHETIC_LABEL, measured_word, synthetic_label
-from irene.report.breakdown import compare_trees, explain_tree
+from irene.report.breakdown import explain_tree
+from irene.report.compare import compare_trees
 from irene.report.html import build_report
 from irene.report.terminal import render_breakdown, render_comparison
 from irene.tree import Tree, read_trees, write_trees

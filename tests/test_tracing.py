@@ -226,7 +226,9 @@ def test_round_trip_through_reader(bert_tree, tmp_path):
     write_trees([bert_tree], path)
     [back] = read_trees(path)
     assert back.to_dict() == bert_tree.to_dict()
-    assert back.model_name == "tiny-bert" and back.key == ("tiny-bert", B, S)
+    assert back.model_name == "tiny-bert" and back.key[:3] == ("tiny-bert", B, S)
+    assert back.key == bert_tree.key and back.key.schema == "irene v1"
+    assert back.key.phase == "forward" and back.key.dtype == "float32" and back.key.meter == "none"
     meta = back.meta
     assert meta["created_by"].startswith("irene ") and meta["device"] == "cpu"
     assert meta["protocol"] is None and meta["meter"] == "none"

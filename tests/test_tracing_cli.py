@@ -100,7 +100,7 @@ def test_trace_sweep_then_resume_skips_done(tiny_config_dir, tmp_path, capsys):
             "--offline", "-o", str(out)]
     assert main(argv) == 0
     trees = read_trees(out)
-    assert sorted(t.key[1:] for t in trees) == [(1, 4), (1, 8), (2, 4), (2, 8)]
+    assert sorted(t.key[1:3] for t in trees) == [(1, 4), (1, 8), (2, 4), (2, 8)]
     assert all(t.model_name == model for t in trees)
     first_lines = out.read_text().splitlines()
 
@@ -110,7 +110,7 @@ def test_trace_sweep_then_resume_skips_done(tiny_config_dir, tmp_path, capsys):
     assert "4 of 6 combinations already traced" in err
     lines = out.read_text().splitlines()
     assert lines[:4] == first_lines  # appended, earlier trees untouched
-    keys = [t.key[1:] for t in read_trees(out)]
+    keys = [t.key[1:3] for t in read_trees(out)]
     assert sorted(keys) == [(1, 4), (1, 8), (2, 4), (2, 8), (3, 4), (3, 8)]
     assert len(keys) == len(set(keys))
 
@@ -124,7 +124,7 @@ def test_trace_with_timing_and_simulated_meter(tiny_config_dir, tmp_path):
                  "--runs", "1", "--min-run-seconds", "0", "--meter", "simulated",
                  "--offline", "-o", str(out)]) == 0
     [tree] = read_trees(out)
-    assert tree.key[1:] == (2, 4)
+    assert tree.key[1:3] == (2, 4)
     assert tree.meta["meter"] == "simulated" and tree.meta["protocol"]["runs"] == 1
     assert all(n.features["times_mean"] > 0 and n.ground_truth_energy is not None
                for n in tree.nodes())
@@ -152,7 +152,7 @@ def test_measured_sweep_killed_half_way_resumes_without_re_measuring(tiny_config
     monkeypatch.setattr(tracing, "trace_model", dies_on_third)
     with pytest.raises(KeyboardInterrupt):
         main(argv)
-    assert [t.key[1:] for t in read_trees(out)] == measured
+    assert [t.key[1:3] for t in read_trees(out)] == measured
 
     measured_again: list[tuple[int, int]] = []
 

@@ -1,8 +1,10 @@
-"""The ``irene`` command: one subcommand per module of this package.
+"""The ``irene`` command: one module per subcommand, named after it (``irene train`` is
+:mod:`irene.cli.train`).
 
-Each subcommand module defines ``add_parsers(subparsers)`` (which registers its parsers and sets
-``func``) and keeps its own logic; this file only dispatches and turns user errors into a clear
-message and a non-zero exit code.
+Each command module defines ``add_parser(subparsers)`` (which registers its parser and sets
+``func``) and a ``run(args)`` that calls into the library; shared options live in
+:mod:`irene.cli.options`. This file only dispatches and turns user errors into one clear line
+and exit code 2.
 """
 
 from __future__ import annotations
@@ -12,20 +14,9 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-#: subcommand name -> module under irene.cli that implements it
-SUBCOMMANDS = {
-    "train": "learn",
-    "predict": "learn",
-    "evaluate": "learn",
-    "crossvalidate": "learn",
-    "trace": "trace",
-    "models": "trace",
-    "estimate": "explain",
-    "explain": "explain",
-    "report": "explain",
-    "plot": "explain",
-    "compare": "explain",
-}
+#: the subcommands, in the order ``irene --help`` lists them (each is irene.cli.<name>)
+COMMANDS = ("models", "trace", "train", "predict", "evaluate", "crossvalidate", "estimate",
+            "explain", "report", "plot", "compare", "export")
 
 
 class UserError(Exception):
@@ -33,32 +24,51 @@ class UserError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from irene import __version__
+
     parser = argparse.ArgumentParser(
-        prog="irene", description="Predict and explain the inference energy of transformers.")
+        prog="irene", description="Predict and explain the energy of transformer models.")
+    parser.add_argument("--version", action="version", version=f"irene {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module_name in dict.fromkeys(SUBCOMMANDS.values()):
-        try:
-            module = importlib.import_module(f"irene.cli.{module_name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"irene.cli.{module_name}":
-                raise
-            continue  # subcommand group not built yet
-        module.add_parsers(sub)
+    for name in COMMANDS:
+        importlib.import_module(f"irene.cli.{name}").add_parser(sub)
     return parser
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    """The exception classes that mean "bad input" (one line, exit 2), not a bug."""
+    from irene.estimate import EstimateError
+    from irene.files import OutputError
+    from irene.measure import MeterUnavailable
+    from irene.measure.wattmeter import WattmeterLogError
+    from irene.model import ModelFormatError, PredictionError
+    from irene.tracing import UnknownModelError
+    from irene.tree import TreeFormatError
+
+    return (UserError, EstimateError, TreeFormatError, OutputError, ModelFormatError,
+            PredictionError, MeterUnavailable, WattmeterLogError, UnknownModelError, OSError)
 
 
 def run(args: argparse.Namespace) -> int:
     """Run a parsed command; user errors become one clear line on stderr and exit code 2."""
-    from irene.tree import TreeFormatError
-
     try:
         return int(args.func(args) or 0)
-    except (UserError, TreeFormatError, FileNotFoundError) as exc:
-        print(f"irene {args.command}: error: {exc}", file=sys.stderr)
+    except user_errors() as exc:
+        print(f"irene {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
 
 
+def _one_line(exc: BaseException) -> str:
+    if isinstance(exc, OSError) and not str(exc).startswith(str(exc.filename or "\0")):
+        where = f"{exc.filename}: " if exc.filename else ""
+        return f"{where}{exc.strerror or exc}"
+    return " ".join(str(exc).split("\n"))
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from irene.files import remove_temp_files_on_signals
+
+    remove_temp_files_on_signals()
     args = build_parser().parse_args(argv)
     return run(args)
 

@@ -1,61 +1,45 @@
-"""``irene trace`` (model -> trees, one per batch size x sequence length) and ``irene models``."""
+"""``irene trace MODEL -o OUT``: one tree per batch size x sequence length, appended to OUT."""
 
 from __future__ import annotations
 
 import argparse
 import itertools
 import sys
+import warnings
 from pathlib import Path
 
 from irene.cli import UserError
+from irene.cli.options import add_trace_options, int_list, positive_int
 from irene.measure.options import add_measure_arguments, protocol_from_args
 
 
-def add_parsers(subparsers: argparse._SubParsersAction) -> None:
-    trace = subparsers.add_parser(
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    trace = sub.add_parser(
         "trace", help="trace a transformer into energy trees (one per batch size x seq length)",
         description="Build MODEL with random weights (no download), run it once per batch size "
-                    "x sequence length and append one IrEne tree per combination to OUTPUT; "
-                    "combinations already in OUTPUT are skipped (resume).")
+                    "x sequence length and append one IrEne tree per combination to OUTPUT "
+                    "(.jsonl, or .jsonl.gz). Trees already in OUTPUT with the same settings "
+                    "(model, shape, dtype, attention, device, schema, meter, protocol) are "
+                    "skipped (resume); one irene process writes OUTPUT at a time.")
     trace.add_argument("model", metavar="MODEL",
                        help="built-in name (see `irene models`), local directory or config.json, "
                             "or a Hub name when online")
     trace.add_argument("-o", "--output", required=True, type=Path, help="JSONL file to append to")
-    trace.add_argument("--batch-size", type=int, default=None, help="batch size (default 8)")
-    trace.add_argument("--seq-len", type=int, default=None, help="sequence length (default 128)")
-    trace.add_argument("--batch-sizes", type=_int_list, default=None, metavar="B1,B2,..",
+    trace.add_argument("--batch-size", type=positive_int, default=None,
+                       help="batch size (default 8)")
+    trace.add_argument("--seq-len", type=positive_int, default=None,
+                       help="sequence length (default 128)")
+    trace.add_argument("--batch-sizes", type=int_list, default=None, metavar="B1,B2,..",
                        help="sweep: comma-separated batch sizes")
-    trace.add_argument("--seq-lens", type=_int_list, default=None, metavar="S1,S2,..",
+    trace.add_argument("--seq-lens", type=int_list, default=None, metavar="S1,S2,..",
                        help="sweep: comma-separated sequence lengths")
-    trace.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    trace.add_argument("--dtype", default="float32", choices=["float32", "float16", "bfloat16"])
-    trace.add_argument("--attn", default="eager", choices=["eager", "sdpa"],
-                       help="eager: QK^T, softmax, xV as separate primitives (default); sdpa: "
-                            "one fused scaled_dot_product_attention primitive")
+    add_trace_options(trace)
     trace.add_argument("--no-timing", action="store_true",
                        help="skip the isolated replays: no times_mean/cpu/mem (much faster)")
     trace.add_argument("--offline", action="store_true",
                        help="never look MODEL up on the Hub")
     add_measure_arguments(trace)
-    trace.set_defaults(func=run_trace)
-
-    models = subparsers.add_parser("models", help="list the built-in model architectures",
-                                   description="List the built-in architectures that `irene "
-                                               "trace` builds without downloading anything.")
-    models.add_argument("--no-params", action="store_true",
-                        help="do not count parameters (faster)")
-    models.set_defaults(func=run_models)
-
-
-def _int_list(text: str) -> list[int]:
-    try:
-        values = [int(part) for part in text.split(",") if part.strip()]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
-            from exc
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
-    return values
+    trace.set_defaults(func=run)
 
 
 def combinations(args: argparse.Namespace) -> list[tuple[int, int]]:
@@ -64,21 +48,18 @@ def combinations(args: argparse.Namespace) -> list[tuple[int, int]]:
         raise UserError("give --batch-size or --batch-sizes, not both")
     if args.seq_lens is not None and args.seq_len is not None:
         raise UserError("give --seq-len or --seq-lens, not both")
-    for value, flag in ((args.batch_size, "--batch-size"), (args.seq_len, "--seq-len")):
-        if value is not None and value < 1:
-            raise UserError(f"{flag} must be >= 1, got {value}")
     batches = args.batch_sizes or [args.batch_size or 8]
     seqs = args.seq_lens or [args.seq_len or 128]
     return list(itertools.product(dict.fromkeys(batches), dict.fromkeys(seqs)))
 
 
-def done_combinations(path: Path, model_name: str) -> set[tuple[int, int]]:
-    """(batch size, seq len) pairs of ``model_name`` already in ``path`` (validated read)."""
+def done_keys(path: Path) -> set:
+    """The :class:`~irene.tree.TreeKey` of every tree already in ``path`` (validated read)."""
     from irene.tree import iter_trees
 
     if not path.exists() or path.stat().st_size == 0:
         return set()
-    return {(t.batch_size, t.seq_len) for t in iter_trees(path) if t.model_name == model_name}
+    return {t.key for t in iter_trees(path)}
 
 
 def _protocol(args: argparse.Namespace):  # -> Protocol
@@ -89,74 +70,87 @@ def _protocol(args: argparse.Namespace):  # -> Protocol
 
 
 def _open_meter(args: argparse.Namespace):  # -> Meter | None
-    from irene.measure import MeterUnavailable, open_meter
+    from irene.measure import open_meter
 
     if args.no_timing and args.meter.strip().lower() != "none":
         raise UserError("--meter needs the replays: drop --no-timing")
-    try:
-        return open_meter(args.meter)
-    except MeterUnavailable as exc:
-        raise UserError(str(exc)) from exc
+    return open_meter(args.meter)
 
 
-def run_trace(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+def check_appendable(path: Path) -> None:
+    """OUTPUT must be a new path, an empty file or a trees file (irene appends to it); anything
+    else is refused before it is touched (a JSON file is read, so the error names its line)."""
+    from irene.files import file_kind, resolve_output
 
-    from irene.measure import MeasurementCache
-    from irene.tracing import UnknownModelError, build_model, trace_model
-    from irene.tree import append_tree
+    resolve_output(path)
+    kind = file_kind(path)
+    if kind == "json":
+        done_keys(path)  # raises TreeFormatError naming the line and field
+    if kind not in (None, "empty", "trees"):
+        raise UserError(f"{path}: holds {kind} data, not energy trees; trace appends trees to "
+                        "a trees file: give another path")
+
+
+def run(args: argparse.Namespace) -> int:
+    from irene.files import exclusive_lock
+    from irene.tree import repair_torn_tail
 
     todo_all = combinations(args)
-    done = done_combinations(args.output, args.model)
-    todo = [c for c in todo_all if c not in done]
-    if done and len(todo) < len(todo_all):
-        print(f"{args.output}: {len(todo_all) - len(todo)} of {len(todo_all)} combinations "
-              f"already traced, skipping them", file=sys.stderr)
-    if not todo:
-        return 0
+    check_appendable(args.output)
+    protocol = _protocol(args)
     if args.device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             raise UserError(f"--device {args.device}: torch sees no CUDA device")
-    protocol = _protocol(args)
-    meter = _open_meter(args)
-    try:
+    with exclusive_lock(args.output):
+        repaired = repair_torn_tail(args.output)
+        if repaired:
+            print(repaired, file=sys.stderr)
+        meter = _open_meter(args)
         try:
-            model = build_model(args.model, attn=args.attn, dtype=args.dtype,
-                                device=args.device, hub=not args.offline)
-        except UnknownModelError as exc:
-            raise UserError(str(exc)) from exc
-        cache = MeasurementCache(enabled=protocol.dedup)
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        for batch_size, seq_len in tqdm(todo, desc=f"trace {args.model}", unit="tree"):
+            _trace_all(args, todo_all, protocol, meter)
+        finally:
+            if meter is not None:
+                meter.close()
+    return 0
+
+
+def _trace_all(args: argparse.Namespace, todo_all: list[tuple[int, int]], protocol,
+               meter) -> None:
+    from tqdm import tqdm
+
+    from irene.measure import MeasurementCache
+    from irene.tracing import build_model, trace_model
+    from irene.tracing.trace import planned_key
+    from irene.tree import append_tree
+
+    done = done_keys(args.output)
+    schema = args.schema or "irene"
+    keys = {combo: planned_key(args.model, *combo, device=args.device, dtype=args.dtype,
+                               attn=args.attn, schema=schema, timing=not args.no_timing,
+                               meter=meter, protocol=protocol) for combo in todo_all}
+    todo = [combo for combo in todo_all if keys[combo] not in done]
+    if len(todo) < len(todo_all):
+        print(f"{args.output}: {len(todo_all) - len(todo)} of {len(todo_all)} combinations "
+              "already traced with these settings, skipping them", file=sys.stderr)
+    if not todo:
+        return
+    model = build_model(args.model, attn=args.attn, dtype=args.dtype, device=args.device,
+                        hub=not args.offline)
+    cache = MeasurementCache(enabled=protocol.dedup)
+    for batch_size, seq_len in tqdm(todo, desc=f"trace {args.model}", unit="tree"):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
             try:
                 tree = trace_model(model, batch_size, seq_len, device=args.device,
                                    dtype=args.dtype, attn=args.attn,
                                    timing=not args.no_timing, meter=meter, protocol=protocol,
                                    progress=not args.no_timing, model_name=args.model,
-                                   cache=cache)
+                                   cache=cache, schema=schema)
             except ValueError as exc:
                 raise UserError(f"{args.model} at {batch_size}x{seq_len}: {exc}") from exc
-            append_tree(tree, args.output)
-    finally:
-        if meter is not None:
-            meter.close()
+        for item in caught:
+            print(f"warning: {item.message}", file=sys.stderr)
+        append_tree(tree, args.output)
     print(f"{args.output}: wrote {len(todo)} tree(s) of {args.model}", file=sys.stderr)
-    return 0
-
-
-def run_models(args: argparse.Namespace) -> int:
-    from irene.tracing.registry import ALIASES, BUILTIN_MODELS, parameter_count
-
-    rows = []
-    for name, factory in BUILTIN_MODELS.items():
-        config = factory()
-        params = "" if args.no_params else f"{parameter_count(config) / 1e6:,.1f}M"
-        aliases = ", ".join(a for a, target in ALIASES.items() if target == name)
-        rows.append((name, config.model_type, params, aliases))
-    width = max(len(r[0]) for r in rows)
-    print(f"{'MODEL':<{width}}  {'TYPE':<11} {'PARAMS':>9}  ALIASES")
-    for name, model_type, params, aliases in rows:
-        print(f"{name:<{width}}  {model_type:<11} {params:>9}  {aliases}")
-    return 0

@@ -15,7 +15,6 @@ than the counter's update period is reported with ``trusted=False``.
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable
 from types import ModuleType
@@ -23,6 +22,7 @@ from typing import Any
 
 from irene.measure.base import Clock, Meter, MeterUnavailable, WindowResult
 from irene.measure.integrate import integrate_power
+from irene.measure.periodic import PeriodicSampler
 
 #: NVML's energy counter and power reading update about every 100 ms (less on recent GPUs)
 NVML_UPDATE_S = 0.1
@@ -125,47 +125,60 @@ def default_cuda_sync() -> Callable[[], None] | None:
     return torch.cuda.synchronize if torch.cuda.is_available() else None
 
 
-def _has_energy_counter(pynvml: ModuleType, handle: Any) -> bool:
-    try:
-        pynvml.nvmlDeviceGetTotalEnergyConsumption(handle)
-    except pynvml.NVMLError:
-        return False
-    return True
+class NvmlDevices:
+    """The GPUs this process sees, through NVML: start-up, listing and shutdown in one place.
 
+    ``devices``: ``[(cuda_index, handle)]`` (see :func:`visible_handles`); readings per device:
+    :meth:`energy_mj` (the total-energy counter, mJ), :meth:`power_w` (W); :meth:`close` shuts
+    NVML down (once). ``pynvml``/``env``/``cuda_uuids`` are injectable for tests. Raises
+    :class:`MeterUnavailable` (after shutting NVML down again) when no GPU can be listed.
+    """
 
-class _PowerSampler:
-    """Background thread sampling each GPU's power (W) into per-window lists."""
+    def __init__(self, *, pynvml: ModuleType | None = None, env: dict[str, str] | None = None,
+                 cuda_uuids: list[str] | None = None) -> None:
+        if cuda_uuids is None and pynvml is None:
+            cuda_uuids = torch_cuda_uuids()
+        self.pynvml = pynvml if pynvml is not None else import_pynvml()
+        init_nvml(self.pynvml)
+        try:
+            self.devices = visible_handles(self.pynvml, env, cuda_uuids)
+        except self.pynvml.NVMLError as exc:
+            self.pynvml.nvmlShutdown()
+            raise MeterUnavailable(f"NVML: cannot list GPUs ({exc})") from exc
+        if not self.devices:
+            self.pynvml.nvmlShutdown()
+            raise MeterUnavailable("NVML: no GPU visible to this process (check "
+                                   "CUDA_VISIBLE_DEVICES)")
+        self._closed = False
 
-    def __init__(self, read_w: Callable[[], list[float]], period_s: float, clock: Clock) -> None:
-        self.read_w, self.period_s, self.clock = read_w, period_s, clock
-        self.times: list[float] = []
-        self.watts: list[list[float]] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+    @property
+    def handles(self) -> list[Any]:
+        return [h for _, h in self.devices]
 
-    def _sample(self) -> None:
-        watts = self.read_w()
-        self.times.append(self.clock())
-        self.watts.append(watts)
+    def domains(self) -> list[str]:
+        """``gpu:<cuda index>`` per device."""
+        return [f"gpu:{i}" for i, _ in self.devices]
 
-    def _loop(self) -> None:
-        while not self._stop.wait(self.period_s):
-            self._sample()
+    def energy_mj(self) -> list[int]:
+        """The total-energy counter of every device (mJ since the driver loaded)."""
+        return [self.pynvml.nvmlDeviceGetTotalEnergyConsumption(h) for h in self.handles]
 
-    def start(self) -> None:
-        self.times, self.watts = [], []
-        self._stop.clear()
-        self._sample()
-        self._thread = threading.Thread(target=self._loop, name="irene-nvml-power", daemon=True)
-        self._thread.start()
+    def power_w(self) -> list[float]:
+        """The power draw of every device (W)."""
+        return [self.pynvml.nvmlDeviceGetPowerUsage(h) / 1000.0 for h in self.handles]
 
-    def stop(self) -> tuple[list[float], list[list[float]]]:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        self._sample()
-        return self.times, self.watts
+    def has_energy_counter(self) -> bool:
+        """Whether every device has the total-energy counter (Volta and newer)."""
+        try:
+            self.energy_mj()
+        except self.pynvml.NVMLError:
+            return False
+        return True
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.pynvml.nvmlShutdown()
 
 
 class NvmlMeter(Meter):
@@ -183,41 +196,24 @@ class NvmlMeter(Meter):
                  env: dict[str, str] | None = None, cuda_uuids: list[str] | None = None,
                  sample_period_s: float = 0.02, clock: Clock = time.perf_counter) -> None:
         super().__init__(clock=clock)
-        self.pynvml = pynvml if pynvml is not None else import_pynvml()
-        init_nvml(self.pynvml)
-        if cuda_uuids is None and pynvml is None:
-            cuda_uuids = torch_cuda_uuids()
-        try:
-            self.devices = visible_handles(self.pynvml, env, cuda_uuids)
-        except self.pynvml.NVMLError as exc:
-            self.pynvml.nvmlShutdown()
-            raise MeterUnavailable(f"NVML: cannot list GPUs ({exc})") from exc
-        if not self.devices:
-            self.pynvml.nvmlShutdown()
-            raise MeterUnavailable("NVML: no GPU visible to this process (check "
-                                   "CUDA_VISIBLE_DEVICES)")
+        self.gpus = NvmlDevices(pynvml=pynvml, env=env, cuda_uuids=cuda_uuids)
+        self.pynvml, self.devices = self.gpus.pynvml, self.gpus.devices
         self.sync = sync if sync is not None else default_cuda_sync()
-        self.uses_counter = all(_has_energy_counter(self.pynvml, h) for _, h in self.devices)
+        self.uses_counter = self.gpus.has_energy_counter()
         # counter: several update periods; sampling: enough samples for a stable integral
         self.min_window_s = 5 * NVML_UPDATE_S if self.uses_counter else 10 * NVML_UPDATE_S
-        self._sampler = _PowerSampler(self._read_power_w, sample_period_s, clock)
+        self._sampler = PeriodicSampler(self.gpus.power_w, sample_period_s, clock=clock,
+                                        name="irene-nvml-power")
         self._start_mj: list[int] = []
-        self._closed = False
 
     def domains(self) -> list[str]:
-        return [f"gpu:{i}" for i, _ in self.devices]
-
-    def _read_power_w(self) -> list[float]:
-        return [self.pynvml.nvmlDeviceGetPowerUsage(h) / 1000.0 for _, h in self.devices]
-
-    def _read_energy_mj(self) -> list[int]:
-        return [self.pynvml.nvmlDeviceGetTotalEnergyConsumption(h) for _, h in self.devices]
+        return self.gpus.domains()
 
     def _begin(self) -> None:
         if self.sync is not None:
             self.sync()
         if self.uses_counter:
-            self._start_mj = self._read_energy_mj()
+            self._start_mj = self.gpus.energy_mj()
         else:
             self._sampler.start()
 
@@ -225,7 +221,7 @@ class NvmlMeter(Meter):
         if self.sync is not None:
             self.sync()
         if self.uses_counter:
-            end = self._read_energy_mj()
+            end = self.gpus.energy_mj()
             joules = [(e - s) / 1000.0 for s, e in zip(self._start_mj, end, strict=True)]
         else:
             times, watts = self._sampler.stop()
@@ -241,9 +237,7 @@ class NvmlMeter(Meter):
 
     def _abort(self) -> None:
         if not self.uses_counter:
-            self._sampler.stop()
+            self._sampler.halt()
 
     def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self.pynvml.nvmlShutdown()
+        self.gpus.close()

@@ -44,7 +44,9 @@ class Protocol:
     ``max(min_run_seconds, meter.min_window_s)``. ``max_repeats``: cap on calls per run.
     ``subtract_idle``: subtract the meter's idle power (W, measured once over ``idle_seconds``)
     times each run's duration. ``cooldown_s``: sleep between runs (s). ``dedup``: the caller
-    measures identical nodes once (see :class:`MeasurementCache`).
+    measures identical nodes once (see :class:`MeasurementCache`). ``threads``: torch threads
+    for CPU timings (None: 1 on a CPU device, which gives repeatable times on a shared machine;
+    see :mod:`irene.measure.conditions`).
     """
 
     warmup: int = 1
@@ -55,6 +57,7 @@ class Protocol:
     idle_seconds: float = 2.0
     cooldown_s: float = 0.0
     dedup: bool = True
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         if self.warmup < 0:
@@ -69,6 +72,14 @@ class Protocol:
             raise ValueError(f"Protocol.idle_seconds must be > 0, got {self.idle_seconds}")
         if not self.cooldown_s >= 0:
             raise ValueError(f"Protocol.cooldown_s must be >= 0, got {self.cooldown_s}")
+        if self.threads is not None and not 1 <= self.threads <= 1024:
+            raise ValueError(f"Protocol.threads must be from 1 to 1024, got {self.threads}")
+        for name in ("min_run_seconds", "idle_seconds", "cooldown_s"):
+            if not getattr(self, name) <= 3600:
+                raise ValueError(f"Protocol.{name} must be at most 3600 s, got "
+                                 f"{getattr(self, name)}")
+        if self.runs > 1000 or self.warmup > 1000:
+            raise ValueError("Protocol.runs and Protocol.warmup must be at most 1000")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form, for tree metadata."""

@@ -10,7 +10,6 @@ GPUs, and ``gpu_power_w`` (W, summed over the visible GPUs), which the protocol 
 from __future__ import annotations
 
 import statistics
-import threading
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import psutil
 
 from irene.measure.base import MeterUnavailable
+from irene.measure.periodic import PeriodicSampler
 
 GPU_FIELDS = ("gpu", "gpu_mem", "gpu_clk", "gpu_mem_clk", "gpu_power_w")
 Reading = dict[str, float]
@@ -30,7 +30,8 @@ def read_host() -> Reading:
 
 
 class NvmlGpuSource:
-    """Reads utilisation, clocks and power of the visible GPUs through NVML.
+    """Reads utilisation, clocks and power of the visible GPUs through NVML (its own
+    :class:`~irene.measure.nvml.NvmlDevices`).
 
     Readings a GPU does not support (probed once at start, e.g. utilisation on some boards) are
     listed in ``unsupported`` and left out, so those features stay 0.0.
@@ -38,19 +39,10 @@ class NvmlGpuSource:
 
     def __init__(self, *, pynvml: ModuleType | None = None,
                  env: dict[str, str] | None = None) -> None:
-        from irene.measure.nvml import import_pynvml, init_nvml, torch_cuda_uuids, visible_handles
+        from irene.measure.nvml import NvmlDevices
 
-        cuda_uuids = torch_cuda_uuids() if pynvml is None else None
-        self.pynvml = pynvml if pynvml is not None else import_pynvml()
-        init_nvml(self.pynvml)
-        try:
-            self.handles = [h for _, h in visible_handles(self.pynvml, env, cuda_uuids)]
-        except self.pynvml.NVMLError as exc:
-            self.pynvml.nvmlShutdown()
-            raise MeterUnavailable(f"NVML: cannot list GPUs ({exc})") from exc
-        if not self.handles:
-            self.pynvml.nvmlShutdown()
-            raise MeterUnavailable("NVML: no GPU visible to this process")
+        self.gpus = NvmlDevices(pynvml=pynvml, env=env)
+        self.pynvml, self.handles = self.gpus.pynvml, self.gpus.handles
         self.readers = self._supported_readers()
         self.unsupported = sorted(set(GPU_FIELDS) - set(self.readers))
 
@@ -84,7 +76,7 @@ class NvmlGpuSource:
         return out
 
     def close(self) -> None:
-        self.pynvml.nvmlShutdown()
+        self.gpus.close()
 
 
 class Sampler:
@@ -97,13 +89,8 @@ class Sampler:
 
     def __init__(self, *, period_s: float = 0.05, host: Callable[[], Reading] = read_host,
                  gpu: Callable[[], Reading] | None = None) -> None:
-        if not 0 < period_s <= 0.1:
-            raise ValueError(f"Sampler.period_s must be in (0, 0.1] (>= 10 Hz), got {period_s}")
         self.period_s, self.host, self.gpu = period_s, host, gpu
-        self._samples: list[Reading] = []
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._errors: list[BaseException] = []
+        self._thread = PeriodicSampler(self._read, period_s, name="irene-sampler")
 
     @classmethod
     def create(cls, *, gpu: bool | None = None, period_s: float = 0.05) -> Sampler:
@@ -123,42 +110,25 @@ class Sampler:
             reading.update(self.gpu())
         return reading
 
-    def _loop(self) -> None:
-        try:
-            while not self._stop.wait(self.period_s):
-                self._samples.append(self._read())
-        except BaseException as exc:  # re-raised by end_window, never swallowed
-            self._errors.append(exc)
-
     def begin_window(self) -> None:
         """Start sampling (resets psutil's CPU baseline)."""
-        if self._thread is not None:
+        if self._thread.running:
             raise RuntimeError("Sampler: a window is already open")
-        self._samples, self._errors = [], []
         self.host()  # the next CPU reading covers the window only
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._loop, name="irene-sampler", daemon=True)
         self._thread.start()
 
     def abort_window(self) -> None:
         """Stop sampling without a result (after an error inside the window)."""
-        if self._thread is not None:
-            self._stop.set()
-            self._thread.join()
-            self._thread = None
+        self._thread.halt()
 
     def end_window(self) -> Reading:
         """Stop sampling; the mean of every field over the window."""
-        if self._thread is None:
+        if not self._thread.running:
             raise RuntimeError("Sampler: end_window() without begin_window()")
-        self._stop.set()
-        self._thread.join()
-        self._thread = None
-        if self._errors:
-            raise RuntimeError(f"Sampler: reading failed: {self._errors[0]}") from self._errors[0]
-        self._samples.append(self._read())
-        keys = {k for s in self._samples for k in s}
-        return {k: statistics.fmean(s.get(k, 0.0) for s in self._samples) for k in keys}
+        _, samples = self._thread.stop()
+        samples = samples[1:] or samples  # the first reading only resets psutil's baseline
+        keys = {k for sample in samples for k in sample}
+        return {k: statistics.fmean(sample.get(k, 0.0) for sample in samples) for k in keys}
 
     def close(self) -> None:
         close = getattr(self.gpu, "close", None)

@@ -13,6 +13,7 @@ meter waits up to ``wait_s`` for samples after the window's end, then raises.
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable
@@ -21,6 +22,9 @@ from pathlib import Path
 
 from irene.measure.base import Clock, Meter, MeterUnavailable, WindowResult
 from irene.measure.integrate import CoverageError, integrate_power
+
+#: the largest power a wall-meter sample may report (W): larger values are corrupt lines
+MAX_WATTS = 100_000.0
 
 
 class WattmeterLogError(RuntimeError):
@@ -52,7 +56,11 @@ class WattmeterLog:
             fh.seek(self._pos)
             data = fh.read()
         end = data.rfind(b"\n") + 1  # a partly written last line waits for the next refresh
-        for raw in data[:end].decode().splitlines():
+        try:
+            text = data[:end].decode()
+        except UnicodeDecodeError as exc:
+            raise WattmeterLogError(f"{self.path}:{self._line + 1}: not UTF-8 text") from exc
+        for raw in text.splitlines():
             self._line += 1
             self._parse_line(raw.strip())
         self._pos += end
@@ -68,12 +76,19 @@ class WattmeterLog:
             t = parse_timestamp(fields[0])
         except ValueError as exc:
             raise WattmeterLogError(f"{where}: field 'timestamp': bad value {fields[0]!r}") from exc
+        if not math.isfinite(t):
+            raise WattmeterLogError(f"{where}: field 'timestamp': not a finite time {fields[0]!r}")
         try:
             w = float(fields[1])
         except ValueError as exc:
             raise WattmeterLogError(f"{where}: field 'watts': bad value {fields[1]!r}") from exc
+        if not math.isfinite(w):
+            raise WattmeterLogError(f"{where}: field 'watts': not a finite power {fields[1]!r}")
         if w < 0:
             raise WattmeterLogError(f"{where}: field 'watts': negative power {w}")
+        if w > MAX_WATTS:
+            raise WattmeterLogError(f"{where}: field 'watts': {w:g} W is beyond any machine a "
+                                    f"wall meter measures (at most {MAX_WATTS:g} W)")
         if self.times and t <= self.times[-1]:
             raise WattmeterLogError(f"{where}: field 'timestamp': {t} does not increase "
                                     f"(previous {self.times[-1]})")
@@ -103,6 +118,7 @@ class WattmeterMeter(Meter):
             self.log = WattmeterLog(path)
         except OSError as exc:
             raise MeterUnavailable(f"wattmeter: cannot read log {path}: {exc}") from exc
+
         self.offset_s, self.wait_s, self.sleep = offset_s, wait_s, sleep
         period = self.log.sample_period_s() or 1.0
         #: several samples per window, and at least one second

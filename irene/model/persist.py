@@ -1,95 +1,142 @@
 """The model directory: ``config.json`` (JSON) + ``tensors.safetensors`` (plain float64 arrays).
 
+Saving walks the fields of :class:`~irene.model.state.FittedState`: its arrays go to the
+tensors file, everything else (and the settings) to ``config.json``. The directory is written as
+one unit: both files go into a temporary directory beside it, which then takes the target's
+place, so a failure leaves the previous model (or nothing) — never a mix.
+
 Loading reads exactly these two files, with ``json`` and ``safetensors.numpy`` — formats that hold
-data only — and checks every name, shape and value before use. Nothing is unpickled, no code is
-imported from the directory, and any other file in it is ignored.
+data only — from regular files of bounded size, and checks every setting, name, shape and value
+before use. Nothing is unpickled, no code is imported from the directory, and any other file in
+it is ignored.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import stat
+from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save
+from safetensors.numpy import load, save
 
-from irene.tree import atomic_write
+from irene.files import check_replaceable_dir, directory_unit, read_small_text
+from irene.model.state import FittedState, TrainingData
 
 if TYPE_CHECKING:
     from irene.model.regressor import IreneRegressor
 
 FORMAT_NAME = "irene-regressor"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 CONFIG_FILE = "config.json"
 TENSOR_FILE = "tensors.safetensors"
-_ARRAYS = ("x_mean", "x_std", "leaf_theta", "leaf_scale", "leaf_delta", "overhead_beta",
-           "overhead_scale", "overhead_unit", "beta_delta", "weight_a", "weight_b")
+MODEL_FILES = (CONFIG_FILE, TENSOR_FILE)
+#: the largest tensors file read (a predictor holds a few thousand numbers)
+MAX_TENSOR_BYTES = 256 * 2**20
 
 
 class ModelFormatError(ValueError):
     """A model directory that is missing, corrupt or tampered with; the message names the file."""
 
 
-def save_model(model: IreneRegressor, directory: str | Path) -> None:
-    """Write a fitted model to ``directory`` (created if needed); each file written atomically."""
+# --------------------------------------------------------------------------------------------
+# saving
+
+
+def _meta_fields() -> list[str]:
+    arrays = set(FittedState.array_fields())
+    return [f.name for f in fields(FittedState) if f.name not in arrays]
+
+
+def save_model(model: IreneRegressor, directory: str | os.PathLike) -> None:
+    """Write a fitted model to ``directory`` as one unit (see the module docstring).
+
+    ``directory`` must be a new path, an empty directory, or a model directory written by irene
+    (holding nothing but its two files): OutputError otherwise, so nothing else is replaced.
+    """
     from irene import __version__
 
-    state = model.state_
-    directory = Path(directory)
-    meta = {
-        "format": FORMAT_NAME,
-        "format_version": FORMAT_VERSION,
-        "created_by": f"irene {__version__}",
-        "config": model.config,
-        "feature_names": state["feature_names"],
-        "leaf_types": state["leaf_types"],
-        "additive_index": state["additive_index"],
-        "leaf_index": state["leaf_index"],
-        "training_data": state.get("training_data", {}),
-    }
-    tensors = {k: np.ascontiguousarray(np.asarray(state[k], dtype=np.float64)) for k in _ARRAYS}
-    with atomic_write(directory / TENSOR_FILE, "wb") as handle:
-        handle.write(save(tensors, metadata={"format": FORMAT_NAME}))
-    with atomic_write(directory / CONFIG_FILE) as handle:
-        json.dump(meta, handle, indent=2, allow_nan=False)
-        handle.write("\n")
+    state = model._fitted()
+    meta: dict[str, Any] = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
+                            "created_by": f"irene {__version__}", "config": model.get_params()}
+    for name in _meta_fields():
+        value = getattr(state, name)
+        meta[name] = value.to_dict() if isinstance(value, TrainingData) else value
+    tensors = {k: np.ascontiguousarray(np.asarray(getattr(state, k), dtype=np.float64))
+               for k in FittedState.array_fields()}
+    config_text = json.dumps(meta, indent=2, allow_nan=False) + "\n"  # fails before any write
+    with directory_unit(directory, owns=is_model_directory) as staging:
+        (staging / TENSOR_FILE).write_bytes(save(tensors, metadata={"format": FORMAT_NAME}))
+        (staging / CONFIG_FILE).write_text(config_text, encoding="utf-8")
+
+
+def check_replaceable(directory: str | os.PathLike) -> None:
+    """OutputError unless ``directory`` may receive a model (see :func:`save_model`); call it
+    before long work so a bad output path fails early."""
+    check_replaceable_dir(directory, owns=is_model_directory)
+
+
+def is_model_directory(directory: Path) -> bool:
+    """Whether ``directory`` holds an irene model and nothing else."""
+    names = {p.name for p in directory.iterdir()}
+    if not names <= set(MODEL_FILES) or CONFIG_FILE not in names:
+        return False
+    try:
+        meta = json.loads(read_small_text(directory / CONFIG_FILE))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT_NAME
+
+
+# --------------------------------------------------------------------------------------------
+# loading
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
     try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
+        meta = json.loads(read_small_text(path))
     except FileNotFoundError as exc:
         raise ModelFormatError(f"{path}: missing (not a model directory written by irene)") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ModelFormatError(f"{path}: not valid JSON ({exc})") from exc
+    except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError are ValueErrors
+        raise ModelFormatError(f"{path}: not valid JSON or not readable ({exc})") from exc
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
         raise ModelFormatError(f"{path}: field 'format' must be {FORMAT_NAME!r}")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelFormatError(f"{path}: field 'format_version' must be {FORMAT_VERSION}, "
-                               f"got {meta.get('format_version')!r}")
+        raise ModelFormatError(f"{path}: field 'format_version' must be {FORMAT_VERSION}, got "
+                               f"{meta.get('format_version')!r} (retrain with this irene)")
     for key, kind in (("config", dict), ("feature_names", list), ("leaf_types", list),
-                      ("additive_index", list), ("leaf_index", list)):
+                      ("additive_index", list), ("leaf_index", list), ("schema", dict),
+                      ("training_data", dict)):
         if not isinstance(meta.get(key), kind):
             raise ModelFormatError(f"{path}: field {key!r} missing or not a {kind.__name__}")
     if not all(isinstance(v, str) for v in meta["feature_names"] + meta["leaf_types"]):
         raise ModelFormatError(f"{path}: feature_names and leaf_types must be strings")
     n = len(meta["feature_names"])
     for key in ("additive_index", "leaf_index"):
-        if not all(isinstance(i, int) and 0 <= i < n for i in meta[key]):
+        if not all(type(i) is int and 0 <= i < n for i in meta[key]):
             raise ModelFormatError(f"{path}: field {key!r} out of range")
     return meta
 
 
 def _read_tensors(path: Path) -> dict[str, np.ndarray]:
     try:
-        tensors = load_file(str(path))
+        info = os.stat(path)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_TENSOR_BYTES:
+            raise ModelFormatError(f"{path}: not a regular file of at most {MAX_TENSOR_BYTES} "
+                                   "bytes")
+        with open(path, "rb") as handle:
+            tensors = load(handle.read())
     except FileNotFoundError as exc:
         raise ModelFormatError(f"{path}: missing") from exc
     except (SafetensorError, OSError, ValueError) as exc:
+        if isinstance(exc, ModelFormatError):
+            raise
         raise ModelFormatError(f"{path}: not a valid safetensors file ({exc})") from exc
-    for key in _ARRAYS:
+    for key in FittedState.array_fields():
         if key not in tensors:
             raise ModelFormatError(f"{path}: tensor {key!r} missing")
         if tensors[key].dtype != np.float64 or not np.all(np.isfinite(tensors[key])):
@@ -97,41 +144,41 @@ def _read_tensors(path: Path) -> dict[str, np.ndarray]:
     return tensors
 
 
-def _expected_shapes(model: IreneRegressor, meta: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+def load_model(cls: type[IreneRegressor], directory: str | os.PathLike) -> IreneRegressor:
+    """Read and check a model directory; raise :class:`ModelFormatError` naming what is wrong."""
     import torch
 
-    f, t, a = len(meta["feature_names"]), len(meta["leaf_types"]), len(meta["additive_index"])
-    leaf_f = len(meta["leaf_index"])
-    p = model._poly(torch.zeros(1, f, dtype=torch.float64)).shape[1]
-    return {"x_mean": (f,), "x_std": (f,), "leaf_theta": (t, leaf_f + 1), "leaf_scale": (t,),
-            "leaf_delta": (t, leaf_f + 1), "overhead_beta": (2, a), "overhead_scale": (a,),
-            "overhead_unit": (2,), "beta_delta": (2, a), "weight_a": (2, p), "weight_b": (2,)}
-
-
-def load_model(cls: type[IreneRegressor], directory: str | Path) -> IreneRegressor:
-    """Read and check a model directory; raise :class:`ModelFormatError` naming what is wrong."""
-    from irene.model.regressor import SHARED_TYPE
+    from irene.model.params import SHARED_TYPE, check_params
+    from irene.schema import schema_of_meta
 
     directory = Path(directory)
     if not directory.is_dir():
         raise ModelFormatError(f"{directory}: not a directory")
-    meta = _read_meta(directory / CONFIG_FILE)
+    config_path = directory / CONFIG_FILE
+    meta = _read_meta(config_path)
     try:
+        check_params(meta["config"])
         model = cls(**meta["config"])
     except (TypeError, ValueError) as exc:
-        raise ModelFormatError(f"{directory / CONFIG_FILE}: field 'config': {exc}") from exc
+        raise ModelFormatError(f"{config_path}: field 'config': {exc}") from exc
+    try:
+        schema_of_meta({"schema": meta["schema"]})
+        training = TrainingData.from_dict(meta["training_data"])
+    except ValueError as exc:
+        raise ModelFormatError(f"{config_path}: {exc}") from exc
     tensors = _read_tensors(directory / TENSOR_FILE)
-    for key, shape in _expected_shapes(model, meta).items():
-        if tensors[key].shape != shape:
+    state = FittedState(
+        feature_names=meta["feature_names"], leaf_types=meta["leaf_types"],
+        additive_index=meta["additive_index"], leaf_index=meta["leaf_index"],
+        schema=meta["schema"], training_data=training,
+        **{k: tensors[k] for k in FittedState.array_fields()})
+    n_poly = model._poly(torch.zeros(1, len(state.feature_names), dtype=torch.float64)).shape[1]
+    for key, shape in state.expected_shapes(n_poly).items():
+        if getattr(state, key).shape != shape:
             raise ModelFormatError(f"{directory / TENSOR_FILE}: tensor {key!r} has shape "
-                                   f"{tensors[key].shape}, expected {shape}")
-    if SHARED_TYPE not in meta["leaf_types"] or np.any(tensors["x_std"] <= 0):
+                                   f"{getattr(state, key).shape}, expected {shape}")
+    if SHARED_TYPE not in state.leaf_types or np.any(state.x_std <= 0):
         raise ModelFormatError(f"{directory}: inconsistent model (no shared leaf regressor or "
                                "non-positive feature scale)")
-    model.state_ = {
-        "feature_names": meta["feature_names"], "leaf_types": meta["leaf_types"],
-        "additive_index": meta["additive_index"], "leaf_index": meta["leaf_index"],
-        "training_data": meta.get("training_data", {}),
-        **{k: tensors[k] for k in _ARRAYS},
-    }
+    model.state_ = state
     return model

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import inspect
 import math
 import warnings
 from collections.abc import Iterator, Sequence
@@ -33,43 +34,29 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from irene.features import (
-    ADDITIVE_FEATURES,
-    NODE_TYPE_CODES,
-    FlatForest,
-    drop_leaky_features,
-    feature_names,
+from irene.features import FlatForest, drop_leaky_features
+from irene.model.params import (
+    INNER_KINDS,
+    LEAF_FITS,
+    SHARED_TYPE,
+    STRATEGIES,
+    WEIGHTINGS,
+    check_params,
 )
+from irene.model.state import FittedState, TrainingData
+from irene.schema import ADDITIVE_FEATURES, NODE_TYPE_CODES, Schema, feature_names
 from irene.tree import Tree, require_energy
 
-STRATEGIES = ("end2end", "stepwise", "unstructured", "none")
-WEIGHTINGS = ("close_to_one", "exact_one", "free")
-LEAF_FITS = ("ols", "relative", "log")
-SHARED_TYPE = "<shared>"  # leaf regressor used for primitive types unseen in training
 #: what leaves read with leaf_features="auto" when the direct readings are among the features
 AUTO_LEAF_FEATURES = ("times_mean", "gpu_energy_mean", "num_parameters", "input_size")
-INNER_KINDS = ("module", "model")
 
-DEFAULT_CONFIG: dict[str, Any] = {
-    "feature_sets": ["model_specs", "resource_utilization"],
-    "polynomial_features": False,
-    "polynomial_degree": 3,
-    "standardize_features": True,
-    "training_strategy": "end2end",
-    "weighting_setting": "close_to_one",
-    "tanh_scalar": 10.0,
-    "normalize_loss_scale": True,
-    "leaf_fit": "relative",
-    "leaf_features": "auto",
-    "leaf_ridge": 1e-6,
-    "module_overhead": True,
-    "epochs": 300,
-    "learning_rate": 0.01,
-    "finetune_leaves": False,
-    "tol": 1e-4,
-    "n_iter_no_change": 10,
-    "seed": 0,
-}
+__all__ = ["DEFAULT_CONFIG", "INNER_KINDS", "LEAF_FITS", "SHARED_TYPE", "STRATEGIES",
+           "WEIGHTINGS", "IreneRegressor", "PredictionError"]
+
+
+class PredictionError(ValueError):
+    """A prediction that is not a positive finite number of joules; the message names the tree
+    (file:line) and the node."""
 
 
 def polynomial_expand(z: torch.Tensor, degree: int) -> torch.Tensor:
@@ -137,96 +124,160 @@ class _Adam:
 
 
 class IreneRegressor:
-    """Predict the energy (J per call) of every node of energy trees.
+    """Predict the energy (J per model call) of every node of energy trees.
 
-    Parameters are IrEne's configuration keys plus ours (see :data:`DEFAULT_CONFIG`); unknown keys
-    raise ``TypeError``. ``fit(trees)`` returns ``self``; ``predict(trees)`` returns deep copies of
-    the trees with ``predicted_energy`` (J) on every node.
+    Parameters (IrEne's configuration keys plus ours; all keyword-only, checked at once —
+    a bad value raises ValueError naming it):
+
+    feature_sets : IrEne's feature sets (``"model_specs"``: batch size, sequence length, FLOPs,
+        bytes — structure only; ``"resource_utilization"``: latency, utilisation, clocks, GPU
+        energy — readings taken on the hardware); parameters and tokens are always added.
+    polynomial_features, polynomial_degree : expand the child-weight inputs into monomials of
+        degree 1..``polynomial_degree`` (at most 4).
+    standardize_features : standardise features (zero mean, unit variance on the training set).
+    training_strategy : ``end2end`` (train weights and overheads over whole trees), ``stepwise``
+        (children's gold energies in the sums during training), ``unstructured`` (every node a
+        regressor of its own features) or ``none`` (closed-form start only).
+    weighting_setting : ``close_to_one`` (w = 1 + tanh(·)/τ), ``exact_one`` (w = 1) or ``free``.
+    tanh_scalar : τ, > 0.
+    normalize_loss_scale : relative squared error (True) or squared error over mean gold².
+    leaf_fit : ``relative`` (minimise relative squared error, closed form), ``ols`` or ``log``.
+    leaf_features : ``"auto"`` (latency, GPU energy, parameters, tokens when both readings are
+        features, else all), ``"all"``, or a list of feature names.
+    leaf_ridge : ridge penalty (>= 0) of the closed-form fits.
+    module_overhead : add ``β·Δx`` at inner nodes (their work beyond their children).
+    epochs, learning_rate, tol, n_iter_no_change : full-batch Adam with early stopping.
+    finetune_leaves : also train the leaf regressors end to end.
+    seed : random seed.
+
+    ``fit(trees)`` returns ``self`` and sets ``state_`` (:class:`FittedState`); ``predict(trees)``
+    returns deep copies of the trees with ``predicted_energy`` (J) on every node.
     """
 
-    def __init__(self, **config: Any) -> None:
-        unknown = sorted(set(config) - set(DEFAULT_CONFIG))
-        if unknown:
-            raise TypeError(f"unknown configuration key(s) {unknown}; "
-                            f"known: {sorted(DEFAULT_CONFIG)}")
-        self.config = {**DEFAULT_CONFIG, **config}
-        self._check_config()
-        self.state_: dict[str, Any] | None = None
+    def __init__(self, *, feature_sets: Sequence[str] = ("model_specs", "resource_utilization"),
+                 polynomial_features: bool = False, polynomial_degree: int = 3,
+                 standardize_features: bool = True, training_strategy: str = "end2end",
+                 weighting_setting: str = "close_to_one", tanh_scalar: float = 10.0,
+                 normalize_loss_scale: bool = True, leaf_fit: str = "relative",
+                 leaf_features: str | Sequence[str] = "auto", leaf_ridge: float = 1e-6,
+                 module_overhead: bool = True, epochs: int = 300, learning_rate: float = 0.01,
+                 finetune_leaves: bool = False, tol: float = 1e-4, n_iter_no_change: int = 10,
+                 seed: int = 0) -> None:
+        self.feature_sets = list(feature_sets) if isinstance(feature_sets, (list, tuple)) \
+            else feature_sets
+        self.polynomial_features = polynomial_features
+        self.polynomial_degree = polynomial_degree
+        self.standardize_features = standardize_features
+        self.training_strategy = training_strategy
+        self.weighting_setting = weighting_setting
+        self.tanh_scalar = tanh_scalar
+        self.normalize_loss_scale = normalize_loss_scale
+        self.leaf_fit = leaf_fit
+        self.leaf_features = list(leaf_features) if isinstance(leaf_features, (list, tuple)) \
+            else leaf_features
+        self.leaf_ridge = leaf_ridge
+        self.module_overhead = module_overhead
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.finetune_leaves = finetune_leaves
+        self.tol = tol
+        self.n_iter_no_change = n_iter_no_change
+        self.seed = seed
+        check_params(self.get_params())
+        self.state_: FittedState | None = None
 
     # ---------------------------------------------------------------- scikit-learn conventions
     def get_params(self, deep: bool = True) -> dict[str, Any]:
-        return copy.deepcopy(self.config)
+        """The settings, as keyword arguments of ``__init__`` (copies)."""
+        return {name: copy.deepcopy(getattr(self, name)) for name in DEFAULT_CONFIG}
 
     def set_params(self, **params: Any) -> IreneRegressor:
-        self.__init__(**{**self.config, **params})
+        """Change settings (checked as in ``__init__``); a fitted state is dropped."""
+        self.__init__(**{**self.get_params(), **params})
         return self
 
     def __repr__(self) -> str:
-        changed = {k: v for k, v in self.config.items() if DEFAULT_CONFIG[k] != v}
+        changed = {k: v for k, v in self.get_params().items() if DEFAULT_CONFIG[k] != v}
         return f"IreneRegressor({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
-
-    def _check_config(self) -> None:
-        c = self.config
-        choices = {"training_strategy": STRATEGIES, "weighting_setting": WEIGHTINGS,
-                   "leaf_fit": LEAF_FITS}
-        for key, allowed in choices.items():
-            if c[key] not in allowed:
-                raise ValueError(f"{key} must be one of {allowed}, got {c[key]!r}")
-        feature_names(c["feature_sets"])  # validates the names
-        if c["leaf_features"] not in ("all", "auto") and not (
-                isinstance(c["leaf_features"], list)
-                and all(isinstance(n, str) for n in c["leaf_features"])):
-            raise ValueError("leaf_features must be 'auto', 'all' or a list of feature names, "
-                             f"got {c['leaf_features']!r}")
-        if not (isinstance(c["epochs"], int) and c["epochs"] >= 0):
-            raise ValueError(f"epochs must be a non-negative integer, got {c['epochs']!r}")
-        if c["tanh_scalar"] <= 0 or c["learning_rate"] <= 0:
-            raise ValueError("tanh_scalar and learning_rate must be positive")
 
     # ------------------------------------------------------------------------------ features
     def required_features(self) -> list[str]:
         """The node/tree feature names the fitted model reads."""
-        self._check_fitted()
-        return list(self.state_["feature_names"])
+        return list(self._fitted().feature_names)
 
-    def _check_fitted(self) -> None:
+    @property
+    def schema(self) -> Schema:
+        """The feature schema the fitted model was trained on (trees must share it)."""
+        from irene.schema import schema_of_meta
+
+        return schema_of_meta({"schema": self._fitted().schema})
+
+    @property
+    def training_data(self) -> TrainingData:
+        """What the fitted model was trained on (:class:`TrainingData`)."""
+        return self._fitted().training_data
+
+    def _fitted(self) -> FittedState:
         if self.state_ is None:
             raise RuntimeError("this IreneRegressor is not fitted yet: call fit(trees) first")
+        return self.state_
 
     # ----------------------------------------------------------------------------------- fit
     def fit(self, trees: Sequence[Tree], *, progress: bool = False) -> IreneRegressor:
-        """Learn leaf regressors and inner-node weights from trees with ground-truth energy."""
+        """Learn leaf regressors and inner-node weights from trees with ground-truth energy.
+
+        All trees must share one feature schema and carry a positive ground truth on every node;
+        the fitted model records what it was trained on (:attr:`training_data`).
+        """
+        from irene.tree import check_unique_keys
+
         trees = list(trees)
         if not trees:
             raise ValueError("fit needs at least one tree")
         require_energy(trees)
-        names = drop_leaky_features(feature_names(self.config["feature_sets"]), trees)
+        check_unique_keys(trees, "training trees")
+        schema = _common_schema(trees)
+        names = drop_leaky_features(feature_names(self.feature_sets), trees)
         flat = FlatForest.from_trees(trees, names)
         with _one_thread():
-            self.state_ = self._initial_state(flat)
+            self.state_ = self._initial_state(flat, schema, TrainingData.of(trees, schema))
             self._train(flat, progress=progress)
         return self
 
-    def _initial_state(self, flat: FlatForest) -> dict[str, Any]:
-        c = self.config
+    def _initial_state(self, flat: FlatForest, schema: Schema,
+                       training_data: TrainingData) -> FittedState:
+        """Closed-form start: leaf fits, overheads, weights at 1 (corrections at 0)."""
         leaf = flat.is_leaf
         x_mean, x_std = _standardize_stats(self._transform(flat.x))
-        if not c["standardize_features"]:
+        if not self.standardize_features:
             x_mean, x_std = np.zeros_like(x_mean), np.ones_like(x_std)
         additive = [i for i, n in enumerate(flat.feature_names) if n in ADDITIVE_FEATURES]
-        state: dict[str, Any] = {
-            "feature_names": flat.feature_names, "x_mean": x_mean, "x_std": x_std,
-            "additive_index": additive, "leaf_index": self._leaf_index(flat.feature_names),
-        }
-        # leaf regressors, one per primitive type + one shared; in "unstructured" also one per
-        # inner node kind
+        # one leaf regressor per primitive type + one shared; "unstructured": one per inner kind
         keys = sorted(set(flat.instance_type[leaf].tolist())) + [SHARED_TYPE]
-        if c["training_strategy"] == "unstructured":
+        if self.training_strategy == "unstructured":
             keys += [f"<{k}>" for k in INNER_KINDS]
-        state["leaf_types"] = keys
+        n_poly = self._poly(torch.zeros(1, len(flat.feature_names), dtype=torch.float64)).shape[1]
+        gold_inner = [flat.gold[flat.node_type == NODE_TYPE_CODES[k]] for k in INNER_KINDS]
+        state = FittedState(
+            feature_names=list(flat.feature_names), leaf_types=keys, additive_index=additive,
+            leaf_index=self._leaf_index(flat.feature_names), schema=schema.to_dict(),
+            training_data=training_data, x_mean=x_mean, x_std=x_std,
+            leaf_theta=np.zeros(0), leaf_scale=np.zeros(0), leaf_delta=np.zeros(0),
+            overhead_beta=np.zeros(0), overhead_scale=np.zeros(0),
+            overhead_unit=np.array([float(np.median(g)) if g.size else 1.0
+                                    for g in gold_inner]),
+            beta_delta=np.zeros(0), weight_a=np.zeros((len(INNER_KINDS), n_poly)),
+            weight_b=np.zeros(len(INNER_KINDS)))
+        self._fit_leaves(flat, state)
+        self._fit_overheads(flat, state)
+        state.leaf_delta = np.zeros_like(state.leaf_theta)
+        state.beta_delta = np.zeros_like(state.overhead_beta)
+        return state
+
+    def _fit_leaves(self, flat: FlatForest, state: FittedState) -> None:
         design = self._leaf_design(flat.x, state)
         thetas, scales = [], []
-        for key in keys:
+        for key in state.leaf_types:
             rows = self._rows_for_key(flat, key)
             if not rows.any():
                 thetas.append(np.zeros(design.shape[1]))
@@ -234,31 +285,27 @@ class IreneRegressor:
                 continue
             thetas.append(self._fit_leaf(design[rows], flat.gold[rows]))
             scales.append(float(np.median(flat.gold[rows])))
-        state["leaf_theta"] = np.asarray(thetas)
-        state["leaf_scale"] = np.asarray(scales)
-        # overhead: gold(node) - Σ gold(children) ≈ β·Δx, fitted in relative terms per kind
+        state.leaf_theta = np.asarray(thetas)
+        state.leaf_scale = np.asarray(scales)
+
+    def _fit_overheads(self, flat: FlatForest, state: FittedState) -> None:
+        """gold(node) − Σ gold(children) ≈ β·Δx, fitted in relative terms per inner kind."""
         delta = self._overhead_design(flat, state)
-        state["overhead_scale"] = np.where(delta.std(axis=0) > 0, delta.std(axis=0), 1.0) \
-            if delta.size else np.ones(0)
+        spread = delta.std(axis=0) if delta.size else np.ones(delta.shape[1])
+        state.overhead_scale = np.where(spread > 0, spread, 1.0)
         betas = []
         child_gold = flat.gold_child_sum()
         for kind in INNER_KINDS:
             rows = flat.node_type == NODE_TYPE_CODES[kind]
-            use = c["module_overhead"] and rows.any() and delta.shape[1] > 0
-            if not use:
+            if not (self.module_overhead and rows.any() and delta.shape[1] > 0):
                 betas.append(np.zeros(delta.shape[1]))
                 continue
-            a = delta[rows] / state["overhead_scale"]
+            a = delta[rows] / state.overhead_scale
             target = flat.gold[rows] - child_gold[rows]
             w = 1.0 / flat.gold[rows] ** 2
             a1 = np.hstack([a, np.zeros((len(a), 1))])  # no bias: a module with Δx = 0 adds 0
-            betas.append(_weighted_lstsq(a1, target, w, c["leaf_ridge"])[:-1])
-        state["overhead_beta"] = np.asarray(betas)
-        # weight networks w(x_child), one per parent kind, start at w = 1
-        n_poly = self._poly(torch.zeros(1, len(flat.feature_names), dtype=torch.float64)).shape[1]
-        state["weight_a"] = np.zeros((len(INNER_KINDS), n_poly))
-        state["weight_b"] = np.zeros(len(INNER_KINDS))
-        return state
+            betas.append(_weighted_lstsq(a1, target, w, self.leaf_ridge)[:-1])
+        state.overhead_beta = np.asarray(betas)
 
     def _rows_for_key(self, flat: FlatForest, key: str) -> np.ndarray:
         if key == SHARED_TYPE:
@@ -269,7 +316,7 @@ class IreneRegressor:
 
     def _transform(self, x: np.ndarray) -> np.ndarray:
         """Feature transform before standardising: log (offset 1e-9) for the log-space fit."""
-        return np.log(np.abs(x) + 1e-9) if self.config["leaf_fit"] == "log" else x
+        return np.log(np.abs(x) + 1e-9) if self.leaf_fit == "log" else x
 
     def _leaf_index(self, names: list[str]) -> list[int]:
         """Columns the leaf regressors read. ``leaf_features``: "all"; a list of names (those
@@ -277,7 +324,7 @@ class IreneRegressor:
         cost — latency and GPU energy — plus parameters and tokens when both readings are among
         the features (measured best on IrEne's data: fewer, physical inputs generalise better
         across models), else all features."""
-        chosen = self.config["leaf_features"]
+        chosen = self.leaf_features
         if chosen == "auto":
             readings = {"times_mean", "gpu_energy_mean"}
             chosen = list(AUTO_LEAF_FEATURES) if readings <= set(names) else "all"
@@ -288,19 +335,19 @@ class IreneRegressor:
             raise ValueError(f"leaf_features {chosen} names none of the features {names}")
         return index
 
-    def _standardized(self, x: np.ndarray, state: dict[str, Any]) -> np.ndarray:
-        return (self._transform(x) - state["x_mean"]) / state["x_std"]
+    def _standardized(self, x: np.ndarray, state: FittedState) -> np.ndarray:
+        return (self._transform(x) - state.x_mean) / state.x_std
 
-    def _leaf_design(self, x: np.ndarray, state: dict[str, Any]) -> np.ndarray:
-        z = self._standardized(x, state)[:, state["leaf_index"]]
+    def _leaf_design(self, x: np.ndarray, state: FittedState) -> np.ndarray:
+        z = self._standardized(x, state)[:, state.leaf_index]
         return np.hstack([z, np.ones((len(z), 1))])
 
-    def _overhead_design(self, flat: FlatForest, state: dict[str, Any]) -> np.ndarray:
-        idx = state["additive_index"]
+    def _overhead_design(self, flat: FlatForest, state: FittedState) -> np.ndarray:
+        idx = state.additive_index
         return flat.x[:, idx] - flat.child_sum_x[:, idx]
 
     def _fit_leaf(self, design: np.ndarray, gold: np.ndarray) -> np.ndarray:
-        kind, ridge = self.config["leaf_fit"], self.config["leaf_ridge"]
+        kind, ridge = self.leaf_fit, self.leaf_ridge
         if kind == "ols":
             return _weighted_lstsq(design, gold, np.ones_like(gold), ridge)
         if kind == "relative":
@@ -308,21 +355,21 @@ class IreneRegressor:
         return _weighted_lstsq(design, np.log(gold), np.ones_like(gold), ridge)
 
     def _poly(self, z: torch.Tensor) -> torch.Tensor:
-        if self.config["polynomial_features"]:
-            return polynomial_expand(z, self.config["polynomial_degree"])
+        if self.polynomial_features:
+            return polynomial_expand(z, self.polynomial_degree)
         return z
 
     # ------------------------------------------------------------------------------ forward
-    def _tensors(self, flat: FlatForest, *, warn_unseen: bool) -> dict[str, torch.Tensor]:
+    def _tensors(self, flat: FlatForest, *, warn_unseen: bool) -> dict[str, Any]:
         """Constant tensors of one flattened forest for the forward pass."""
-        state = self.state_
-        keys = {k: i for i, k in enumerate(state["leaf_types"])}
+        state = self._fitted()
+        keys = {k: i for i, k in enumerate(state.leaf_types)}
         leaf = flat.is_leaf
-        strategy = self.config["training_strategy"]
         uniq, inverse = np.unique(flat.instance_type, return_inverse=True)
         lookup = np.array([keys.get(u, keys[SHARED_TYPE]) for u in uniq.tolist()], dtype=np.int64)
         type_index = np.where(leaf, lookup[inverse], keys[SHARED_TYPE])
-        if strategy == "unstructured":
+        unstructured = self.training_strategy == "unstructured"
+        if unstructured:
             inner_keys = np.array([keys[f"<{k}>"] for k in INNER_KINDS])
             type_index = np.where(leaf, type_index, inner_keys[np.maximum(flat.node_type - 1, 0)])
         unseen = sorted({t for t in flat.instance_type[leaf].tolist() if t not in keys})
@@ -331,13 +378,13 @@ class IreneRegressor:
                           "the regressor shared by all types", stacklevel=4)
         design = self._leaf_design(flat.x, state)
         z = torch.from_numpy(self._standardized(flat.x, state))
-        delta = self._overhead_design(flat, state) / state["overhead_scale"]
+        delta = self._overhead_design(flat, state) / state.overhead_scale
         order = np.argsort(-flat.depth, kind="stable")
         levels = [torch.from_numpy(order[flat.depth[order] == d])
                   for d in range(int(flat.depth.max()), 0, -1)]
         return {
             "design": torch.from_numpy(design), "type_index": torch.from_numpy(type_index),
-            "leaf": torch.from_numpy(leaf if strategy != "unstructured" else np.ones_like(leaf)),
+            "leaf": torch.from_numpy(leaf if not unstructured else np.ones_like(leaf)),
             "kind": torch.from_numpy(np.maximum(flat.node_type - 1, 0)),
             "parent_kind": torch.from_numpy(
                 np.maximum(flat.node_type[np.maximum(flat.parent, 0)] - 1, 0)),
@@ -350,14 +397,13 @@ class IreneRegressor:
                  source: torch.Tensor | None = None) -> torch.Tensor:
         """Predicted energy (J) of every node; ``source`` replaces children's predictions in the
         sum (the gold energies, for stepwise training)."""
-        c = self.config
         theta = params["leaf_theta"] + params["leaf_scale"][:, None] * params["leaf_delta"]
         linear = (t["design"] @ theta.T).gather(1, t["type_index"][:, None])[:, 0]
-        leaf_pred = torch.exp(linear) if c["leaf_fit"] == "log" else linear
+        leaf_pred = torch.exp(linear) if self.leaf_fit == "log" else linear
         pred = torch.where(t["leaf"], leaf_pred, torch.zeros_like(leaf_pred))
-        if c["training_strategy"] == "unstructured":
+        if self.training_strategy == "unstructured":
             return pred
-        if c["module_overhead"]:
+        if self.module_overhead:
             beta = params["overhead_beta"] + params["overhead_unit"][:, None] * params["beta_delta"]
             overhead = (t["delta"] @ beta.T).gather(1, t["kind"][:, None])[:, 0]
             pred = pred + torch.where(t["leaf"], torch.zeros_like(overhead), overhead)
@@ -368,80 +414,73 @@ class IreneRegressor:
         return pred
 
     def _child_weight(self, params: dict[str, torch.Tensor], t: dict[str, Any]) -> torch.Tensor:
-        setting = self.config["weighting_setting"]
-        if setting == "exact_one" or self.config["training_strategy"] == "none":
+        if self.weighting_setting == "exact_one" or self.training_strategy == "none":
             return torch.ones(len(t["parent"]), dtype=torch.float64)
         k = t["parent_kind"]
         logit = (t["phi"] @ params["weight_a"].T).gather(1, k[:, None])[:, 0]
         logit = logit + params["weight_b"][k]
-        if setting == "free":
+        if self.weighting_setting == "free":
             return 1.0 + logit
-        return 1.0 + torch.tanh(logit) / self.config["tanh_scalar"]
+        return 1.0 + torch.tanh(logit) / self.tanh_scalar
 
     def _params(self, trainable: bool) -> dict[str, torch.Tensor]:
-        s = self.state_
-        fixed = {
-            "leaf_theta": torch.from_numpy(s["leaf_theta"]),
-            "leaf_scale": torch.from_numpy(s["leaf_scale"]),
-            "overhead_beta": torch.from_numpy(s["overhead_beta"]),
-            "overhead_unit": torch.from_numpy(s["overhead_unit"]),
-        }
-        learned = {k: torch.tensor(s[k], requires_grad=trainable)
-                   for k in ("leaf_delta", "beta_delta", "weight_a", "weight_b")}
+        s = self._fitted()
+        fixed = {name: torch.from_numpy(getattr(s, name))
+                 for name in ("leaf_theta", "leaf_scale", "overhead_beta", "overhead_unit")}
+        learned = {name: torch.tensor(getattr(s, name), requires_grad=trainable)
+                   for name in ("leaf_delta", "beta_delta", "weight_a", "weight_b")}
         return {**fixed, **learned}
 
     # -------------------------------------------------------------------------------- train
     def _train(self, flat: FlatForest, *, progress: bool) -> None:
-        c, s = self.config, self.state_
-        s["leaf_delta"] = np.zeros_like(s["leaf_theta"])
-        s["beta_delta"] = np.zeros_like(s["overhead_beta"])
-        gold_inner = [flat.gold[flat.node_type == NODE_TYPE_CODES[k]] for k in INNER_KINDS]
-        s["overhead_unit"] = np.array([float(np.median(g)) if g.size else 1.0
-                                       for g in gold_inner])
-        if c["training_strategy"] == "none" or c["epochs"] == 0 or not self._learned_names():
+        s = self._fitted()
+        names = self._learned_names()
+        if self.training_strategy == "none" or self.epochs == 0 or not names:
             return
-        torch.manual_seed(c["seed"])
+        torch.manual_seed(self.seed)
         t = self._tensors(flat, warn_unseen=False)
         params = self._params(trainable=True)
-        learned = [params[k] for k in self._learned_names()]
-        optimizer = _Adam(learned, lr=c["learning_rate"])
-        source = t["gold"] if c["training_strategy"] == "stepwise" else None
+        learned = [params[k] for k in names]
+        optimizer = _Adam(learned, lr=self.learning_rate)
+        source = t["gold"] if self.training_strategy == "stepwise" else None
         masks = [t["node_type"] == code for code in NODE_TYPE_CODES.values()]
         masks = [m for m in masks if bool(m.any())]
         best, stale = math.inf, 0
-        bar = tqdm(range(c["epochs"]), desc="training", unit="epoch", disable=not progress,
+        bar = tqdm(range(self.epochs), desc="training", unit="epoch", disable=not progress,
                    leave=False)
         for _ in bar:
-            pred = self._forward(params, t, source)
-            loss = self._loss(pred, t["gold"], masks)
+            loss = self._loss(self._forward(params, t, source), t["gold"], masks)
             value = float(loss.detach())
+            if not math.isfinite(value):
+                raise ValueError("training diverged (the loss is not finite); lower "
+                                 "learning_rate or check the trees' features")
             # stop once the loss has not improved by a relative `tol` for n_iter_no_change epochs
-            stale = stale + 1 if value > best * (1 - c["tol"]) else 0
+            stale = stale + 1 if value > best * (1 - self.tol) else 0
             if value < best:  # keep the parameters of the lowest training loss seen
                 best = value
-                for k in self._learned_names():
-                    s[k] = params[k].detach().numpy().copy()
-            if stale >= c["n_iter_no_change"]:
+                for k in names:
+                    setattr(s, k, params[k].detach().numpy().copy())
+            if stale >= self.n_iter_no_change:
                 break
             optimizer.step(torch.autograd.grad(loss, learned))
 
     def _learned_names(self) -> tuple[str, ...]:
         """Parameters trained end to end; leaf regressors start at their closed-form fit and
         move only with ``finetune_leaves``."""
-        if self.config["training_strategy"] == "unstructured":
+        if self.training_strategy == "unstructured":
             return ("leaf_delta",)  # every node is its own regressor: nothing else to learn
         names: tuple[str, ...] = ()
-        if self.config["weighting_setting"] != "exact_one":
+        if self.weighting_setting != "exact_one":
             names = ("weight_a", "weight_b")
-        if self.config["module_overhead"]:
+        if self.module_overhead:
             names = ("beta_delta", *names)
-        return ("leaf_delta", *names) if self.config["finetune_leaves"] else names
+        return ("leaf_delta", *names) if self.finetune_leaves else names
 
     def _loss(self, pred: torch.Tensor, gold: torch.Tensor,
               masks: list[torch.Tensor]) -> torch.Tensor:
         """Mean squared relative error per node type (ml / module / model), averaged over the
         types so that the few model-level nodes weigh as much as the many primitives."""
-        if self.config["normalize_loss_scale"]:
+        if self.normalize_loss_scale:
             err = ((pred - gold) / gold) ** 2
         else:
             err = (pred - gold) ** 2 / (gold**2).mean()
@@ -449,39 +488,45 @@ class IreneRegressor:
 
     # ------------------------------------------------------------------------------ predict
     def predict_flat(self, flat: FlatForest) -> np.ndarray:
-        """Predicted energy (J per call) for every node of a flattened forest, [N]."""
-        self._check_fitted()
+        """Predicted energy (J per call) for every node of a flattened forest, [N]; values that
+        are not positive and finite are returned as they are (see :meth:`predict`)."""
         t = self._tensors(flat, warn_unseen=True)
         with torch.no_grad(), _one_thread():
-            pred = self._forward(self._params(trainable=False), t).numpy()
-        bad = ~np.isfinite(pred) | (pred <= 0)
-        if bad.any():
-            warnings.warn(f"{int(bad.sum())} node prediction(s) were not positive and were "
-                          "clipped to 1e-12 J (the features lie far outside the training range)",
-                          stacklevel=3)
-            pred = np.where(bad, 1e-12, pred)
-        return pred
+            return self._forward(self._params(trainable=False), t).numpy()
 
     def predict(self, trees: Sequence[Tree]) -> list[Tree]:
-        """Deep copies of ``trees`` with ``predicted_energy`` (J per call) on every node."""
-        self._check_fitted()
+        """Deep copies of ``trees`` with ``predicted_energy`` (J per call) on every node.
+
+        Trees must have the schema the model was trained on and supply the features it reads.
+        A prediction that is not a positive finite number raises :class:`PredictionError`
+        naming the tree and node (never a silently clipped value). Each copy records what the
+        predictor was trained on (root key ``predictor``).
+        """
+        state = self._fitted()
         copies = [t.copy() for t in trees]
         if not copies:
             return []
-        self._check_features(copies)
-        flat = FlatForest.from_trees(copies, self.state_["feature_names"])
-        for node, value in zip(flat.nodes, self.predict_flat(flat).tolist(), strict=True):
+        self._check_trees(copies)
+        flat = FlatForest.from_trees(copies, state.feature_names)
+        values = self.predict_flat(flat)
+        _check_predictions(flat, values, copies)
+        for node, value in zip(flat.nodes, values.tolist(), strict=True):
             node.predicted_energy = value
-        trained_on = self.state_.get("training_data")
-        if trained_on:  # say what the predictions rest on (e.g. a SYNTHETIC training set)
-            for tree in copies:
-                tree.meta["predictor"] = {"trained_on": trained_on}
+        stamp = {"trained_on": state.training_data.to_dict(), "schema": state.schema}
+        for tree in copies:
+            tree.meta["predictor"] = copy.deepcopy(stamp)
         return copies
 
-    def _check_features(self, trees: Sequence[Tree]) -> None:
-        """Refuse trees that lack a feature the model reads (recorded as unavailable)."""
-        needed = set(self.state_["feature_names"])
+    def _check_trees(self, trees: Sequence[Tree]) -> None:
+        """Refuse trees of another schema or lacking a feature the model reads."""
+        needed = set(self._fitted().feature_names)
+        mine = self.schema
         for tree in trees:
+            if tree.schema != mine:
+                raise tree.error(
+                    f"this tree follows schema {tree.schema} but the predictor was trained on "
+                    f"{mine}: trace it with --schema {mine.name} (no conversion exists)",
+                    field="schema")
             missing = needed & set(tree.meta.get("features_unavailable", []))
             if missing:
                 raise tree.error(
@@ -492,10 +537,10 @@ class IreneRegressor:
 
     # ------------------------------------------------------------------------- persistence
     def save(self, directory: str) -> None:
-        """Write config.json (JSON numbers) and tensors.safetensors into ``directory``."""
+        """Write config.json (JSON) and tensors.safetensors into ``directory``, as one unit."""
         from irene.model.persist import save_model
 
-        self._check_fitted()
+        self._fitted()
         save_model(self, directory)
 
     @classmethod
@@ -504,3 +549,36 @@ class IreneRegressor:
         from irene.model.persist import load_model
 
         return load_model(cls, directory)
+
+
+#: the default settings, read from the signature of IreneRegressor.__init__
+DEFAULT_CONFIG: dict[str, Any] = {
+    name: (list(p.default) if isinstance(p.default, tuple) else p.default)
+    for name, p in inspect.signature(IreneRegressor.__init__).parameters.items()
+    if p.kind is inspect.Parameter.KEYWORD_ONLY
+}
+
+
+def _common_schema(trees: Sequence[Tree]) -> Schema:
+    """The one schema all training trees share (TreeFormatError naming the first that differs)."""
+    first = trees[0].schema
+    for tree in trees[1:]:
+        if tree.schema != first:
+            raise tree.error(f"schema {tree.schema} differs from {first} of {trees[0].where}: "
+                             "train on trees of one schema", field="schema")
+    return first
+
+
+def _check_predictions(flat: FlatForest, values: np.ndarray, trees: Sequence[Tree]) -> None:
+    """Raise PredictionError for the first prediction that is not a positive finite number."""
+    bad = np.flatnonzero(~np.isfinite(values) | (values <= 0))
+    if not bad.size:
+        return
+    i = int(bad[0])
+    node = flat.nodes[i]
+    tree = next(t for t in trees if any(n is node for n in t.nodes()))
+    more = f" (and {bad.size - 1} more node(s))" if bad.size > 1 else ""
+    raise PredictionError(
+        f"{tree.where}: node {node.scope!r} of {tree.label}: the predicted energy "
+        f"{values[i]:.3g} J is not a positive number{more}; its features lie far outside what "
+        "the predictor was trained on")

@@ -40,3 +40,25 @@ def measured_word(trees: Sequence[Tree]) -> str:
     """How to call ground-truth energy in labels: ``"measured"``, or ``"synthetic 'measured'"``
     for trees whose "measured" energy is a formula's output."""
     return "synthetic 'measured'" if synthetic_label(trees) else "measured"
+
+
+def energy_for(tree: Tree, source: str) -> str | None:
+    """Which hardware (and energy scope) the explained energy of ``tree`` speaks for: for
+    predictions, the hardware the predictor's training trees were measured on; for
+    measurements, the machine and meter that took them. None when the tree does not say."""
+    if source == "predicted":
+        from irene.model.state import TrainingData
+
+        stamp = tree.meta.get("predictor")
+        if not isinstance(stamp, dict) or not isinstance(stamp.get("trained_on"), dict):
+            return None
+        try:
+            trained_on = TrainingData.from_dict(stamp["trained_on"])
+        except ValueError:
+            return None
+        return f"{trained_on.hardware_text()} (what the predictor was trained on)"
+    where = tree.meta.get("device_name") or tree.meta.get("device")
+    meter = tree.meta.get("meter")
+    if not where and not meter:
+        return None
+    return f"{where or 'unrecorded hardware'}" + (f" (meter: {meter})" if meter else "")

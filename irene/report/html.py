@@ -27,22 +27,15 @@ from collections.abc import Sequence
 from importlib import resources
 from typing import Any
 
-from irene.report import NODE_TYPE_COLOURS, measured_word, synthetic_label
-from irene.report.breakdown import (
-    Breakdown,
-    ErrorStats,
-    Hotspot,
-    describe_tree,
-    error_stats_by_node_type,
-    error_stats_by_primitive_type,
-    explain_tree,
-    format_energy,
-    format_error,
-    format_percent,
-    paired_energies,
-    percent_error,
-)
-from irene.tree import FEATURE_FIELDS, Node, Tree, atomic_write
+import numpy as np
+
+from irene.evaluation import REPORT_ORDER, ErrorStats, PairedNodes, error_stats, pair_within
+from irene.files import atomic_write
+from irene.report import NODE_TYPE_COLOURS, energy_for, measured_word, synthetic_label
+from irene.report.breakdown import Breakdown, Hotspot, explain_tree
+from irene.report.format import format_energy, format_error, format_percent
+from irene.schema import FEATURE_FIELDS, NODE_TYPES
+from irene.tree import Node, Tree
 
 
 def _asset(name: str) -> str:
@@ -94,8 +87,9 @@ def tree_payload(tree: Tree, *, source: str = "auto", top: int = 10) -> dict[str
             if k in ("device", "meter", "ground_truth_meter", "created_by")
             and isinstance(v, (str, int, float))}
     return {
-        "label": describe_tree(tree), "model": tree.model_name,
+        "label": tree.label, "model": tree.model_name,
         "batchSize": tree.batch_size, "seqLen": tree.seq_len, "meta": meta,
+        "energyFor": energy_for(tree, breakdown.source),
         "source": breakdown.source, "notes": breakdown.notes,
         "total": format_energy(breakdown.total_j),
         "measuredTotal": (None if breakdown.measured_total_j is None
@@ -135,20 +129,17 @@ def _stats_table(title: str, stats: list[ErrorStats], group_name: str) -> str:
             f"<table class=data><thead>{head}</thead><tbody>{body}</tbody></table></div>")
 
 
-def _model_level_table(trees: Sequence[Tree]) -> str:
-    measured = html.escape(measured_word(trees))
-    rows = []
-    for tree in trees:
-        root = tree.root
-        error = percent_error(root.predicted_energy, root.ground_truth_energy)
-        if error is None:
-            continue
-        rows.append(f"<tr><td>{html.escape(describe_tree(tree))}</td>"
-                    f"<td class=num>{format_energy(root.ground_truth_energy)}</td>"
-                    f"<td class=num>{format_energy(root.predicted_energy)}</td>"
-                    f"<td class='num {_error_class(error)}'>{format_error(error)}</td></tr>")
-    if not rows:
+def _model_level_table(paired: PairedNodes, measured_text: str) -> str:
+    roots = paired.where(paired.node_type == "model")
+    if not len(roots):
         return ""
+    measured = html.escape(measured_text)
+    rows = []
+    for i, error in enumerate(roots.error.tolist()):
+        rows.append(f"<tr><td>{html.escape(roots.tree_of(i).label)}</td>"
+                    f"<td class=num>{format_energy(roots.gold[i])}</td>"
+                    f"<td class=num>{format_energy(roots.predicted[i])}</td>"
+                    f"<td class='num {_error_class(error)}'>{format_error(error)}</td></tr>")
     return (f"<div class=card><h3>Whole model: predicted vs {measured}</h3><table class=data>"
             f"<thead><tr><th>tree</th><th>{measured}</th><th>predicted</th><th>error</th></tr>"
             f"</thead><tbody>{''.join(rows)}</tbody></table></div>")
@@ -158,31 +149,39 @@ def _error_class(percent: float) -> str:
     return "good" if abs(percent) < 10 else "fair" if abs(percent) < 25 else "poor"
 
 
-def _thin(pairs: list, max_points: int) -> list:
-    """At most ``max_points`` pairs: every model and module node, and an even sample of the
-    primitives (keeps big reports light)."""
-    if len(pairs) <= max_points:
-        return pairs
-    inner = [p for p in pairs if p[1].type != "ml"]
-    leaves = [p for p in pairs if p[1].type == "ml"]
-    room = max(max_points - len(inner), 1)
-    stride = math.ceil(len(leaves) / room)
-    return inner + leaves[::stride]
+def sample_per_type(paired: PairedNodes, max_points: int) -> np.ndarray:
+    """Row indices of at most ``max_points`` rows, shared fairly between the node types: each
+    type gets an equal quota (what a type does not use goes to the others), and within a type
+    the rows are taken evenly spaced. All rows when there are few enough."""
+    if len(paired) <= max_points:
+        return np.arange(len(paired))
+    groups = [np.flatnonzero(paired.node_type == kind) for kind in NODE_TYPES]
+    groups = [g for g in groups if g.size]
+    quota, left = {}, max_points
+    for k, group in enumerate(sorted(groups, key=len)):  # smallest first: leftovers flow on
+        quota[id(group)] = min(group.size, left // (len(groups) - k))
+        left -= quota[id(group)]
+    chosen = [group[np.linspace(0, group.size - 1, quota[id(group)]).round().astype(int)]
+              for group in groups if quota[id(group)]]
+    return np.sort(np.concatenate(chosen))
 
 
 def scatter_svg(trees: Sequence[Tree], width: int = 420, height: int = 360,
                 max_points: int = 4000) -> str:
     """Inline SVG: predicted vs measured energy per node (log-log, y = x dashed), one colour per
-    node type; at most ``max_points`` points (all inner nodes, primitives sampled evenly).
-    Empty string when no node has both energies."""
-    everything = [p for p in paired_energies(trees) if p[2] > 0]
-    if not everything:
+    node type; at most ``max_points`` points, shared fairly between the node types
+    (:func:`sample_per_type`). Empty string when no node has both energies."""
+    everything = pair_within(trees)
+    everything = everything.where(everything.predicted > 0)
+    if not len(everything):
         return ""
-    pairs = _thin(everything, max_points)
-    measured_text = html.escape(measured_word(trees))
-    values = [v for _, _, p, m in pairs for v in (p, m)]
-    low = math.floor(math.log10(min(values)))
-    high = math.ceil(math.log10(max(values)))
+    shown = everything.where(np.isin(np.arange(len(everything)),
+                                     sample_per_type(everything, max_points)))
+    measured_word_text = measured_word(trees)
+    measured_text = html.escape(measured_word_text)
+    values = np.concatenate([shown.gold, shown.predicted])
+    low = math.floor(math.log10(values.min()))
+    high = math.ceil(math.log10(values.max()))
     if high == low:
         high += 1
     left, bottom, pad = 56, 40, 24
@@ -207,16 +206,16 @@ def scatter_svg(trees: Sequence[Tree], width: int = 420, height: int = 360,
     lo, hi = 10.0 ** low, 10.0 ** high
     parts.append(f'<line class=diag x1="{x(lo):.1f}" y1="{y(lo):.1f}" x2="{x(hi):.1f}" '
                  f'y2="{y(hi):.1f}"/>')
-    for kind in ("ml", "module", "model"):
+    for kind in REPORT_ORDER:
         colour = NODE_TYPE_COLOURS[kind]
-        for tree, node, predicted, measured in pairs:
-            if node.type == kind:
-                tip = (f"{describe_tree(tree)} · {node.scope} ({node.instance_type}): "
-                       f"{measured_word(trees)} {format_energy(measured)}, "
-                       f"predicted {format_energy(predicted)}")
-                parts.append(f'<circle cx="{x(measured):.1f}" cy="{y(predicted):.1f}" '
-                             f'r="{4.5 if kind == "model" else 3}" fill="{colour}" '
-                             f'fill-opacity="0.65"><title>{html.escape(tip)}</title></circle>')
+        for i in np.flatnonzero(shown.node_type == kind).tolist():
+            node, measured, predicted = shown.nodes[i], shown.gold[i], shown.predicted[i]
+            tip = (f"{shown.tree_of(i).label} · {node.scope} ({node.instance_type}): "
+                   f"{measured_word_text} {format_energy(measured)}, "
+                   f"predicted {format_energy(predicted)}")
+            parts.append(f'<circle cx="{x(measured):.1f}" cy="{y(predicted):.1f}" '
+                         f'r="{4.5 if kind == "model" else 3}" fill="{colour}" '
+                         f'fill-opacity="0.65"><title>{html.escape(tip)}</title></circle>')
     parts.append(f'<text class=axis x="{(left + width - pad) / 2}" y="{height - 6}" '
                  f'text-anchor="middle">{measured_text} energy</text>'
                  f'<text class=axis transform="translate(14 {(height - bottom) / 2}) rotate(-90)" '
@@ -224,11 +223,14 @@ def scatter_svg(trees: Sequence[Tree], width: int = 420, height: int = 360,
     legend = "".join(
         f'<circle cx="{left + 14 + 90 * i}" cy="{pad + 8}" r="4" fill="{NODE_TYPE_COLOURS[k]}"/>'
         f'<text class=tick x="{left + 22 + 90 * i}" y="{pad + 12}">{k}</text>'
-        for i, k in enumerate(("model", "module", "ml")))
+        for i, k in enumerate(NODE_TYPES))
     parts.append(legend + "</svg>")
-    if len(pairs) < len(everything):
-        parts.append(f"<p class=hint>{len(pairs)} of {len(everything)} nodes shown (every "
-                     "model and module, an even sample of the primitives).</p>")
+    if len(shown) < len(everything):
+        counts = ", ".join(f"{int((shown.node_type == k).sum())} of "
+                           f"{int((everything.node_type == k).sum())} {k}"
+                           for k in NODE_TYPES if (everything.node_type == k).any())
+        parts.append(f"<p class=hint>{len(shown)} of {len(everything)} nodes shown, sampled "
+                     f"evenly within each node type ({counts}).</p>")
     return "".join(parts)
 
 
@@ -237,18 +239,19 @@ def accuracy_section(trees: Sequence[Tree]) -> str:
 
     Empty string when no node carries both a prediction and a ground truth.
     """
-    by_kind = error_stats_by_node_type(trees)
-    if not by_kind:
+    paired = pair_within(trees)
+    if not len(paired):
         return ""
+    by_kind = error_stats(paired, "node_type")
     measured = html.escape(measured_word(trees))
     return (
         f"<section id=accuracy><h2>Predicted vs {measured}</h2>"
         f"<p class=hint>Absolute percent error |predicted − {measured}| / {measured}, over every "
         "node of every tree in this file that has both energies.</p><div class=grid2><div>"
         + _stats_table("Error per node type", by_kind, "node type")
-        + _model_level_table(trees)
+        + _model_level_table(paired, measured_word(trees))
         + f"</div><div class=card><h3>Every node</h3>{scatter_svg(trees)}</div></div>"
-        + _stats_table("Error per primitive type", error_stats_by_primitive_type(trees),
+        + _stats_table("Error per primitive type", error_stats(paired, "instance_type"),
                        "primitive type")
         + "</section>")
 

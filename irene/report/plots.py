@@ -12,23 +12,21 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+from matplotlib.ticker import Formatter, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
 
+from irene.evaluation import REPORT_ORDER, PairedNodes, merge_predictions, pair_within
+from irene.files import atomic_write
 from irene.report import NODE_TYPE_COLOURS, measured_word, synthetic_label
-from irene.report.breakdown import (
-    Comparison,
-    describe_tree,
-    energy_source,
-    format_energy,
-    merge_predictions,
-    paired_energies,
-    primitive_type_shares,
-)
-from irene.tree import NODE_TYPES, Tree, atomic_write
+from irene.report.breakdown import energy_source, primitive_type_shares
+from irene.report.compare import Comparison
+from irene.report.format import format_energy
+from irene.schema import NODE_TYPES
+from irene.tree import Tree
 
 FORMATS = ("png", "svg")
 _CYCLE = ("#2f6fb3", "#e67e22", "#2e9e5b", "#c0392b", "#8e44ad", "#16a085", "#7f8c8d",
@@ -66,18 +64,39 @@ def _write(figure: Figure, path: str | os.PathLike) -> Path:
     return path
 
 
+class _EnergyFormatter(Formatter):
+    """Tick labels with units (``1 mJ``, ``20 µJ``) and as many significant digits as it takes
+    to tell every label on the axis apart (two ticks never read the same)."""
+
+    def __call__(self, value: float, pos: int | None = None) -> str:
+        return format_energy(value, 1)
+
+    def format_ticks(self, values) -> list[str]:
+        distinct = len({v for v in values if v > 0})
+        for digits in range(1, 7):
+            labels = [format_energy(v, digits) if v > 0 else "" for v in values]
+            if len({label for label in labels if label}) == distinct:
+                break
+        return labels
+
+
 def _energy_axis(axis, which: str = "y") -> None:
     """Make ``which`` axis logarithmic with ticks that read ``1 mJ``, ``20 µJ`` ...
 
-    Call after the data is drawn: spans under two decades get ticks at 1, 2 and 5 × 10^k.
+    Call after the data is drawn: spans under two decades get ticks at 1, 2 and 5 × 10^k,
+    spans under half a decade evenly spaced ticks; labels get the digits they need.
     """
     target = axis.yaxis if which == "y" else axis.xaxis
     (axis.set_yscale if which == "y" else axis.set_xscale)("log")
     axis.autoscale_view()
     low, high = axis.get_ylim() if which == "y" else axis.get_xlim()
     decades = math.log10(max(high, 1e-300) / max(low, 1e-300))
-    target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades < 2 else (1.0,)))
-    target.set_major_formatter(FuncFormatter(lambda v, _: format_energy(v, 1)))
+    if decades < 0.5:
+        target.set_major_locator(MaxNLocator(nbins=5))
+    else:
+        subs = (1.0, 2.0, 5.0) if decades < 2 else (1.0,)
+        target.set_major_locator(LogLocator(base=10, subs=subs))
+    target.set_major_formatter(_EnergyFormatter())
     target.set_minor_formatter(NullFormatter())
 
 
@@ -90,39 +109,42 @@ def _require(condition: bool, message: str) -> None:
 # accuracy figures (need trees with both energies)
 
 
+def _paired(trees: Sequence[Tree]) -> PairedNodes:
+    paired = pair_within(trees)
+    _require(len(paired) > 0, "no node has both predicted_energy and ground_truth_energy")
+    return paired
+
+
 def plot_predicted_vs_measured(trees: Sequence[Tree], path: str | os.PathLike) -> Path:
     """Log-log scatter of predicted against measured energy for every node, coloured by node
     type, with the y = x line and ±20 % bands. Needs nodes with both energies."""
-    pairs = paired_energies(trees)
-    _require(bool(pairs), "no node has both predicted_energy and ground_truth_energy")
+    paired = _paired(trees)
     figure = Figure(figsize=(6.4, 5.6), layout="constrained")
     axis = figure.add_subplot()
-    measured_values = [m for _, _, _, m in pairs]
+    measured_values, predicted_values = paired.gold, paired.predicted
     # the axes span the measured energies and the predictions near them (a factor of 10 beyond);
-    # predictions further off (e.g. clipped non-positive ones) are drawn at the edge as triangles
-    bound_low, bound_high = min(measured_values) / 10, max(measured_values) * 10
-    inside = [p for _, _, p, _ in pairs if bound_low <= p <= bound_high]
-    low = min(measured_values + inside) / 1.5
-    high = max(measured_values + inside) * 1.5
+    # predictions further off are drawn at the edge as triangles
+    bound_low, bound_high = measured_values.min() / 10, measured_values.max() * 10
+    inside = predicted_values[(predicted_values >= bound_low) & (predicted_values <= bound_high)]
+    low = min(measured_values.min(), inside.min(initial=np.inf)) / 1.5
+    high = max(measured_values.max(), inside.max(initial=-np.inf)) * 1.5
     line = [low, high]
     axis.plot(line, line, color="#555", linestyle="--", linewidth=1, label="y = x")
     axis.fill_between(line, [v * 0.8 for v in line], [v * 1.2 for v in line], color="#999",
                       alpha=0.12, linewidth=0, label="±20 %")
-    for kind in ("ml", "module", "model"):
-        points = [(m, p) for _, node, p, m in pairs if node.type == kind]
-        shown = [(m, p) for m, p in points if low <= p <= high]
-        if shown:
-            axis.scatter([m for m, _ in shown], [p for _, p in shown],
-                         s=26 if kind == "model" else 12, alpha=0.7,
-                         color=NODE_TYPE_COLOURS[kind], label=f"{kind} ({len(points)})",
+    for kind in REPORT_ORDER:
+        mine = paired.node_type == kind
+        m, p = measured_values[mine], predicted_values[mine]
+        shown = (p >= low) & (p <= high)
+        if shown.any():
+            axis.scatter(m[shown], p[shown], s=26 if kind == "model" else 12, alpha=0.7,
+                         color=NODE_TYPE_COLOURS[kind], label=f"{kind} ({mine.sum()})",
                          edgecolors="none")
-        below = [m for m, p in points if p < low]
-        above = [m for m, p in points if p > high]
-        for xs, y, marker in ((below, low * 1.15, "v"), (above, high / 1.15, "^")):
-            if xs:
-                axis.scatter(xs, [y] * len(xs), marker=marker, s=30, alpha=0.9,
+        for xs, y, marker in ((m[p < low], low * 1.15, "v"), (m[p > high], high / 1.15, "^")):
+            if xs.size:
+                axis.scatter(xs, [y] * xs.size, marker=marker, s=30, alpha=0.9,
                              color=NODE_TYPE_COLOURS[kind], edgecolors="black", linewidths=0.4,
-                             label=f"{kind}: {len(xs)} {'below' if marker == 'v' else 'above'}"
+                             label=f"{kind}: {xs.size} {'below' if marker == 'v' else 'above'}"
                                    " the scale")
     axis.set_xlim(low, high)
     axis.set_ylim(low, high)
@@ -137,22 +159,20 @@ def plot_predicted_vs_measured(trees: Sequence[Tree], path: str | os.PathLike) -
     return _save(figure, path, trees)
 
 
-def _signed_errors(trees: Sequence[Tree], key: Callable) -> dict[str, list[float]]:
-    groups: dict[str, list[float]] = {}
-    for tree, node, predicted, measured in paired_energies(trees):
-        name = key(tree, node)
-        if name is not None:
-            groups.setdefault(name, []).append(100.0 * (predicted - measured) / measured)
-    return groups
+def _signed_errors(paired: PairedNodes, keys: np.ndarray) -> dict[str, np.ndarray]:
+    """Signed percent errors grouped by ``keys`` (one key per row; None rows left out)."""
+    errors = paired.error
+    return {str(k): errors[keys == k] for k in dict.fromkeys(keys.tolist()) if k is not None}
 
 
 def plot_error_distribution(trees: Sequence[Tree], path: str | os.PathLike,
                             max_types: int = 12) -> Path:
     """Box plots of the signed percent error: per node type (left) and per primitive type
     (right, the ``max_types`` most frequent). Needs nodes with both energies."""
-    by_kind = _signed_errors(trees, lambda t, n: n.type)
-    _require(bool(by_kind), "no node has both predicted_energy and ground_truth_energy")
-    by_type = _signed_errors(trees, lambda t, n: n.instance_type if n.is_leaf else None)
+    paired = _paired(trees)
+    by_kind = _signed_errors(paired, paired.node_type)
+    leaf_types = np.where(paired.node_type == "ml", paired.instance_type, None)
+    by_type = _signed_errors(paired, leaf_types)
     frequent = sorted(by_type, key=lambda k: -len(by_type[k]))[:max_types]
     figure = Figure(figsize=(11, 4.6), layout="constrained")
     left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1, 2.2]})
@@ -200,7 +220,7 @@ def plot_energy_vs_seq_len(trees: Sequence[Tree], path: str | os.PathLike) -> Pa
     figure = Figure(figsize=(5.2 * columns, 4.0 * rows + 0.6), layout="constrained")
     axes = figure.subplots(rows, columns, squeeze=False)
     measured = measured_word(trees)
-    drew = False
+    drawn: set[str] = set()
     for index, batch_size in enumerate(batch_sizes):
         axis = axes[index // columns][index % columns]
         for m, model in enumerate(models):
@@ -216,7 +236,7 @@ def plot_energy_vs_seq_len(trees: Sequence[Tree], path: str | os.PathLike) -> Pa
                     axis.plot([s for s, _ in points], [e for _, e in points], linestyle=style,
                               marker=marker, color=colour, label=f"{model} · {suffix}",
                               markersize=5)
-                    drew = True
+                    drawn.add(field)
         axis.set_xscale("log", base=2)
         axis.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
         _energy_axis(axis, "y")
@@ -224,7 +244,7 @@ def plot_energy_vs_seq_len(trees: Sequence[Tree], path: str | os.PathLike) -> Pa
         axis.set_xlabel("sequence length (tokens)")
         axis.set_ylabel("energy per call")
         axis.grid(True, which="major", alpha=0.3)
-    _require(drew, "no tree carries a model-level energy")
+    _require(bool(drawn), "no tree carries a model-level energy")
     for index in range(len(batch_sizes), rows * columns):
         axes[index // columns][index % columns].set_visible(False)
     handles, labels = axes[0][0].get_legend_handles_labels()
@@ -236,7 +256,9 @@ def plot_energy_vs_seq_len(trees: Sequence[Tree], path: str | os.PathLike) -> Pa
                     labels.append(label)
     figure.legend(handles, labels, loc="outside lower center", ncol=min(4, len(labels)),
                   frameon=False)
-    figure.suptitle(f"Energy vs sequence length (solid: {measured}, dashed: predicted)")
+    lines = [text for name, text in (("ground_truth_energy", f"solid: {measured}"),
+                                     ("predicted_energy", "dashed: predicted")) if name in drawn]
+    figure.suptitle(f"Energy vs sequence length ({', '.join(lines)})")
     return _save(figure, path, trees)
 
 
@@ -257,7 +279,7 @@ def plot_primitive_breakdown(trees: Sequence[Tree], path: str | os.PathLike, *,
     counts: dict[str, int] = {}
     by_model = len(trees) > max_bars
     for tree in trees:
-        label = tree.model_name if by_model else describe_tree(tree)
+        label = tree.model_name if by_model else tree.label
         shares = primitive_type_shares(tree, energy_source(tree, source))
         row = bars.setdefault(label, {})
         counts[label] = counts.get(label, 0) + 1
@@ -310,7 +332,7 @@ def _plot_type_shares(tree: Tree, path: str | os.PathLike, source: str) -> Path:
     axis.invert_yaxis()
     axis.set_xlim(0, max(values) * 1.35)
     axis.set_xlabel("share of the primitives' energy [%]")
-    axis.set_title(f"Energy per primitive type · {describe_tree(tree)}")
+    axis.set_title(f"Energy per primitive type · {tree.label}")
     axis.grid(True, axis="x", alpha=0.3)
     return _save(figure, path, [tree])
 
@@ -377,7 +399,7 @@ def plot_all(trees: Sequence[Tree], out_dir: str | os.PathLike, *, fmt: str = "p
                                         source=source)]
     if len({t.seq_len for t in trees}) > 1:
         written.append(plot_energy_vs_seq_len(trees, out / f"energy_vs_seq_len.{fmt}"))
-    if paired_energies(trees):
+    if len(pair_within(trees)):
         written.append(plot_predicted_vs_measured(trees, out / f"predicted_vs_measured.{fmt}"))
         written.append(plot_error_distribution(trees, out / f"error_distribution.{fmt}"))
     return written
@@ -405,18 +427,17 @@ def plot_crossvalidation(gold_trees: Sequence[Tree], pred_trees: Sequence[Tree],
 def plot_error_by_model(trees: Sequence[Tree], path: str | os.PathLike) -> Path:
     """Mean absolute percent error per model (bars grouped by node type): which held-out model
     is predicted worst. Needs nodes with both energies."""
-    groups: dict[tuple[str, str], list[float]] = {}
-    for tree, node, predicted, measured in paired_energies(trees):
-        groups.setdefault((tree.model_name, node.type), []).append(
-            abs(predicted - measured) / measured * 100.0)
-    _require(bool(groups), "no node has both predicted_energy and ground_truth_energy")
+    paired = _paired(trees)
+    groups = {(str(m), str(k)): paired.abs_error[(paired.model == m) & (paired.node_type == k)]
+              for m in dict.fromkeys(paired.model.tolist()) for k in NODE_TYPES}
+    groups = {key: values for key, values in groups.items() if values.size}
     models = list(dict.fromkeys(m for m, _ in groups))
-    kinds = [k for k in ("model", "module", "ml") if any(g[1] == k for g in groups)]
+    kinds = [k for k in NODE_TYPES if any(g[1] == k for g in groups)]
     figure = Figure(figsize=(max(6.0, 1.3 * len(models) + 2), 4.4), layout="constrained")
     axis = figure.add_subplot()
     width = 0.8 / len(kinds)
     for k, kind in enumerate(kinds):
-        values = [sum(groups.get((m, kind), [0.0])) / max(len(groups.get((m, kind), [])), 1)
+        values = [float(groups[(m, kind)].mean()) if (m, kind) in groups else 0.0
                   for m in models]
         xs = [i + (k - (len(kinds) - 1) / 2) * width for i in range(len(models))]
         bars = axis.bar(xs, values, width=width, color=NODE_TYPE_COLOURS[kind], label=kind,

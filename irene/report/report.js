@@ -182,7 +182,7 @@
     }
     cards.push(stat("batch × sequence", t.batchSize + " × " + t.seqLen, "small"));
     cards.push(stat("nodes / primitives", t.nodeCount + " / " + t.primitiveCount, "small"));
-    if (t.meta.device) cards.push(stat("device", String(t.meta.device), "small"));
+    if (t.energyFor) cards.push(stat("energy for", t.energyFor, "small"));
     const box = document.getElementById("summary");
     box.replaceChildren(...cards);
     for (const note of t.notes) box.append(el("div", { class: "note", text: "Note: " + note }));

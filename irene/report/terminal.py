@@ -17,17 +17,10 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from irene.report import measured_word, synthetic_label
-from irene.report.breakdown import (
-    Breakdown,
-    Comparison,
-    Hotspot,
-    NodeRow,
-    describe_tree,
-    format_energy,
-    format_error,
-    format_percent,
-)
+from irene.report import energy_for, measured_word, synthetic_label
+from irene.report.breakdown import Breakdown, Hotspot, NodeRow
+from irene.report.compare import Comparison
+from irene.report.format import format_energy, format_error, format_percent
 from irene.tree import Tree
 
 _TYPE_STYLE = {"model": "bold magenta", "module": "cyan", "ml": "green"}
@@ -68,9 +61,10 @@ def header(breakdown: Breakdown) -> Panel:
     """The summary panel: which tree, which energy, the total and (if known) the measured one."""
     tree = breakdown.tree
     lines = Text()
-    lines.append(describe_tree(tree), style="bold")
-    if tree.meta.get("device"):
-        lines.append(f" · {tree.meta['device']}")
+    lines.append(tree.label, style="bold")
+    scope = energy_for(tree, breakdown.source)
+    if scope:
+        lines.append(f"\nenergy for: {scope}")
     measured = measured_word([tree])
     lines.append("\nexplaining: ")
     lines.append(_SOURCE_TEXT[breakdown.source].replace("measured", measured, 1),
@@ -211,9 +205,9 @@ def render_comparison(comparison: Comparison, label_a: str, label_b: str,
     source_b = _source_name(comparison.source_b, comparison.tree_b)
     summary = Text()
     summary.append("A: ", style="bold")
-    summary.append(f"{label_a}  ({describe_tree(comparison.tree_a)}, {source_a})\n")
+    summary.append(f"{label_a}  ({comparison.tree_a.label}, {source_a})\n")
     summary.append("B: ", style="bold")
-    summary.append(f"{label_b}  ({describe_tree(comparison.tree_b)}, {source_b})\n")
+    summary.append(f"{label_b}  ({comparison.tree_b.label}, {source_b})\n")
     summary.append(f"total A {format_energy(comparison.total_a)}  ·  "
                    f"total B {format_energy(comparison.total_b)}  ·  B − A ")
     summary.append(_signed_energy(comparison.diff_j), style="bold")

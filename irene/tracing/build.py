@@ -19,7 +19,6 @@ Feature conventions (also written to each tree's ``units`` metadata):
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -27,11 +26,9 @@ import torch
 
 from irene.measure import Measurement, MeasurementCache, Meter, Protocol, measure_callable
 from irene.measure.sampler import Sampler
+from irene.schema import FEATURE_FIELDS, MFLOP, MIB
 from irene.tracing.capture import Record
-from irene.tree import FEATURE_FIELDS, Node, Tree
-
-MIB = float(2**20)
-MFLOP = 1e6
+from irene.tree import Node, Tree, node_id
 
 
 def prune(record: Record) -> bool:
@@ -40,12 +37,6 @@ def prune(record: Record) -> bool:
         return not record.identity
     record.children = [c for c in record.children if prune(c)]
     return bool(record.children)
-
-
-def node_id(model_name: str, batch_size: int, seq_len: int, scope: str) -> str:
-    """Deterministic node id: md5 of the model name, input shape and scope (32 hex digits)."""
-    text = f"{model_name}|{batch_size}|{seq_len}|{scope}"
-    return hashlib.md5(text.encode("utf-8")).hexdigest()
 
 
 def measure_records(records: Iterable[Record], *, meter: Meter | None, protocol: Protocol,

@@ -5,34 +5,26 @@ from __future__ import annotations
 import inspect
 import platform
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
 
 from irene.measure import MeasurementCache, Meter, Protocol, measurement_metadata
+from irene.measure.conditions import timing_conditions
 from irene.measure.sampler import Sampler
-from irene.tracing.build import MFLOP, build_tree, measure_records, prune
+from irene.schema import DEFAULT_SCHEMA, MFLOP, Schema, get_schema, supplied_features, units
+from irene.tracing.build import build_tree, measure_records, prune
 from irene.tracing.capture import ForwardCapture
 from irene.tracing.flops import FLOP_CONVENTION
 from irene.tracing.registry import build_model, max_sequence_length, torch_dtype
-from irene.tree import Tree
+from irene.tree import Tree, TreeKey, tree_key
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-UNITS = {
-    "flops": f"MFLOP (1e6 FLOPs) per forward call; {FLOP_CONVENTION}",
-    "mem_bytes": "MiB (2^20 bytes) of the inputs, outputs and parameters each primitive call "
-                 "reads or writes; modules and the model: sum over their leaves",
-    "times_mean": "s per model forward call (node replayed alone, median per-call time over "
-                  "the protocol's runs, times the node's calls per forward)",
-    "ground_truth_energy": "J per model forward call",
-    "gpu_energy_mean": "J per model forward call (NVML power x time)",
-    "cpu": "%", "mem": "%", "gpu": "%", "gpu_mem": "%", "gpu_clk": "MHz", "gpu_mem_clk": "MHz",
-    "num_parameters": "count",
-}
-STATIC_FEATURES = ["num_parameters", "flops", "mem_bytes"]
-GPU_FEATURES = ["gpu", "gpu_mem", "gpu_clk", "gpu_mem_clk", "gpu_energy_mean"]
+#: how FLOPs are counted, recorded with the units of every tree
+FLOPS_UNIT = f"MFLOP (1e6 FLOPs) per forward call; {FLOP_CONVENTION}"
 
 
 def make_inputs(model: PreTrainedModel, batch_size: int, seq_len: int, *,
@@ -85,26 +77,17 @@ def _device_name(device: str) -> str:
 
 def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, timing: bool,
               meter: Meter | None, protocol: Protocol, sampler: Sampler | None,
-              counted_flops: int, cache: MeasurementCache | None, seconds: float) -> dict:
+              counted_flops: int, cache: MeasurementCache | None, seconds: float,
+              schema: Schema, conditions: dict[str, Any] | None) -> dict:
     import transformers
 
     from irene import __version__
 
     gpu_sampled = sampler is not None and sampler.gpu is not None
-    available = list(STATIC_FEATURES)
-    unavailable: dict[str, str] = {}
-    if timing:
-        available += ["times_mean", "cpu", "mem"]
-    else:
-        for name in ("times_mean", "cpu", "mem"):
-            unavailable[name] = "0: not measured (--no-timing)"
-    if timing and gpu_sampled:
-        available += GPU_FEATURES
-    else:
-        why = "0: not measured (--no-timing)" if not timing else \
-            f"0: no GPU sampled (device {device})"
-        unavailable.update(dict.fromkeys(GPU_FEATURES, why))
+    available, unavailable = supplied_features(timing=timing, gpu_sampled=gpu_sampled)
     meta: dict[str, Any] = {
+        "schema": schema.to_dict(),
+        "phase": "forward",
         "device": device,
         "device_name": _device_name(device),
         "dtype": dtype,
@@ -113,18 +96,35 @@ def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, tim
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
         "created_by": f"irene {__version__}",
-        "units": UNITS,
-
+        "units": {**units(), "flops": FLOPS_UNIT},
         "features_available": available,
         "features_unavailable": unavailable,
         "flops_counted": counted_flops / MFLOP,
         "trace_seconds": round(seconds, 3),
     }
     if timing:  # meter, its domains, leaky features, protocol, dedup counts
-        meta.update(measurement_metadata(meter, protocol, cache=cache))
+        idle = meter.idle_power_w(protocol.idle_seconds) if (meter is not None and
+                                                            protocol.subtract_idle) else None
+        meta.update(measurement_metadata(meter, protocol, cache=cache, idle_power_w=idle))
+        meta["timing_conditions"] = conditions
     else:
         meta.update(meter="none", protocol=None)
     return meta
+
+
+def planned_key(model_name: str, batch_size: int, seq_len: int, *, device: str, dtype: str,
+                attn: str, schema: str, timing: bool, meter: Meter | None,
+                protocol: Protocol) -> TreeKey:
+    """The :class:`~irene.tree.TreeKey` the tree traced with these settings will have (for
+    resuming a sweep without tracing again)."""
+    meta: dict[str, Any] = {"schema": get_schema(schema).to_dict(), "phase": "forward",
+                            "device": device, "device_name": _device_name(device),
+                            "dtype": dtype, "attn": attn}
+    if timing:
+        meta.update(measurement_metadata(meter, protocol))
+    else:
+        meta.update(meter="none", protocol=None)
+    return tree_key(model_name, batch_size, seq_len, meta)
 
 
 def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
@@ -132,7 +132,8 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
                 timing: bool = True, meter: Meter | None = None,
                 protocol: Protocol | None = None, progress: bool = False,
                 model_name: str | None = None, hub: bool = True,
-                cache: MeasurementCache | None = None, seed: int = 0) -> Tree:
+                cache: MeasurementCache | None = None, seed: int = 0,
+                schema: str = DEFAULT_SCHEMA) -> Tree:
     """Trace ``model`` on random token ids of shape (batch_size, seq_len) into an IrEne tree.
 
     ``model``: a built-in name, local path or Hub name (see :mod:`irene.tracing.registry`), or a
@@ -141,10 +142,15 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
     ``timing``: replay every node alone under ``protocol`` (default ``Protocol()``) for
     ``times_mean`` and utilisation; with ``meter`` also ``ground_truth_energy`` (J).
     Identical nodes are measured once when ``protocol.dedup`` (``cache`` may be shared between
-    calls). ``progress`` shows a tqdm bar over the replays. Features are described in
-    :mod:`irene.tracing.build`.
+    calls). ``progress`` shows a tqdm bar over the replays. ``schema`` names the feature
+    schema (:mod:`irene.schema`). Features are described in :mod:`irene.tracing.build`. CPU
+    replays run on ``protocol.threads`` threads (default 1) and the tree records the load
+    (``timing_conditions``); doubtful timings are reported as warnings.
     """
     start = time.perf_counter()
+    chosen_schema = get_schema(schema)
+    if chosen_schema.name != DEFAULT_SCHEMA:
+        raise ValueError(f"the tracer does not build schema {chosen_schema} yet")
     if meter is not None and not timing:
         raise ValueError("a meter needs the replays: drop --no-timing (timing=False)")
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -164,19 +170,29 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
 
     measurements = None
     sampler = None
+    conditions = None
     if timing:
         cache = cache if cache is not None else MeasurementCache(enabled=protocol.dedup)
         sampler = Sampler.create(gpu=None if device.startswith("cuda") else False)
+        on_cpu = not device.startswith("cuda")
         try:
             bar = _progress_bar(name, batch_size, seq_len) if progress else None
-            measurements = measure_records(list(root.walk()), meter=meter, protocol=protocol,
-                                           cache=cache, sampler=sampler, sync=_sync(device),
-                                           progress=bar)
+            with timing_conditions(protocol.threads, on_cpu=on_cpu) as conditions:
+                measurements = measure_records(list(root.walk()), meter=meter,
+                                               protocol=protocol, cache=cache, sampler=sampler,
+                                               sync=_sync(device), progress=bar)
         finally:
             sampler.close()
+        whole = measurements[id(root)]
+        conditions.check_spread(whole.time_s, whole.time_p10, whole.time_p90,
+                                f"{name} {batch_size}x{seq_len} (whole model)")
+        for text in conditions.warnings:
+            warnings.warn(text, stacklevel=2)
     meta = _metadata(built, device=device, dtype=dtype, attn=attn, timing=timing, meter=meter,
                      protocol=protocol, sampler=sampler, counted_flops=capture.counted_flops,
-                     cache=cache if timing else None, seconds=time.perf_counter() - start)
+                     cache=cache if timing else None, seconds=time.perf_counter() - start,
+                     schema=chosen_schema,
+                     conditions=conditions.to_dict() if conditions is not None else None)
     return build_tree(root, model_name=name, batch_size=batch_size, seq_len=seq_len,
                       measurements=measurements, meta=meta)
 

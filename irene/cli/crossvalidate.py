@@ -1,0 +1,74 @@
+"""``irene crossvalidate DATA OUT_DIR``: leave-one-model-out cross-validation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+from irene.cli import UserError
+from irene.cli.options import add_config_options, input_paths, load_config, read_input_trees
+
+RESULT_FILE = "crossvalidation.json"
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("crossvalidate", help="leave-one-model-out cross-validation",
+                       description="Train on all models but one and predict the one left out, "
+                                   "for every model; write the table, each fold's predictions "
+                                   "and figures to OUT_DIR (replaced as one unit).")
+    p.add_argument("data", help="JSONL trees with ground_truth_energy (or a built-in data set)")
+    p.add_argument("out_dir", help="directory for crossvalidation.json, predictions, figures")
+    add_config_options(p)
+    p.add_argument("--no-plots", action="store_true", help="do not draw figures")
+    p.set_defaults(func=run)
+
+
+def is_crossvalidation_output(directory: Path) -> bool:
+    """Whether ``directory`` holds an earlier ``irene crossvalidate`` output."""
+    return (directory / RESULT_FILE).is_file()
+
+
+def run(args: argparse.Namespace) -> int:
+    from irene.datasets import is_synthetic
+    from irene.evaluation import leave_one_model_out
+    from irene.files import check_replaceable_dir, directory_unit, guard_inside
+    from irene.model import IreneRegressor
+    from irene.tree import atomic_write, write_trees
+
+    config = load_config(args.config_filepath, args.set)
+    guard_inside(args.out_dir, input_paths([args.data]))
+    check_replaceable_dir(args.out_dir, owns=is_crossvalidation_output)
+    trees = read_input_trees(args.data)
+    synthetic = is_synthetic(trees)
+    start = time.perf_counter()
+    try:
+        cv = leave_one_model_out(trees, lambda: IreneRegressor(**config), progress=True)
+    except ValueError as exc:
+        raise UserError(f"{args.data}: {exc}") from exc
+    wall = time.perf_counter() - start
+    result = {**cv.to_dict(), "data": str(args.data), "synthetic_data": synthetic,
+              "config": IreneRegressor(**config).get_params(), "wall_seconds": round(wall, 3)}
+    out = Path(args.out_dir)
+    with directory_unit(out, owns=is_crossvalidation_output) as staging:
+        for name, predicted in cv.predictions.items():
+            write_trees(predicted, staging / "predictions" / f"{name.replace('/', '__')}.jsonl")
+        with atomic_write(staging / RESULT_FILE) as handle:
+            json.dump(result, handle, indent=2)
+            handle.write("\n")
+        if not args.no_plots:
+            _plot(trees, cv, staging)
+    print(("SYNTHETIC DATA — " if synthetic else "")
+          + "leave-one-model-out mean absolute percentage error:")
+    print(cv.table())
+    print(f"({wall:.1f} s) results in {out / RESULT_FILE}, predictions in {out / 'predictions'}"
+          + ("" if args.no_plots else f", figures in {out / 'figures'}"))
+    return 0
+
+
+def _plot(trees, cv, out: Path) -> None:
+    from irene.report.plots import plot_crossvalidation
+
+    predicted = [t for fold in cv.predictions.values() for t in fold]
+    plot_crossvalidation(trees, predicted, out / "figures")

@@ -1,0 +1,216 @@
+"""Argument types and options shared by several commands, and reading their inputs."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from irene.cli import UserError
+from irene.tree import Tree
+
+# --------------------------------------------------------------------------------------------
+# argument types
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def int_list(text: str) -> list[int]:
+    """Comma-separated positive integers (argparse type): ``"8,16,32"``."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
+            from exc
+    if not values or any(v < 1 for v in values):
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def pair(values: list[Any] | None, flag: str) -> tuple[Any, Any]:
+    """``--flag X`` applies to both sides, ``--flag X Y`` gives A then B."""
+    if not values:
+        return None, None
+    if len(values) > 2:
+        raise UserError(f"{flag} takes one value (both sides) or two (A then B), "
+                        f"got {len(values)}")
+    return values[0], values[-1]
+
+
+def depth(args: argparse.Namespace) -> int | None:
+    """``--depth``: -1 (or any negative value) means every level (None)."""
+    value = getattr(args, "depth", None)
+    return None if value is None or value < 0 else value
+
+
+# --------------------------------------------------------------------------------------------
+# options
+
+
+def add_view_options(parser: argparse.ArgumentParser, *, default_depth: int = 3) -> None:
+    parser.add_argument("--depth", type=int, default=default_depth,
+                        help=f"levels of the tree shown below the model (default {default_depth};"
+                             " -1 = all)")
+    parser.add_argument("--top", type=positive_int, default=10,
+                        help="how many top primitives and modules to list (default 10)")
+
+
+def add_energy_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--energy", choices=("auto", "predicted", "measured"), default="auto",
+                        help="which energy to explain: predicted_energy, ground_truth_energy, "
+                             "or auto (predicted if present, else measured; the default)")
+
+
+def add_trace_options(parser: argparse.ArgumentParser, *, schema: bool = True) -> None:
+    """--device, --dtype, --attn (and --schema) for commands that trace a model."""
+    from irene.schema import DEFAULT_SCHEMA, SCHEMAS
+    from irene.tracing.registry import ATTN_IMPLEMENTATIONS, DTYPES
+
+    parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    parser.add_argument("--dtype", default="float32", choices=DTYPES)
+    parser.add_argument("--attn", default="eager", choices=ATTN_IMPLEMENTATIONS,
+                        help="eager: QKᵀ, softmax and ·V as separate primitives (default); sdpa: "
+                             "one fused scaled_dot_product_attention primitive")
+    if schema:
+        parser.add_argument("--schema", default=None, choices=tuple(SCHEMAS),
+                            help=f"feature schema of the tree (default {DEFAULT_SCHEMA}; "
+                                 "irene2021 = IrEne's published trees)")
+
+
+def add_force_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing output file of another kind")
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", action="store_true",
+                        help="print the result as JSON (machine-readable) instead of text")
+
+
+def add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config_filepath", "--config", dest="config_filepath",
+                        help="JSON configuration (e.g. configs/irene.json); default: irene's best")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one configuration key; VALUE is JSON "
+                             "(--set epochs=50 --set 'feature_sets=[\"model_specs\"]'), "
+                             "repeatable")
+
+
+# --------------------------------------------------------------------------------------------
+# reading inputs
+
+
+def load_config(path: str | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
+    """The regressor settings from a JSON file and ``KEY=VALUE`` overrides (values are JSON;
+    a bare word is taken as a string), checked: UserError naming the file or option."""
+    from irene.files import read_small_text
+    from irene.model.params import check_params
+
+    config: dict[str, Any] = {}
+    if path:
+        try:
+            config = json.loads(read_small_text(path))
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from exc
+        except ValueError as exc:
+            raise UserError(f"{path}: {exc}") from exc
+        if not isinstance(config, dict):
+            raise UserError(f"{path}: a configuration must be a JSON object")
+        config = {k: v for k, v in config.items() if not k.startswith("_")}  # comments
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(f"--set {item!r}: expected KEY=VALUE")
+        config[key] = _json_or_word(value, key)
+    try:
+        check_params(config)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{path or '--set'}: {exc}") from exc
+    return config
+
+
+def _json_or_word(text: str, key: str) -> Any:
+    """``--set`` value: JSON, or a bare word (``leaf_fit=log``) as a string. A bare word that is
+    a feature set given where a list is expected gets a hint."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        if key in ("feature_sets", "leaf_features") and text.isidentifier() \
+                and text not in ("auto", "all"):
+            raise UserError(f"--set {key}={text}: {key} is a list; write it as JSON: "
+                            f"--set '{key}=[\"{text}\"]'") from None
+        if not text.replace("_", "").replace("-", "").isalnum():
+            raise UserError(f"--set {key}={text}: not valid JSON (quote strings and lists as "
+                            "JSON)") from None
+        return text
+
+
+def read_input_trees(name: str, *, announce_synthetic: bool = True) -> list[Tree]:
+    """The trees of a file, a directory of ``*.jsonl`` files, or a built-in data set name
+    (``synthetic-demo``); prints the synthetic-data note when they are not measurements."""
+    from irene.datasets import SYNTHETIC_NOTE, is_synthetic, resolve_dataset
+    from irene.tree import read_tree_files
+
+    trees = read_tree_files([resolve_dataset(name)])
+    if announce_synthetic and is_synthetic(trees):
+        print(SYNTHETIC_NOTE, file=sys.stderr)
+    return trees
+
+
+def read_many(names: Sequence[str]) -> list[Tree]:
+    """The trees of several inputs (see :func:`read_input_trees`), in order."""
+    trees: list[Tree] = []
+    for name in names:
+        trees.extend(read_input_trees(name, announce_synthetic=False))
+    return trees
+
+
+def input_paths(names: Sequence[str]) -> list[str]:
+    """The existing paths among ``names`` (built-in data set names resolve to package files)."""
+    from irene.datasets import resolve_dataset
+
+    out = []
+    for name in names:
+        try:
+            out.append(os.fspath(resolve_dataset(name)))
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def console(*, stderr: bool = False):
+    """A rich console (on stderr with ``stderr``); 120 columns when the output is not a
+    terminal (files, pipes)."""
+    from rich.console import Console
+
+    stream = sys.stderr if stderr else sys.stdout
+    wide = stream.isatty() or "COLUMNS" in os.environ
+    return Console(width=None if wide else 120, highlight=False, stderr=stderr)
+
+
+def print_synthetic_line(trees: list[Tree]) -> None:
+    """One highlighted line when ``trees`` are not real measurements (synthetic or simulated)."""
+    from irene.report.terminal import synthetic_line
+
+    line = synthetic_line(trees)
+    if line is not None:
+        console().print(line)
+
+
+def print_json(data: Any) -> None:
+    """``data`` as indented JSON on stdout."""
+    print(json.dumps(data, indent=2, allow_nan=False, default=str))

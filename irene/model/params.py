@@ -1,0 +1,96 @@
+"""The regressor's settings: their choices and ranges, checked before anything is fitted or
+written (a bad value is one clear ValueError that names the setting)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from irene.schema import FEATURE_SETS, FEATURES
+
+STRATEGIES = ("end2end", "stepwise", "unstructured", "none")
+WEIGHTINGS = ("close_to_one", "exact_one", "free")
+LEAF_FITS = ("ols", "relative", "log")
+#: the leaf regressor used for primitive types unseen in training
+SHARED_TYPE = "<shared>"
+#: inner node kinds that get their own overhead and weight parameters
+INNER_KINDS = ("module", "model")
+#: the largest polynomial degree of the weight features (the feature count grows as F^degree)
+MAX_POLYNOMIAL_DEGREE = 4
+
+
+def _choice(allowed: tuple[str, ...]):
+    def check(value: Any) -> str | None:
+        return None if value in allowed else f"one of {', '.join(allowed)}"
+    return check
+
+
+def _boolean(value: Any) -> str | None:
+    return None if type(value) is bool else "true or false"
+
+
+def _integer(low: int, high: int):
+    def check(value: Any) -> str | None:
+        ok = type(value) is int and low <= value <= high
+        return None if ok else f"an integer from {low} to {high}"
+    return check
+
+
+def _number(low: float, high: float, *, low_open: bool = False):
+    def check(value: Any) -> str | None:
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value) and (value > low if low_open else value >= low)
+              and value <= high)
+        return None if ok else f"a number {'>' if low_open else '>='} {low:g} and <= {high:g}"
+    return check
+
+
+def _feature_sets(value: Any) -> str | None:
+    ok = (isinstance(value, (list, tuple)) and value
+          and all(isinstance(v, str) and v in FEATURE_SETS for v in value))
+    return None if ok else f"a non-empty list of feature sets from {sorted(FEATURE_SETS)}, " \
+                           'e.g. ["model_specs"]'
+
+
+def _leaf_features(value: Any) -> str | None:
+    if value in ("auto", "all"):
+        return None
+    ok = (isinstance(value, (list, tuple)) and value
+          and all(isinstance(v, str) and v in FEATURES for v in value))
+    return None if ok else '"auto", "all" or a non-empty list of feature names'
+
+
+#: setting -> check returning None when the value is valid, else what it must be
+RULES = {
+    "feature_sets": _feature_sets,
+    "polynomial_features": _boolean,
+    "polynomial_degree": _integer(1, MAX_POLYNOMIAL_DEGREE),
+    "standardize_features": _boolean,
+    "training_strategy": _choice(STRATEGIES),
+    "weighting_setting": _choice(WEIGHTINGS),
+    "tanh_scalar": _number(0, 1e6, low_open=True),
+    "normalize_loss_scale": _boolean,
+    "leaf_fit": _choice(LEAF_FITS),
+    "leaf_features": _leaf_features,
+    "leaf_ridge": _number(0, 1e6),
+    "module_overhead": _boolean,
+    "epochs": _integer(0, 100_000),
+    "learning_rate": _number(0, 10, low_open=True),
+    "finetune_leaves": _boolean,
+    "tol": _number(0, 1),
+    "n_iter_no_change": _integer(1, 100_000),
+    "seed": _integer(0, 2**32 - 1),
+}
+
+
+def check_params(params: Mapping[str, Any]) -> None:
+    """Raise ValueError naming the first setting whose value is invalid, TypeError for an
+    unknown setting."""
+    unknown = sorted(set(params) - set(RULES))
+    if unknown:
+        raise TypeError(f"unknown configuration key(s) {unknown}; known: {sorted(RULES)}")
+    for name, value in params.items():
+        problem = RULES[name](value)
+        if problem is not None:
+            raise ValueError(f"{name} must be {problem}, got {value!r}")
