@@ -41,6 +41,9 @@ __all__ = ["FEATURE_FIELDS", "NODE_TYPES", "Node", "Tree", "TreeFormatError", "T
 #: the largest magnitude a feature or energy may have: far beyond any real model (1e18 MFLOP
 #: is 1e24 FLOPs), small enough that no computation on it overflows or runs away
 MAX_MAGNITUDE = 1e18
+#: the smallest positive energy accepted (J): a femtojoule is far below any measured primitive,
+#: so a smaller value is a unit mistake (and would make relative-error weights overflow)
+MIN_ENERGY = 1e-15
 #: the deepest tree accepted (transformer trees are under 20 levels deep)
 MAX_DEPTH = 200
 
@@ -340,6 +343,10 @@ def _parse_node(obj: Any, ctx: dict, seen_ids: set[str], path: str,
         if obj.get(name) is not None:
             value = float(_check_field(obj, name, float, ctx, scope))
             energies[name] = _check_magnitude(value, name, ctx, scope)
+            if 0 < value < MIN_ENERGY:
+                raise TreeFormatError(f"{value!r} J is below a femtojoule: not a measurement "
+                                      "(energies are joules per call)", field=name,
+                                      scope=scope, **ctx)
     kids = _check_field(obj, "child_nodes_obj", list, ctx, scope)
     if kids and values["level"] >= MAX_DEPTH:
         raise TreeFormatError(f"the tree is deeper than {MAX_DEPTH} levels", field="level",

@@ -52,11 +52,29 @@ def test_auto_without_real_meters_lists_every_reason(no_real_meters):
     assert "simulated" not in msg  # auto never falls back to the simulated meter
 
 
+def _nvml_sees_a_gpu() -> bool:
+    try:
+        from irene.measure.nvml import NvmlDevices
+
+        NvmlDevices().close()
+    except MeterUnavailable:
+        return False
+    return True
+
+
 @pytest.mark.skipif(Path("/sys/class/powercap").exists(), reason="this host has RAPL")
-def test_auto_on_this_machine_raises():
-    """The real machine (no GPU, no RAPL): auto fails with reasons, never a made-up energy."""
-    with pytest.raises(MeterUnavailable, match=r"\[nvml\].*\[rapl\].*--meter none"):
-        open_meter("auto")
+def test_auto_on_this_machine_opens_what_it_has():
+    """On this host, auto opens NVML where a GPU is visible (a GPU host) and otherwise fails
+    with the reasons (a CPU-only machine): never a made-up energy, never the simulated meter."""
+    if _nvml_sees_a_gpu():
+        meter = open_meter("auto")
+        try:
+            assert "nvml" in meter.name.split("+") and "simulated" not in meter.name
+        finally:
+            meter.close()
+    else:
+        with pytest.raises(MeterUnavailable, match=r"\[nvml\].*\[rapl\].*--meter none"):
+            open_meter("auto")
 
 
 def test_explicit_real_meter_unavailable_and_unknown_name(no_real_meters):

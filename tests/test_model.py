@@ -12,7 +12,7 @@ import pytest
 from irene.evaluation import leave_one_model_out, percentage_errors
 from irene.model import IreneRegressor, ModelFormatError
 from irene.synthetic import DEFAULT_ARCHS, make_synthetic_trees
-from irene.tree import FEATURE_FIELDS, Node, Tree
+from irene.tree import FEATURE_FIELDS, Node, Tree, place_nodes
 
 SMALL = dict(batch_sizes=(1, 8), seq_lens=(32, 128))
 
@@ -22,12 +22,95 @@ def synthetic():
     return make_synthetic_trees(**SMALL)
 
 
-def test_recovers_formula_energies_on_unseen_architecture(synthetic):
-    """Leaves follow 1.05·gpu_energy + 98 W·time, parents are sums of children plus a linear
-    overhead: a model trained without one architecture predicts it within 2 %."""
-    cv = leave_one_model_out(synthetic, lambda: IreneRegressor(epochs=30))
-    for model, row in cv.per_model.items():
-        assert max(row.values()) < 2.0, (model, row)
+def learned_tree(name: str, layers: int, width: int, batch: int, seq: int, *,
+                 power: float = 1.0) -> Tree:
+    """A tree the model has to learn: leaf costs differ per primitive type (linear in FLOPs and
+    bytes, or with ``power`` != 1 a power law ``∝ FLOPs^power · bytes^0.1``); every module costs
+    1.03 × the sum of its children plus 40 µJ per MiB it moves beyond them."""
+    tokens = batch * seq
+
+    def leaf(scope: str, kind: str, flops: float, mem: float) -> Node:
+        feats = dict.fromkeys(FEATURE_FIELDS, 0.0) | {"flops": flops, "mem_bytes": mem}
+        a = {"Linear": 2e-6, "Softmax": 6e-6, "LayerNorm": 5e-6}[kind]
+        energy = (a * flops + 3e-5 * mem + 1e-5 if power == 1.0
+                  else 50 * a * flops ** power * mem ** 0.1)
+        return Node(id=scope, scope=scope, parent_name="", level=0, instance_type=kind,
+                    type="ml", features=feats, ground_truth_energy=float(energy))
+
+    def inner(scope: str, kind: str, children: list[Node], own_mib: float,
+              node_type: str = "module") -> Node:
+        feats = {k: sum(c.features[k] for c in children) for k in FEATURE_FIELDS}
+        feats["mem_bytes"] += own_mib
+        energy = 1.03 * sum(c.ground_truth_energy for c in children) + 4e-5 * own_mib
+        return Node(id=scope, scope=scope, parent_name="", level=0, instance_type=kind,
+                    type=node_type, features=feats, ground_truth_energy=float(energy),
+                    children=children)
+
+    blocks = []
+    for i in range(layers):
+        p, fl, mib = f"root.layer.{i}", 2.0 * tokens * width * width / 1e6, tokens * width / 2**17
+        blocks.append(inner(p, "Block", [
+            leaf(f"{p}.fc1", "Linear", fl, mib),
+            leaf(f"{p}.sm", "Softmax", 5.0 * batch * seq * seq / 1e6, batch * seq * seq / 2**17),
+            leaf(f"{p}.fc2", "Linear", 2 * fl, 1.5 * mib),
+            leaf(f"{p}.ln", "LayerNorm", 5.0 * tokens * width / 1e6, mib)], mib / 2))
+    root = inner("root", "Model", [inner("root.encoder", "Encoder", blocks, 0.0)], 0.0, "model")
+    return Tree(name, batch, seq, place_nodes(root))
+
+
+def learned_forest(power: float = 1.0) -> list[Tree]:
+    shapes = {"a": (2, 64), "b": (3, 96), "c": (4, 128), "d": (2, 160)}
+    return [learned_tree(m, layers, width, b, s, power=power) for m, (layers, width)
+            in shapes.items() for b in (1, 4, 16) for s in (16, 64, 128)]
+
+
+def held_out(trees: list[Tree], **config) -> dict[str, float]:
+    """Leave-one-model-out MAPE per node type (overall) of a structure-only predictor."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        cv = leave_one_model_out(trees, lambda: IreneRegressor(feature_sets=["model_specs"],
+                                                               **config))
+    return cv.overall
+
+
+@pytest.fixture(scope="module")
+def learnable():
+    return learned_forest()
+
+
+# What each strategy can and cannot learn on trees whose parents cost 1.03 × their children
+# plus an overhead (leaves exactly linear): measured errors in the comments, bounds with margin.
+@pytest.mark.parametrize("config, bounds", [
+    ({"training_strategy": "stepwise"}, {"ml": 0.01, "module": 0.5, "model": 0.5}),  # 0.00/0.06
+    ({"weighting_setting": "free"}, {"module": 0.5, "model": 0.5}),                  # 0.02/0.02
+    ({}, {"module": 3.0, "model": 3.0}),                                             # 1.7/1.6
+])
+def test_trained_weights_recover_unseen_models(learnable, config, bounds):
+    errors = held_out(learnable, **config)
+    for kind, bound in bounds.items():
+        assert errors[kind] < bound, (config, errors)
+
+
+@pytest.mark.parametrize("config", [
+    {"epochs": 0}, {"training_strategy": "none"}, {"weighting_setting": "exact_one"},
+])
+def test_without_learned_weights_parents_stay_off(learnable, config):
+    """Weights fixed at 1 cannot express 1.03 × Σ children: the model level stays > 3 % off
+    (6.3 % for the closed-form start, 3.8 % with exact_one weights and a trained overhead)."""
+    assert held_out(learnable, **config)["model"] > 3.0
+
+
+def test_unstructured_ignores_the_tree_and_is_worse(learnable):
+    assert held_out(learnable, training_strategy="unstructured")["model"] > \
+        2 * held_out(learnable)["model"]
+
+
+def test_log_leaf_fit_learns_power_law_leaf_costs():
+    """Leaves cost ∝ FLOPs^0.8 · bytes^0.1: a log-space fit recovers them (0.01 %); a linear fit
+    in relative error cannot (7.1 %)."""
+    trees = learned_forest(power=0.8)
+    assert held_out(trees, leaf_fit="log")["ml"] < 0.5
+    assert held_out(trees)["ml"] > 3.0
 
 
 def toy_tree(name: str, batch: int, seq: int, parent_factor: float) -> Tree:
@@ -78,7 +161,6 @@ def test_other_configurations_predict_every_node(synthetic, config):
     predicted = model.predict(synthetic[:3])
     values = [n.predicted_energy for t in predicted for n in t.nodes()]
     assert all(v is not None and np.isfinite(v) and v > 0 for v in values)
-    assert percentage_errors(synthetic[:3], predicted)["ml"] < 5.0  # ols fits absolute error
 
 
 def test_same_seed_same_predictions_and_file_order_does_not_matter(synthetic):

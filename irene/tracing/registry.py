@@ -202,6 +202,9 @@ def load_config(name_or_path: str, *, hub: bool = True) -> PretrainedConfig:
         return _local_config(path)
     if not hub:
         return _raise(_unknown(name_or_path, "not built in, no such local path, Hub lookup off"))
+    reason = hub_unreachable()
+    if reason:
+        raise _unknown(name_or_path, f"not built in, no such local path, and {reason}")
     from transformers import AutoConfig
 
     try:
@@ -209,6 +212,24 @@ def load_config(name_or_path: str, *, hub: bool = True) -> PretrainedConfig:
     except (OSError, ValueError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise _unknown(name_or_path, f"not built in, no such local path, Hub: {first}") from exc
+
+
+def hub_unreachable(timeout_s: float = 3.0) -> str | None:
+    """Why the Hugging Face Hub cannot be asked (offline mode, or no connection within
+    ``timeout_s`` seconds), or None when it can: fails fast instead of spending half a minute
+    on retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on"):
+        return "HF_HUB_OFFLINE is set"
+    endpoint = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host, port = endpoint.hostname or "huggingface.co", endpoint.port or 443
+    try:
+        socket.create_connection((host, port), timeout=timeout_s).close()
+    except OSError as exc:
+        return f"the Hub ({host}) cannot be reached: {exc.strerror or exc} (offline?)"
+    return None
 
 
 def _raise(exc: Exception) -> Any:
