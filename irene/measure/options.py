@@ -1,7 +1,8 @@
 """Command-line options of the measurement protocol, shared by every command that measures.
 
 ``add_measure_arguments(parser)`` adds ``--meter``, ``--runs``, ``--warmup``,
-``--min-run-seconds``, ``--subtract-idle``, ``--idle-seconds``, ``--cooldown`` and ``--no-dedup``;
+``--min-run-seconds``, ``--subtract-idle``, ``--idle-seconds``, ``--cooldown``, ``--no-dedup``
+and ``--threads``;
 ``protocol_from_args(args)`` builds the :class:`~irene.measure.protocol.Protocol`.
 """
 
@@ -35,10 +36,14 @@ def add_measure_arguments(parser: argparse.ArgumentParser, *, default_meter: str
                        help="sleep between runs (default: %(default)s)")
     group.add_argument("--no-dedup", dest="dedup", action="store_false",
                        help="measure identical nodes again instead of reusing the result")
+    group.add_argument("--threads", type=int, default=None, metavar="N",
+                       help="torch threads for CPU timings (default 1: repeatable on a shared "
+                            "machine; the load during timing is recorded and a busy machine "
+                            "warned about)")
 
 
 def protocol_from_args(args: argparse.Namespace) -> Protocol:
     """The protocol the user asked for (ValueError with the option's name if invalid)."""
     return Protocol(warmup=args.warmup, runs=args.runs, min_run_seconds=args.min_run_seconds,
                     subtract_idle=args.subtract_idle, idle_seconds=args.idle_seconds,
-                    cooldown_s=args.cooldown, dedup=args.dedup)
+                    cooldown_s=args.cooldown, dedup=args.dedup, threads=args.threads)
