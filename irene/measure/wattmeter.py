@@ -39,6 +39,17 @@ def parse_timestamp(text: str) -> float:
         return datetime.fromisoformat(text).timestamp()
 
 
+def _finite(text: str, parse: Callable[[str], float], where: str, name: str) -> float:
+    """``parse(text)`` if it gives a finite number, else WattmeterLogError naming the field."""
+    try:
+        value = parse(text)
+    except ValueError as exc:
+        raise WattmeterLogError(f"{where}: field '{name}': bad value {text!r}") from exc
+    if not math.isfinite(value):
+        raise WattmeterLogError(f"{where}: field '{name}': not a finite number {text!r}")
+    return value
+
+
 class WattmeterLog:
     """Incremental reader of a ``timestamp,watts`` CSV; ``refresh()`` reads lines appended since."""
 
@@ -72,18 +83,8 @@ class WattmeterLog:
         fields = [f.strip() for f in line.split(",")]
         if len(fields) < 2:
             raise WattmeterLogError(f"{where}: expected 'timestamp,watts', got {line!r}")
-        try:
-            t = parse_timestamp(fields[0])
-        except ValueError as exc:
-            raise WattmeterLogError(f"{where}: field 'timestamp': bad value {fields[0]!r}") from exc
-        if not math.isfinite(t):
-            raise WattmeterLogError(f"{where}: field 'timestamp': not a finite time {fields[0]!r}")
-        try:
-            w = float(fields[1])
-        except ValueError as exc:
-            raise WattmeterLogError(f"{where}: field 'watts': bad value {fields[1]!r}") from exc
-        if not math.isfinite(w):
-            raise WattmeterLogError(f"{where}: field 'watts': not a finite power {fields[1]!r}")
+        t = _finite(fields[0], parse_timestamp, where, "timestamp")
+        w = _finite(fields[1], float, where, "watts")
         if w < 0:
             raise WattmeterLogError(f"{where}: field 'watts': negative power {w}")
         if w > MAX_WATTS:
