@@ -34,16 +34,20 @@ def is_synthetic(trees: Sequence[Tree]) -> bool:
     """True if any tree's energies are not real measurements: its root metadata says
     ``synthetic: true`` (the formula of irene/synthetic.py), its meter (or ground-truth meter)
     is, or includes, ``"simulated"`` (irene.measure's SimulatedMeter), or its predictions come
-    from a predictor trained on such data (``predictor.trained_on.synthetic``)."""
+    from a predictor trained or calibrated on such data (``predictor.trained_on.synthetic``,
+    ``predictor.calibrated_on.synthetic``)."""
     return any(bool(t.meta.get("synthetic")) or _simulated_meter(t.meta.get("meter"))
                or _simulated_meter(t.meta.get("ground_truth_meter"))
                or _trained_on_synthetic(t.meta.get("predictor")) for t in trees)
 
 
 def _trained_on_synthetic(predictor: object) -> bool:
-    if not isinstance(predictor, dict) or not isinstance(predictor.get("trained_on"), dict):
+    """Whether a predictions stamp says the predictor was trained or calibrated on synthetic
+    data."""
+    if not isinstance(predictor, dict):
         return False
-    return bool(predictor["trained_on"].get("synthetic"))
+    return any(isinstance(predictor.get(key), dict) and bool(predictor[key].get("synthetic"))
+               for key in ("trained_on", "calibrated_on"))
 
 
 def _simulated_meter(name: object) -> bool:

@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 
 #: the subcommands, in the order ``irene --help`` lists them (each is irene.cli.<name>)
-COMMANDS = ("models", "trace", "train", "predict", "evaluate", "crossvalidate", "estimate",
-            "explain", "report", "plot", "compare", "export")
+COMMANDS = ("models", "trace", "train", "predict", "evaluate", "crossvalidate", "calibrate",
+            "estimate", "explain", "report", "plot", "compare", "export")
 
 
 class UserError(Exception):

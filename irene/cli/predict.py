@@ -31,5 +31,5 @@ def run(args: argparse.Namespace) -> int:
     trees = read_input_trees(args.data)
     write_trees(model.predict(trees), args.out)
     print(f"wrote {len(trees)} trees with predicted_energy to {args.out} "
-          f"(energies for: {model.training_data.hardware_text()})")
+          f"(energies for: {model.energy_for})")
     return 0

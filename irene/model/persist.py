@@ -65,9 +65,11 @@ def save_model(model: IreneRegressor, directory: str | os.PathLike) -> None:
                             "created_by": f"irene {__version__}", "config": model.get_params()}
     for name in _meta_fields():
         value = getattr(state, name)
-        meta[name] = value.to_dict() if isinstance(value, TrainingData) else value
-    tensors = {k: np.ascontiguousarray(np.asarray(getattr(state, k), dtype=np.float64))
-               for k in FittedState.array_fields()}
+        meta[name] = value.to_dict() if hasattr(value, "to_dict") else value
+    arrays = {k: getattr(state, k) for k in FittedState.array_fields()}
+    if state.calibration is not None:
+        arrays.update(state.calibration.arrays())
+    tensors = {k: np.ascontiguousarray(np.asarray(v, dtype=np.float64)) for k, v in arrays.items()}
     config_text = json.dumps(meta, indent=2, allow_nan=False) + "\n"  # fails before any write
     with directory_unit(directory, owns=is_model_directory) as staging:
         (staging / TENSOR_FILE).write_bytes(save(tensors, metadata={"format": FORMAT_NAME}))
@@ -144,6 +146,42 @@ def _read_tensors(path: Path) -> dict[str, np.ndarray]:
     return tensors
 
 
+def _read_calibration(meta: Any, tensors: dict[str, np.ndarray], path: Path):
+    """The checked :class:`~irene.model.calibrate.Calibration` of a model directory, or None."""
+    from irene.model.calibrate import EXPONENT_RANGE, Calibration
+    from irene.model.params import SHARED_TYPE
+
+    if meta is None:
+        return None
+    if not isinstance(meta, dict) or not isinstance(meta.get("leaf_types"), list) or \
+            not all(isinstance(k, str) for k in meta["leaf_types"]):
+        raise ModelFormatError(f"{path}: field 'calibration' is malformed")
+    factor = meta.get("overhead_factor")
+    if not isinstance(factor, (int, float)) or isinstance(factor, bool) or \
+            not 0.0 <= factor <= 10.0:
+        raise ModelFormatError(f"{path}: calibration.overhead_factor must be in [0, 10]")
+    types = meta["leaf_types"]
+    arrays = {}
+    for name in ("log_scale", "exponent"):
+        value = tensors.get(f"calibration.{name}")
+        if value is None or value.shape != (len(types),) or value.dtype != np.float64 \
+                or not np.all(np.isfinite(value)):
+            raise ModelFormatError(f"{path.parent / TENSOR_FILE}: tensor 'calibration.{name}' "
+                                   f"missing or not {len(types)} finite numbers")
+        arrays[name] = value
+    low, high = EXPONENT_RANGE
+    if SHARED_TYPE not in types or np.any(arrays["exponent"] < low) or \
+            np.any(arrays["exponent"] > high) or np.any(np.abs(arrays["log_scale"]) > 50):
+        raise ModelFormatError(f"{path}: calibration values out of range")
+    try:
+        calibrated_on = TrainingData.from_dict(meta.get("calibrated_on") or {})
+    except ValueError as exc:
+        raise ModelFormatError(f"{path}: calibration: {exc}") from exc
+    return Calibration(leaf_types=types, log_scale=arrays["log_scale"],
+                       exponent=arrays["exponent"], overhead_factor=float(factor),
+                       calibrated_on=calibrated_on)
+
+
 def load_model(cls: type[IreneRegressor], directory: str | os.PathLike) -> IreneRegressor:
     """Read and check a model directory; raise :class:`ModelFormatError` naming what is wrong."""
     import torch
@@ -171,6 +209,7 @@ def load_model(cls: type[IreneRegressor], directory: str | os.PathLike) -> Irene
         feature_names=meta["feature_names"], leaf_types=meta["leaf_types"],
         additive_index=meta["additive_index"], leaf_index=meta["leaf_index"],
         schema=meta["schema"], training_data=training,
+        calibration=_read_calibration(meta.get("calibration"), tensors, config_path),
         **{k: tensors[k] for k in FittedState.array_fields()})
     n_poly = model._poly(torch.zeros(1, len(state.feature_names), dtype=torch.float64)).shape[1]
     for key, shape in state.expected_shapes(n_poly).items():

@@ -217,6 +217,16 @@ class IreneRegressor:
         """What the fitted model was trained on (:class:`TrainingData`)."""
         return self._fitted().training_data
 
+    @property
+    def energy_for(self) -> str:
+        """Which hardware the predicted energies speak for, in words (the calibration's when
+        the model is calibrated, else its training data's)."""
+        state = self._fitted()
+        if state.calibration is not None:
+            return (f"{state.calibration.calibrated_on.hardware_text()} (calibrated from "
+                    f"{state.training_data.hardware_text()})")
+        return state.training_data.hardware_text()
+
     def _fitted(self) -> FittedState:
         if self.state_ is None:
             raise RuntimeError("this IreneRegressor is not fitted yet: call fit(trees) first")
@@ -360,6 +370,13 @@ class IreneRegressor:
         return z
 
     # ------------------------------------------------------------------------------ forward
+    def _type_keys(self, flat: FlatForest) -> np.ndarray:
+        """The regressor key of every node: its lower-cased primitive type for a leaf, and
+        ``<module>`` / ``<model>`` for inner nodes."""
+        inner = np.array([f"<{k}>" for k in INNER_KINDS], dtype=object)
+        return np.where(flat.is_leaf, flat.instance_type.astype(object),
+                        inner[np.maximum(flat.node_type - 1, 0)])
+
     def _tensors(self, flat: FlatForest, *, warn_unseen: bool) -> dict[str, Any]:
         """Constant tensors of one flattened forest for the forward pass."""
         state = self._fitted()
@@ -391,22 +408,37 @@ class IreneRegressor:
             "phi": self._poly(z), "delta": torch.from_numpy(delta),
             "parent": torch.from_numpy(flat.parent), "levels": levels,
             "gold": torch.from_numpy(flat.gold), "node_type": torch.from_numpy(flat.node_type),
+            "cal_index": (torch.from_numpy(state.calibration.index(self._type_keys(flat)))
+                          if state.calibration is not None else None),
         }
 
-    def _forward(self, params: dict[str, torch.Tensor], t: dict[str, Any],
-                 source: torch.Tensor | None = None) -> torch.Tensor:
-        """Predicted energy (J) of every node; ``source`` replaces children's predictions in the
-        sum (the gold energies, for stepwise training)."""
+    def _leaf_values(self, params: dict[str, torch.Tensor], t: dict[str, Any]) -> torch.Tensor:
+        """The leaf regressors' energy (J) for every node (meaningful where ``t["leaf"]``)."""
         theta = params["leaf_theta"] + params["leaf_scale"][:, None] * params["leaf_delta"]
         linear = (t["design"] @ theta.T).gather(1, t["type_index"][:, None])[:, 0]
-        leaf_pred = torch.exp(linear) if self.leaf_fit == "log" else linear
+        return torch.exp(linear) if self.leaf_fit == "log" else linear
+
+    def _forward(self, params: dict[str, torch.Tensor], t: dict[str, Any],
+                 source: torch.Tensor | None = None, *,
+                 overhead_factor: float | None = None) -> torch.Tensor:
+        """Predicted energy (J) of every node; ``source`` replaces children's predictions in the
+        sum (the gold energies, for stepwise training). A calibration (``state_.calibration``)
+        corrects the leaves and scales the module overhead (``overhead_factor`` overrides its
+        factor)."""
+        calibration = self._fitted().calibration
+        leaf_pred = self._leaf_values(params, t)
+        if calibration is not None:
+            leaf_pred = calibration.apply(leaf_pred, t["cal_index"])
         pred = torch.where(t["leaf"], leaf_pred, torch.zeros_like(leaf_pred))
         if self.training_strategy == "unstructured":
             return pred
         if self.module_overhead:
             beta = params["overhead_beta"] + params["overhead_unit"][:, None] * params["beta_delta"]
             overhead = (t["delta"] @ beta.T).gather(1, t["kind"][:, None])[:, 0]
-            pred = pred + torch.where(t["leaf"], torch.zeros_like(overhead), overhead)
+            if overhead_factor is None:
+                overhead_factor = calibration.overhead_factor if calibration is not None else 1.0
+            pred = pred + torch.where(t["leaf"], torch.zeros_like(overhead),
+                                      overhead_factor * overhead)
         weight = self._child_weight(params, t)
         for idx in t["levels"]:
             values = (pred if source is None else source)[idx]
@@ -513,6 +545,8 @@ class IreneRegressor:
         for node, value in zip(flat.nodes, values.tolist(), strict=True):
             node.predicted_energy = value
         stamp = {"trained_on": state.training_data.to_dict(), "schema": state.schema}
+        if state.calibration is not None:
+            stamp["calibrated_on"] = state.calibration.calibrated_on.to_dict()
         for tree in copies:
             tree.meta["predictor"] = copy.deepcopy(stamp)
         return copies

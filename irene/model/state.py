@@ -11,11 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from irene.schema import Schema
+
+if TYPE_CHECKING:
+    from irene.model.calibrate import Calibration
 
 
 @dataclass
@@ -100,7 +103,8 @@ class FittedState:
     overhead per unit of ``Δx / overhead_scale`` [A] and ``beta_delta`` [2, A] its correction
     (times ``overhead_unit`` [2]); ``weight_a`` [2, P], ``weight_b`` [2]: the child-weight
     networks; ``schema``: the feature schema of the training trees; ``training_data``: what it
-    was trained on.
+    was trained on; ``calibration``: a correction to other hardware
+    (:class:`~irene.model.calibrate.Calibration`), or None.
     """
 
     feature_names: list[str]
@@ -120,6 +124,7 @@ class FittedState:
     beta_delta: np.ndarray
     weight_a: np.ndarray
     weight_b: np.ndarray
+    calibration: Calibration | None = None
 
     @classmethod
     def array_fields(cls) -> list[str]:

@@ -54,8 +54,13 @@ def energy_for(tree: Tree, source: str) -> str | None:
             return None
         try:
             trained_on = TrainingData.from_dict(stamp["trained_on"])
+            calibrated_on = TrainingData.from_dict(stamp["calibrated_on"]) \
+                if isinstance(stamp.get("calibrated_on"), dict) else None
         except ValueError:
             return None
+        if calibrated_on is not None:
+            return (f"{calibrated_on.hardware_text()} (a predictor trained on "
+                    f"{trained_on.hardware_text()}, calibrated to it)")
         return f"{trained_on.hardware_text()} (what the predictor was trained on)"
     where = tree.meta.get("device_name") or tree.meta.get("device")
     meter = tree.meta.get("meter")

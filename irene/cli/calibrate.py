@@ -1,0 +1,57 @@
+"""``irene calibrate MODEL_DIR MEASURED OUT_DIR``: adapt a predictor to other hardware."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from irene.cli import UserError
+from irene.cli.options import input_paths, read_input_trees
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "calibrate", help="adapt a trained predictor to other hardware from a few measured trees",
+        description="Refit a few parameters of the predictor in MODEL_DIR (a power-law "
+                    "correction per primitive type, a factor on the module overhead) to the "
+                    "trees in MEASURED, measured on the new hardware (any models), and write "
+                    "the calibrated predictor to OUT_DIR. It records what it was trained and "
+                    "calibrated on.")
+    p.add_argument("model_dir", help="a predictor written by 'irene train'")
+    p.add_argument("measured", help="JSONL trees with ground_truth_energy from the new hardware")
+    p.add_argument("out_dir", help="directory for the calibrated predictor (new, empty, or an "
+                                   "earlier predictor)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from irene.evaluation import percentage_errors
+    from irene.model import IreneRegressor
+    from irene.model.calibrate import calibrate
+    from irene.model.persist import check_replaceable
+
+    if Path(args.out_dir).resolve() == Path(args.model_dir).resolve():
+        raise UserError(f"{args.out_dir}: is the predictor being calibrated; write the "
+                        "calibrated one to another directory")
+    from irene.files import guard_inside
+
+    guard_inside(args.out_dir, input_paths([args.measured]))
+    check_replaceable(args.out_dir)
+    base = IreneRegressor.load(args.model_dir)
+    trees = read_input_trees(args.measured)
+    try:
+        calibrated = calibrate(base, trees)
+    except ValueError as exc:
+        raise UserError(f"{args.measured}: {exc}") from exc
+    before = percentage_errors(trees, base.predict(trees))
+    after = percentage_errors(trees, calibrated.predict(trees))
+    calibrated.save(args.out_dir)
+    cal = calibrated.state_.calibration
+    print(f"calibrated {args.model_dir} (trained on {base.training_data.hardware_text()}) to "
+          f"{cal.calibrated_on.hardware_text()} from {len(trees)} trees: "
+          f"{len(cal.leaf_types) - 1} primitive types with their own correction, overhead x "
+          f"{cal.overhead_factor:.3f}")
+    print("error on the calibration trees %: " + ", ".join(
+        f"{k} {before[k]:.2f} -> {after[k]:.2f}" for k in before))
+    print(f"calibrated predictor written to {args.out_dir}")
+    return 0

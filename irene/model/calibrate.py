@@ -1,0 +1,187 @@
+"""Adapting a trained predictor to other hardware from a few measured trees of that hardware.
+
+Energy on another device is not a constant multiple of the first: in IrEne's two devices the
+ratio runs 0.70–0.90 with the model and the input size, because compute-bound and memory-bound
+primitives change by different factors and fixed per-call costs differ. So calibration refits a
+few parameters that carry exactly those differences and keeps everything that is structure
+(which nodes exist, how children add up, the shape of each leaf's dependence on its features):
+
+* per primitive type ``k``, a power-law correction of the base prediction of each leaf,
+  ``E_new = exp(a_k) · E_base^b_k`` (two numbers per type, fitted in log space by ridge
+  regression shrunk towards a correction shared by all types, which types with few measured
+  leaves use as it is);
+* one factor on the module overhead term (the work a module does beyond its children), fitted
+  in closed form on the inner nodes after the leaves are corrected.
+
+The child weights and the leaf regressors themselves are unchanged. The calibrated model is a
+new model directory that records both what the predictor was trained on and what it was
+calibrated on.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from irene.features import FlatForest
+from irene.model.params import SHARED_TYPE
+from irene.model.state import TrainingData
+from irene.tree import Tree, check_unique_keys, require_energy
+
+#: ridge penalty (per leaf) pulling a type's log ratio towards the shared one
+SHRINKAGE = 0.05
+#: ridge penalty (per leaf) pulling an exponent towards its prior (the shared one; 1 for the
+#: shared): an exponent is only fitted where the leaf energies span a range of sizes
+SLOPE_PRIOR = 0.05
+#: exponents outside this range are not a device change but a fit gone wrong
+EXPONENT_RANGE = (0.5, 1.5)
+#: leaves a type needs in the calibration trees to get a correction of its own
+MIN_LEAVES = 3
+
+
+@dataclass
+class Calibration:
+    """A fitted correction (see the module docstring). ``leaf_types`` [C] (lower-cased, the
+    shared correction last); ``log_scale`` [C] and ``exponent`` [C]: ``E_new = exp(log_scale) ·
+    E_base^exponent`` per type; ``overhead_factor``: multiplies the module overhead;
+    ``calibrated_on``: the measured trees used."""
+
+    leaf_types: list[str]
+    log_scale: np.ndarray
+    exponent: np.ndarray
+    overhead_factor: float
+    calibrated_on: TrainingData = field(default_factory=TrainingData)
+
+    def index(self, keys: np.ndarray) -> np.ndarray:
+        """Row of each node's type key in :attr:`leaf_types` (the shared row when absent)."""
+        lookup = {k: i for i, k in enumerate(self.leaf_types)}
+        shared = lookup[SHARED_TYPE]
+        return np.array([lookup.get(k, shared) for k in keys.tolist()], dtype=np.int64)
+
+    def apply(self, leaf_energy: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        """Corrected leaf energies (J) from base ones (J), per node type row ``index``."""
+        scale = torch.from_numpy(self.log_scale)[index]
+        power = torch.from_numpy(self.exponent)[index]
+        safe = torch.clamp(leaf_energy, min=1e-300)
+        return torch.exp(scale + power * torch.log(safe))
+
+    def to_dict(self) -> dict:
+        return {"leaf_types": list(self.leaf_types), "overhead_factor": self.overhead_factor,
+                "calibrated_on": self.calibrated_on.to_dict()}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {"calibration.log_scale": self.log_scale, "calibration.exponent": self.exponent}
+
+
+def calibrate(model, trees: Sequence[Tree]):
+    """A copy of the fitted ``model`` (an :class:`~irene.model.IreneRegressor`) calibrated to
+    the hardware the measured ``trees`` come from (every node needs a ground truth).
+
+    Raises ValueError when the trees do not fit the model (schema, features) or are too few.
+    """
+    trees = list(trees)
+    if not trees:
+        raise ValueError("calibration needs at least one measured tree")
+    require_energy(trees)
+    check_unique_keys(trees, "calibration trees")
+    base = copy.deepcopy(model)
+    base.state_.calibration = None
+    base._check_trees(trees)
+    flat = FlatForest.from_trees(trees, base.state_.feature_names)
+    t = base._tensors(flat, warn_unseen=False)
+    params = base._params(trainable=False)
+    with torch.no_grad():
+        leaf_base = base._leaf_values(params, t).numpy()
+    leaf_rows = t["leaf"].numpy()
+    keys = base._type_keys(flat)
+    calibration = _fit_leaf_corrections(keys[leaf_rows], leaf_base[leaf_rows],
+                                        flat.gold[leaf_rows])
+    calibration.calibrated_on = TrainingData.of(trees, base.schema)
+    calibrated = copy.deepcopy(base)
+    calibrated.state_.calibration = calibration
+    calibration.overhead_factor = _fit_overhead_factor(calibrated, flat)
+    return calibrated
+
+
+def _fit_leaf_corrections(keys: np.ndarray, base: np.ndarray, gold: np.ndarray) -> Calibration:
+    """log(gold) = a_k + b_k·(log(base) − x0) per type k (x0: the mean log base energy, so a_k is
+    the log ratio at a typical leaf and b_k how the ratio changes with the leaf's size).
+
+    First a common exponent b with one intercept per type (so differences between types do not
+    masquerade as a size effect), pulled towards b = 1 (a constant factor); then each type's
+    own (a_k, b_k) by ridge regression towards (its intercept, the common b). The shared
+    correction, for types absent from the calibration trees, is (mean intercept, b).
+    """
+    if (base <= 0).any():
+        raise ValueError("the base predictor gives non-positive leaf energies on the "
+                         "calibration trees: they lie outside what it was trained on")
+    x, y = np.log(base), np.log(gold)
+    x0 = float(x.mean())
+    names = sorted(k for k in set(keys.tolist()) if (keys == k).sum() >= MIN_LEAVES)
+    if not names:
+        raise ValueError(f"no primitive type has {MIN_LEAVES} measured leaves to calibrate on")
+    used = np.isin(keys, names)
+    intercepts, slope = _common_slope(keys[used], x[used] - x0, y[used], names)
+    corrections = [_ridge_line(x[keys == k] - x0, y[keys == k],
+                               prior=np.array([intercepts[i], slope]),
+                               strength=(SHRINKAGE, SLOPE_PRIOR)) for i, k in enumerate(names)]
+    corrections.append(np.array([float(np.mean(intercepts)), slope]))
+    a = np.array([c[0] for c in corrections])
+    b = np.array([c[1] for c in corrections])
+    # exp(a + b·(log E − x0)) = exp(a − b·x0) · E^b
+    return Calibration(leaf_types=[*names, SHARED_TYPE], log_scale=a - b * x0, exponent=b,
+                       overhead_factor=1.0)
+
+
+def _common_slope(keys: np.ndarray, x: np.ndarray, y: np.ndarray,
+                  names: list[str]) -> tuple[np.ndarray, float]:
+    """One intercept per type and one slope (pulled towards 1), by least squares."""
+    n = len(x)
+    design = np.column_stack([*(keys == k for k in names), x]).astype(float)
+    penalty = np.zeros(design.shape[1])
+    penalty[-1] = n * SLOPE_PRIOR
+    target = np.zeros(design.shape[1])
+    target[-1] = n * SLOPE_PRIOR * 1.0
+    theta = np.linalg.solve(design.T @ design + np.diag(penalty) + 1e-12 * np.eye(len(penalty)),
+                            design.T @ y + target)
+    slope = float(np.clip(theta[-1], *EXPONENT_RANGE))
+    intercepts = np.array([float(np.mean(y[keys == k] - slope * x[keys == k])) for k in names])
+    return intercepts, slope
+
+
+def _ridge_line(x: np.ndarray, y: np.ndarray, *, prior: np.ndarray,
+                strength: tuple[float, float]) -> np.ndarray:
+    """(a, b) minimising Σ (y − a − b·x)² + n·(λa·(a − prior_a)² + λb·(b − prior_b)²), with b
+    kept in :data:`EXPONENT_RANGE` (a refitted with b clipped); ``x`` is centred by the caller,
+    so a and b are nearly independent."""
+    n = len(x)
+    design = np.stack([np.ones(n), x], axis=1)
+    penalty = n * np.diag(strength)
+    a, b = np.linalg.solve(design.T @ design + penalty + 1e-12 * np.eye(2),
+                           design.T @ y + penalty @ prior)
+    low, high = EXPONENT_RANGE
+    if not low <= b <= high:
+        b = float(np.clip(b, low, high))
+        a = float((np.sum(y - b * x) + n * strength[0] * prior[0]) / (n + n * strength[0]))
+    return np.array([a, b])
+
+
+def _fit_overhead_factor(model, flat: FlatForest) -> float:
+    """The factor c on the module overhead that minimises the relative squared error of the
+    inner nodes: predictions are linear in c (pred = A + c·B), so c has a closed form."""
+    t = model._tensors(flat, warn_unseen=False)
+    params = model._params(trainable=False)
+    with torch.no_grad():
+        without = model._forward(params, t, overhead_factor=0.0).numpy()
+        with_one = model._forward(params, t, overhead_factor=1.0).numpy()
+    inner = ~flat.is_leaf
+    a, b, g = without[inner], with_one[inner] - without[inner], flat.gold[inner]
+    denominator = float(np.sum(b**2 / g**2))
+    if denominator <= 0:
+        return 1.0
+    factor = float(np.sum(b * (g - a) / g**2) / denominator)
+    return float(np.clip(factor, 0.0, 10.0))
