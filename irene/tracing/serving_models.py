@@ -150,7 +150,9 @@ def _qwen3_30b_a3b() -> PretrainedConfig:
 
 def _qwen3_235b_a22b() -> PretrainedConfig:
     """Qwen3-235B-A22B (-Instruct/-Thinking-2507 and their -FP8): AIC (Qwen--Qwen3-235B-A22B,
-    -FP8), SLIME qwen3-235B-A22B.sh; total 235,093,634,560 (KERAS qwen3_moe_235b_a22b_en)."""
+    -FP8), SLIME qwen3-235B-A22B.sh; total 235,093,634,560 (KERAS qwen3_moe_235b_a22b_en).
+    The rotary base is the original release's (AIC); the 2507 checkpoints' may differ, which does
+    not change the computation."""
     return _qwen3_moe(hidden=4096, layers=94, heads=64, kv_heads=4, ffn=12288, moe_ffn=1536,
                       experts=128, context=262144, theta=1_000_000.0)
 
