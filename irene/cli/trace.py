@@ -33,7 +33,11 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                        help="eager: QK^T, softmax, xV as separate primitives (default); sdpa: "
                             "one fused scaled_dot_product_attention primitive")
     trace.add_argument("--no-timing", action="store_true",
-                       help="skip the isolated replays: no times_mean/cpu/mem (much faster)")
+                       help="skip the isolated replays: no times_mean/cpu/mem; the model is "
+                            "built on the meta device (no weights in memory, much faster)")
+    trace.add_argument("--schema", default="irene", metavar="NAME",
+                       help="feature schema: irene (ours, default) or irene2021 (the leaves and "
+                            "feature definitions of IrEne's published trees)")
     trace.add_argument("--offline", action="store_true",
                        help="never look MODEL up on the Hub")
     add_measure_arguments(trace)
@@ -104,8 +108,10 @@ def run_trace(args: argparse.Namespace) -> int:
 
     from irene.measure import MeasurementCache
     from irene.tracing import UnknownModelError, build_model, trace_model
+    from irene.tracing.meta import MetaTraceError
     from irene.tree import append_tree
 
+    schema = _schema(args.schema)
     todo_all = combinations(args)
     done = done_combinations(args.output, args.model)
     todo = [c for c in todo_all if c not in done]
@@ -124,18 +130,30 @@ def run_trace(args: argparse.Namespace) -> int:
     try:
         try:
             model = build_model(args.model, attn=args.attn, dtype=args.dtype,
-                                device=args.device, hub=not args.offline)
+                                device="meta" if args.no_timing else args.device,
+                                hub=not args.offline)
         except UnknownModelError as exc:
             raise UserError(str(exc)) from exc
         cache = MeasurementCache(enabled=protocol.dedup)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         for batch_size, seq_len in tqdm(todo, desc=f"trace {args.model}", unit="tree"):
-            try:
-                tree = trace_model(model, batch_size, seq_len, device=args.device,
+            def trace(model=model, batch_size=batch_size, seq_len=seq_len):  # noqa: ANN202
+                return trace_model(model, batch_size, seq_len, device=args.device,
                                    dtype=args.dtype, attn=args.attn,
                                    timing=not args.no_timing, meter=meter, protocol=protocol,
                                    progress=not args.no_timing, model_name=args.model,
-                                   cache=cache)
+                                   cache=cache, schema=schema)
+            try:
+                try:
+                    tree = trace()
+                except ValueError as exc:
+                    if not isinstance(exc.__cause__, MetaTraceError):
+                        raise
+                    print(f"warning: {exc}; building {args.model} with real weights on "
+                          f"{args.device}", file=sys.stderr)
+                    model = build_model(args.model, attn=args.attn, dtype=args.dtype,
+                                        device=args.device, hub=not args.offline)
+                    tree = trace(model)
             except ValueError as exc:
                 raise UserError(f"{args.model} at {batch_size}x{seq_len}: {exc}") from exc
             append_tree(tree, args.output)
@@ -144,6 +162,14 @@ def run_trace(args: argparse.Namespace) -> int:
             meter.close()
     print(f"{args.output}: wrote {len(todo)} tree(s) of {args.model}", file=sys.stderr)
     return 0
+
+
+def _schema(name: str) -> str:
+    from irene.tracing.schemas import SCHEMAS
+
+    if name not in SCHEMAS:
+        raise UserError(f"--schema: unknown schema {name!r}; known: {', '.join(SCHEMAS)}")
+    return name
 
 
 def run_models(args: argparse.Namespace) -> int:

@@ -1,10 +1,16 @@
-"""``trace_model``: one model at one (batch size, sequence length) -> one IrEne tree."""
+"""``trace_model``: one model at one (batch size, sequence length) -> one IrEne tree.
+
+Features-only traces (``timing=False``) of a model given by name run on the meta device (no
+weights, no arithmetic; :mod:`irene.tracing.meta`) and record ``meta["traced_on"] = "meta"``;
+``meta["device"]`` stays the device the tree is meant for. Timed traces run on real weights.
+"""
 
 from __future__ import annotations
 
 import inspect
 import platform
 import time
+import warnings
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -14,7 +20,15 @@ from irene.measure.sampler import Sampler
 from irene.tracing.build import MFLOP, build_tree, measure_records, prune
 from irene.tracing.capture import ForwardCapture
 from irene.tracing.flops import FLOP_CONVENTION
+from irene.tracing.meta import (
+    META_SUBSTITUTES,
+    MetaTraceError,
+    is_on_meta,
+    is_value_dependent_error,
+    meta_shims,
+)
 from irene.tracing.registry import build_model, max_sequence_length, torch_dtype
+from irene.tracing.schemas import DEFAULT_SCHEMA, TraceSchema, get_schema
 from irene.tree import Tree
 
 if TYPE_CHECKING:
@@ -30,6 +44,13 @@ UNITS = {
     "gpu_energy_mean": "J per model forward call (NVML power x time)",
     "cpu": "%", "mem": "%", "gpu": "%", "gpu_mem": "%", "gpu_clk": "MHz", "gpu_mem_clk": "MHz",
     "num_parameters": "count",
+}
+IRENE2021_UNITS = {
+    "flops": "MFLOP (1e6 FLOPs) per forward call, counted per operation as IrEne's graph "
+             "extractor did (irene.tracing.schemas.irene2021_call_cost); a module: its own "
+             "direct calls plus its children",
+    "mem_bytes": "MiB (2^20 bytes) per forward call, counted per operation as IrEne's graph "
+                 "extractor did; a module: its own direct calls plus its children",
 }
 STATIC_FEATURES = ["num_parameters", "flops", "mem_bytes"]
 GPU_FEATURES = ["gpu", "gpu_mem", "gpu_clk", "gpu_mem_clk", "gpu_energy_mean"]
@@ -60,8 +81,11 @@ def make_inputs(model: PreTrainedModel, batch_size: int, seq_len: int, *,
 
 def _prepare(model: str | PreTrainedModel, *, device: str, dtype: str, attn: str,
              hub: bool) -> PreTrainedModel:
+    """The model to trace on ``device`` (``"meta"``: built or kept without weights)."""
     if isinstance(model, str):
         return build_model(model, attn=attn, dtype=dtype, device=device, hub=hub)
+    if is_on_meta(model):
+        device = "meta"
     model = model.to(device=device, dtype=torch_dtype(dtype))
     model.eval()
     model.config.use_cache = False
@@ -85,7 +109,8 @@ def _device_name(device: str) -> str:
 
 def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, timing: bool,
               meter: Meter | None, protocol: Protocol, sampler: Sampler | None,
-              counted_flops: int, cache: MeasurementCache | None, seconds: float) -> dict:
+              counted_flops: int, cache: MeasurementCache | None, seconds: float,
+              schema: TraceSchema, traced_on: str) -> dict:
     import transformers
 
     from irene import __version__
@@ -104,8 +129,13 @@ def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, tim
         why = "0: not measured (--no-timing)" if not timing else \
             f"0: no GPU sampled (device {device})"
         unavailable.update(dict.fromkeys(GPU_FEATURES, why))
+    units = dict(UNITS)
+    if schema.call_cost is not None:
+        units.update(IRENE2021_UNITS)
     meta: dict[str, Any] = {
         "device": device,
+        "traced_on": traced_on,
+        "schema": schema.record,
         "device_name": _device_name(device),
         "dtype": dtype,
         "attn": attn,
@@ -113,7 +143,7 @@ def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, tim
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
         "created_by": f"irene {__version__}",
-        "units": UNITS,
+        "units": units,
 
         "features_available": available,
         "features_unavailable": unavailable,
@@ -132,32 +162,49 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
                 timing: bool = True, meter: Meter | None = None,
                 protocol: Protocol | None = None, progress: bool = False,
                 model_name: str | None = None, hub: bool = True,
-                cache: MeasurementCache | None = None, seed: int = 0) -> Tree:
+                cache: MeasurementCache | None = None, seed: int = 0,
+                schema: str | TraceSchema = DEFAULT_SCHEMA) -> Tree:
     """Trace ``model`` on random token ids of shape (batch_size, seq_len) into an IrEne tree.
 
     ``model``: a built-in name, local path or Hub name (see :mod:`irene.tracing.registry`), or a
-    ``transformers`` model (moved to ``device``/``dtype`` and put in eval mode). The tree's
-    ``model_name`` is ``model_name``, else the name given, else the model's ``name_or_path``.
-    ``timing``: replay every node alone under ``protocol`` (default ``Protocol()``) for
-    ``times_mean`` and utilisation; with ``meter`` also ``ground_truth_energy`` (J).
-    Identical nodes are measured once when ``protocol.dedup`` (``cache`` may be shared between
-    calls). ``progress`` shows a tqdm bar over the replays. Features are described in
-    :mod:`irene.tracing.build`.
+    ``transformers`` model (moved to ``device``/``dtype`` and put in eval mode; a model on the
+    meta device stays there). The tree's ``model_name`` is ``model_name``, else the name given,
+    else the model's ``name_or_path``. ``timing``: replay every node alone under ``protocol``
+    (default ``Protocol()``) for ``times_mean`` and utilisation; with ``meter`` also
+    ``ground_truth_energy`` (J). Identical nodes are measured once when ``protocol.dedup``
+    (``cache`` may be shared between calls). ``progress`` shows a tqdm bar over the replays.
+    Without ``timing``, a model given by name is built and traced on the meta device (no weights
+    in memory, same features); ``meta["traced_on"]`` says where it ran. ``schema``: ``"irene"``
+    (ours) or ``"irene2021"`` (IrEne's leaves and feature definitions,
+    :mod:`irene.tracing.schemas`). Features are described in :mod:`irene.tracing.build`.
     """
     start = time.perf_counter()
+    rules = get_schema(schema)
     if meter is not None and not timing:
         raise ValueError("a meter needs the replays: drop --no-timing (timing=False)")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
+    if timing and not isinstance(model, str) and is_on_meta(model):
+        raise ValueError("a model on the meta device has no weights to replay: give it with "
+                         "weights, or trace features only (timing=False)")
     protocol = protocol if protocol is not None else Protocol()
     name = model_name or (model if isinstance(model, str) else
                           getattr(model, "name_or_path", None) or type(model).__name__)
-    built = _prepare(model, device=device, dtype=dtype, attn=attn, hub=hub)
-    inputs = make_inputs(built, batch_size, seq_len, seed=seed)
-
-    capture = ForwardCapture(built, record_inputs=timing, dedup=protocol.dedup)
-    with torch.no_grad(), capture:
-        built(**inputs)
+    on_meta = not timing and (isinstance(model, str) or is_on_meta(model))
+    built = _prepare(model, device="meta" if on_meta else device, dtype=dtype, attn=attn,
+                     hub=hub)
+    try:
+        capture = _capture(built, batch_size, seq_len, seed=seed, record_inputs=timing,
+                           dedup=protocol.dedup, schema=rules, on_meta=on_meta)
+    except MetaTraceError as exc:
+        if not isinstance(model, str):
+            raise ValueError(str(exc)) from exc
+        warnings.warn(f"{name}: {exc}; tracing with real weights on {device} instead",
+                      RuntimeWarning, stacklevel=2)
+        on_meta = False
+        built = _prepare(model, device=device, dtype=dtype, attn=attn, hub=hub)
+        capture = _capture(built, batch_size, seq_len, seed=seed, record_inputs=False,
+                           dedup=protocol.dedup, schema=rules, on_meta=False)
     root = capture.root
     if root is None or not prune(root):
         raise ValueError(f"{name}: the forward pass ran no primitive that could be traced")
@@ -176,9 +223,33 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
             sampler.close()
     meta = _metadata(built, device=device, dtype=dtype, attn=attn, timing=timing, meter=meter,
                      protocol=protocol, sampler=sampler, counted_flops=capture.counted_flops,
-                     cache=cache if timing else None, seconds=time.perf_counter() - start)
+                     cache=cache if timing else None, seconds=time.perf_counter() - start,
+                     schema=rules, traced_on="meta" if on_meta else device)
     return build_tree(root, model_name=name, batch_size=batch_size, seq_len=seq_len,
                       measurements=measurements, meta=meta)
+
+
+def _capture(model: PreTrainedModel, batch_size: int, seq_len: int, *, seed: int,
+             record_inputs: bool, dedup: bool, schema: TraceSchema,
+             on_meta: bool) -> ForwardCapture:
+    """Run one forward pass of ``model`` under a :class:`ForwardCapture` and return it.
+
+    The value-dependent helpers of :mod:`irene.tracing.meta` are answered for our inputs on
+    every device, so real and meta traces run the same code; on meta any other value-dependent
+    op raises :class:`MetaTraceError`.
+    """
+    inputs = make_inputs(model, batch_size, seq_len, seed=seed)
+    capture = ForwardCapture(model, record_inputs=record_inputs, dedup=dedup, schema=schema,
+                             substitutes=META_SUBSTITUTES if on_meta else None)
+    try:
+        with torch.no_grad(), meta_shims(), capture:
+            model(**inputs)
+    except (RuntimeError, NotImplementedError) as exc:
+        if on_meta and is_value_dependent_error(exc):
+            raise MetaTraceError(f"the forward pass reads tensor values, which the meta "
+                                 f"device does not have ({exc})") from exc
+        raise
+    return capture
 
 
 def _progress_bar(name: str, batch_size: int, seq_len: int) -> Any:
