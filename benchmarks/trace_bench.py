@@ -80,8 +80,9 @@ def run_trace(model: str, batch: int, seq: int, out: Path, extra: list[str],
             "-o", str(out), *extra]
     if with_weights:
         argv = ["with-weights", model, str(batch), str(seq), str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # one thread
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(argv)],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"irene trace failed:\n{proc.stderr[-2000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -42,6 +42,21 @@ def phi() -> T.PretrainedConfig:
                        max_position_embeddings=64, partial_rotary_factor=0.5)
 
 
+def roberta() -> T.PretrainedConfig:
+    return T.RobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
+                           num_attention_heads=4, intermediate_size=64,
+                           max_position_embeddings=66, pad_token_id=1)
+
+
+def distilbert() -> T.PretrainedConfig:
+    return T.DistilBertConfig(vocab_size=100, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+                              max_position_embeddings=64)
+
+
+def openai_gpt() -> T.PretrainedConfig:
+    return T.OpenAIGPTConfig(vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=64)
+
+
 def comparable(tree) -> list[tuple]:
     """Everything a node says about structure and features, except where it ran."""
     rows = []
@@ -69,6 +84,25 @@ def test_meta_trace_equals_real_trace_node_by_node(make, attn):
     assert len(rows_meta) == len(rows_real) > 10
     for a, b in zip(rows_real, rows_meta, strict=True):
         assert a == b, a[1]
+
+
+@pytest.mark.parametrize("make", [roberta, distilbert, openai_gpt])
+def test_meta_trace_equals_real_trace_for_irene_models(make):
+    real = trace_model(build_model(make()), B, S, timing=False, model_name="m")
+    meta = trace_model(build_model(make(), device="meta"), B, S, timing=False, model_name="m")
+    assert meta.meta["traced_on"] == "meta"
+    assert comparable(real) == comparable(meta)
+
+
+def test_seven_billion_parameters_trace_on_meta():
+    config = T.LlamaConfig(vocab_size=32000, hidden_size=4096, intermediate_size=11008,
+                           num_hidden_layers=32, num_attention_heads=32,
+                           max_position_embeddings=4096)  # Llama-2-7B's shape
+    tree = trace_model(build_model(config, device="meta"), 1, 16, timing=False)
+    assert tree.root.features["num_parameters"] == 6_738_415_616 - 32000 * 4096  # no lm_head
+    layer = next(n for n in tree.nodes() if n.scope == "root.layers.0.mlp.gate_proj")
+    assert layer.features["flops"] * 1e6 == 2 * 16 * 4096 * 11008
+    assert layer.features["mem_bytes"] * 2**20 == (16 * 4096 + 4096 * 11008 + 16 * 11008) * 4
 
 
 @pytest.mark.parametrize("make", [bert, gpt2])
