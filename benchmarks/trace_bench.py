@@ -180,10 +180,10 @@ def features_only(args: argparse.Namespace) -> None:
         if args.models:
             wanted = args.models.split(",")
             suite = [row for row in suite if any(w in row[0] for w in wanted)]
-        for model, batch, seq, aim in suite:
+        for k, (model, batch, seq, aim) in enumerate(suite):
             results = []
             for i in range(args.repeats):
-                out = Path(tmp) / f"f{len(results)}_{i}_{batch}x{seq}.jsonl"
+                out = Path(tmp) / f"suite{k}_run{i}.jsonl"
                 results.append(run_trace(model, batch, seq, out, ["--no-timing"],
                                          with_weights=args.with_weights))
             tree = read_trees(out)[0]
