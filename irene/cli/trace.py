@@ -107,8 +107,7 @@ def run_trace(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from irene.measure import MeasurementCache
-    from irene.tracing import UnknownModelError, build_model, trace_model
-    from irene.tracing.meta import MetaTraceError
+    from irene.tracing import trace_model
     from irene.tree import append_tree
 
     schema = _schema(args.schema)
@@ -128,32 +127,16 @@ def run_trace(args: argparse.Namespace) -> int:
     protocol = _protocol(args)
     meter = _open_meter(args)
     try:
-        try:
-            model = build_model(args.model, attn=args.attn, dtype=args.dtype,
-                                device="meta" if args.no_timing else args.device,
-                                hub=not args.offline)
-        except UnknownModelError as exc:
-            raise UserError(str(exc)) from exc
+        model = _model_to_trace(args)
         cache = MeasurementCache(enabled=protocol.dedup)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         for batch_size, seq_len in tqdm(todo, desc=f"trace {args.model}", unit="tree"):
-            def trace(model=model, batch_size=batch_size, seq_len=seq_len):  # noqa: ANN202
-                return trace_model(model, batch_size, seq_len, device=args.device,
+            try:
+                tree = trace_model(model, batch_size, seq_len, device=args.device,
                                    dtype=args.dtype, attn=args.attn,
                                    timing=not args.no_timing, meter=meter, protocol=protocol,
                                    progress=not args.no_timing, model_name=args.model,
-                                   cache=cache, schema=schema)
-            try:
-                try:
-                    tree = trace()
-                except ValueError as exc:
-                    if not isinstance(exc.__cause__, MetaTraceError):
-                        raise
-                    print(f"warning: {exc}; building {args.model} with real weights on "
-                          f"{args.device}", file=sys.stderr)
-                    model = build_model(args.model, attn=args.attn, dtype=args.dtype,
-                                        device=args.device, hub=not args.offline)
-                    tree = trace(model)
+                                   cache=cache, schema=schema, hub=not args.offline)
             except ValueError as exc:
                 raise UserError(f"{args.model} at {batch_size}x{seq_len}: {exc}") from exc
             append_tree(tree, args.output)
@@ -162,6 +145,22 @@ def run_trace(args: argparse.Namespace) -> int:
             meter.close()
     print(f"{args.output}: wrote {len(todo)} tree(s) of {args.model}", file=sys.stderr)
     return 0
+
+
+def _model_to_trace(args: argparse.Namespace):  # -> str | PreTrainedModel
+    """What ``trace_model`` gets: with replays, the model built once with weights on the
+    device; features only, its (checked) name: each trace builds it on the meta device, and
+    falls back to real weights if its forward pass reads tensor values."""
+    from irene.tracing import UnknownModelError, build_model, load_config
+
+    try:
+        if args.no_timing:
+            load_config(args.model, hub=not args.offline)
+            return args.model
+        return build_model(args.model, attn=args.attn, dtype=args.dtype, device=args.device,
+                           hub=not args.offline)
+    except UnknownModelError as exc:
+        raise UserError(str(exc)) from exc
 
 
 def _schema(name: str) -> str:
