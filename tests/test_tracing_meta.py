@@ -138,6 +138,15 @@ def test_cli_no_timing_traces_on_meta(tmp_path):
     assert tree.meta["schema"] == {"name": "irene", "version": 1}
 
 
+def test_features_for_a_cuda_target_trace_without_a_gpu(tmp_path):
+    directory = tmp_path / "tiny"
+    gpt2().save_pretrained(directory)
+    tree = trace_model(str(directory), B, S, timing=False, hub=False, device="cuda")
+    assert tree.meta["device"] == "cuda" and tree.meta["traced_on"] == "meta"
+    cpu = trace_model(str(directory), B, S, timing=False, hub=False)
+    assert [n.features for n in tree.nodes()] == [n.features for n in cpu.nodes()]
+
+
 def test_meta_model_cannot_be_timed():
     with pytest.raises(ValueError, match="meta device has no weights"):
         trace_model(build_model(bert(), device="meta"), B, S)

@@ -119,7 +119,7 @@ def run_trace(args: argparse.Namespace) -> int:
               f"already traced, skipping them", file=sys.stderr)
     if not todo:
         return 0
-    if args.device.startswith("cuda"):
+    if args.device.startswith("cuda") and not args.no_timing:  # features only: meta device
         import torch
 
         if not torch.cuda.is_available():

@@ -102,8 +102,10 @@ def _sync(device: str) -> Any:
 
 
 def _device_name(device: str) -> str:
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(torch.device(device))
+    if device.startswith("cuda"):
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(torch.device(device))
+        return "unknown CUDA device (not present where traced)"
     return platform.processor() or platform.machine()
 
 
@@ -182,7 +184,7 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
     rules = get_schema(schema)
     if meter is not None and not timing:
         raise ValueError("a meter needs the replays: drop --no-timing (timing=False)")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if device.startswith("cuda") and timing and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
     if timing and not isinstance(model, str) and is_on_meta(model):
         raise ValueError("a model on the meta device has no weights to replay: give it with "
@@ -191,13 +193,16 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
     name = model_name or (model if isinstance(model, str) else
                           getattr(model, "name_or_path", None) or type(model).__name__)
     on_meta = not timing and (isinstance(model, str) or is_on_meta(model))
+    if not on_meta and device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
     built = _prepare(model, device="meta" if on_meta else device, dtype=dtype, attn=attn,
                      hub=hub)
     try:
         capture = _capture(built, batch_size, seq_len, seed=seed, record_inputs=timing,
                            dedup=protocol.dedup, schema=rules, on_meta=on_meta)
     except MetaTraceError as exc:
-        if not isinstance(model, str):
+        if not isinstance(model, str) or (device.startswith("cuda")
+                                          and not torch.cuda.is_available()):
             raise ValueError(str(exc)) from exc
         warnings.warn(f"{name}: {exc}; tracing with real weights on {device} instead",
                       RuntimeWarning, stacklevel=2)
