@@ -205,3 +205,7 @@ def test_cli_schema_flag(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "--schema" in err and "irene2022" in err and "irene2021" in err
     assert not bad.exists()
+    assert main(["trace", str(directory), "--no-timing", "--offline", "--schema", "irene2021",
+                 "--attn", "sdpa", "-o", str(bad)]) == 2
+    assert "eager attention only" in capsys.readouterr().err
+    assert not bad.exists()

@@ -50,6 +50,7 @@ class TraceSchema:
     floating-point work, our rule). ``call_cost``: (FLOPs, bytes) of one call by its jit-style
     op name (None: ``FlopCounterMode`` and tensor bytes). ``instance_types``: class-name aliases.
     ``unique_function_scopes``: number repeated function scopes (``matmul``, ``matmul_1``).
+    ``attention``: the attention implementations the schema can describe.
     """
 
     name: str
@@ -60,6 +61,7 @@ class TraceSchema:
     call_cost: CallCost | None = None
     instance_types: dict[str, str] = field(default_factory=dict)
     unique_function_scopes: bool = True
+    attention: tuple[str, ...] = ("eager", "sdpa")
 
     @property
     def record(self) -> dict[str, Any]:
@@ -216,7 +218,7 @@ IRENE2021 = TraceSchema(
     leaf_module=lambda module: isinstance(module, IRENE_ML_MODULES),
     function_leaves={"matmul": "MatMul", "bmm": "MatMul", "softmax": "Softmax"},
     call_cost=irene2021_call_cost, instance_types=IRENE2021_INSTANCE_TYPES,
-    unique_function_scopes=False)
+    unique_function_scopes=False, attention=("eager",))  # IrEne had no fused attention
 
 #: schema name -> its tracer rules
 SCHEMAS: dict[str, TraceSchema] = {s.name: s for s in (IRENE, IRENE2021)}

@@ -182,6 +182,9 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
     """
     start = time.perf_counter()
     rules = get_schema(schema)
+    if attn not in rules.attention:
+        raise ValueError(f"schema {rules.name} describes {' or '.join(rules.attention)} "
+                         f"attention only, not {attn!r}")
     if meter is not None and not timing:
         raise ValueError("a meter needs the replays: drop --no-timing (timing=False)")
     if device.startswith("cuda") and timing and not torch.cuda.is_available():
