@@ -209,3 +209,13 @@ def test_cli_schema_flag(tmp_path, capsys):
                  "--attn", "sdpa", "-o", str(bad)]) == 2
     assert "eager attention only" in capsys.readouterr().err
     assert not bad.exists()
+
+
+def test_timed_trace_replays_every_irene2021_node():
+    from irene.measure import Protocol
+
+    tree = trace_model(tiny_gpt2(), B, S, schema="irene2021",
+                       protocol=Protocol(warmup=0, runs=1, min_run_seconds=0.0))
+    assert tree.meta["traced_on"] == "cpu"
+    assert all(n.features["times_mean"] > 0 for n in tree.nodes())
+    assert leaf_rows(tree) == sorted(GPT2_LEAVES)
