@@ -38,12 +38,15 @@ def keyed(tree) -> dict[tuple[str, int], object]:
 
 
 def errors_by_scope(predicted, gold) -> tuple[dict[str, list[float]], int, int]:
-    """APE (%) per node type over scope-matched nodes; (unmatched gold, unmatched predicted)."""
+    """APE (%) per node type and per (node type, instance type) over scope-matched nodes;
+    (unmatched gold, unmatched predicted)."""
     mine, ref = keyed(predicted), keyed(gold)
-    errors: dict[str, list[float]] = {t: [] for t in NODE_TYPES}
+    errors: dict = collections.defaultdict(list)
     for key in ref.keys() & mine.keys():
         g = ref[key].ground_truth_energy
-        errors[ref[key].type].append(abs(mine[key].predicted_energy - g) / g * 100.0)
+        ape = abs(mine[key].predicted_energy - g) / g * 100.0
+        errors[ref[key].type].append(ape)
+        errors[(ref[key].type, ref[key].instance_type)].append(ape)
     return errors, len(ref.keys() - mine.keys()), len(mine.keys() - ref.keys())
 
 
@@ -56,6 +59,8 @@ def main() -> None:
     parser.add_argument("data", help="measured energy trees (JSONL), e.g. irene_device_1.jsonl")
     parser.add_argument("--models", default=None, help="comma-separated held-out models")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--gap", type=float, default=1.0,
+                        help="list node classes whose MAPE differs by more than this (points)")
     args = parser.parse_args()
 
     from tqdm import tqdm
@@ -88,19 +93,22 @@ def main() -> None:
             warnings.simplefilter("always")
             ours = predictor.predict(traced)
             reference = predictor.predict(gold)
-        errors = {t: [] for t in NODE_TYPES}
-        ref_errors = {t: [] for t in NODE_TYPES}
+        errors: dict = collections.defaultdict(list)
+        ref_errors: dict = collections.defaultdict(list)
         missing = extra = 0
         for mine, theirs, gold_tree in zip(ours, reference, gold, strict=True):
             e, m, x = errors_by_scope(mine, gold_tree)
             r, _, _ = errors_by_scope(theirs, gold_tree)
             missing, extra = missing + m, extra + x
-            for t in NODE_TYPES:
+            for t in e:
                 errors[t] += e[t]
+            for t in r:
                 ref_errors[t] += r[t]
         rows[name] = {"ours": {t: mean(errors[t]) for t in NODE_TYPES},
                       "ref": {t: mean(ref_errors[t]) for t in NODE_TYPES},
                       "trees": len(gold), "missing": missing, "extra": extra,
+                      "by_class": {k: (mean(v), mean(ref_errors[k])) for k, v in errors.items()
+                                   if isinstance(k, tuple)},
                       "warnings": sorted({str(w.message)[:100] for w in caught})}
         print(f"{name}: done", file=sys.stderr, flush=True)
 
@@ -118,6 +126,12 @@ def main() -> None:
                           for t in NODE_TYPES)
     print(f"{'overall (mean of models)':<26}{sum(r['trees'] for r in rows.values()):>6}  "
           f"{'':>10}{overall}   {'':>13}{ref_overall}")
+    print(f"\nnode classes whose MAPE differs by more than {args.gap} points between our trace "
+          "and DATA's trees (ours vs DATA's):")
+    for name, row in rows.items():
+        for (kind, itype), (ours_e, ref_e) in sorted(row["by_class"].items()):
+            if abs(ours_e - ref_e) > args.gap:
+                print(f"  {name:<26}{kind:<7}{itype:<24}{ours_e:>8.2f}{ref_e:>8.2f}")
     for name, row in rows.items():
         for text in row["warnings"]:
             print(f"  warning ({name}): {text}")
