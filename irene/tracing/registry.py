@@ -261,8 +261,7 @@ def build_model(name_or_path: str | PretrainedConfig, *, attn: str = "eager",
     config.use_cache = False
     if str(device) == "meta":
         with torch.device("meta"):
-            model = AutoModel.from_config(config, attn_implementation=attn,
-                                          dtype=torch_dtype(dtype))
+            model = AutoModel.from_config(config, attn_implementation=attn)
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
