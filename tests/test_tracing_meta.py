@@ -86,6 +86,16 @@ def test_meta_trace_equals_real_trace_node_by_node(make, attn):
         assert a == b, a[1]
 
 
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_meta_trace_equals_real_trace_in_bfloat16(attn):
+    real = trace_model(build_model(llama(), attn=attn, dtype="bfloat16"), B, S, timing=False,
+                       attn=attn, dtype="bfloat16", model_name="m")
+    meta = trace_model(build_model(llama(), attn=attn, dtype="bfloat16", device="meta"), B, S,
+                       timing=False, attn=attn, dtype="bfloat16", model_name="m")
+    assert meta.root.extra["dtype"] == "bfloat16"
+    assert comparable(real) == comparable(meta)
+
+
 @pytest.mark.parametrize("make", [roberta, distilbert, openai_gpt])
 def test_meta_trace_equals_real_trace_for_irene_models(make):
     real = trace_model(build_model(make()), B, S, timing=False, model_name="m")
