@@ -9,8 +9,20 @@ share of the root's FLOPs and of the root's measured time that the ``ml`` leaves
 ``--census``: trace every built-in model (or ``--models``) once with ``--no-timing`` and print
 its node counts by type and instance type.
 
+``--features-only``: the features-only suite (meta device): phi-2 at 1x64, a Llama-3-70B-shaped
+config written to a temporary ``config.json`` at 1x64, and bert-base-uncased at 8x128, each
+``irene trace --no-timing`` in ``--repeats`` fresh processes; prints the median wall time and
+peak RSS. ``--with-weights`` runs the same traces with real random weights instead (what
+features-only tracing cost before it ran on meta), through the Python API.
+
+``--profile``: where the time of one features-only trace of ``--model`` goes, in one process:
+imports, configuration, model construction, the capture (forward pass under the capture, with
+and without ``FlopCounterMode``), tree building and JSON.
+
     python benchmarks/trace_bench.py                   # bert-base-uncased, 3 + 3 runs
     python benchmarks/trace_bench.py --census          # node counts of all built-ins at 8x128
+    python benchmarks/trace_bench.py --features-only   # phi-2, 70B Llama, bert-base (meta)
+    python benchmarks/trace_bench.py --profile --model bert-base-uncased
 """
 
 from __future__ import annotations
@@ -26,25 +38,51 @@ import tempfile
 import time
 from pathlib import Path
 
+LLAMA_70B = {  # Llama-3-70B's shape (random weights: only the architecture matters)
+    "model_type": "llama", "architectures": ["LlamaForCausalLM"], "vocab_size": 128256,
+    "hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80,
+    "num_attention_heads": 64, "num_key_value_heads": 8, "max_position_embeddings": 8192,
+    "rms_norm_eps": 1e-5, "rope_theta": 500000.0, "hidden_act": "silu",
+    "tie_word_embeddings": False, "torch_dtype": "bfloat16",
+}
+
 
 def child(argv: list[str]) -> None:
-    """Run ``irene trace`` in this process; print wall time (s) and peak RSS (MiB) as JSON."""
+    """Run ``irene trace`` in this process; print wall time (s) and peak RSS (MiB) as JSON.
+
+    ``argv[0] == "with-weights"``: trace features only with real random weights through the
+    Python API instead (``argv[1:]`` = model, batch, seq, output).
+    """
     start = time.perf_counter()
     import resource
 
-    from irene.cli import main
+    if argv[0] == "with-weights":
+        from irene.tracing import build_model, trace_model
+        from irene.tree import append_tree
 
-    code = main(argv)
+        model, batch, seq, out = argv[1], int(argv[2]), int(argv[3]), argv[4]
+        tree = trace_model(build_model(model, hub=False), batch, seq, timing=False,
+                           model_name=model)
+        append_tree(tree, Path(out))
+        code = 0
+    else:
+        from irene.cli import main
+
+        code = main(argv)
     wall = time.perf_counter() - start
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
     print(json.dumps({"rc": code, "wall_s": wall, "peak_mib": peak_mib}))
 
 
-def run_trace(model: str, batch: int, seq: int, out: Path, extra: list[str]) -> dict:
+def run_trace(model: str, batch: int, seq: int, out: Path, extra: list[str],
+              with_weights: bool = False) -> dict:
     argv = ["trace", model, "--batch-size", str(batch), "--seq-len", str(seq), "--offline",
             "-o", str(out), *extra]
+    if with_weights:
+        argv = ["with-weights", model, str(batch), str(seq), str(out)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # one thread
     proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(argv)],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False, env=env)
     if proc.returncode != 0:
         raise SystemExit(f"irene trace failed:\n{proc.stderr[-2000:]}")
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -124,6 +162,98 @@ def census(args: argparse.Namespace) -> None:
                   flush=True)
 
 
+def features_only(args: argparse.Namespace) -> None:
+    """Median wall time and peak RSS of features-only traces, each in a fresh process."""
+    from irene.tree import read_trees
+
+    mode = "real random weights (Python API)" if args.with_weights else \
+        "irene trace --no-timing (meta device)"
+    print(f"# features only, {mode}; {args.repeats} fresh processes per model; "
+          f"{os.cpu_count()} CPUs, load average at start {os.getloadavg()[0]:.2f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        llama_dir = Path(tmp) / "llama-70b"
+        llama_dir.mkdir()
+        (llama_dir / "config.json").write_text(json.dumps(LLAMA_70B))
+        suite = [("microsoft/phi-2", 1, 64, "aim <= 15 s, <= 2 GB"),
+                 (str(llama_dir), 1, 64, "aim <= 60 s, <= 4 GB"),
+                 ("bert-base-uncased", 8, 128, "aim <= 3 s")]
+        if args.models:
+            wanted = args.models.split(",")
+            suite = [row for row in suite if any(w in row[0] for w in wanted)]
+        for k, (model, batch, seq, aim) in enumerate(suite):
+            results = []
+            for i in range(args.repeats):
+                out = Path(tmp) / f"suite{k}_run{i}.jsonl"
+                results.append(run_trace(model, batch, seq, out, ["--no-timing"],
+                                         with_weights=args.with_weights))
+            tree = read_trees(out)[0]
+            walls = [r["wall_s"] for r in results]
+            peaks = [r["peak_mib"] for r in results]
+            label = "Llama-3-70B shape" if model == str(llama_dir) else model
+            print(f"{label} {batch}x{seq}: wall median {statistics.median(walls):.2f} s (runs "
+                  f"{', '.join(f'{w:.2f}' for w in walls)}), peak RSS median "
+                  f"{statistics.median(peaks):,.0f} MiB ({aim}); "
+                  f"{tree.root.features['num_parameters'] / 1e9:.2f} B parameters, "
+                  f"{tree.root.features['flops'] / 1e6:.2f} TFLOP, "
+                  f"{len(list(tree.nodes()))} nodes, traced on "
+                  f"{tree.meta.get('traced_on', 'cpu')}", flush=True)
+    print(f"# load average at end {os.getloadavg()[0]:.2f}")
+
+
+def profile(args: argparse.Namespace) -> None:
+    """Seconds spent in each phase of one features-only trace, in this process."""
+    phases: dict[str, float] = {}
+    mark = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal mark
+        now = time.perf_counter()
+        phases[name] = now - mark
+        mark = now
+
+    import torch
+    lap("import torch")
+    import transformers  # noqa: F401
+
+    from irene.tracing.registry import build_model, load_config
+    lap("import transformers + irene")
+    config = load_config(args.model, hub=False)
+    lap("configuration (imports the model's config class)")
+    build_model(config, device="meta")
+    lap("model construction on meta, first (imports its modeling file)")
+    model = build_model(load_config(args.model, hub=False), device="meta")
+    lap("model construction on meta, again")
+
+    from irene.tracing.build import build_tree, prune
+    from irene.tracing.capture import ForwardCapture
+    from irene.tracing.flops import flop_counter_mode
+    from irene.tracing.meta import META_SUBSTITUTES, meta_shims
+    from irene.tracing.trace import make_inputs
+    inputs = make_inputs(model, args.batch_size, args.seq_len)
+    with torch.no_grad(), meta_shims():
+        model(**inputs)
+    lap("forward pass on meta, bare")
+    with torch.no_grad(), meta_shims(), flop_counter_mode():
+        model(**inputs)
+    lap("forward pass on meta under FlopCounterMode")
+    capture = ForwardCapture(model, substitutes=META_SUBSTITUTES)
+    with torch.no_grad(), meta_shims(), capture:
+        model(**inputs)
+    lap("capture (hooks + TorchFunctionMode + FlopCounterMode)")
+    prune(capture.root)
+    tree = build_tree(capture.root, model_name=args.model, batch_size=args.batch_size,
+                      seq_len=args.seq_len)
+    lap("prune + tree building")
+    text = json.dumps(tree.to_dict())
+    lap("JSON")
+    total = sum(phases.values())
+    print(f"# one features-only trace of {args.model} {args.batch_size}x{args.seq_len} in one "
+          f"process; load average {os.getloadavg()[0]:.2f}; {len(text) / 2**20:.1f} MiB JSON")
+    for name, seconds in phases.items():
+        print(f"{seconds:7.3f} s  {100 * seconds / total:5.1f} %  {name}")
+    print(f"{total:7.3f} s  total")
+
+
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         child(json.loads(sys.argv[2]))
@@ -135,9 +265,21 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--census", action="store_true",
                         help="node counts by type of every built-in model (--no-timing)")
-    parser.add_argument("--models", default=None, help="comma-separated models for --census")
+    parser.add_argument("--models", default=None,
+                        help="comma-separated models for --census (--features-only: a subset)")
+    parser.add_argument("--features-only", action="store_true",
+                        help="phi-2 1x64, Llama-3-70B shape 1x64, bert-base 8x128 on meta")
+    parser.add_argument("--with-weights", action="store_true",
+                        help="--features-only with real random weights instead of meta")
+    parser.add_argument("--profile", action="store_true",
+                        help="where the time of one features-only trace of --model goes")
     args = parser.parse_args()
-    census(args) if args.census else bench(args)
+    if args.profile:
+        profile(args)
+    elif args.features_only:
+        features_only(args)
+    else:
+        census(args) if args.census else bench(args)
 
 
 if __name__ == "__main__":

@@ -35,7 +35,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="sweep: comma-separated sequence lengths")
     add_trace_options(trace)
     trace.add_argument("--no-timing", action="store_true",
-                       help="skip the isolated replays: no times_mean/cpu/mem (much faster)")
+                       help="skip the isolated replays: no times_mean/cpu/mem; the model is "
+                            "built on the meta device (no weights in memory, much faster)")
     trace.add_argument("--offline", action="store_true",
                        help="never look MODEL up on the Hub")
     add_measure_arguments(trace)
@@ -98,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
     todo_all = combinations(args)
     check_appendable(args.output)
     protocol = _protocol(args)
-    if args.device.startswith("cuda"):
+    if args.device.startswith("cuda") and not args.no_timing:  # features only: meta device
         import torch
 
         if not torch.cuda.is_available():
@@ -121,7 +122,7 @@ def _trace_all(args: argparse.Namespace, todo_all: list[tuple[int, int]], protoc
     from tqdm import tqdm
 
     from irene.measure import MeasurementCache
-    from irene.tracing import build_model, trace_model
+    from irene.tracing import trace_model
     from irene.tracing.trace import planned_key
     from irene.tree import append_tree
 
@@ -136,8 +137,7 @@ def _trace_all(args: argparse.Namespace, todo_all: list[tuple[int, int]], protoc
               "already traced with these settings, skipping them", file=sys.stderr)
     if not todo:
         return
-    model = build_model(args.model, attn=args.attn, dtype=args.dtype, device=args.device,
-                        hub=not args.offline)
+    model = _model_to_trace(args)
     cache = MeasurementCache(enabled=protocol.dedup)
     for batch_size, seq_len in tqdm(todo, desc=f"trace {args.model}", unit="tree"):
         with warnings.catch_warnings(record=True) as caught:
@@ -147,10 +147,23 @@ def _trace_all(args: argparse.Namespace, todo_all: list[tuple[int, int]], protoc
                                    dtype=args.dtype, attn=args.attn,
                                    timing=not args.no_timing, meter=meter, protocol=protocol,
                                    progress=not args.no_timing, model_name=args.model,
-                                   cache=cache, schema=schema)
+                                   cache=cache, schema=schema, hub=not args.offline)
             except ValueError as exc:
                 raise UserError(f"{args.model} at {batch_size}x{seq_len}: {exc}") from exc
         for item in caught:
             print(f"warning: {item.message}", file=sys.stderr)
         append_tree(tree, args.output)
     print(f"{args.output}: wrote {len(todo)} tree(s) of {args.model}", file=sys.stderr)
+
+
+def _model_to_trace(args: argparse.Namespace):  # -> str | PreTrainedModel
+    """What ``trace_model`` gets: with replays, the model built once with weights on the
+    device; features only, its (checked) name: each trace builds it on the meta device, and
+    falls back to real weights if its forward pass reads tensor values."""
+    from irene.tracing import build_model, load_config
+
+    if args.no_timing:
+        load_config(args.model, hub=not args.offline)
+        return args.model
+    return build_model(args.model, attn=args.attn, dtype=args.dtype, device=args.device,
+                       hub=not args.offline)

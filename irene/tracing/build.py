@@ -8,6 +8,8 @@ Feature conventions (also written to each tree's ``units`` metadata):
 * ``mem_bytes``: MiB (2^20 bytes) of the tensors each primitive call reads or writes as a whole
   — its inputs, outputs and parameters (each distinct tensor once per call); an inner node holds
   the sum over its leaves;
+* under a schema with its own cost table (``irene2021``, :mod:`irene.tracing.schemas`) both are
+  counted by that table, and an inner node holds its own direct calls plus its children's;
 * ``num_parameters``: the node's own parameter count (``module.parameters()``, shared tensors
   once); the root holds the model total; a function leaf counts parameters passed to it;
 * ``times_mean``: seconds per model forward call: the median per-call time of the node replayed
@@ -32,10 +34,22 @@ from irene.tree import Node, Tree, node_id
 
 
 def prune(record: Record) -> bool:
-    """Drop identity leaves and every module left without an ``ml`` leaf; True if kept."""
+    """Drop identity leaves and every module left without an ``ml`` leaf; True if kept.
+
+    What a dropped module ran itself (``own_flops``/``own_mem_bytes``, schemas with a cost table)
+    is charged to its parent, so every node keeps the totals of everything it ran.
+    """
     if record.is_leaf:
         return not record.identity
-    record.children = [c for c in record.children if prune(c)]
+    kept = []
+    for child in record.children:
+        if prune(child):
+            kept.append(child)
+        elif not child.is_leaf:
+            flops, mem = totals(child)
+            record.own_flops += flops
+            record.own_mem_bytes += mem
+    record.children = kept
     return bool(record.children)
 
 
@@ -68,19 +82,20 @@ def measure_records(records: Iterable[Record], *, meter: Meter | None, protocol:
     return results
 
 
-def leaf_totals(record: Record) -> tuple[int, int]:
-    """(FLOPs, bytes) summed over the leaves of a (pruned) record, in exact integers."""
+def totals(record: Record) -> tuple[int, int]:
+    """(FLOPs, bytes) of a record in exact integers: a leaf's own; an inner node's direct calls
+    that are not leaves (0 under our schema) plus the totals of its children."""
     if record.is_leaf:
         return record.flops, record.mem_bytes
-    flops = mem = 0
+    flops, mem = record.own_flops, record.own_mem_bytes
     for child in record.children:
-        f, m = leaf_totals(child)
+        f, m = totals(child)
         flops, mem = flops + f, mem + m
     return flops, mem
 
 
 def _features(record: Record, measurement: Measurement | None) -> dict:
-    flops, mem = leaf_totals(record)
+    flops, mem = totals(record)
     features = dict.fromkeys(FEATURE_FIELDS, 0.0)
     features.update(num_parameters=float(record.num_parameters), flops=flops / MFLOP,
                     mem_bytes=mem / MIB)
@@ -111,16 +126,26 @@ def _extra(record: Record, measurement: Measurement | None) -> dict[str, Any]:
 
 
 def to_node(record: Record, *, model_name: str, batch_size: int, seq_len: int, level: int = 0,
-            measurements: dict[int, Measurement] | None = None) -> Node:
-    """The :class:`Node` of a pruned record and its descendants."""
+            measurements: dict[int, Measurement] | None = None,
+            seen: dict[str, int] | None = None) -> Node:
+    """The :class:`Node` of a pruned record and its descendants.
+
+    ``seen`` counts the scopes given so far: a scope repeated in one tree (IrEne's two
+    ``matmul`` calls of one module) gets the id of ``scope#k`` for its k-th repeat.
+    """
+    seen = {} if seen is None else seen
+    repeat = seen.get(record.scope, 0)
+    seen[record.scope] = repeat + 1
+    id_scope = record.scope if repeat == 0 else f"{record.scope}#{repeat}"
     children = [to_node(c, model_name=model_name, batch_size=batch_size, seq_len=seq_len,
-                        level=level + 1, measurements=measurements) for c in record.children]
+                        level=level + 1, measurements=measurements, seen=seen)
+                for c in record.children]
     measurement = (measurements or {}).get(id(record))
     energy = None
     if measurement is not None and measurement.energy_j is not None:
         energy = measurement.energy_j * record.calls
     return Node(
-        id=node_id(model_name, batch_size, seq_len, record.scope),
+        id=node_id(model_name, batch_size, seq_len, id_scope),
         scope=record.scope,
         parent_name=record.parent.scope if record.parent is not None else "",
         level=level,

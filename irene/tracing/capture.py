@@ -15,6 +15,9 @@ How it works:
   capture so their element-wise work forms one leaf (``ApplyRotaryPosEmb``);
 * FLOPs come from torch's ``FlopCounterMode`` extended by :mod:`irene.tracing.flops`; each leaf
   gets the FLOPs counted while it ran;
+* a :class:`~irene.tracing.schemas.TraceSchema` other than ours may redefine which modules and
+  calls are leaves and cost every call by its own table (``irene2021``): then a call that is
+  not a leaf is charged to the module that made it (``own_flops``/``own_mem_bytes``);
 * with ``record_inputs`` each replayable node keeps a copy of the inputs of its first call (only
   the first node of each signature when ``dedup``), so it can later be replayed in isolation.
 """
@@ -35,6 +38,7 @@ from torch.overrides import TorchFunctionMode
 from torch.utils._pytree import tree_leaves, tree_map
 
 from irene.tracing.flops import flop_counter_mode, tensor_bytes
+from irene.tracing.schemas import IRENE, TraceSchema, jit_op_name
 
 #: torch function name (normalised) -> instance type of its leaf (IrEne's names where they exist)
 FUNCTION_TYPES = {
@@ -49,7 +53,7 @@ FUNCTION_TYPES = {
 #: functions that become leaves even without floating-point work (memory-bound look-ups)
 ALWAYS_LEAF = {"embedding", "embedding_bag"}
 #: composite helpers of ``transformers`` modeling files captured as one leaf: name -> type
-COMPOSITE_FUNCTIONS = {"apply_rotary_pos_emb": "ApplyRotaryPosEmb"}
+COMPOSITE_FUNCTIONS = IRENE.composite_functions
 #: leaf modules that are the identity at inference, dropped even if they did not return input
 IDENTITY_MODULES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
                     nn.FeatureAlphaDropout, nn.Identity)
@@ -69,7 +73,9 @@ class Record:
     parameters of every call (leaves only); ``calls``: calls during the forward pass.
     ``replay``: calls the node once on the inputs recorded at its first call (None when not
     recorded). ``signature``: hex digest identifying identical work (same primitive or module
-    structure, input shapes/dtypes/strides, parameter shapes).
+    structure, input shapes/dtypes/strides, parameter shapes). ``own_flops``/``own_mem_bytes``:
+    FLOPs and bytes of a module's direct calls that are not leaves (schemas with a cost table
+    only; 0 otherwise).
     """
 
     scope: str
@@ -89,6 +95,8 @@ class Record:
     signature: str | None = None
     replay: Callable[[], Any] | None = None
     identity: bool = False
+    own_flops: int = 0
+    own_mem_bytes: int = 0
 
     @property
     def is_leaf(self) -> bool:
@@ -211,9 +219,12 @@ class ForwardCapture(TorchFunctionMode):
     """
 
     def __init__(self, model: nn.Module, *, record_inputs: bool = False,
-                 dedup: bool = True) -> None:
+                 dedup: bool = True, schema: TraceSchema = IRENE,
+                 substitutes: dict[str, Callable[..., Any]] | None = None) -> None:
         super().__init__()
         self.model = model
+        self.schema = schema
+        self.substitutes = substitutes or {}  # op -> what runs in its place (meta device)
         self.record_inputs = record_inputs
         self.dedup = dedup
         self.names = {m: name for name, m in model.named_modules()}
@@ -226,7 +237,8 @@ class ForwardCapture(TorchFunctionMode):
         self._scopes = {"root" if not n else f"root.{n}" for n in self.names.values()}
         self._claimed: set[str] = set()  # module scopes given to a record
         self._recorded_signatures: set[str] = set()
-        self._counter = flop_counter_mode()
+        self._counter = flop_counter_mode() if schema.call_cost is None else None
+        self._costed_flops = 0  # total FLOPs charged by the schema's cost table
         self._exit = contextlib.ExitStack()
 
     # -- context management ----------------------------------------------------------------
@@ -239,7 +251,8 @@ class ForwardCapture(TorchFunctionMode):
                 self._exit.callback(module.register_forward_hook(
                     self._post_hook, with_kwargs=True, always_call=True).remove)
             self._patch_composites()
-            self._exit.enter_context(self._counter)
+            if self._counter is not None:
+                self._exit.enter_context(self._counter)
             super().__enter__()
         except BaseException:
             self._exit.close()
@@ -258,7 +271,7 @@ class ForwardCapture(TorchFunctionMode):
         module_names = {type(m).__module__ for m in self.names}
         for module_name in module_names:
             pymod = sys.modules.get(module_name)
-            for fn_name, itype in COMPOSITE_FUNCTIONS.items():
+            for fn_name, itype in self.schema.composite_functions.items():
                 original = getattr(pymod, fn_name, None)
                 if original is None or not callable(original) or \
                         getattr(original, "_irene_wrapped", False):
@@ -278,6 +291,8 @@ class ForwardCapture(TorchFunctionMode):
     # -- bookkeeping -----------------------------------------------------------------------
 
     def _flops(self) -> int:
+        if self._counter is None:
+            return self._costed_flops
         return self._counter.get_total_flops()
 
     def _unique_scope(self, base: str) -> str:
@@ -313,10 +328,11 @@ class ForwardCapture(TorchFunctionMode):
         if record is not None:
             return record
         is_root = module is self.model
-        leaf = not is_root and next(module.children(), None) is None
+        leaf = not is_root and self.schema.leaf_module(module)
         record = Record(scope=self._scope_for(module, parent),
                         kind="model" if is_root else ("leaf" if leaf else "module"),
-                        instance_type=type(module).__name__, parent=parent, module=module,
+                        instance_type=self.schema.instance_type(module), parent=parent,
+                        module=module,
                         num_parameters=sum(p.numel() for p in module.parameters()))
         self.records[key] = record
         if is_root:
@@ -382,10 +398,11 @@ class ForwardCapture(TorchFunctionMode):
                 return
             self._opaque -= 1
             flops = self._flops() - frame.flops_before
-            record.flops += flops
             inputs = _tensors((frame.args, frame.kwargs))
-            params = list(module.parameters())
-            record.mem_bytes += tensor_bytes([*inputs, *outputs, *params])
+            if self._counter is not None:  # a cost table charged the calls as they ran
+                record.flops += flops
+                params = list(module.parameters())
+                record.mem_bytes += tensor_bytes([*inputs, *outputs, *params])
             if frame.first:
                 returned_input = bool(inputs) and output is inputs[0]
                 record.identity = isinstance(module, IDENTITY_MODULES) or \
@@ -398,11 +415,36 @@ class ForwardCapture(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple = (),
                            kwargs: dict | None = None) -> Any:
         kwargs = kwargs or {}
-        if self._internal or self._opaque or not self._stack or self._stack[-1].record is None:
+        if self._internal or not self._stack:
+            return func(*args, **kwargs)
+        if self.schema.call_cost is not None:
+            return self._costed_call(func, args, kwargs)
+        if self._opaque or self._stack[-1].record is None:
             return func(*args, **kwargs)
         op = normalise_name(func)
         return self._run_leaf_call("function", op, function_type(op), func, args, kwargs,
                                    inplace=_is_inplace(func))
+
+    def _costed_call(self, func: Callable, args: tuple, kwargs: dict) -> Any:
+        """A call under a schema with a cost table: a function leaf if the schema says so (in a
+        module's body), else its cost is charged to the innermost recorded node running it."""
+        op = normalise_name(func)
+        leaves = self.schema.function_leaves or {}
+        if op in leaves and not self._opaque and self._stack[-1].record is not None:
+            return self._run_leaf_call("function", op, leaves[op], func, args, kwargs,
+                                       inplace=_is_inplace(func))
+        out = self.substitutes.get(op, func)(*args, **kwargs)
+        target = next((f.record for f in reversed(self._stack) if f.record is not None), None)
+        if target is not None:
+            flops, nbytes = self.schema.call_cost(jit_op_name(func), args, kwargs, out)
+            self._costed_flops += flops
+            if target.is_leaf:
+                target.flops += flops
+                target.mem_bytes += nbytes
+            else:
+                target.own_flops += flops
+                target.own_mem_bytes += nbytes
+        return out
 
     def _run_leaf_call(self, kind: str, op: str, itype: str, func: Callable, args: tuple,
                        kwargs: dict, *, inplace: bool) -> Any:
@@ -414,29 +456,38 @@ class ForwardCapture(TorchFunctionMode):
         before = self._flops()
         self._opaque += 1
         try:
-            out = func(*args, **kwargs)
+            out = self.substitutes.get(op, func)(*args, **kwargs)
         finally:
             self._opaque -= 1
-        flops = self._flops() - before
-        if flops == 0 and kind == "function" and op not in ALWAYS_LEAF:
-            return out
+        nbytes = None
+        if self.schema.call_cost is not None:
+            flops, nbytes = self.schema.call_cost(jit_op_name(func), args, kwargs, out)
+            self._costed_flops += flops
+        else:
+            flops = self._flops() - before
+            if flops == 0 and kind == "function" and op not in ALWAYS_LEAF:
+                return out
         self._internal = True
         try:
             self._add_leaf(kind, op, itype, func, args, kwargs, out, flops, before_inputs,
-                           parent)
+                           parent, nbytes)
         finally:
             self._internal = False
         return out
 
     def _add_leaf(self, kind: str, op: str, itype: str, func: Callable, args: tuple,
                   kwargs: dict, out: Any, flops: int, before_inputs: tuple | None,
-                  parent: Record) -> None:
+                  parent: Record, nbytes: int | None = None) -> None:
+        """A function/composite leaf under ``parent``; ``nbytes`` (default: the bytes of its
+        distinct inputs and outputs) is its ``mem_bytes``."""
         inputs = _tensors((args, kwargs))
         outputs = _tensors(out)
         params = {id(t): t for t in inputs if isinstance(t, nn.Parameter)}
-        record = Record(scope=self._unique_scope(f"{parent.scope}.{op}"), kind=kind,
+        base = f"{parent.scope}.{op}"
+        scope = self._unique_scope(base) if self.schema.unique_function_scopes else base
+        record = Record(scope=scope, kind=kind,
                         instance_type=itype, parent=parent, op=op, calls=1, flops=flops,
-                        mem_bytes=tensor_bytes([*inputs, *outputs]),
+                        mem_bytes=tensor_bytes([*inputs, *outputs]) if nbytes is None else nbytes,
                         num_parameters=sum(p.numel() for p in params.values()),
                         input_shapes=_shapes(inputs), output_shapes=_shapes(outputs),
                         dtype=_dtype_of(outputs, inputs))

@@ -275,6 +275,8 @@ def build_model(name_or_path: str | PretrainedConfig, *, attn: str = "eager",
     ``attn``: ``"eager"`` (QKᵀ, softmax and ·V as separate primitives) or ``"sdpa"`` (one fused
     ``scaled_dot_product_attention``). The KV cache is switched off (one full forward pass).
     Weights are drawn with ``torch.manual_seed(seed)`` so two builds are identical.
+    ``device="meta"``: built on the meta device — shapes without storage, no weights drawn
+    (see :mod:`irene.tracing.meta`).
     """
     import torch
     from transformers import AutoModel
@@ -284,9 +286,13 @@ def build_model(name_or_path: str | PretrainedConfig, *, attn: str = "eager",
     config = load_config(name_or_path, hub=hub) if isinstance(name_or_path, (str, os.PathLike)) \
         else name_or_path
     config.use_cache = False
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = AutoModel.from_config(config, attn_implementation=attn)
+    if str(device) == "meta":
+        with torch.device("meta"):
+            model = AutoModel.from_config(config, attn_implementation=attn)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = AutoModel.from_config(config, attn_implementation=attn)
     model = model.to(device=device, dtype=torch_dtype(dtype))
     model.eval()
     if isinstance(name_or_path, (str, os.PathLike)):

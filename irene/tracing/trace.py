@@ -1,4 +1,9 @@
-"""``trace_model``: one model at one (batch size, sequence length) -> one IrEne tree."""
+"""``trace_model``: one model at one (batch size, sequence length) -> one IrEne tree.
+
+Features-only traces (``timing=False``) of a model given by name run on the meta device (no
+weights, no arithmetic; :mod:`irene.tracing.meta`) and record ``meta["traced_on"] = "meta"``;
+``meta["device"]`` stays the device the tree is meant for. Timed traces run on real weights.
+"""
 
 from __future__ import annotations
 
@@ -13,18 +18,38 @@ import torch
 from irene.measure import MeasurementCache, Meter, Protocol, measurement_metadata
 from irene.measure.conditions import timing_conditions
 from irene.measure.sampler import Sampler
-from irene.schema import DEFAULT_SCHEMA, MFLOP, Schema, get_schema, supplied_features, units
+from irene.schema import DEFAULT_SCHEMA, MFLOP, supplied_features, units
 from irene.tracing.build import build_tree, measure_records, prune
 from irene.tracing.capture import ForwardCapture
 from irene.tracing.flops import FLOP_CONVENTION
+from irene.tracing.meta import (
+    META_SUBSTITUTES,
+    MetaTraceError,
+    is_on_meta,
+    is_value_dependent_error,
+    meta_shims,
+)
 from irene.tracing.registry import build_model, max_sequence_length, torch_dtype
+from irene.tracing.schemas import TraceSchema, trace_rules
 from irene.tree import Tree, TreeKey, tree_key
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-#: how FLOPs are counted, recorded with the units of every tree
-FLOPS_UNIT = f"MFLOP (1e6 FLOPs) per forward call; {FLOP_CONVENTION}"
+#: how FLOPs and bytes are counted, recorded with the units of every tree, per schema
+COUNTING = {
+    "irene": {"flops": f"MFLOP (1e6 FLOPs) per forward call; {FLOP_CONVENTION}",
+              "mem_bytes": "MiB (2^20 bytes) of the inputs, outputs and parameters each "
+                           "primitive call reads or writes; modules and the model: sum over "
+                           "their leaves"},
+    "irene2021": {"flops": "MFLOP (1e6 FLOPs) per forward call, counted per operation as "
+                           "IrEne's graph extractor did (irene.tracing.schemas."
+                           "irene2021_call_cost); a module: its own direct calls plus its "
+                           "children",
+                  "mem_bytes": "MiB (2^20 bytes) per forward call, counted per operation as "
+                               "IrEne's graph extractor did; a module: its own direct calls "
+                               "plus its children"},
+}
 
 
 def make_inputs(model: PreTrainedModel, batch_size: int, seq_len: int, *,
@@ -52,8 +77,11 @@ def make_inputs(model: PreTrainedModel, batch_size: int, seq_len: int, *,
 
 def _prepare(model: str | PreTrainedModel, *, device: str, dtype: str, attn: str,
              hub: bool) -> PreTrainedModel:
+    """The model to trace on ``device`` (``"meta"``: built or kept without weights)."""
     if isinstance(model, str):
         return build_model(model, attn=attn, dtype=dtype, device=device, hub=hub)
+    if is_on_meta(model):
+        device = "meta"
     model = model.to(device=device, dtype=torch_dtype(dtype))
     model.eval()
     model.config.use_cache = False
@@ -70,15 +98,18 @@ def _sync(device: str) -> Any:
 
 
 def _device_name(device: str) -> str:
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(torch.device(device))
+    if device.startswith("cuda"):
+        if torch.cuda.is_available():
+            return torch.cuda.get_device_name(torch.device(device))
+        return "unknown CUDA device (not present where traced)"
     return platform.processor() or platform.machine()
 
 
 def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, timing: bool,
               meter: Meter | None, protocol: Protocol, sampler: Sampler | None,
               counted_flops: int, cache: MeasurementCache | None, seconds: float,
-              schema: Schema, conditions: dict[str, Any] | None) -> dict:
+              schema: TraceSchema, traced_on: str,
+              conditions: dict[str, Any] | None) -> dict:
     import transformers
 
     from irene import __version__
@@ -86,9 +117,10 @@ def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, tim
     gpu_sampled = sampler is not None and sampler.gpu is not None
     available, unavailable = supplied_features(timing=timing, gpu_sampled=gpu_sampled)
     meta: dict[str, Any] = {
-        "schema": schema.to_dict(),
+        "schema": schema.record,
         "phase": "forward",
         "device": device,
+        "traced_on": traced_on,
         "device_name": _device_name(device),
         "dtype": dtype,
         "attn": attn,
@@ -96,7 +128,7 @@ def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, tim
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
         "created_by": f"irene {__version__}",
-        "units": {**units(), "flops": FLOPS_UNIT},
+        "units": {**units(), **COUNTING[schema.name]},
         "features_available": available,
         "features_unavailable": unavailable,
         "flops_counted": counted_flops / MFLOP,
@@ -117,7 +149,7 @@ def planned_key(model_name: str, batch_size: int, seq_len: int, *, device: str, 
                 protocol: Protocol) -> TreeKey:
     """The :class:`~irene.tree.TreeKey` the tree traced with these settings will have (for
     resuming a sweep without tracing again)."""
-    meta: dict[str, Any] = {"schema": get_schema(schema).to_dict(), "phase": "forward",
+    meta: dict[str, Any] = {"schema": trace_rules(schema).record, "phase": "forward",
                             "device": device, "device_name": _device_name(device),
                             "dtype": dtype, "attn": attn}
     if timing:
@@ -133,37 +165,56 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
                 protocol: Protocol | None = None, progress: bool = False,
                 model_name: str | None = None, hub: bool = True,
                 cache: MeasurementCache | None = None, seed: int = 0,
-                schema: str = DEFAULT_SCHEMA) -> Tree:
+                schema: str | TraceSchema = DEFAULT_SCHEMA) -> Tree:
     """Trace ``model`` on random token ids of shape (batch_size, seq_len) into an IrEne tree.
 
     ``model``: a built-in name, local path or Hub name (see :mod:`irene.tracing.registry`), or a
-    ``transformers`` model (moved to ``device``/``dtype`` and put in eval mode). The tree's
-    ``model_name`` is ``model_name``, else the name given, else the model's ``name_or_path``.
-    ``timing``: replay every node alone under ``protocol`` (default ``Protocol()``) for
-    ``times_mean`` and utilisation; with ``meter`` also ``ground_truth_energy`` (J).
-    Identical nodes are measured once when ``protocol.dedup`` (``cache`` may be shared between
-    calls). ``progress`` shows a tqdm bar over the replays. ``schema`` names the feature
-    schema (:mod:`irene.schema`). Features are described in :mod:`irene.tracing.build`. CPU
+    ``transformers`` model (moved to ``device``/``dtype`` and put in eval mode; a model on the
+    meta device stays there). The tree's ``model_name`` is ``model_name``, else the name given,
+    else the model's ``name_or_path``. ``timing``: replay every node alone under ``protocol``
+    (default ``Protocol()``) for ``times_mean`` and utilisation; with ``meter`` also
+    ``ground_truth_energy`` (J). Identical nodes are measured once when ``protocol.dedup``
+    (``cache`` may be shared between calls). ``progress`` shows a tqdm bar over the replays.
+    Without ``timing``, a model given by name is built and traced on the meta device (no weights
+    in memory, same features); ``meta["traced_on"]`` says where it ran. ``schema``: ``"irene"``
+    (ours) or ``"irene2021"`` (IrEne's leaves and feature definitions,
+    :mod:`irene.tracing.schemas`). Features are described in :mod:`irene.tracing.build`. CPU
     replays run on ``protocol.threads`` threads (default 1) and the tree records the load
     (``timing_conditions``); doubtful timings are reported as warnings.
     """
     start = time.perf_counter()
-    chosen_schema = get_schema(schema)
-    if chosen_schema.name != DEFAULT_SCHEMA:
-        raise ValueError(f"the tracer does not build schema {chosen_schema} yet")
+    rules = trace_rules(schema)
+    if attn not in rules.attention:
+        raise ValueError(f"schema {rules.name} describes {' or '.join(rules.attention)} "
+                         f"attention only, not {attn!r}")
     if meter is not None and not timing:
         raise ValueError("a meter needs the replays: drop --no-timing (timing=False)")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    if device.startswith("cuda") and timing and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
+    if timing and not isinstance(model, str) and is_on_meta(model):
+        raise ValueError("a model on the meta device has no weights to replay: give it with "
+                         "weights, or trace features only (timing=False)")
     protocol = protocol if protocol is not None else Protocol()
     name = model_name or (model if isinstance(model, str) else
                           getattr(model, "name_or_path", None) or type(model).__name__)
-    built = _prepare(model, device=device, dtype=dtype, attn=attn, hub=hub)
-    inputs = make_inputs(built, batch_size, seq_len, seed=seed)
-
-    capture = ForwardCapture(built, record_inputs=timing, dedup=protocol.dedup)
-    with torch.no_grad(), capture:
-        built(**inputs)
+    on_meta = not timing and (isinstance(model, str) or is_on_meta(model))
+    if not on_meta and device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
+    built = _prepare(model, device="meta" if on_meta else device, dtype=dtype, attn=attn,
+                     hub=hub)
+    try:
+        capture = _capture(built, batch_size, seq_len, seed=seed, record_inputs=timing,
+                           dedup=protocol.dedup, schema=rules, on_meta=on_meta)
+    except MetaTraceError as exc:
+        if not isinstance(model, str) or (device.startswith("cuda")
+                                          and not torch.cuda.is_available()):
+            raise ValueError(str(exc)) from exc
+        warnings.warn(f"{name}: {exc}; tracing with real weights on {device} instead",
+                      RuntimeWarning, stacklevel=2)
+        on_meta = False
+        built = _prepare(model, device=device, dtype=dtype, attn=attn, hub=hub)
+        capture = _capture(built, batch_size, seq_len, seed=seed, record_inputs=False,
+                           dedup=protocol.dedup, schema=rules, on_meta=False)
     root = capture.root
     if root is None or not prune(root):
         raise ValueError(f"{name}: the forward pass ran no primitive that could be traced")
@@ -174,10 +225,10 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
     if timing:
         cache = cache if cache is not None else MeasurementCache(enabled=protocol.dedup)
         sampler = Sampler.create(gpu=None if device.startswith("cuda") else False)
-        on_cpu = not device.startswith("cuda")
         try:
             bar = _progress_bar(name, batch_size, seq_len) if progress else None
-            with timing_conditions(protocol.threads, on_cpu=on_cpu) as conditions:
+            with timing_conditions(protocol.threads,
+                                   on_cpu=not device.startswith("cuda")) as conditions:
                 measurements = measure_records(list(root.walk()), meter=meter,
                                                protocol=protocol, cache=cache, sampler=sampler,
                                                sync=_sync(device), progress=bar)
@@ -191,10 +242,33 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
     meta = _metadata(built, device=device, dtype=dtype, attn=attn, timing=timing, meter=meter,
                      protocol=protocol, sampler=sampler, counted_flops=capture.counted_flops,
                      cache=cache if timing else None, seconds=time.perf_counter() - start,
-                     schema=chosen_schema,
+                     schema=rules, traced_on="meta" if on_meta else device,
                      conditions=conditions.to_dict() if conditions is not None else None)
     return build_tree(root, model_name=name, batch_size=batch_size, seq_len=seq_len,
                       measurements=measurements, meta=meta)
+
+
+def _capture(model: PreTrainedModel, batch_size: int, seq_len: int, *, seed: int,
+             record_inputs: bool, dedup: bool, schema: TraceSchema,
+             on_meta: bool) -> ForwardCapture:
+    """Run one forward pass of ``model`` under a :class:`ForwardCapture` and return it.
+
+    The value-dependent helpers of :mod:`irene.tracing.meta` are answered for our inputs on
+    every device, so real and meta traces run the same code; on meta any other value-dependent
+    op raises :class:`MetaTraceError`.
+    """
+    inputs = make_inputs(model, batch_size, seq_len, seed=seed)
+    capture = ForwardCapture(model, record_inputs=record_inputs, dedup=dedup, schema=schema,
+                             substitutes=META_SUBSTITUTES if on_meta else None)
+    try:
+        with torch.no_grad(), meta_shims(), capture:
+            model(**inputs)
+    except (RuntimeError, NotImplementedError) as exc:
+        if on_meta and is_value_dependent_error(exc):
+            raise MetaTraceError(f"the forward pass reads tensor values, which the meta "
+                                 f"device does not have ({exc})") from exc
+        raise
+    return capture
 
 
 def _progress_bar(name: str, batch_size: int, seq_len: int) -> Any:
