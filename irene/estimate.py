@@ -22,22 +22,22 @@ from irene.schema import FEATURE_FIELDS, FEATURES, supplied_features
 from irene.tree import Tree
 
 if TYPE_CHECKING:
-    from irene.model import IreneRegressor
+    from irene.model import TreePredictor
 
 
 class EstimateError(ValueError):
     """An estimate that cannot be made honestly here; the message says why and what to do."""
 
 
-def load_predictor(directory: str | Path) -> IreneRegressor:
+def load_predictor(directory: str | Path) -> TreePredictor:
     """Load a predictor directory (EstimateError when there is none, ModelFormatError when it is
     damaged)."""
-    from irene.model import IreneRegressor
+    from irene.model import load_predictor as load
 
     if not Path(directory).is_dir():
         raise EstimateError(f"predictor directory {str(directory)!r} does not exist (train one "
                             "with `irene train TREES.jsonl DIR`)")
-    return IreneRegressor.load(str(directory))
+    return load(str(directory))
 
 
 def needs_timing(required: list[str]) -> bool:
@@ -66,11 +66,11 @@ def zero_features(tree: Tree, required: list[str]) -> list[str]:
 
 
 def estimate_tree(model: str, batch_size: int, seq_len: int,
-                  predictor: str | Path | IreneRegressor, *, device: str = "cpu",
+                  predictor: str | Path | TreePredictor, *, device: str = "cpu",
                   dtype: str = "float32", attn: str = "eager", progress: bool = True,
                   warn: Callable[[str], None] = print, hub: bool = True) -> Tree:
     """Trace ``model`` at (``batch_size``, ``seq_len``) and predict every node with
-    ``predictor`` (a model directory or a fitted :class:`~irene.model.IreneRegressor`).
+    ``predictor`` (a model directory or a fitted :class:`~irene.model.TreePredictor`).
 
     Returns the predicted tree (J per call on every node). Raises EstimateError when the
     predictor reads features this host cannot supply. Timing is switched on only when the

@@ -237,7 +237,9 @@ def test_malicious_and_tampered_model_directories_run_nothing(synthetic, tmp_pat
     config = json.loads((directory / "config.json").read_text())
     for tamper, expected in (
         ({"config": {**config["config"], "__class__": "os.system"}}, "unknown configuration"),
-        ({"leaf_types": config["leaf_types"][:-1]}, "has shape"),
+        ({"state": {**config["state"], "leaf_types": config["state"]["leaf_types"][:-1]}},
+         "has shape"),
+        ({"estimator": "os.system"}, "field 'estimator'"),
         ({"format": "pickle"}, "field 'format'"),
     ):
         (directory / "config.json").write_text(json.dumps({**config, **tamper}))

@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from irene.evaluation import percentage_errors
-    from irene.model import IreneRegressor
+    from irene.model import load_predictor
     from irene.model.calibrate import calibrate
     from irene.model.persist import check_replaceable
 
@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
 
     guard_inside(args.out_dir, input_paths([args.measured]))
     check_replaceable(args.out_dir)
-    base = IreneRegressor.load(args.model_dir)
+    base = load_predictor(args.model_dir)
     trees = read_input_trees(args.measured)
     try:
         calibrated = calibrate(base, trees)

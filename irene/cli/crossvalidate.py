@@ -34,22 +34,25 @@ def run(args: argparse.Namespace) -> int:
     from irene.datasets import is_synthetic
     from irene.evaluation import leave_one_model_out
     from irene.files import check_replaceable_dir, directory_unit, guard_inside
-    from irene.model import IreneRegressor
+    from irene.model import make_predictor
     from irene.tree import atomic_write, write_trees
 
-    config = load_config(args.config_filepath, args.set)
+    estimator, config = load_config(args.config_filepath, args.set, args.estimator)
     guard_inside(args.out_dir, input_paths([args.data]))
     check_replaceable_dir(args.out_dir, owns=is_crossvalidation_output)
     trees = read_input_trees(args.data)
     synthetic = is_synthetic(trees)
     start = time.perf_counter()
     try:
-        cv = leave_one_model_out(trees, lambda: IreneRegressor(**config), progress=True)
+        cv = leave_one_model_out(trees, lambda: make_predictor(estimator, **config),
+                                 progress=True)
     except ValueError as exc:
         raise UserError(f"{args.data}: {exc}") from exc
     wall = time.perf_counter() - start
     result = {**cv.to_dict(), "data": str(args.data), "synthetic_data": synthetic,
-              "config": IreneRegressor(**config).get_params(), "wall_seconds": round(wall, 3)}
+              "estimator": estimator,
+              "config": make_predictor(estimator, **config).get_params(),
+              "wall_seconds": round(wall, 3)}
     out = Path(args.out_dir)
     with directory_unit(out, owns=is_crossvalidation_output) as staging:
         for name, predicted in cv.predictions.items():

@@ -100,6 +100,10 @@ def add_json_option(parser: argparse.ArgumentParser) -> None:
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--estimator", choices=("irene", "structure"), default=None,
+                        help="irene (default): the IrEne method, best with readings taken on "
+                             "the hardware; structure: from the model's structure alone "
+                             "(FLOPs, bytes, shapes), to predict before running on the hardware")
     parser.add_argument("--config_filepath", "--config", dest="config_filepath",
                         help="JSON configuration (e.g. configs/irene.json); default: irene's best")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -112,11 +116,13 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
 # reading inputs
 
 
-def load_config(path: str | None, overrides: Sequence[str] = ()) -> dict[str, Any]:
-    """The regressor settings from a JSON file and ``KEY=VALUE`` overrides (values are JSON;
-    a bare word is taken as a string), checked: UserError naming the file or option."""
+def load_config(path: str | None, overrides: Sequence[str] = (),
+                estimator: str | None = None) -> tuple[str, dict[str, Any]]:
+    """The predictor class name and its settings from a JSON file (``"estimator"`` key allowed),
+    ``KEY=VALUE`` overrides (values are JSON; a bare word is taken as a string) and the
+    ``--estimator`` flag, checked: UserError naming the file or option."""
     from irene.files import read_small_text
-    from irene.model.params import check_params
+    from irene.model import ESTIMATORS
 
     config: dict[str, Any] = {}
     if path:
@@ -136,11 +142,16 @@ def load_config(path: str | None, overrides: Sequence[str] = ()) -> dict[str, An
         if not sep or not key:
             raise UserError(f"--set {item!r}: expected KEY=VALUE")
         config[key] = _json_or_word(value, key)
+    chosen = estimator or config.pop("estimator", "irene")
+    config.pop("estimator", None)
+    if chosen not in ESTIMATORS:
+        raise UserError(f"{path or '--set'}: estimator must be one of {sorted(ESTIMATORS)}, "
+                        f"got {chosen!r}")
     try:
-        check_params(config)
+        ESTIMATORS[chosen].check_params(config)
     except (TypeError, ValueError) as exc:
         raise UserError(f"{path or '--set'}: {exc}") from exc
-    return config
+    return chosen, config
 
 
 def _json_or_word(text: str, key: str) -> Any:

@@ -21,13 +21,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from irene.files import guard_output
-    from irene.model import IreneRegressor
+    from irene.model import load_predictor
     from irene.model.persist import MODEL_FILES
     from irene.tree import write_trees
 
     inputs = [*input_paths([args.data]), *(Path(args.model_dir) / f for f in MODEL_FILES)]
     guard_output(args.out, kind="trees", inputs=inputs, force=args.force)
-    model = IreneRegressor.load(args.model_dir)
+    model = load_predictor(args.model_dir)
     trees = read_input_trees(args.data)
     write_trees(model.predict(trees), args.out)
     print(f"wrote {len(trees)} trees with predicted_energy to {args.out} "

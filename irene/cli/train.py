@@ -21,19 +21,19 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from irene.evaluation import percentage_errors
-    from irene.model import IreneRegressor
+    from irene.model import make_predictor
     from irene.model.persist import check_replaceable
 
-    config = load_config(args.config_filepath, args.set)
+    estimator, config = load_config(args.config_filepath, args.set, args.estimator)
     check_replaceable(args.model_dir)  # fail before the work, not after it
     trees = read_input_trees(args.data)
     start = time.perf_counter()
-    model = IreneRegressor(**config).fit(trees, progress=True)
+    model = make_predictor(estimator, **config).fit(trees, progress=True)
     fit_s = time.perf_counter() - start
     model.save(args.model_dir)
     errors = percentage_errors(trees, model.predict(trees))
     data = model.training_data
-    print(f"trained on {data.trees} trees ({len(data.models)} models, schema "
+    print(f"trained {model!r} on {data.trees} trees ({len(data.models)} models, schema "
           f"{model.schema}) in {fit_s:.1f} s; features: {', '.join(model.required_features())}")
     print(f"energies are for: {data.hardware_text()}")
     print("training-set error %: " + ", ".join(f"{k} {v:.2f}" for k, v in errors.items()))

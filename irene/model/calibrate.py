@@ -21,13 +21,14 @@ calibrated on.
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from irene.features import FlatForest
+from irene.model.base import TreePredictor
 from irene.model.params import SHARED_TYPE
 from irene.model.state import TrainingData
 from irene.tree import Tree, check_unique_keys, require_energy
@@ -62,12 +63,12 @@ class Calibration:
         shared = lookup[SHARED_TYPE]
         return np.array([lookup.get(k, shared) for k in keys.tolist()], dtype=np.int64)
 
-    def apply(self, leaf_energy: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-        """Corrected leaf energies (J) from base ones (J), per node type row ``index``."""
-        scale = torch.from_numpy(self.log_scale)[index]
-        power = torch.from_numpy(self.exponent)[index]
-        safe = torch.clamp(leaf_energy, min=1e-300)
-        return torch.exp(scale + power * torch.log(safe))
+    def apply(self, leaf_energy: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """Corrected leaf energies (J) from base ones (J), per node type row ``index``
+        (non-positive base values stay as they are: the prediction check reports them)."""
+        safe = np.maximum(leaf_energy, 1e-300)
+        corrected = np.exp(self.log_scale[index] + self.exponent[index] * np.log(safe))
+        return np.where(leaf_energy > 0, corrected, leaf_energy)
 
     def to_dict(self) -> dict:
         return {"leaf_types": list(self.leaf_types), "overhead_factor": self.overhead_factor,
@@ -77,9 +78,9 @@ class Calibration:
         return {"calibration.log_scale": self.log_scale, "calibration.exponent": self.exponent}
 
 
-def calibrate(model, trees: Sequence[Tree]):
-    """A copy of the fitted ``model`` (an :class:`~irene.model.IreneRegressor`) calibrated to
-    the hardware the measured ``trees`` come from (every node needs a ground truth).
+def calibrate(model: TreePredictor, trees: Sequence[Tree]) -> TreePredictor:
+    """A copy of the fitted ``model`` calibrated to the hardware the measured ``trees`` come
+    from (every node needs a ground truth, in J).
 
     Raises ValueError when the trees do not fit the model (schema, features) or are too few.
     """
@@ -92,19 +93,26 @@ def calibrate(model, trees: Sequence[Tree]):
     base.state_.calibration = None
     base._check_trees(trees)
     flat = FlatForest.from_trees(trees, base.state_.feature_names)
-    t = base._tensors(flat, warn_unseen=False)
-    params = base._params(trainable=False)
-    with torch.no_grad():
-        leaf_base = base._leaf_values(params, t).numpy()
-    leaf_rows = t["leaf"].numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unseen types get the shared correction
+        leaf_base = base._leaf_energies(flat)
+    leaf_rows = _regressed(base, flat)
     keys = base._type_keys(flat)
     calibration = _fit_leaf_corrections(keys[leaf_rows], leaf_base[leaf_rows],
                                         flat.gold[leaf_rows])
     calibration.calibrated_on = TrainingData.of(trees, base.schema)
-    calibrated = copy.deepcopy(base)
-    calibrated.state_.calibration = calibration
-    calibration.overhead_factor = _fit_overhead_factor(calibrated, flat)
-    return calibrated
+    corrected = calibration.apply(leaf_base, calibration.index(keys))
+    calibration.overhead_factor = _fit_overhead_factor(base, flat, corrected)
+    base.state_.calibration = calibration
+    return base
+
+
+def _regressed(model: TreePredictor, flat: FlatForest) -> np.ndarray:
+    """The nodes whose energy comes from a regressor of their own (the leaves; every node for a
+    predictor that regresses inner nodes directly)."""
+    if getattr(model, "training_strategy", None) == "unstructured":
+        return np.ones(len(flat.gold), dtype=bool)
+    return flat.is_leaf
 
 
 def _fit_leaf_corrections(keys: np.ndarray, base: np.ndarray, gold: np.ndarray) -> Calibration:
@@ -170,14 +178,12 @@ def _ridge_line(x: np.ndarray, y: np.ndarray, *, prior: np.ndarray,
     return np.array([a, b])
 
 
-def _fit_overhead_factor(model, flat: FlatForest) -> float:
+def _fit_overhead_factor(model: TreePredictor, flat: FlatForest,
+                         leaf_energy: np.ndarray) -> float:
     """The factor c on the module overhead that minimises the relative squared error of the
     inner nodes: predictions are linear in c (pred = A + c·B), so c has a closed form."""
-    t = model._tensors(flat, warn_unseen=False)
-    params = model._params(trainable=False)
-    with torch.no_grad():
-        without = model._forward(params, t, overhead_factor=0.0).numpy()
-        with_one = model._forward(params, t, overhead_factor=1.0).numpy()
+    without = model._combine(flat, leaf_energy, 0.0)
+    with_one = model._combine(flat, leaf_energy, 1.0)
     inner = ~flat.is_leaf
     a, b, g = without[inner], with_one[inner] - without[inner], flat.gold[inner]
     denominator = float(np.sum(b**2 / g**2))

@@ -20,24 +20,28 @@ INNER_KINDS = ("module", "model")
 MAX_POLYNOMIAL_DEGREE = 4
 
 
-def _choice(allowed: tuple[str, ...]):
+def choice(allowed: tuple[str, ...]):
+    """A check: one of ``allowed``."""
     def check(value: Any) -> str | None:
         return None if value in allowed else f"one of {', '.join(allowed)}"
     return check
 
 
-def _boolean(value: Any) -> str | None:
+def boolean(value: Any) -> str | None:
+    """A check: true or false."""
     return None if type(value) is bool else "true or false"
 
 
-def _integer(low: int, high: int):
+def integer(low: int, high: int):
+    """A check: an integer from ``low`` to ``high``."""
     def check(value: Any) -> str | None:
         ok = type(value) is int and low <= value <= high
         return None if ok else f"an integer from {low} to {high}"
     return check
 
 
-def _number(low: float, high: float, *, low_open: bool = False):
+def number(low: float, high: float, *, low_open: bool = False):
+    """A check: a finite number in [low, high] (or (low, high] with ``low_open``)."""
     def check(value: Any) -> str | None:
         ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
               and math.isfinite(value) and (value > low if low_open else value >= low)
@@ -64,33 +68,45 @@ def _leaf_features(value: Any) -> str | None:
 #: setting -> check returning None when the value is valid, else what it must be
 RULES = {
     "feature_sets": _feature_sets,
-    "polynomial_features": _boolean,
-    "polynomial_degree": _integer(1, MAX_POLYNOMIAL_DEGREE),
-    "standardize_features": _boolean,
-    "training_strategy": _choice(STRATEGIES),
-    "weighting_setting": _choice(WEIGHTINGS),
-    "tanh_scalar": _number(0, 1e6, low_open=True),
-    "normalize_loss_scale": _boolean,
-    "leaf_fit": _choice(LEAF_FITS),
+    "polynomial_features": boolean,
+    "polynomial_degree": integer(1, MAX_POLYNOMIAL_DEGREE),
+    "standardize_features": boolean,
+    "training_strategy": choice(STRATEGIES),
+    "weighting_setting": choice(WEIGHTINGS),
+    "tanh_scalar": number(0, 1e6, low_open=True),
+    "normalize_loss_scale": boolean,
+    "leaf_fit": choice(LEAF_FITS),
     "leaf_features": _leaf_features,
-    "leaf_ridge": _number(0, 1e6),
-    "module_overhead": _boolean,
-    "epochs": _integer(0, 100_000),
-    "learning_rate": _number(0, 10, low_open=True),
-    "finetune_leaves": _boolean,
-    "tol": _number(0, 1),
-    "n_iter_no_change": _integer(1, 100_000),
-    "seed": _integer(0, 2**32 - 1),
+    "leaf_ridge": number(0, 1e6),
+    "module_overhead": boolean,
+    "epochs": integer(0, 100_000),
+    "learning_rate": number(0, 10, low_open=True),
+    "finetune_leaves": boolean,
+    "tol": number(0, 1),
+    "n_iter_no_change": integer(1, 100_000),
+    "seed": integer(0, 2**32 - 1),
 }
 
 
-def check_params(params: Mapping[str, Any]) -> None:
+def check_params(params: Mapping[str, Any], rules: Mapping[str, Any] | None = None) -> None:
     """Raise ValueError naming the first setting whose value is invalid, TypeError for an
-    unknown setting."""
-    unknown = sorted(set(params) - set(RULES))
+    unknown setting (``rules``: setting -> check, default the IrEne regressor's)."""
+    rules = RULES if rules is None else rules
+    unknown = sorted(set(params) - set(rules))
     if unknown:
-        raise TypeError(f"unknown configuration key(s) {unknown}; known: {sorted(RULES)}")
+        raise TypeError(f"unknown configuration key(s) {unknown}; known: {sorted(rules)}")
     for name, value in params.items():
-        problem = RULES[name](value)
+        problem = rules[name](value)
         if problem is not None:
             raise ValueError(f"{name} must be {problem}, got {value!r}")
+
+
+
+def names_from(allowed: tuple[str, ...], *, empty: bool = False):
+    """A check: a list of names from ``allowed`` (non-empty unless ``empty``)."""
+    def check(value: Any) -> str | None:
+        ok = (isinstance(value, (list, tuple)) and (empty or value)
+              and all(isinstance(v, str) and v in allowed for v in value))
+        size = "" if empty else "non-empty "
+        return None if ok else f"a {size}list of names from {list(allowed)}"
+    return check

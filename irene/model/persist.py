@@ -1,7 +1,10 @@
 """The model directory: ``config.json`` (JSON) + ``tensors.safetensors`` (plain float64 arrays).
 
-Saving walks the fields of :class:`~irene.model.state.FittedState`: its arrays go to the
-tensors file, everything else (and the settings) to ``config.json``. The directory is written as
+``config.json`` names the predictor class (``estimator``: ``irene`` for
+:class:`~irene.model.IreneRegressor`, ``structure`` for
+:class:`~irene.model.StructureRegressor`), its settings, the schema and data it was trained on,
+an optional calibration, and the class's own fitted state (``state``); the numeric arrays of the
+state go to the tensors file. The directory is written as
 one unit: both files go into a temporary directory beside it, which then takes the target's
 place, so a failure leaves the previous model (or nothing) — never a mix.
 
@@ -16,7 +19,6 @@ from __future__ import annotations
 import json
 import os
 import stat
-from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -25,10 +27,10 @@ from safetensors import SafetensorError
 from safetensors.numpy import load, save
 
 from irene.files import check_replaceable_dir, directory_unit, read_small_text
-from irene.model.state import FittedState, TrainingData
+from irene.model.state import TrainingData
 
 if TYPE_CHECKING:
-    from irene.model.regressor import IreneRegressor
+    from irene.model.base import TreePredictor
 
 FORMAT_NAME = "irene-regressor"
 FORMAT_VERSION = 2
@@ -47,12 +49,14 @@ class ModelFormatError(ValueError):
 # saving
 
 
-def _meta_fields() -> list[str]:
-    arrays = set(FittedState.array_fields())
-    return [f.name for f in fields(FittedState) if f.name not in arrays]
+def estimators() -> dict[str, type]:
+    """Predictor classes by the name ``config.json`` records (:data:`irene.model.ESTIMATORS`)."""
+    from irene.model import ESTIMATORS
+
+    return ESTIMATORS
 
 
-def save_model(model: IreneRegressor, directory: str | os.PathLike) -> None:
+def save_model(model: TreePredictor, directory: str | os.PathLike) -> None:
     """Write a fitted model to ``directory`` as one unit (see the module docstring).
 
     ``directory`` must be a new path, an empty directory, or a model directory written by irene
@@ -61,13 +65,14 @@ def save_model(model: IreneRegressor, directory: str | os.PathLike) -> None:
     from irene import __version__
 
     state = model._fitted()
+    state_meta, arrays = model.state_payload()
     meta: dict[str, Any] = {"format": FORMAT_NAME, "format_version": FORMAT_VERSION,
-                            "created_by": f"irene {__version__}", "config": model.get_params()}
-    for name in _meta_fields():
-        value = getattr(state, name)
-        meta[name] = value.to_dict() if hasattr(value, "to_dict") else value
-    arrays = {k: getattr(state, k) for k in FittedState.array_fields()}
+                            "created_by": f"irene {__version__}", "estimator": model.estimator,
+                            "config": model.get_params(), "schema": state.schema,
+                            "training_data": state.training_data.to_dict(),
+                            "calibration": None, "state": state_meta}
     if state.calibration is not None:
+        meta["calibration"] = state.calibration.to_dict()
         arrays.update(state.calibration.arrays())
     tensors = {k: np.ascontiguousarray(np.asarray(v, dtype=np.float64)) for k, v in arrays.items()}
     config_text = json.dumps(meta, indent=2, allow_nan=False) + "\n"  # fails before any write
@@ -110,17 +115,13 @@ def _read_meta(path: Path) -> dict[str, Any]:
     if meta.get("format_version") != FORMAT_VERSION:
         raise ModelFormatError(f"{path}: field 'format_version' must be {FORMAT_VERSION}, got "
                                f"{meta.get('format_version')!r} (retrain with this irene)")
-    for key, kind in (("config", dict), ("feature_names", list), ("leaf_types", list),
-                      ("additive_index", list), ("leaf_index", list), ("schema", dict),
-                      ("training_data", dict)):
+    if meta.get("estimator") not in estimators():
+        raise ModelFormatError(f"{path}: field 'estimator' must be one of "
+                               f"{sorted(estimators())}, got {meta.get('estimator')!r}")
+    for key, kind in (("config", dict), ("schema", dict), ("training_data", dict),
+                      ("state", dict)):
         if not isinstance(meta.get(key), kind):
             raise ModelFormatError(f"{path}: field {key!r} missing or not a {kind.__name__}")
-    if not all(isinstance(v, str) for v in meta["feature_names"] + meta["leaf_types"]):
-        raise ModelFormatError(f"{path}: feature_names and leaf_types must be strings")
-    n = len(meta["feature_names"])
-    for key in ("additive_index", "leaf_index"):
-        if not all(type(i) is int and 0 <= i < n for i in meta[key]):
-            raise ModelFormatError(f"{path}: field {key!r} out of range")
     return meta
 
 
@@ -138,10 +139,8 @@ def _read_tensors(path: Path) -> dict[str, np.ndarray]:
         if isinstance(exc, ModelFormatError):
             raise
         raise ModelFormatError(f"{path}: not a valid safetensors file ({exc})") from exc
-    for key in FittedState.array_fields():
-        if key not in tensors:
-            raise ModelFormatError(f"{path}: tensor {key!r} missing")
-        if tensors[key].dtype != np.float64 or not np.all(np.isfinite(tensors[key])):
+    for key, value in tensors.items():
+        if value.dtype != np.float64 or not np.all(np.isfinite(value)):
             raise ModelFormatError(f"{path}: tensor {key!r} must hold finite float64 values")
     return tensors
 
@@ -182,11 +181,8 @@ def _read_calibration(meta: Any, tensors: dict[str, np.ndarray], path: Path):
                        calibrated_on=calibrated_on)
 
 
-def load_model(cls: type[IreneRegressor], directory: str | os.PathLike) -> IreneRegressor:
+def load_model(directory: str | os.PathLike) -> TreePredictor:
     """Read and check a model directory; raise :class:`ModelFormatError` naming what is wrong."""
-    import torch
-
-    from irene.model.params import SHARED_TYPE, check_params
     from irene.schema import schema_of_meta
 
     directory = Path(directory)
@@ -194,8 +190,9 @@ def load_model(cls: type[IreneRegressor], directory: str | os.PathLike) -> Irene
         raise ModelFormatError(f"{directory}: not a directory")
     config_path = directory / CONFIG_FILE
     meta = _read_meta(config_path)
+    cls = estimators()[meta["estimator"]]
     try:
-        check_params(meta["config"])
+        cls.check_params(meta["config"])
         model = cls(**meta["config"])
     except (TypeError, ValueError) as exc:
         raise ModelFormatError(f"{config_path}: field 'config': {exc}") from exc
@@ -205,19 +202,11 @@ def load_model(cls: type[IreneRegressor], directory: str | os.PathLike) -> Irene
     except ValueError as exc:
         raise ModelFormatError(f"{config_path}: {exc}") from exc
     tensors = _read_tensors(directory / TENSOR_FILE)
-    state = FittedState(
-        feature_names=meta["feature_names"], leaf_types=meta["leaf_types"],
-        additive_index=meta["additive_index"], leaf_index=meta["leaf_index"],
-        schema=meta["schema"], training_data=training,
-        calibration=_read_calibration(meta.get("calibration"), tensors, config_path),
-        **{k: tensors[k] for k in FittedState.array_fields()})
-    n_poly = model._poly(torch.zeros(1, len(state.feature_names), dtype=torch.float64)).shape[1]
-    for key, shape in state.expected_shapes(n_poly).items():
-        if getattr(state, key).shape != shape:
-            raise ModelFormatError(f"{directory / TENSOR_FILE}: tensor {key!r} has shape "
-                                   f"{getattr(state, key).shape}, expected {shape}")
-    if SHARED_TYPE not in state.leaf_types or np.any(state.x_std <= 0):
-        raise ModelFormatError(f"{directory}: inconsistent model (no shared leaf regressor or "
-                               "non-positive feature scale)")
-    model.state_ = state
+    calibration = _read_calibration(meta.get("calibration"), tensors, config_path)
+    try:
+        model.state_ = model.state_from_payload(meta["state"], tensors, schema=meta["schema"],
+                                                training_data=training,
+                                                calibration=calibration)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFormatError(f"{directory}: inconsistent model: {exc}") from exc
     return model

@@ -21,12 +21,9 @@ independent of the order of the trees.
 
 from __future__ import annotations
 
-import contextlib
-import copy
-import inspect
 import math
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from itertools import combinations_with_replacement
 from typing import Any
 
@@ -34,7 +31,9 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from irene.features import FlatForest, drop_leaky_features
+from irene.features import FlatForest
+from irene.model.base import PredictionError, TreePredictor
+from irene.model.optim import Adam, one_thread, weighted_lstsq
 from irene.model.params import (
     INNER_KINDS,
     LEAF_FITS,
@@ -45,18 +44,12 @@ from irene.model.params import (
 )
 from irene.model.state import FittedState, TrainingData
 from irene.schema import ADDITIVE_FEATURES, NODE_TYPE_CODES, Schema, feature_names
-from irene.tree import Tree, require_energy
 
 #: what leaves read with leaf_features="auto" when the direct readings are among the features
 AUTO_LEAF_FEATURES = ("times_mean", "gpu_energy_mean", "num_parameters", "input_size")
 
 __all__ = ["DEFAULT_CONFIG", "INNER_KINDS", "LEAF_FITS", "SHARED_TYPE", "STRATEGIES",
            "WEIGHTINGS", "IreneRegressor", "PredictionError"]
-
-
-class PredictionError(ValueError):
-    """A prediction that is not a positive finite number of joules; the message names the tree
-    (file:line) and the node."""
 
 
 def polynomial_expand(z: torch.Tensor, degree: int) -> torch.Tensor:
@@ -74,56 +67,7 @@ def _standardize_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return mean, np.where(std > 0, std, 1.0)
 
 
-def _weighted_lstsq(a: np.ndarray, y: np.ndarray, weight: np.ndarray, ridge: float) -> np.ndarray:
-    """argmin_θ Σ weight·(aθ - y)² + ridge·|θ[:-1]|² (the last column is the unpenalised bias)."""
-    sw = np.sqrt(weight)[:, None]
-    aw, yw = a * sw, y * sw[:, 0]
-    penalty = np.sqrt(ridge * len(y)) * np.eye(a.shape[1])[:-1]
-    a_full = np.vstack([aw, penalty])
-    y_full = np.concatenate([yw, np.zeros(a.shape[1] - 1)])
-    theta, *_ = np.linalg.lstsq(a_full, y_full, rcond=None)
-    return theta
-
-
-@contextlib.contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run torch on one thread: the tensors here are small, and on a busy machine torch's
-    thread pool costs far more in waiting than it gains (measured: 10x slower on 2 cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
-class _Adam:
-    """Adam (Kingma & Ba, 2015) on a few full-batch parameter tensors.
-
-    Written out because ``torch.optim`` imports ``torch._dynamo`` on its first step, which costs
-    seconds — more than a whole training run here.
-    """
-
-    def __init__(self, params: list[torch.Tensor], lr: float, betas=(0.9, 0.999),
-                 eps: float = 1e-8) -> None:
-        self.params, self.lr, self.betas, self.eps = params, lr, betas, eps
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
-        self.t = 0
-
-    @torch.no_grad()
-    def step(self, grads: Sequence[torch.Tensor]) -> None:
-        self.t += 1
-        b1, b2 = self.betas
-        correction1, correction2 = 1 - b1**self.t, 1 - b2**self.t
-        for p, g, m, v in zip(self.params, grads, self.m, self.v, strict=True):
-            m.mul_(b1).add_(g, alpha=1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v / correction2).sqrt_().add_(self.eps)
-            p.addcdiv_(m, denom, value=-self.lr / correction1)
-
-
-class IreneRegressor:
+class IreneRegressor(TreePredictor):
     """Predict the energy (J per model call) of every node of energy trees.
 
     Parameters (IrEne's configuration keys plus ours; all keyword-only, checked at once —
@@ -153,6 +97,8 @@ class IreneRegressor:
     ``fit(trees)`` returns ``self`` and sets ``state_`` (:class:`FittedState`); ``predict(trees)``
     returns deep copies of the trees with ``predicted_energy`` (J) on every node.
     """
+
+    estimator = "irene"
 
     def __init__(self, *, feature_sets: Sequence[str] = ("model_specs", "resource_utilization"),
                  polynomial_features: bool = False, polynomial_degree: int = 3,
@@ -186,73 +132,20 @@ class IreneRegressor:
         check_params(self.get_params())
         self.state_: FittedState | None = None
 
-    # ---------------------------------------------------------------- scikit-learn conventions
-    def get_params(self, deep: bool = True) -> dict[str, Any]:
-        """The settings, as keyword arguments of ``__init__`` (copies)."""
-        return {name: copy.deepcopy(getattr(self, name)) for name in DEFAULT_CONFIG}
-
-    def set_params(self, **params: Any) -> IreneRegressor:
-        """Change settings (checked as in ``__init__``); a fitted state is dropped."""
-        self.__init__(**{**self.get_params(), **params})
-        return self
-
-    def __repr__(self) -> str:
-        changed = {k: v for k, v in self.get_params().items() if DEFAULT_CONFIG[k] != v}
-        return f"IreneRegressor({', '.join(f'{k}={v!r}' for k, v in changed.items())})"
-
-    # ------------------------------------------------------------------------------ features
-    def required_features(self) -> list[str]:
-        """The node/tree feature names the fitted model reads."""
-        return list(self._fitted().feature_names)
-
-    @property
-    def schema(self) -> Schema:
-        """The feature schema the fitted model was trained on (trees must share it)."""
-        from irene.schema import schema_of_meta
-
-        return schema_of_meta({"schema": self._fitted().schema})
-
-    @property
-    def training_data(self) -> TrainingData:
-        """What the fitted model was trained on (:class:`TrainingData`)."""
-        return self._fitted().training_data
-
-    @property
-    def energy_for(self) -> str:
-        """Which hardware the predicted energies speak for, in words (the calibration's when
-        the model is calibrated, else its training data's)."""
-        state = self._fitted()
-        if state.calibration is not None:
-            return (f"{state.calibration.calibrated_on.hardware_text()} (calibrated from "
-                    f"{state.training_data.hardware_text()})")
-        return state.training_data.hardware_text()
-
-    def _fitted(self) -> FittedState:
-        if self.state_ is None:
-            raise RuntimeError("this IreneRegressor is not fitted yet: call fit(trees) first")
-        return self.state_
+    @classmethod
+    def check_params(cls, params: dict[str, Any]) -> None:
+        """ValueError naming the first invalid setting, TypeError for an unknown one."""
+        check_params(params)
 
     # ----------------------------------------------------------------------------------- fit
-    def fit(self, trees: Sequence[Tree], *, progress: bool = False) -> IreneRegressor:
-        """Learn leaf regressors and inner-node weights from trees with ground-truth energy.
+    def _feature_names(self) -> list[str]:
+        return feature_names(self.feature_sets)
 
-        All trees must share one feature schema and carry a positive ground truth on every node;
-        the fitted model records what it was trained on (:attr:`training_data`).
-        """
-        from irene.tree import check_unique_keys
-
-        trees = list(trees)
-        if not trees:
-            raise ValueError("fit needs at least one tree")
-        require_energy(trees)
-        check_unique_keys(trees, "training trees")
-        schema = _common_schema(trees)
-        names = drop_leaky_features(feature_names(self.feature_sets), trees)
-        flat = FlatForest.from_trees(trees, names)
-        with _one_thread():
-            self.state_ = self._initial_state(flat, schema, TrainingData.of(trees, schema))
+    def _fit_flat(self, flat: FlatForest, schema: Schema, training_data: TrainingData,
+                  progress: bool) -> None:
+        with one_thread():
+            self.state_ = self._initial_state(flat, schema, training_data)
             self._train(flat, progress=progress)
-        return self
 
     def _initial_state(self, flat: FlatForest, schema: Schema,
                        training_data: TrainingData) -> FittedState:
@@ -314,7 +207,7 @@ class IreneRegressor:
             target = flat.gold[rows] - child_gold[rows]
             w = 1.0 / flat.gold[rows] ** 2
             a1 = np.hstack([a, np.zeros((len(a), 1))])  # no bias: a module with Δx = 0 adds 0
-            betas.append(_weighted_lstsq(a1, target, w, self.leaf_ridge)[:-1])
+            betas.append(weighted_lstsq(a1, target, w, self.leaf_ridge)[:-1])
         state.overhead_beta = np.asarray(betas)
 
     def _rows_for_key(self, flat: FlatForest, key: str) -> np.ndarray:
@@ -359,10 +252,10 @@ class IreneRegressor:
     def _fit_leaf(self, design: np.ndarray, gold: np.ndarray) -> np.ndarray:
         kind, ridge = self.leaf_fit, self.leaf_ridge
         if kind == "ols":
-            return _weighted_lstsq(design, gold, np.ones_like(gold), ridge)
+            return weighted_lstsq(design, gold, np.ones_like(gold), ridge)
         if kind == "relative":
-            return _weighted_lstsq(design, gold, 1.0 / gold**2, ridge)
-        return _weighted_lstsq(design, np.log(gold), np.ones_like(gold), ridge)
+            return weighted_lstsq(design, gold, 1.0 / gold**2, ridge)
+        return weighted_lstsq(design, np.log(gold), np.ones_like(gold), ridge)
 
     def _poly(self, z: torch.Tensor) -> torch.Tensor:
         if self.polynomial_features:
@@ -408,8 +301,6 @@ class IreneRegressor:
             "phi": self._poly(z), "delta": torch.from_numpy(delta),
             "parent": torch.from_numpy(flat.parent), "levels": levels,
             "gold": torch.from_numpy(flat.gold), "node_type": torch.from_numpy(flat.node_type),
-            "cal_index": (torch.from_numpy(state.calibration.index(self._type_keys(flat)))
-                          if state.calibration is not None else None),
         }
 
     def _leaf_values(self, params: dict[str, torch.Tensor], t: dict[str, Any]) -> torch.Tensor:
@@ -419,24 +310,19 @@ class IreneRegressor:
         return torch.exp(linear) if self.leaf_fit == "log" else linear
 
     def _forward(self, params: dict[str, torch.Tensor], t: dict[str, Any],
-                 source: torch.Tensor | None = None, *,
-                 overhead_factor: float | None = None) -> torch.Tensor:
+                 source: torch.Tensor | None = None, *, leaf_pred: torch.Tensor | None = None,
+                 overhead_factor: float = 1.0) -> torch.Tensor:
         """Predicted energy (J) of every node; ``source`` replaces children's predictions in the
-        sum (the gold energies, for stepwise training). A calibration (``state_.calibration``)
-        corrects the leaves and scales the module overhead (``overhead_factor`` overrides its
-        factor)."""
-        calibration = self._fitted().calibration
-        leaf_pred = self._leaf_values(params, t)
-        if calibration is not None:
-            leaf_pred = calibration.apply(leaf_pred, t["cal_index"])
+        sum (the gold energies, for stepwise training); ``leaf_pred`` replaces the leaf
+        regressors' values and ``overhead_factor`` scales the module overhead (calibration)."""
+        if leaf_pred is None:
+            leaf_pred = self._leaf_values(params, t)
         pred = torch.where(t["leaf"], leaf_pred, torch.zeros_like(leaf_pred))
         if self.training_strategy == "unstructured":
             return pred
         if self.module_overhead:
             beta = params["overhead_beta"] + params["overhead_unit"][:, None] * params["beta_delta"]
             overhead = (t["delta"] @ beta.T).gather(1, t["kind"][:, None])[:, 0]
-            if overhead_factor is None:
-                overhead_factor = calibration.overhead_factor if calibration is not None else 1.0
             pred = pred + torch.where(t["leaf"], torch.zeros_like(overhead),
                                       overhead_factor * overhead)
         weight = self._child_weight(params, t)
@@ -473,7 +359,7 @@ class IreneRegressor:
         t = self._tensors(flat, warn_unseen=False)
         params = self._params(trainable=True)
         learned = [params[k] for k in names]
-        optimizer = _Adam(learned, lr=self.learning_rate)
+        optimizer = Adam(learned, lr=self.learning_rate)
         source = t["gold"] if self.training_strategy == "stepwise" else None
         masks = [t["node_type"] == code for code in NODE_TYPE_CODES.values()]
         masks = [m for m in masks if bool(m.any())]
@@ -518,101 +404,69 @@ class IreneRegressor:
             err = (pred - gold) ** 2 / (gold**2).mean()
         return torch.stack([err[m].mean() for m in masks]).mean()
 
-    # ------------------------------------------------------------------------------ predict
-    def predict_flat(self, flat: FlatForest) -> np.ndarray:
-        """Predicted energy (J per call) for every node of a flattened forest, [N]; values that
-        are not positive and finite are returned as they are (see :meth:`predict`)."""
-        t = self._tensors(flat, warn_unseen=True)
-        with torch.no_grad(), _one_thread():
-            return self._forward(self._params(trainable=False), t).numpy()
-
-    def predict(self, trees: Sequence[Tree]) -> list[Tree]:
-        """Deep copies of ``trees`` with ``predicted_energy`` (J per call) on every node.
-
-        Trees must have the schema the model was trained on and supply the features it reads.
-        A prediction that is not a positive finite number raises :class:`PredictionError`
-        naming the tree and node (never a silently clipped value). Each copy records what the
-        predictor was trained on (root key ``predictor``).
-        """
-        state = self._fitted()
-        copies = [t.copy() for t in trees]
-        if not copies:
-            return []
-        self._check_trees(copies)
-        flat = FlatForest.from_trees(copies, state.feature_names)
-        values = self.predict_flat(flat)
-        _check_predictions(flat, values, copies)
-        for node, value in zip(flat.nodes, values.tolist(), strict=True):
-            node.predicted_energy = value
-        stamp = {"trained_on": state.training_data.to_dict(), "schema": state.schema}
-        if state.calibration is not None:
-            stamp["calibrated_on"] = state.calibration.calibrated_on.to_dict()
-        for tree in copies:
-            tree.meta["predictor"] = copy.deepcopy(stamp)
-        return copies
-
-    def _check_trees(self, trees: Sequence[Tree]) -> None:
-        """Refuse trees of another schema or lacking a feature the model reads."""
-        needed = set(self._fitted().feature_names)
-        mine = self.schema
-        for tree in trees:
-            if tree.schema != mine:
-                raise tree.error(
-                    f"this tree follows schema {tree.schema} but the predictor was trained on "
-                    f"{mine}: trace it with --schema {mine.name} (no conversion exists)",
-                    field="schema")
-            missing = needed & set(tree.meta.get("features_unavailable", []))
-            if missing:
-                raise tree.error(
-                    f"this predictor reads feature(s) {sorted(missing)} that the tree records as "
-                    "unavailable on the machine that traced it; use a predictor trained on "
-                    "model_specs features or trace on the target hardware",
-                    field="features_unavailable")
-
     # ------------------------------------------------------------------------- persistence
-    def save(self, directory: str) -> None:
-        """Write config.json (JSON) and tensors.safetensors into ``directory``, as one unit."""
-        from irene.model.persist import save_model
+    def state_payload(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """The fitted state as (JSON-ready fields, named float64 arrays)."""
+        state = self._fitted()
+        meta = {"feature_names": state.feature_names, "leaf_types": state.leaf_types,
+                "additive_index": state.additive_index, "leaf_index": state.leaf_index}
+        return meta, {k: getattr(state, k) for k in FittedState.array_fields()}
 
-        self._fitted()
-        save_model(self, directory)
+    def state_from_payload(self, meta: dict[str, Any], arrays: dict[str, np.ndarray], *,
+                           schema: dict[str, Any], training_data: TrainingData,
+                           calibration: Any) -> FittedState:
+        """The fitted state read back, every name, index and shape checked (ValueError)."""
+        for key in ("feature_names", "leaf_types", "additive_index", "leaf_index"):
+            if not isinstance(meta.get(key), list):
+                raise ValueError(f"state field {key!r} missing or not a list")
+        if not all(isinstance(v, str) for v in meta["feature_names"] + meta["leaf_types"]):
+            raise ValueError("feature_names and leaf_types must be strings")
+        n = len(meta["feature_names"])
+        for key in ("additive_index", "leaf_index"):
+            if not all(type(i) is int and 0 <= i < n for i in meta[key]):
+                raise ValueError(f"state field {key!r} out of range")
+        missing = [k for k in FittedState.array_fields() if k not in arrays]
+        if missing:
+            raise ValueError(f"tensor(s) {missing} missing")
+        state = FittedState(
+            feature_names=meta["feature_names"], leaf_types=meta["leaf_types"],
+            additive_index=meta["additive_index"], leaf_index=meta["leaf_index"],
+            schema=schema, training_data=training_data, calibration=calibration,
+            **{k: arrays[k] for k in FittedState.array_fields()})
+        n_poly = self._poly(torch.zeros(1, n, dtype=torch.float64)).shape[1]
+        for key, shape in state.expected_shapes(n_poly).items():
+            if getattr(state, key).shape != shape:
+                raise ValueError(f"tensor {key!r} has shape {getattr(state, key).shape}, "
+                                 f"expected {shape}")
+        if SHARED_TYPE not in state.leaf_types or np.any(state.x_std <= 0):
+            raise ValueError("no shared leaf regressor or a non-positive feature scale")
+        return state
 
-    @classmethod
-    def load(cls, directory: str) -> IreneRegressor:
-        """Load a model directory written by :meth:`save`; never unpickles anything."""
-        from irene.model.persist import load_model
+    # ------------------------------------------------------------------------------ predict
+    def _constants(self, flat: FlatForest) -> dict[str, Any]:
+        """The forward pass's constant tensors for ``flat`` (kept for the last forest, so the
+        leaf energies and their combination share one preparation)."""
+        cached = getattr(self, "_last", None)
+        if cached is None or cached[0] is not flat:
+            cached = (flat, self._tensors(flat, warn_unseen=True))
+            self._last = cached
+        return cached[1]
 
-        return load_model(cls, directory)
+    def _leaf_energies(self, flat: FlatForest) -> np.ndarray:
+        with torch.no_grad(), one_thread():
+            return self._leaf_values(self._params(trainable=False), self._constants(flat)).numpy()
+
+    def _combine(self, flat: FlatForest, leaf_energy: np.ndarray,
+                 overhead_factor: float | None) -> np.ndarray:
+        t = self._constants(flat)
+        with torch.no_grad(), one_thread():
+            pred = self._forward(self._params(trainable=False), t,
+                                 leaf_pred=torch.from_numpy(np.asarray(leaf_energy)),
+                                 overhead_factor=1.0 if overhead_factor is None
+                                 else overhead_factor).numpy()
+        self._last = None
+        return pred
 
 
 #: the default settings, read from the signature of IreneRegressor.__init__
-DEFAULT_CONFIG: dict[str, Any] = {
-    name: (list(p.default) if isinstance(p.default, tuple) else p.default)
-    for name, p in inspect.signature(IreneRegressor.__init__).parameters.items()
-    if p.kind is inspect.Parameter.KEYWORD_ONLY
-}
-
-
-def _common_schema(trees: Sequence[Tree]) -> Schema:
-    """The one schema all training trees share (TreeFormatError naming the first that differs)."""
-    first = trees[0].schema
-    for tree in trees[1:]:
-        if tree.schema != first:
-            raise tree.error(f"schema {tree.schema} differs from {first} of {trees[0].where}: "
-                             "train on trees of one schema", field="schema")
-    return first
-
-
-def _check_predictions(flat: FlatForest, values: np.ndarray, trees: Sequence[Tree]) -> None:
-    """Raise PredictionError for the first prediction that is not a positive finite number."""
-    bad = np.flatnonzero(~np.isfinite(values) | (values <= 0))
-    if not bad.size:
-        return
-    i = int(bad[0])
-    node = flat.nodes[i]
-    tree = next(t for t in trees if any(n is node for n in t.nodes()))
-    more = f" (and {bad.size - 1} more node(s))" if bad.size > 1 else ""
-    raise PredictionError(
-        f"{tree.where}: node {node.scope!r} of {tree.label}: the predicted energy "
-        f"{values[i]:.3g} J is not a positive number{more}; its features lie far outside what "
-        "the predictor was trained on")
+DEFAULT_CONFIG: dict[str, Any] = IreneRegressor.defaults()
