@@ -1,7 +1,8 @@
 """End to end: predict a held-out model's energy from our own trace, checked against DATA.
 
-For each model in DATA: train a structure-only predictor
-(``IreneRegressor(feature_sets=["model_specs"])``) on the other models' measured trees, trace the
+For each model in DATA: train a structure-only predictor (``StructureRegressor()``, or with
+``--estimator irene`` the IrEne regressor on model_specs features) on the other models' measured
+trees, trace the
 held-out model with our tracer (``schema="irene2021"``, features only, meta device) at every
 (batch, seq) DATA has for it, predict every node, and compare with DATA's measured energy node by
 node, matched by scope (a scope repeated in one tree is matched by its order of appearance).
@@ -58,21 +59,24 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("data", help="measured energy trees (JSONL), e.g. irene_device_1.jsonl")
     parser.add_argument("--models", default=None, help="comma-separated held-out models")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--estimator", choices=("structure", "irene"), default="structure",
+                        help="structure: StructureRegressor() (default); irene: "
+                             "IreneRegressor(feature_sets=['model_specs'])")
     parser.add_argument("--gap", type=float, default=1.0,
                         help="list node classes whose MAPE differs by more than this (points)")
     args = parser.parse_args()
 
     from tqdm import tqdm
 
-    from irene.model import IreneRegressor
+    from irene.model import IreneRegressor, StructureRegressor
     from irene.tracing import trace_model
     from irene.tree import read_trees
 
     data = read_trees(args.data)
     models = list(dict.fromkeys(t.model_name for t in data))
     held_out = args.models.split(",") if args.models else models
-    print(f"# end to end on {args.data}: {len(data)} trees, {len(models)} models; "
+    print(f"# end to end on {args.data} with the {args.estimator} predictor: {len(data)} trees, "
+          f"{len(models)} models; "
           f"load average {os.getloadavg()[0]:.2f}")
     rows = {}
     start = time.perf_counter()
@@ -82,7 +86,8 @@ def main() -> None:
         gold = [t for t in data if t.model_name == name]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            predictor = IreneRegressor(feature_sets=["model_specs"], seed=args.seed).fit(train)
+            predictor = (StructureRegressor() if args.estimator == "structure" else
+                         IreneRegressor(feature_sets=["model_specs"])).fit(train)
         t0 = time.perf_counter()
         traced = [trace_model(name, t.batch_size, t.seq_len, timing=False, schema="irene2021",
                               hub=False)
