@@ -2,10 +2,13 @@
 
     python benchmarks/crossvalidate_bench.py ../shared/data/irene_device_1.jsonl [--runs 3]
 
-Prints, for the default configuration: the per-model table (ml / module / model % error), the
-wall time (median over ``--runs`` runs, each in a fresh process: reading the file + all folds) and
-the peak memory of that process; the overall errors over three shuffled orders of the file; and
-the same for ablations (IrEne's configuration, and one change at a time) to show what helps.
+Prints, for the default configuration: the per-model table (ml / module / model % error) beside
+the simplest baseline that uses the same readings — every node's energy as
+``a·gpu_energy_mean + b·times_mean`` with two constants fitted on the training models' nodes
+(relative least squares) — the wall time (median over ``--runs`` runs, each in a fresh process:
+reading the file + all folds) and the peak memory of that process; the overall errors over
+three shuffled orders of the file; and the same for ablations (IrEne's configuration, and one
+change at a time) to show what helps.
 """
 
 from __future__ import annotations
@@ -67,6 +70,35 @@ def in_child(data: str, config: dict, order_seed: int | None = None) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def two_constant_baseline(data: str) -> dict:
+    """Leave-one-model-out MAPE of energy = a·gpu_energy_mean + b·times_mean (two constants
+    fitted on every node of the training models, relative least squares): what the readings
+    alone give, with no tree and no per-type model."""
+    import numpy as np
+
+    from irene.evaluation import REPORT_ORDER
+    from irene.tree import read_trees
+
+    trees = read_trees(data)
+    rows = [(t.model_name, n.type, n.features["gpu_energy_mean"], n.features["times_mean"],
+             n.ground_truth_energy) for t in trees for n in t.nodes()]
+    model = np.array([r[0] for r in rows])
+    kind = np.array([r[1] for r in rows])
+    x = np.array([[r[2], r[3]] for r in rows])
+    gold = np.array([r[4] for r in rows])
+    per_model, constants = {}, []
+    for name in dict.fromkeys(model.tolist()):
+        train, test = model != name, model == name
+        coef, *_ = np.linalg.lstsq(x[train] / gold[train, None], np.ones(train.sum()),
+                                   rcond=None)
+        constants.append(coef)
+        ape = np.abs(x[test] @ coef - gold[test]) / gold[test] * 100
+        per_model[name] = {k: float(ape[kind[test] == k].mean()) for k in REPORT_ORDER}
+    overall = {k: float(np.mean([r[k] for r in per_model.values()])) for k in REPORT_ORDER}
+    a, b = np.mean(constants, axis=0)
+    return {"per_model": per_model, "overall": overall, "a": float(a), "b_watts": float(b)}
+
+
 def table(result: dict) -> str:
     rows = [*result["per_model"].items(), ("overall", result["overall"])]
     lines = [f"{'held-out model':<26}{'ml %':>8}{'module %':>10}{'model %':>9}"]
@@ -98,6 +130,10 @@ def main() -> None:
     runs = [in_child(args.data, {}) for _ in range(args.runs)]
     print("default configuration, leave-one-model-out (file order):")
     print(table(runs[0]))
+    baseline = two_constant_baseline(args.data)
+    print(f"\nbaseline: energy = a·gpu_energy_mean + b·times_mean (mean a = {baseline['a']:.3f}, "
+          f"b = {baseline['b_watts']:.1f} W), same folds:")
+    print(table(baseline))
     walls = [r["wall_s"] for r in runs]
     peaks = [r["peak_bytes"] / 2**30 for r in runs]
     print(f"wall time: median {statistics.median(walls):.2f} s over {len(walls)} runs "

@@ -587,3 +587,28 @@ def test_json_outputs_parse(data, m_small, tmp_path, capsys):
     capsys.readouterr()
     assert main(["evaluate", str(data), str(pred), "--json"]) == 0
     assert set(json.loads(capsys.readouterr().out)) == {"ml", "module", "model"}
+
+
+# -- schemas -------------------------------------------------------------------------------
+
+def test_a_predictor_refuses_trees_of_another_schema(data, tmp_path, capsys):
+    trees = read_trees(data)
+    for tree in trees:
+        tree.meta["schema"] = {"name": "irene2021", "version": 1}
+    write_trees(trees, tmp_path / "irene2021.jsonl")
+    assert main(["train", str(tmp_path / "irene2021.jsonl"), str(tmp_path / "m"),
+                 "--estimator", "structure"]) == 0
+    capsys.readouterr()
+    assert main(["predict", str(data), str(tmp_path / "p.jsonl"), str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "schema irene v1" in err and "irene2021 v1" in err and "--schema irene2021" in err
+    mixed = tmp_path / "mixed.jsonl"
+    mixed.write_text((tmp_path / "irene2021.jsonl").read_text().splitlines()[0] + "\n"
+                     + data.read_text().splitlines()[1] + "\n")
+    assert main(["train", str(mixed), str(tmp_path / "m2")]) == 2
+    assert "train on trees of one schema" in capsys.readouterr().err
+    bad = json.loads(data.read_text().splitlines()[0])
+    bad["schema"] = {"name": "irene2099", "version": 1}
+    (tmp_path / "bad.jsonl").write_text(json.dumps(bad) + "\n")
+    with pytest.raises(TreeFormatError, match="field 'schema'"):
+        read_trees(tmp_path / "bad.jsonl")
