@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 #: the subcommands, in the order ``irene --help`` lists them (each is irene.cli.<name>)
 COMMANDS = ("models", "trace", "train", "predict", "evaluate", "crossvalidate", "calibrate",
-            "estimate", "explain", "report", "plot", "compare", "export")
+            "estimate", "explain", "report", "plot", "compare", "export", "bench")
 
 
 class UserError(Exception):

@@ -15,14 +15,16 @@ from irene.measure.protocol import Protocol
 _DEFAULT = Protocol()
 
 
-def add_measure_arguments(parser: argparse.ArgumentParser, *, default_meter: str = "none") -> None:
-    """Register the meter and protocol options on ``parser``."""
+def add_measure_arguments(parser: argparse.ArgumentParser, *, default_meter: str = "none",
+                          default_runs: int = _DEFAULT.runs, dedup: bool = True) -> None:
+    """Register the meter and protocol options on ``parser`` (``dedup=False``: no
+    ``--no-dedup``, for commands that measure whole models, not nodes)."""
     group = parser.add_argument_group("measurement")
     group.add_argument("--meter", default=default_meter, metavar="SPEC",
                        help="energy meter: none (features and times only), auto, nvml, rapl, "
                             "wattmeter:PATH.csv, or several joined by + (default: %(default)s)")
-    group.add_argument("--runs", type=int, default=_DEFAULT.runs,
-                       help="measured runs per node; values are medians (default: %(default)s)")
+    group.add_argument("--runs", type=int, default=default_runs,
+                       help="measured runs; values are medians (default: %(default)s)")
     group.add_argument("--warmup", type=int, default=_DEFAULT.warmup,
                        help="warm-up calls per node (default: %(default)s)")
     group.add_argument("--min-run-seconds", type=float, default=_DEFAULT.min_run_seconds,
@@ -34,8 +36,9 @@ def add_measure_arguments(parser: argparse.ArgumentParser, *, default_meter: str
                        help="length of the idle-power measurement (default: %(default)s)")
     group.add_argument("--cooldown", type=float, default=_DEFAULT.cooldown_s, metavar="SECONDS",
                        help="sleep between runs (default: %(default)s)")
-    group.add_argument("--no-dedup", dest="dedup", action="store_false",
-                       help="measure identical nodes again instead of reusing the result")
+    if dedup:
+        group.add_argument("--no-dedup", dest="dedup", action="store_false",
+                           help="measure identical nodes again instead of reusing the result")
     group.add_argument("--threads", type=int, default=None, metavar="N",
                        help="torch threads for CPU timings (default 1: repeatable on a shared "
                             "machine; the load during timing is recorded and a busy machine "
@@ -46,4 +49,5 @@ def protocol_from_args(args: argparse.Namespace) -> Protocol:
     """The protocol the user asked for (ValueError with the option's name if invalid)."""
     return Protocol(warmup=args.warmup, runs=args.runs, min_run_seconds=args.min_run_seconds,
                     subtract_idle=args.subtract_idle, idle_seconds=args.idle_seconds,
-                    cooldown_s=args.cooldown, dedup=args.dedup, threads=args.threads)
+                    cooldown_s=args.cooldown, dedup=getattr(args, "dedup", True),
+                    threads=args.threads)

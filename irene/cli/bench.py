@@ -1,0 +1,183 @@
+"""``irene bench``: runtime engines and optimisations of one model, measured side by side."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from irene.cli import UserError
+from irene.measure.options import add_measure_arguments, protocol_from_args
+
+
+def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+    from irene.bench.variants import DEFAULT_VARIANTS, VARIANTS
+
+    listing = "; ".join(f"{v.name}: {v.summary}" for v in VARIANTS.values())
+    bench = subparsers.add_parser(
+        "bench", help="measure runtime engines, precisions, quantisation and pruning side by side",
+        description="Measure variants of MODEL under one protocol on the same inputs: "
+                    "preparation cost, size on disk, peak memory, latency (median, p10-p90), "
+                    "throughput, energy per inference with a meter, and fidelity to PyTorch "
+                    "eager float32 (top-1 agreement, max/mean |logit diff|, KL). Variants that "
+                    "cannot run here say why in their row. Variants: " + listing,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    bench.add_argument("model", metavar="MODEL",
+                       help="built-in name (see `irene models`; random weights), or a local "
+                            "directory (with weights: loaded with from_pretrained) or "
+                            "config.json; never downloaded")
+    bench.add_argument("--variants", default=",".join(DEFAULT_VARIANTS), metavar="V1,V2,..",
+                       help="comma-separated variants; eager (the reference) is always "
+                            "measured (default: %(default)s; also: random-init, a broken "
+                            "control)")
+    bench.add_argument("--batch-size", type=int, default=1, help="sequences per inference "
+                       "(default %(default)s)")
+    bench.add_argument("--seq-len", type=int, default=128, help="tokens per sequence "
+                       "(default %(default)s)")
+    bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
+    bench.add_argument("--threads", type=int, default=None,
+                       help="CPU threads for torch, ONNX Runtime and OpenVINO (default: torch's)")
+    add_measure_arguments(bench, default_runs=10, dedup=False)
+    out = bench.add_argument_group("output")
+    out.add_argument("--json", action="store_true",
+                     help="print the whole run as JSON on stdout instead of the table")
+    out.add_argument("-o", "--output", metavar="ROWS.jsonl|.csv",
+                     help="write one row per variant (JSONL or CSV, by the suffix)")
+    out.add_argument("--figure", metavar="FILE.png|.svg", help="draw latency, energy (or size) "
+                     "and KL divergence per variant")
+    out.add_argument("--html", metavar="PAGE.html",
+                     help="write a self-contained HTML page with the table")
+    bench.set_defaults(func=run_bench_command)
+
+
+def _variants(text: str) -> list[str]:
+    from irene.bench.variants import parse_variants
+
+    try:
+        return parse_variants(text)
+    except ValueError as exc:
+        raise UserError(f"--variants: {exc}") from exc
+
+
+def _check_sizes(args: argparse.Namespace) -> None:
+    for value, flag in ((args.batch_size, "--batch-size"), (args.seq_len, "--seq-len"),
+                        (args.threads, "--threads")):
+        if value is not None and value < 1:
+            raise UserError(f"{flag} must be >= 1, got {value}")
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    from irene.bench.report import check_output_suffixes
+
+    try:
+        check_output_suffixes(args.output, args.figure)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    for option, value in (("-o", args.output), ("--figure", args.figure), ("--html", args.html)):
+        if value is not None and Path(value).is_dir():
+            raise UserError(f"{option} {value}: is a directory, give a file name")
+
+
+def _check_device(device: str) -> None:
+    import torch
+
+    try:
+        kind = torch.device(device).type
+    except RuntimeError as exc:
+        raise UserError(f"--device {device}: {exc}") from exc
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device {device}: torch sees no CUDA device")
+    if kind not in ("cpu", "cuda"):
+        raise UserError(f"--device {device}: the bench runs on cpu or cuda")
+
+
+def _check_model(model: str, seq_len: int) -> None:
+    """The model's config loads, it has a language-model head, and seq_len fits its positions."""
+    from irene.bench.run import BenchModelError, lm_class
+    from irene.tracing.registry import UnknownModelError, load_config, max_sequence_length
+
+    try:
+        config = load_config(model, hub=False)
+        lm_class(config)
+    except (UnknownModelError, BenchModelError) as exc:
+        raise UserError(str(exc)) from exc
+    limit = max_sequence_length(config)
+    if limit is not None and seq_len > limit:
+        raise UserError(f"--seq-len {seq_len} exceeds the {limit} positions of {model}")
+
+
+def _protocol(args: argparse.Namespace) -> Any:
+    try:
+        return protocol_from_args(args)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _open_meter(spec: str) -> Any:
+    from irene.measure import MeterUnavailable, open_meter
+
+    try:
+        return open_meter(spec)
+    except MeterUnavailable as exc:
+        raise UserError(str(exc)) from exc
+
+
+def _progress(names: Iterable[str]) -> Iterator[str]:
+    from tqdm import tqdm
+
+    bar = tqdm(list(names), desc="bench", unit="variant", file=sys.stderr)
+    for name in bar:
+        bar.set_postfix_str(name)
+        yield name
+
+
+def _console() -> Any:
+    """A rich console; 160 columns when the output is not a terminal (files, pipes)."""
+    import os
+
+    from rich.console import Console
+
+    wide = sys.stdout.isatty() or "COLUMNS" in os.environ
+    return Console(width=None if wide else 160, highlight=False)
+
+
+def run_bench_command(args: argparse.Namespace) -> int:
+    from irene.bench.report import plot_bench, render_table, run_json, write_bench_page, write_rows
+    from irene.bench.run import BenchModelError, run_bench
+
+    variants = _variants(args.variants)
+    _check_sizes(args)
+    _check_outputs(args)
+    _check_device(args.device)
+    protocol = _protocol(args)
+    _check_model(args.model, args.seq_len)
+    meter = _open_meter(args.meter)
+    # under --json stdout carries the JSON alone: anything a library prints goes to stderr
+    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
+    try:
+        with quiet:
+            run = run_bench(args.model, variants, batch_size=args.batch_size,
+                            seq_len=args.seq_len, device=args.device, protocol=protocol,
+                            meter=meter, threads=args.threads, progress=_progress)
+    except BenchModelError as exc:
+        raise UserError(str(exc)) from exc
+    finally:
+        if meter is not None:
+            meter.close()
+    if args.json:
+        print(run_json(run))
+    else:
+        render_table(run, _console())
+    if args.output:
+        print(f"wrote {write_rows(run, args.output)}", file=sys.stderr)
+    if args.figure:
+        if any(r.ok for r in run.results):
+            print(f"wrote {plot_bench(run, args.figure)}", file=sys.stderr)
+        else:
+            print(f"--figure {args.figure}: not written, no variant ran", file=sys.stderr)
+    if args.html:
+        print(f"wrote {write_bench_page(run, args.html)}", file=sys.stderr)
+    return 0
