@@ -314,10 +314,13 @@ def prepare_torchscript(model: nn.Module, inputs: dict[str, Any], device: str) -
             return frozen(ids)
 
     def save(directory: Path) -> None:
-        torch.jit.save(frozen, str(directory / "model.ts"))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)  # said in the notes instead
+            torch.jit.save(frozen, str(directory / "model.ts"))
 
     return Prepared(run=run, save=save, engine="TorchScript",
-                    notes=["traced for the bench's input shape (batch x sequence)"])
+                    notes=["traced for the bench's input shape (batch x sequence)",
+                           "TorchScript is deprecated upstream in favour of torch.export"])
 
 
 def prepare_onnxruntime(model: nn.Module, inputs: dict[str, Any], device: str) -> Prepared:
