@@ -9,7 +9,7 @@ For each variant (see :mod:`irene.bench.variants`), in order:
    (:mod:`irene.bench.fidelity`);
 4. **latency and energy**: :func:`irene.measure.measure_callable` under the protocol (warm-up
    calls excluded; ``runs`` windows; per-inference values are medians over runs, p10/p90 kept);
-5. **peak memory** during steps 3-4 (and during step 2, separately) above the usage before the
+5. **peak memory** during step 4 (and during step 2, separately) above the usage before the
    copy (:mod:`irene.bench.memory`), and **size on disk** of the artefact the recipe saves.
 
 One inference = one forward pass over a batch of ``batch_size`` sequences of ``seq_len`` tokens.
@@ -320,12 +320,9 @@ def run_variant(name: str, model: nn.Module, inputs: dict[str, Any], reference: 
         result.notes.extend(prepared.notes)
         if window is not None:
             result.prep_energy_j, result.prep_energy_trusted = window.total_j, window.trusted
+        fidelity = compare_logits(reference, prepared.run())
+        memory.release_memory(device)
         with memory.track_peak(device, base) as run_peak:
-            output = prepared.run()
-            if sync is not None:
-                sync()
-            fidelity = compare_logits(reference, output)
-            del output
             measurement = measure_callable(prepared.run, meter=meter, protocol=protocol,
                                            sync=sync)
         result.prep_peak_mem_bytes = prep_peak.delta_bytes
