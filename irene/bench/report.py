@@ -153,8 +153,11 @@ def footer_lines(run: BenchRun) -> list[str]:
         lines.append(NO_METER_LINE)
     for r in run.results:
         if r.ok and r.energy_trusted is False:
-            lines.append(f"{r.variant}: energy windows shorter than the meter's update period "
-                         "(untrusted)")
+            lines.append(f"{r.variant}: energy per inference untrusted (a window was too short "
+                         "for the meter, or idle subtraction left nothing)")
+        if r.ok and r.prep_energy_trusted is False:
+            lines.append(f"{r.variant}: preparation energy untrusted (shorter than the meter's "
+                         "update period)")
         if r.ok and r.notes:
             lines.append(f"{r.variant}: " + "; ".join(r.notes))
     return lines

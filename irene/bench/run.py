@@ -23,7 +23,6 @@ import copy
 import functools
 import os
 import platform
-import shutil
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -370,8 +369,6 @@ def environment(device: str) -> dict[str, Any]:
             env[module] = None
     if device_type(device) == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
-    if shutil.which("nvidia-smi") is None and device_type(device) == "cuda":
-        env["note"] = "nvidia-smi not found"
     return env
 
 

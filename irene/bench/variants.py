@@ -67,7 +67,8 @@ Prepare = Callable[[nn.Module, dict[str, Any], str], Prepared]
 
 @dataclass(frozen=True)
 class Variant:
-    """A named recipe: ``summary`` is one line for the help and the report."""
+    """A named recipe: ``summary`` is a short line for the help and the report; ``prepare``
+    is the recipe (its docstring says exactly what it does)."""
 
     name: str
     summary: str
@@ -267,8 +268,8 @@ def _half(dtype: torch.dtype) -> Prepare:
         return Prepared(run=torch_runner(model, inputs), save=save_pretrained(model),
                         dtype=str(dtype).removeprefix("torch."), notes=[note] if note else [])
 
-    prepare.__doc__ = (f"Every weight and activation in {dtype}: half the bytes, less "
-                       "precision (the logits are compared in float32).")
+    prepare.__doc__ = (f"Every weight and activation in {str(dtype).removeprefix('torch.')}: "
+                       "half the bytes, less precision (the logits are compared in float32).")
     return prepare
 
 
@@ -584,25 +585,24 @@ def prepare_random_init(model: nn.Module, inputs: dict[str, Any], device: str) -
                     notes=["control: weights redrawn at random (not an optimisation)"])
 
 
-def _variant(name: str, prepare: Prepare) -> Variant:
-    summary = (prepare.__doc__ or "").strip().split("\n\n")[0]
-    return Variant(name=name, summary=" ".join(summary.split()), prepare=prepare)
-
-
-#: every variant, in the order the table lists them
+#: every variant, in the order the table lists them (the recipes' docstrings say more)
 VARIANTS: dict[str, Variant] = {v.name: v for v in (
-    _variant("eager", prepare_eager),
-    _variant("sdpa", prepare_sdpa),
-    _variant("bf16", _half(torch.bfloat16)),
-    _variant("fp16", _half(torch.float16)),
-    _variant("compile", prepare_compile),
-    _variant("torchscript", prepare_torchscript),
-    _variant("onnxruntime", prepare_onnxruntime),
-    _variant("openvino", prepare_openvino),
-    _variant("int8-dynamic", prepare_int8_dynamic),
-    _variant("prune-l1-30", prepare_prune_l1),
-    _variant("prune-2:4", prepare_prune_2_4),
-    _variant("random-init", prepare_random_init),
+    Variant("eager", "the reference: PyTorch eager, float32, unfused attention", prepare_eager),
+    Variant("sdpa", "PyTorch eager with fused scaled_dot_product_attention", prepare_sdpa),
+    Variant("bf16", "weights and activations in bfloat16", _half(torch.bfloat16)),
+    Variant("fp16", "weights and activations in float16", _half(torch.float16)),
+    Variant("compile", "torch.compile (inductor), compiled from an empty cache", prepare_compile),
+    Variant("torchscript", "torch.jit.trace + torch.jit.freeze", prepare_torchscript),
+    Variant("onnxruntime", "torch.onnx.export + ONNX Runtime (CPU, or CUDA with onnxruntime-gpu)",
+            prepare_onnxruntime),
+    Variant("openvino", "torch.export + OpenVINO CPU plugin, f32", prepare_openvino),
+    Variant("int8-dynamic", "dynamic int8 quantisation of every Linear (GPT-2 Conv1D converted)",
+            prepare_int8_dynamic),
+    Variant("prune-l1-30", "30 % unstructured magnitude pruning of Linear/Conv1D weights",
+            prepare_prune_l1),
+    Variant("prune-2:4", "2:4 semi-structured sparsity, float16 (CUDA, sm80+)",
+            prepare_prune_2_4),
+    Variant("random-init", "broken control: weights redrawn at random", prepare_random_init),
 )}
 
 #: the variants run when none are named: every optimisation (not the random-init control)

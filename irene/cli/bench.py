@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import textwrap
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,14 +17,17 @@ from irene.measure.options import add_measure_arguments, protocol_from_args
 def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     from irene.bench.variants import DEFAULT_VARIANTS, VARIANTS
 
-    listing = "; ".join(f"{v.name}: {v.summary}" for v in VARIANTS.values())
+    width = max(len(name) for name in VARIANTS)
+    listing = "\n".join(f"  {v.name:<{width}}  {v.summary}" for v in VARIANTS.values())
     bench = subparsers.add_parser(
         "bench", help="measure runtime engines, precisions, quantisation and pruning side by side",
-        description="Measure variants of MODEL under one protocol on the same inputs: "
-                    "preparation cost, size on disk, peak memory, latency (median, p10-p90), "
-                    "throughput, energy per inference with a meter, and fidelity to PyTorch "
-                    "eager float32 (top-1 agreement, max/mean |logit diff|, KL). Variants that "
-                    "cannot run here say why in their row. Variants: " + listing,
+        description=textwrap.fill(
+            "Measure variants of MODEL under one protocol on the same inputs: preparation "
+            "cost, size on disk, peak memory, latency (median, p10-p90), throughput, energy per "
+            "inference with a meter, and fidelity to PyTorch eager float32 (top-1 agreement, "
+            "max/mean |logit diff|, KL). Variants that cannot run here say why in their row.",
+            width=90),
+        epilog="variants:\n" + listing,
         formatter_class=argparse.RawDescriptionHelpFormatter)
     bench.add_argument("model", metavar="MODEL",
                        help="built-in name (see `irene models`; random weights), or a local "
