@@ -59,8 +59,9 @@ def main() -> None:
         before = os.getloadavg()
         runs.append(run_bench(args.model, parse_variants(args.variants),
                               batch_size=args.batch_size, seq_len=args.seq_len,
-                              device=args.device, protocol=Protocol(runs=args.runs),
-                              meter=open_meter(args.meter), threads=args.threads))
+                              device=args.device,
+                              protocol=Protocol(runs=args.runs, threads=args.threads),
+                              meter=open_meter(args.meter)))
         loads.append((before, os.getloadavg()))
     wall = time.perf_counter() - start
     run = runs[0]

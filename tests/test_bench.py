@@ -27,7 +27,7 @@ from irene.cli import main
 from irene.measure import Protocol, SimulatedMeter
 from irene.report import SYNTHETIC_LABEL
 
-FAST = Protocol(runs=2, warmup=1, min_run_seconds=0.0)
+FAST = Protocol(runs=2, warmup=1, min_run_seconds=0.0, threads=1)
 #: every variant that is an optimisation and runs on a CPU (compile is tested on its own: slow)
 CPU_VARIANTS = ["eager", "sdpa", "bf16", "fp16", "torchscript", "onnxruntime", "openvino",
                 "int8-dynamic", "prune-l1-30", "prune-2:4", "random-init"]
@@ -52,7 +52,7 @@ def tiny_gpt2_dir(tmp_path_factory):
 @pytest.fixture(scope="module")
 def cpu_run(tiny_gpt2_dir):
     return run_bench(str(tiny_gpt2_dir), CPU_VARIANTS, batch_size=2, seq_len=16,
-                     protocol=FAST, threads=1)
+                     protocol=FAST)
 
 
 def by_name(run):
@@ -132,7 +132,7 @@ def test_encoder_models_get_their_masked_lm_head(tmp_path):
     T.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
                  intermediate_size=64, max_position_embeddings=64).save_pretrained(tmp_path)
     run = run_bench(str(tmp_path), ["eager", "torchscript"], batch_size=1, seq_len=8,
-                    protocol=FAST, threads=1)
+                    protocol=FAST)
     assert run.model_class == "BertForMaskedLM"
     assert [r.status for r in run.results] == ["ok", "ok"]
     assert run.results[1].kl_divergence < 1e-9
@@ -202,7 +202,7 @@ def test_missing_package_and_failing_recipe_become_rows(tiny_gpt2_dir, monkeypat
 
     monkeypatch.setitem(VARIANTS, "sdpa", variants_module.Variant("sdpa", "boom", explode))
     run = run_bench(str(tiny_gpt2_dir), ["sdpa", "onnxruntime", "prune-l1-30"], batch_size=1,
-                    seq_len=8, protocol=FAST, threads=1)
+                    seq_len=8, protocol=FAST)
     rows = by_name(run)
     assert rows["sdpa"].status == "failed"
     assert rows["sdpa"].reason == "RuntimeError: kernel exploded"
@@ -214,8 +214,7 @@ def test_missing_package_and_failing_recipe_become_rows(tiny_gpt2_dir, monkeypat
 def test_compile_runs_and_matches_the_reference(tmp_path):
     T.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=32,
                  bos_token_id=0, eos_token_id=0).save_pretrained(tmp_path)
-    run = run_bench(str(tmp_path), ["compile"], batch_size=1, seq_len=8, protocol=FAST,
-                    threads=1)
+    run = run_bench(str(tmp_path), ["compile"], batch_size=1, seq_len=8, protocol=FAST)
     compiled = by_name(run)["compile"]
     assert compiled.status == "ok", compiled.reason
     assert compiled.kl_divergence < 1e-9 and compiled.top1_agreement == 1.0
@@ -225,7 +224,7 @@ def test_compile_runs_and_matches_the_reference(tmp_path):
 
 def test_energy_with_a_meter_and_its_label(tiny_gpt2_dir):
     run = run_bench(str(tiny_gpt2_dir), ["eager", "int8-dynamic"], batch_size=1, seq_len=8,
-                    protocol=FAST, meter=SimulatedMeter(power_w=40.0), threads=1)
+                    protocol=FAST, meter=SimulatedMeter(power_w=40.0))
     for r in run.results:
         # the meter times its window with its own clock: a hair longer than the calls
         assert r.energy_j == pytest.approx(40.0 * r.latency_s, rel=0.05)
@@ -260,6 +259,7 @@ def test_rows_html_and_page(cpu_run):
     (["-o", "rows.txt"], "rows are written as .jsonl or .csv"),
     (["--figure", "fig.jpg"], "figures are written as .png or .svg"),
     (["--meter", "nosuchmeter"], "unknown meter 'nosuchmeter'"),
+    (["--threads", "0"], "Protocol.threads must be from 1 to 1024"),
 ])
 def test_cli_bad_values_exit_2_with_one_line(tiny_gpt2_dir, tmp_path, capsys, args, message):
     out = tmp_path / "rows.jsonl"
@@ -269,6 +269,18 @@ def test_cli_bad_values_exit_2_with_one_line(tiny_gpt2_dir, tmp_path, capsys, ar
     assert len(err.splitlines()) == 1 and err.startswith("irene bench: error:")
     assert message in err
     assert not out.exists() and not list(tmp_path.iterdir())      # nothing written
+
+
+def test_cli_refuses_to_replace_another_kind_of_file(tiny_gpt2_dir, tmp_path, capsys):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text("<!DOCTYPE html><html></html>")
+    rc = main(["bench", str(tiny_gpt2_dir), "--seq-len", "8", "-o", str(rows)])
+    assert rc == 2 and "holds an HTML page" in capsys.readouterr().err
+    config = tiny_gpt2_dir / "config.json"
+    before = config.read_text()
+    assert main(["bench", str(tiny_gpt2_dir), "--seq-len", "8", "--html", str(config)]) == 2
+    assert "is also an input of this command" in capsys.readouterr().err
+    assert config.read_text() == before
 
 
 def test_cli_unknown_model_exits_2(capsys):

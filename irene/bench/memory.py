@@ -41,6 +41,20 @@ def release_memory(device: str = "cpu") -> None:
         torch.cuda.empty_cache()
 
 
+@contextlib.contextmanager
+def frozen_heap() -> Iterator[None]:
+    """Move every object alive now out of the garbage collector's reach for the block
+    (``gc.freeze``): the collections :func:`release_memory` runs between variants then scan
+    only what the variants made, in milliseconds instead of a second per call with torch and
+    transformers loaded."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def _reset_high_water_mark() -> bool:
     """Reset the kernel's peak-RSS counter (VmHWM) to the current RSS; False if not allowed."""
     try:

@@ -23,9 +23,9 @@ from typing import Any
 
 from irene.bench.run import BenchRun, VariantResult
 from irene.bench.variants import REFERENCE
+from irene.files import atomic_write
 from irene.report import SYNTHETIC_LABEL
-from irene.report.breakdown import format_energy
-from irene.tree import atomic_write
+from irene.report.format import format_energy
 
 ROW_FORMATS = (".jsonl", ".csv")
 FIGURE_FORMATS = (".png", ".svg")
@@ -100,8 +100,10 @@ def reference_result(run: BenchRun) -> VariantResult | None:
 
 def describe_run(run: BenchRun) -> str:
     """One line: model, weights, input size, device, threads, protocol, load."""
-    load = run.environment.get("load_average_start") or []
-    load_text = f", load {load[0]:.2f}" if load else ""
+    timing = run.environment.get("timing_conditions") or {}
+    loads = [timing.get("load_before"), timing.get("load_after")]
+    load_text = (f", load {loads[0]:.2f} before / {loads[1]:.2f} after"
+                 if None not in loads else "")
     gpu = run.environment.get("gpu")
     where = f"{run.device} ({gpu})" if gpu else f"{run.device} ({run.environment.get('processor')})"
     return (f"{run.model} ({run.model_class}, {run.num_parameters / 1e6:,.1f}M parameters, "
@@ -146,7 +148,7 @@ def table_cells(run: BenchRun, result: VariantResult) -> list[str]:
 
 def footer_lines(run: BenchRun) -> list[str]:
     """What the table needs said below it: no meter, untrusted energies, each variant's notes."""
-    lines = []
+    lines = [f"timing: {w}" for w in run.warnings]
     if run.simulated:
         lines.append(f"{SYNTHETIC_LABEL}: the energies come from the simulated test meter")
     if not run.has_energy:

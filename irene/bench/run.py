@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import importlib.metadata
 import os
 import platform
 import tempfile
@@ -118,6 +119,7 @@ class BenchRun:
     protocol: dict[str, Any]
     environment: dict[str, Any]
     results: list[VariantResult]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def has_energy(self) -> bool:
@@ -140,9 +142,12 @@ class BenchRun:
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat dict per variant: the settings, then the result's fields."""
-        head = {k: v for k, v in self.header().items() if k not in ("protocol", "environment")}
+        head = {k: v for k, v in self.header().items()
+                if k not in ("protocol", "environment", "warnings")}
         head["runs"] = self.protocol.get("runs")
-        head["load_average_1m"] = self.environment.get("load_average_start", [None])[0]
+        timing = self.environment.get("timing_conditions") or {}
+        head["load_before"], head["load_after"] = timing.get("load_before"), \
+            timing.get("load_after")
         return [{**head, **r.to_dict()} for r in self.results]
 
 
@@ -360,13 +365,12 @@ def environment(device: str) -> dict[str, Any]:
         "python": platform.python_version(), "torch": torch.__version__,
         "transformers": transformers.__version__, "platform": platform.platform(),
         "processor": _cpu_name(), "cpu_count": os.cpu_count(),
-        "load_average_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
     }
-    for module in ("onnxruntime", "onnx", "onnxscript", "openvino"):
-        try:
-            env[module] = __import__(module).__version__
-        except (ImportError, AttributeError):
-            env[module] = None
+    for package in ("onnxruntime", "onnxruntime-gpu", "onnx", "onnxscript", "openvino"):
+        try:  # the installed version, without importing the (slow to import) package
+            env[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            env[package] = None
     if device_type(device) == "cuda":
         env["gpu"] = torch.cuda.get_device_name(device)
     return env
@@ -384,40 +388,42 @@ def _cpu_name() -> str:
 
 def run_bench(model: str, variants: Sequence[str], *, batch_size: int = 1, seq_len: int = 128,
               device: str = "cpu", protocol: Protocol | None = None, meter: Meter | None = None,
-              threads: int | None = None,
               progress: Callable[[Iterable[str]], Iterable[str]] | None = None) -> BenchRun:
     """Measure ``variants`` of ``model`` side by side (see the module docstring).
 
     ``variants``: names from :data:`~irene.bench.variants.VARIANTS`; the reference (``eager``)
-    is measured first whether named or not. ``threads``: torch's CPU threads for the run (also
-    given to ONNX Runtime and OpenVINO); None keeps torch's setting. Raises
+    is measured first whether named or not. ``protocol.threads`` sets torch's CPU threads for
+    the whole run (None: 1 on a CPU, as for every timing in irene; ONNX Runtime and OpenVINO
+    get the same number); the load before and after is recorded and a busy machine or a wide
+    spread is warned about (:mod:`irene.measure.conditions`). Raises
     :class:`BenchModelError` for a model that cannot be benchmarked and ValueError for bad
     sizes (a sequence longer than the model's positions, ...).
     """
+    from irene.measure.conditions import timing_conditions
+
     protocol = protocol if protocol is not None else BENCH_PROTOCOL
     names = [REFERENCE, *(v for v in dict.fromkeys(variants) if v != REFERENCE)]
     unknown = [v for v in names if v not in VARIANTS]
     if unknown:
         raise ValueError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
-    previous_threads = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
-    try:
-        env = environment(device)
-        reference_model, weights = load_model(model, device=device)
-        inputs = make_bench_inputs(reference_model, batch_size, seq_len)
+    env = environment(device)
+    reference_model, weights = load_model(model, device=device)
+    inputs = make_bench_inputs(reference_model, batch_size, seq_len)
+    on_cpu = device_type(device) == "cpu"
+    with timing_conditions(protocol.threads, on_cpu=on_cpu) as conditions, \
+            memory.frozen_heap():
         reference = reference_logits(reference_model, inputs)
-        results = []
-        for name in (progress(names) if progress is not None else names):
-            results.append(run_variant(name, reference_model, inputs, reference, device=device,
-                                       protocol=protocol, meter=meter, batch_size=batch_size,
-                                       seq_len=seq_len))
-        env["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
-        return BenchRun(
-            model=model, weights=weights, model_class=type(reference_model).__name__,
-            num_parameters=sum(p.numel() for p in reference_model.parameters()),
-            batch_size=batch_size, seq_len=seq_len, device=device,
-            threads=torch.get_num_threads(), meter=meter.name if meter is not None else "none",
-            protocol=protocol.to_dict(), environment=env, results=results)
-    finally:
-        torch.set_num_threads(previous_threads)
+        results = [run_variant(name, reference_model, inputs, reference, device=device,
+                               protocol=protocol, meter=meter, batch_size=batch_size,
+                               seq_len=seq_len)
+                   for name in (progress(names) if progress is not None else names)]
+    for r in results:
+        if r.ok and r.latency_s is not None:
+            conditions.check_spread(r.latency_s, r.latency_p10_s, r.latency_p90_s, r.variant)
+    env["timing_conditions"] = conditions.to_dict()
+    return BenchRun(
+        model=model, weights=weights, model_class=type(reference_model).__name__,
+        num_parameters=sum(p.numel() for p in reference_model.parameters()),
+        batch_size=batch_size, seq_len=seq_len, device=device, threads=conditions.threads,
+        meter=meter.name if meter is not None else "none", protocol=protocol.to_dict(),
+        environment=env, results=results, warnings=list(conditions.warnings))

@@ -11,15 +11,16 @@ from pathlib import Path
 from typing import Any
 
 from irene.cli import UserError
+from irene.cli.options import add_force_option
 from irene.measure.options import add_measure_arguments, protocol_from_args
 
 
-def add_parsers(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(sub: argparse._SubParsersAction) -> None:
     from irene.bench.variants import DEFAULT_VARIANTS, VARIANTS
 
     width = max(len(name) for name in VARIANTS)
     listing = "\n".join(f"  {v.name:<{width}}  {v.summary}" for v in VARIANTS.values())
-    bench = subparsers.add_parser(
+    bench = sub.add_parser(
         "bench", help="measure runtime engines, precisions, quantisation and pruning side by side",
         description=textwrap.fill(
             "Measure variants of MODEL under one protocol on the same inputs: preparation "
@@ -42,8 +43,6 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     bench.add_argument("--seq-len", type=int, default=128, help="tokens per sequence "
                        "(default %(default)s)")
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    bench.add_argument("--threads", type=int, default=None,
-                       help="CPU threads for torch, ONNX Runtime and OpenVINO (default: torch's)")
     add_measure_arguments(bench, default_runs=10, dedup=False)
     out = bench.add_argument_group("output")
     out.add_argument("--json", action="store_true",
@@ -54,6 +53,7 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
                      "and KL divergence per variant")
     out.add_argument("--html", metavar="PAGE.html",
                      help="write a self-contained HTML page with the table")
+    add_force_option(out)
     bench.set_defaults(func=run_bench_command)
 
 
@@ -67,8 +67,7 @@ def _variants(text: str) -> list[str]:
 
 
 def _check_sizes(args: argparse.Namespace) -> None:
-    for value, flag in ((args.batch_size, "--batch-size"), (args.seq_len, "--seq-len"),
-                        (args.threads, "--threads")):
+    for value, flag in ((args.batch_size, "--batch-size"), (args.seq_len, "--seq-len")):
         if value is not None and value < 1:
             raise UserError(f"{flag} must be >= 1, got {value}")
 
@@ -80,9 +79,14 @@ def _check_outputs(args: argparse.Namespace) -> None:
         check_output_suffixes(args.output, args.figure)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    for option, value in (("-o", args.output), ("--figure", args.figure), ("--html", args.html)):
-        if value is not None and Path(value).is_dir():
-            raise UserError(f"{option} {value}: is a directory, give a file name")
+    from irene.files import guard_output
+
+    model_files = [p for p in (Path(args.model), Path(args.model) / "config.json") if p.is_file()]
+    row_kind = "csv" if args.output and args.output.lower().endswith(".csv") else "json"
+    figure_kind = "svg" if args.figure and args.figure.lower().endswith(".svg") else "png"
+    for path, kind in ((args.output, row_kind), (args.figure, figure_kind), (args.html, "html")):
+        if path is not None:
+            guard_output(path, kind=kind, inputs=model_files, force=args.force)
 
 
 def _check_device(device: str) -> None:
@@ -165,7 +169,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         with quiet:
             run = run_bench(args.model, variants, batch_size=args.batch_size,
                             seq_len=args.seq_len, device=args.device, protocol=protocol,
-                            meter=meter, threads=args.threads, progress=_progress)
+                            meter=meter, progress=_progress)
     except BenchModelError as exc:
         raise UserError(str(exc)) from exc
     finally:
