@@ -313,3 +313,25 @@ def test_cli_default_runs_is_ten():
 
     args = build_parser().parse_args(["bench", "gpt2"])
     assert args.runs == 10 and not hasattr(args, "dedup")
+
+
+def test_a_saved_run_is_a_section_of_the_report(cpu_run, tmp_path, capsys):
+    import json
+
+    from test_report_fixtures import bert_like_tree
+
+    from irene.bench.run import BenchRun
+    from irene.tree import write_trees
+
+    assert BenchRun.from_dict(json.loads(json.dumps(cpu_run.to_dict()))) == cpu_run
+    (tmp_path / "run.json").write_text(json.dumps(cpu_run.to_dict()))
+    write_trees([bert_like_tree()], tmp_path / "t.jsonl")
+    assert main(["report", str(tmp_path / "t.jsonl"), "--bench", str(tmp_path / "run.json"),
+                 "-o", str(tmp_path / "page.html")]) == 0
+    page = (tmp_path / "page.html").read_text()
+    assert "<section id=bench" in page and "int8-dynamic" in page
+    (tmp_path / "bad.json").write_text('{"results": 3}')
+    assert main(["report", str(tmp_path / "t.jsonl"), "--bench", str(tmp_path / "bad.json"),
+                 "-o", str(tmp_path / "page2.html")]) == 2
+    assert "bad.json: not an irene bench run" in capsys.readouterr().err
+    assert not (tmp_path / "page2.html").exists()

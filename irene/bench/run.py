@@ -22,12 +22,13 @@ from __future__ import annotations
 import copy
 import functools
 import importlib.metadata
+import math
 import os
 import platform
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -139,6 +140,34 @@ class BenchRun:
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.header(), "results": [r.to_dict() for r in self.results]}
+
+    @classmethod
+    def from_dict(cls, data: Any) -> BenchRun:
+        """Inverse of :meth:`to_dict` (the JSON ``irene bench --json`` prints); ValueError
+        naming the first field of the wrong kind."""
+        if not isinstance(data, dict) or not isinstance(data.get("results"), list):
+            raise ValueError("not an irene bench run: expected an object with 'results'")
+        known = {f.name: f for f in fields(cls)}
+        missing = [name for name in known if name not in data and
+                   known[name].default is MISSING and known[name].default_factory is MISSING]
+        if missing:
+            raise ValueError(f"missing field(s) {missing}")
+        header = {k: v for k, v in data.items() if k in known and k != "results"}
+        for name, kind in (("model", str), ("meter", str), ("device", str),
+                           ("protocol", dict), ("environment", dict)):
+            if not isinstance(header.get(name), kind):
+                raise ValueError(f"field {name!r} must be a {kind.__name__}")
+        results = []
+        names = {f.name for f in fields(VariantResult)}
+        for i, row in enumerate(data["results"]):
+            if not isinstance(row, dict) or not isinstance(row.get("variant"), str) or \
+                    row.get("status") not in ("ok", "unavailable", "failed"):
+                raise ValueError(f"results[{i}]: not a variant result")
+            for key, value in row.items():
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ValueError(f"results[{i}].{key}: not a finite number")
+            results.append(VariantResult(**{k: v for k, v in row.items() if k in names}))
+        return cls(**header, results=results)
 
     def rows(self) -> list[dict[str, Any]]:
         """One flat dict per variant: the settings, then the result's fields."""

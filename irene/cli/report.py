@@ -29,21 +29,48 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--title", help="the page title")
     p.add_argument("--top", type=positive_int, default=10,
                    help="how many top primitives and modules to list (default 10)")
+    p.add_argument("--bench", action="append", default=[], metavar="RUN.json",
+                   help="also show an `irene bench ... --json > RUN.json` comparison "
+                        "(repeatable)")
     add_energy_option(p)
     add_force_option(p)
     p.set_defaults(func=run)
+
+
+def bench_sections(paths: list[str]) -> list[str]:
+    """The HTML section of each saved ``irene bench --json`` run (UserError naming the file)."""
+    import json
+
+    from irene.bench.report import bench_section_html
+    from irene.bench.run import BenchRun
+    from irene.files import read_small_text
+
+    sections = []
+    for path in paths:
+        try:
+            run = BenchRun.from_dict(json.loads(read_small_text(path)))
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from exc
+        except (TypeError, ValueError) as exc:
+            raise UserError(f"{path}: {exc}") from exc
+        sections.append(bench_section_html(run))
+    return sections
 
 
 def run(args: argparse.Namespace) -> int:
     from irene.files import guard_output
     from irene.report.html import write_report
 
-    guard_output(args.output, kind="html", inputs=input_paths(args.trees), force=args.force)
+    guard_output(args.output, kind="html", inputs=[*input_paths(args.trees), *args.bench],
+                 force=args.force)
+    sections = bench_sections(args.bench)
     trees = read_many(args.trees)
     print_synthetic_line(trees)
     try:
         write_report(trees, args.output, title=args.title, source=args.energy, top=args.top,
-                     origin=", ".join(args.trees))
+                     origin=", ".join(args.trees), sections=sections)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     size = Path(args.output).stat().st_size

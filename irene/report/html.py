@@ -261,11 +261,14 @@ def accuracy_section(trees: Sequence[Tree]) -> str:
 
 
 def build_report(trees: Sequence[Tree], *, title: str | None = None, source: str = "auto",
-                 top: int = 10, origin: str | None = None) -> str:
+                 top: int = 10, origin: str | None = None,
+                 sections: Sequence[str] = ()) -> str:
     """The whole HTML page (a string) for ``trees``; see the module doc for what it shows.
 
     ``source`` picks the explained energy (auto/predicted/measured, see
-    :func:`irene.report.breakdown.energy_source`); ``origin`` names the input file in the page.
+    :func:`irene.report.breakdown.energy_source`); ``origin`` names the input file in the page;
+    ``sections`` are extra HTML fragments shown after the accuracy section (e.g.
+    :func:`irene.bench.report.bench_section_html`, an ``irene bench`` comparison).
     Raises ValueError when a tree has neither energy.
     """
     if not trees:
@@ -286,7 +289,7 @@ def build_report(trees: Sequence[Tree], *, title: str | None = None, source: str
         title=html.escape(title), subtitle=subtitle, banner=synthetic_banner(label),
         css=_asset("report.css"),
         js=_asset("report.js"), data=_json_for_script(payload),
-        accuracy=accuracy_section(trees))
+        accuracy=accuracy_section(trees) + "".join(sections))
 
 
 def synthetic_banner(label: str | None) -> str:
