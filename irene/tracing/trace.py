@@ -12,6 +12,7 @@ import torch
 
 from irene.measure import MeasurementCache, Meter, Protocol, measurement_metadata
 from irene.measure.conditions import timing_conditions
+from irene.measure.environment import environment_metadata
 from irene.measure.sampler import Sampler
 from irene.schema import DEFAULT_SCHEMA, MFLOP, Schema, get_schema, supplied_features, units
 from irene.tracing.build import build_tree, measure_records, prune
@@ -101,6 +102,7 @@ def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, tim
         "features_unavailable": unavailable,
         "flops_counted": counted_flops / MFLOP,
         "trace_seconds": round(seconds, 3),
+        "environment": environment_metadata(device),
     }
     if timing:  # meter, its domains, leaky features, protocol, dedup counts
         idle = meter.idle_power_w(protocol.idle_seconds) if (meter is not None and
@@ -114,12 +116,16 @@ def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, tim
 
 def planned_key(model_name: str, batch_size: int, seq_len: int, *, device: str, dtype: str,
                 attn: str, schema: str, timing: bool, meter: Meter | None,
-                protocol: Protocol) -> TreeKey:
+                protocol: Protocol, phase: str = "forward",
+                optimizer: str | None = None) -> TreeKey:
     """The :class:`~irene.tree.TreeKey` the tree traced with these settings will have (for
-    resuming a sweep without tracing again)."""
-    meta: dict[str, Any] = {"schema": get_schema(schema).to_dict(), "phase": "forward",
+    resuming a sweep without tracing again); ``phase="train"`` with ``optimizer`` for a
+    training step (:mod:`irene.tracing.train_step`)."""
+    meta: dict[str, Any] = {"schema": get_schema(schema).to_dict(), "phase": phase,
                             "device": device, "device_name": _device_name(device),
                             "dtype": dtype, "attn": attn}
+    if optimizer is not None:
+        meta["optimizer"] = optimizer
     if timing:
         meta.update(measurement_metadata(meter, protocol))
     else:
