@@ -9,7 +9,13 @@ import warnings
 from pathlib import Path
 
 from irene.cli import UserError
-from irene.cli.options import add_trace_options, int_list, positive_int
+from irene.cli.options import (
+    add_phase_options,
+    add_trace_options,
+    int_list,
+    phase_options,
+    positive_int,
+)
 from irene.measure.options import add_measure_arguments, protocol_from_args
 
 
@@ -36,6 +42,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_trace_options(trace)
     trace.add_argument("--no-timing", action="store_true",
                        help="skip the isolated replays: no times_mean/cpu/mem (much faster)")
+    add_phase_options(trace)
     trace.add_argument("--offline", action="store_true",
                        help="never look MODEL up on the Hub")
     add_measure_arguments(trace)
@@ -95,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
     from irene.files import exclusive_lock
     from irene.tree import repair_torn_tail
 
+    phase_options(args)  # checks --optimizer against --phase before anything is written
     todo_all = combinations(args)
     check_appendable(args.output)
     protocol = _protocol(args)
@@ -121,36 +129,56 @@ def _trace_all(args: argparse.Namespace, todo_all: list[tuple[int, int]], protoc
     from tqdm import tqdm
 
     from irene.measure import MeasurementCache
-    from irene.tracing import build_model, trace_model
     from irene.tracing.trace import planned_key
     from irene.tree import append_tree
 
     done = done_keys(args.output)
     schema = args.schema or "irene"
+    phase = phase_options(args)
     keys = {combo: planned_key(args.model, *combo, device=args.device, dtype=args.dtype,
                                attn=args.attn, schema=schema, timing=not args.no_timing,
-                               meter=meter, protocol=protocol) for combo in todo_all}
+                               meter=meter, protocol=protocol, **phase) for combo in todo_all}
     todo = [combo for combo in todo_all if keys[combo] not in done]
     if len(todo) < len(todo_all):
         print(f"{args.output}: {len(todo_all) - len(todo)} of {len(todo_all)} combinations "
               "already traced with these settings, skipping them", file=sys.stderr)
     if not todo:
         return
-    model = build_model(args.model, attn=args.attn, dtype=args.dtype, device=args.device,
-                        hub=not args.offline)
+    build, trace = _tracer(args)
+    model = build(args.model, attn=args.attn, dtype=args.dtype, device=args.device,
+                  hub=not args.offline)
     cache = MeasurementCache(enabled=protocol.dedup)
     for batch_size, seq_len in tqdm(todo, desc=f"trace {args.model}", unit="tree"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                tree = trace_model(model, batch_size, seq_len, device=args.device,
-                                   dtype=args.dtype, attn=args.attn,
-                                   timing=not args.no_timing, meter=meter, protocol=protocol,
-                                   progress=not args.no_timing, model_name=args.model,
-                                   cache=cache, schema=schema)
+                tree = trace(model, batch_size, seq_len, device=args.device,
+                             dtype=args.dtype, attn=args.attn,
+                             timing=not args.no_timing, meter=meter, protocol=protocol,
+                             progress=not args.no_timing, model_name=args.model,
+                             cache=cache, schema=schema)
             except ValueError as exc:
                 raise UserError(f"{args.model} at {batch_size}x{seq_len}: {exc}") from exc
         for item in caught:
             print(f"warning: {item.message}", file=sys.stderr)
         append_tree(tree, args.output)
     print(f"{args.output}: wrote {len(todo)} tree(s) of {args.model}", file=sys.stderr)
+
+
+def _tracer(args: argparse.Namespace):  # -> (build the model, trace one tree)
+    """How the phase asked for builds its model and traces one tree."""
+    import functools
+
+    from irene import tracing
+
+    phase = phase_options(args)
+    if phase["phase"] != "train":
+        return tracing.build_model, tracing.trace_model
+    from irene.tracing import train_step
+
+    def build(name: str, *, device: str, **kwargs):
+        # features only: the step runs on the meta device (shapes, no compute)
+        return train_step.build_training_model(
+            name, device=device if not args.no_timing else "meta", **kwargs)
+    return build, functools.partial(train_step.trace_train_step,
+                                    optimizer=phase["optimizer"])

@@ -34,6 +34,7 @@ from irene.files import atomic_write
 from irene.report import NODE_TYPE_COLOURS, energy_for, measured_word, synthetic_label
 from irene.report.breakdown import Breakdown, Hotspot, explain_tree
 from irene.report.format import format_energy, format_error, format_percent
+from irene.report.training import training_section
 from irene.schema import FEATURE_FIELDS, NODE_TYPES
 from irene.tree import Node, Tree
 
@@ -286,7 +287,7 @@ def build_report(trees: Sequence[Tree], *, title: str | None = None, source: str
         title=html.escape(title), subtitle=subtitle, banner=synthetic_banner(label),
         css=_asset("report.css"),
         js=_asset("report.js"), data=_json_for_script(payload),
-        accuracy=accuracy_section(trees))
+        accuracy=accuracy_section(trees) + training_section(trees))
 
 
 def synthetic_banner(label: str | None) -> str:
