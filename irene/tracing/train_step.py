@@ -71,10 +71,11 @@ differ slightly from the fused CPU/GPU kernel's.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import time
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -662,7 +663,7 @@ def run_step(model: PreTrainedModel, inputs: dict[str, Any], spec: OptimizerSpec
     not changed (the optimiser is counted on meta-device copies)."""
     model.zero_grad(set_to_none=True)
     capture = TrainingCapture(model, record_inputs=record_inputs, dedup=dedup)
-    with torch.enable_grad(), capture:
+    with torch.enable_grad(), meta_safe(model), capture:
         loss = model(**inputs).loss
     root = capture.root
     if root is None or loss is None or not prune(root):
@@ -685,6 +686,31 @@ def run_step(model: PreTrainedModel, inputs: dict[str, Any], spec: OptimizerSpec
                  optimizer=optimizer, source=source,
                  optimizer_flops_counted=count_optimizer_step(spec, params),
                  retained=loss if keep else None)
+
+
+@contextlib.contextmanager
+def meta_safe(model: nn.Module) -> Iterator[None]:
+    """On the meta device, answer the data-dependent questions ``transformers`` asks of the
+    inputs as real inputs answer them: our position ids run 0..S-1 in every row, so
+    ``find_packed_sequence_indices`` finds no packed sequences (it would call ``.item()``,
+    which meta tensors cannot)."""
+    if _device_of(model).type != "meta":
+        yield
+        return
+    try:
+        from transformers import masking_utils
+    except ImportError:
+        yield
+        return
+    original = getattr(masking_utils, "find_packed_sequence_indices", None)
+    if original is None:
+        yield
+        return
+    masking_utils.find_packed_sequence_indices = lambda position_ids: None
+    try:
+        yield
+    finally:
+        masking_utils.find_packed_sequence_indices = original
 
 
 def count_optimizer_step(spec: OptimizerSpec, params: list[nn.Parameter]) -> int:
