@@ -15,11 +15,10 @@ import transformers as T
 from irene.cli import main
 from irene.measure import Protocol, SimulatedMeter
 from irene.model import IreneRegressor
+from irene.tracing.train_replay import BackwardReplay, recorded_call
 from irene.tracing.train_step import (
     OPTIMIZERS,
-    BackwardReplay,
     build_training_model,
-    recorded_call,
     run_step,
     step_inputs,
     trace_train_step,
@@ -426,3 +425,27 @@ def test_estimate_phase_train_splits_the_step(tiny_dir, tmp_path, capsys):
     assert split["energy_for_steps_j"] == pytest.approx(1000 * split["energy_per_step_j"])
     assert passes["backward"]["flops_share"] > passes["forward"]["flops_share"] > \
         passes["optimizer"]["flops_share"]
+
+
+def test_explain_shows_the_split_of_a_measured_step(bert_step, tmp_path, capsys):
+    tree = bert_step.copy()
+    synthetic_energy(tree)
+    write_trees([tree], tmp_path / "step.jsonl")
+    assert main(["explain", str(tmp_path / "step.jsonl"), "--tree", "0", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    passes = data["training"]["passes"]
+    assert set(passes) == {"forward", "backward", "optimizer"}
+    assert sum(p["share"] for p in passes.values()) == pytest.approx(1 / 1.03)  # root: +3 %
+    assert tree.label == "tiny-bert · batch 2 · seq 8 · train (adamw)"
+    assert main(["explain", str(tmp_path / "step.jsonl"), "--tree", "0"]) == 0
+    assert "Forward / backward / optimiser" in capsys.readouterr().out
+
+
+@pytest.mark.gpu
+def test_training_step_on_cuda_records_the_gpu():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    tree = trace_train_step(bert_config(), B, S, device="cuda", protocol=FAST, attn="sdpa")
+    assert all(n.features["times_mean"] > 0 for n in tree.nodes())
+    assert tree.meta["environment"]["gpu_name"] == torch.cuda.get_device_name(0)
+    assert tree.meta["train_step"]["backward_unattributed_flops"] == 0

@@ -37,31 +37,10 @@ its outputs, its inputs and parameters (saved for backward) and the gradients it
 distinct tensor once per call; an optimiser leaf: the parameter, its gradient and its optimiser
 state (each once).
 
-**Replays** (``timing=True``), each timed alone under the measurement protocol:
-
-* a forward node: called on the inputs recorded at its first call, with gradients on and the
-  recorded inputs that required gradients in the step requiring them again (so the replay
-  builds the autograd graph as the step does); in-place primitives run without gradients;
-* a backward node: its forward is recomputed once on the recorded inputs (not timed), then
-  ``torch.autograd.grad(outputs, inputs + parameters, recorded output gradients,
-  retain_graph=True)`` is timed: the node's own backward kernels on the gradients that arrived
-  at its outputs during the step; an output whose gradient came from another output of the
-  same node (the logits of the loss) is left out;
-* an ``Other`` backward leaf: its autograd nodes (kept from the step) called one by one on the
-  gradients they received in the step;
-* an optimiser leaf or module: a fresh optimiser of the same kind over those parameters (their
-  gradients from the step; its state created on the first, untimed call) stepped; the
-  ``optimizer`` node is a step of the whole optimiser, ``backward`` the whole backward pass,
-  ``forward`` the whole forward pass with loss, and ``step`` the whole training step
-  (``zero_grad``, forward, ``backward()``, ``step()``).
-
-What cannot be isolated: the engine sums the gradients of a tensor used by several primitives
-between nodes, so a leaf's replay does not contain those additions (their FLOPs are the
-producing primitive's, their time shows in the module replays); writing ``.grad`` (the first
-step's gradients are stored without copying) and the operations outside any primitive (views,
-transposes, copies) are in the module and pass replays only; on a GPU the default optimiser
-updates all parameters with a few multi-tensor kernels, so per-parameter replays add up to
-more than the ``optimizer`` node.
+**Replays** (``timing=True``): every node is replayed alone under the measurement protocol, as
+:mod:`irene.tracing.train_replay` describes (backward nodes: the forward recomputed on the
+recorded inputs, then ``torch.autograd.grad`` with the recorded output gradients), with what
+cannot be isolated.
 
 Features-only traces (``timing=False``) run on PyTorch's ``meta`` device: shapes only, nothing
 computed or allocated, so a step of a large model is traced in seconds; the tree records the
@@ -75,21 +54,20 @@ import contextlib
 import copy
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
-from torch.utils._pytree import tree_map
 
-from irene.measure import Measurement, MeasurementCache, Meter, Protocol, measure_callable
+from irene.measure import MeasurementCache, Meter, Protocol
 from irene.measure.conditions import timing_conditions
 from irene.measure.sampler import Sampler
 from irene.schema import DEFAULT_SCHEMA, MFLOP, get_schema
 from irene.tracing.backward_flops import BACKWARD_FLOP_CONVENTION, training_flop_counter_mode
 from irene.tracing.build import build_tree, prune
-from irene.tracing.capture import Record, _call, _is_inplace, _tensors, signature_of
+from irene.tracing.capture import Record, signature_of
 from irene.tracing.flops import FLOP_CONVENTION, tensor_bytes
 from irene.tracing.registry import load_config, torch_dtype
 from irene.tracing.train_capture import BackwardAttribution, TrainingCapture
@@ -271,13 +249,9 @@ def _pass_scope(scope: str, name: str) -> str:
     return name + dot + rest
 
 
-def _walk(record: Record) -> Iterable[Record]:
-    return record.walk()
-
-
 def rename_forward(root: Record, step: Record) -> None:
     """Make the captured model record the ``forward`` child of ``step`` (scopes forward.*)."""
-    for record in list(_walk(root)):
+    for record in list(root.walk()):
         record.scope = _pass_scope(record.scope, "forward")
     root.kind, root.parent = "module", step
 
@@ -332,7 +306,7 @@ def _others_by_module(forward_root: Record, capture: TrainingCapture,
                       attribution: BackwardAttribution) -> dict[int, list[Record]]:
     """The ``Other`` records with backward FLOPs, by the kept forward module they go under (a
     module pruned from the forward tree hands its ``Other`` to its nearest kept ancestor)."""
-    kept = {id(r) for r in _walk(forward_root)}
+    kept = {id(r) for r in forward_root.walk()}
     out: dict[int, list[Record]] = {}
     for other in capture.other.values():
         if not attribution.flops.get(id(other)):
@@ -423,11 +397,11 @@ def optimizer_records(model: nn.Module, spec: OptimizerSpec, step: Record,
             ancestor.num_parameters += param.numel()
     if not root.children:
         raise ValueError("no parameter received a gradient: nothing for the optimiser to update")
-    for record in _walk(root):
+    for record in root.walk():
         if not record.is_leaf:
             record.signature = signature_of("optimizer", spec.name, spec.settings, tuple(
-                (tuple(r.input_shapes[0]), r.dtype) for r in _walk(record) if r.is_leaf))
-            record.dtype = next(r.dtype for r in _walk(record) if r.is_leaf)
+                (tuple(r.input_shapes[0]), r.dtype) for r in record.walk() if r.is_leaf))
+            record.dtype = next(r.dtype for r in record.walk() if r.is_leaf)
     return root
 
 
@@ -456,191 +430,13 @@ def _ancestors(record: Record, *, stop: Record) -> Iterable[Record]:
 
 
 # --------------------------------------------------------------------------------------------
-# replays
-
-
-def recorded_call(record: Record) -> tuple[Callable, tuple, dict]:
-    """(function, args, kwargs) a forward record was first called with (its recorded inputs)."""
-    replay = record.replay
-    if replay is None or getattr(replay, "func", None) is not _call:
-        raise RuntimeError(f"{record.scope}: no recorded inputs to replay")
-    fn, args, kwargs = replay.args
-    return fn, args, kwargs
-
-
-def _with_grad_inputs(args: tuple, kwargs: dict, flags: list[bool], *,
-                      inplace: bool) -> tuple[tuple, dict, list[torch.Tensor]]:
-    """``args``/``kwargs`` with each tensor that required gradients in the step replaced by a
-    leaf that requires them (a copy of it for an in-place call); returns the leaves too."""
-    leaves: list[torch.Tensor] = []
-    index = 0
-
-    def swap(value: Any) -> Any:
-        nonlocal index
-        if not isinstance(value, torch.Tensor):
-            return value
-        flag = index < len(flags) and flags[index]
-        index += 1
-        if isinstance(value, nn.Parameter) or not flag:
-            return value
-        leaf = value.detach().requires_grad_(True)
-        leaves.append(leaf)
-        return leaf.clone() if inplace else leaf
-
-    new_args, new_kwargs = tree_map(swap, (args, kwargs))
-    return new_args, new_kwargs, leaves
-
-
-def _parameters_of(fn: Callable, args: tuple, kwargs: dict) -> list[torch.Tensor]:
-    """Trainable parameters a call uses: the module's, or the parameters passed to a function."""
-    if isinstance(fn, nn.Module):
-        return [p for p in fn.parameters() if p.requires_grad]
-    seen: dict[int, torch.Tensor] = {}
-    for t in _tensors((args, kwargs)):
-        if isinstance(t, nn.Parameter) and t.requires_grad:
-            seen.setdefault(id(t), t)
-    return list(seen.values())
-
-
-def forward_replay(record: Record, flags: list[bool]) -> Callable[[], None]:
-    """Replay a forward node as the step runs it: gradients on, inputs requiring them again."""
-    fn, args, kwargs = recorded_call(record)
-    if _is_inplace(fn):
-        return lambda: _no_grad_call(fn, args, kwargs)
-    new_args, new_kwargs, _ = _with_grad_inputs(args, kwargs, flags, inplace=False)
-
-    def call() -> None:
-        with torch.enable_grad():
-            fn(*new_args, **new_kwargs)
-    return call
-
-
-def _no_grad_call(fn: Callable, args: tuple, kwargs: dict) -> None:
-    with torch.no_grad():
-        fn(*args, **kwargs)
-
-
-class BackwardReplay:
-    """Time the backward of one node alone (see the module doc): the forward is recomputed on
-    the recorded inputs once, then each call is one ``torch.autograd.grad`` over that graph."""
-
-    def __init__(self, record: Record, flags: list[bool], grads: dict[int, torch.Tensor]) -> None:
-        self.fn, self.args, self.kwargs = recorded_call(record)
-        self.scope = record.scope
-        self.flags = flags
-        self.grads = grads
-        self._graph: tuple[list, list, list] | None = None
-
-    def prepare(self) -> None:
-        """Recompute the forward with gradients and keep its graph."""
-        inplace = _is_inplace(self.fn)
-        with torch.enable_grad():
-            args, kwargs, leaves = _with_grad_inputs(self.args, self.kwargs, self.flags,
-                                                     inplace=inplace)
-            out = self.fn(*args, **kwargs)
-        outputs = _tensors(out)
-        chosen = [(outputs[i], g) for i, g in sorted(self.grads.items())
-                  if i < len(outputs) and outputs[i].requires_grad]
-        chosen = independent_outputs(chosen)
-        targets = leaves + _parameters_of(self.fn, self.args, self.kwargs)
-        if not chosen or not targets:
-            raise RuntimeError(f"{self.scope}: nothing to differentiate in the replay")
-        self._graph = ([o for o, _ in chosen], [g for _, g in chosen], targets)
-
-    def __call__(self) -> None:
-        if self._graph is None:
-            self.prepare()
-        assert self._graph is not None
-        outputs, grads, targets = self._graph
-        torch.autograd.grad(outputs, targets, grads, retain_graph=True, allow_unused=True)
-
-    def release(self) -> None:
-        """Drop the recomputed graph (its saved tensors)."""
-        self._graph = None
-
-
-def independent_outputs(pairs: list[tuple[torch.Tensor, torch.Tensor]]
-                        ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    """Drop the outputs another output depends on (a loss computed from the logits it also
-    returns): their gradient came through that output, and feeding both would count it twice."""
-    if len(pairs) < 2:
-        return pairs
-    reach = [_reachable(t.grad_fn) for t, _ in pairs]
-    return [pair for j, pair in enumerate(pairs)
-            if not any(i != j and pair[0].grad_fn in reach[i] for i in range(len(pairs)))]
-
-
-def _reachable(node: Any) -> set[Any]:
-    seen: set[Any] = set()
-    stack = [fn for fn, _ in node.next_functions] if node is not None else []
-    while stack:
-        current = stack.pop()
-        if current is None or current in seen:
-            continue
-        seen.add(current)
-        stack.extend(fn for fn, _ in current.next_functions)
-    return seen
-
-
-class NodeReplay:
-    """Call the autograd nodes of an ``Other`` leaf, kept from the step with the gradients they
-    received, in the order they ran (the step's graph is retained while they are measured)."""
-
-    def __init__(self, calls: list[tuple[Any, tuple]]) -> None:
-        self.calls = calls
-
-    def __call__(self) -> None:
-        for node, grads in self.calls:
-            node(*grads)
-
-    def release(self) -> None:
-        self.calls = []
-
-
-class OptimizerReplay:
-    """Step a fresh optimiser of ``spec`` over ``params`` (their gradients from the step); the
-    first call creates its state."""
-
-    def __init__(self, spec: OptimizerSpec, params: list[nn.Parameter]) -> None:
-        self.spec, self.params = spec, params
-        self._optimizer: torch.optim.Optimizer | None = None
-
-    def __call__(self) -> None:
-        if self._optimizer is None:
-            self._optimizer = self.spec.make(self.params)
-        self._optimizer.step()
-
-    def release(self) -> None:
-        self._optimizer = None
-
-
-class StepReplay:
-    """One whole training step: ``zero_grad``, forward with loss, ``backward()``, ``step()``."""
-
-    def __init__(self, model: nn.Module, inputs: dict[str, Any], spec: OptimizerSpec) -> None:
-        self.model, self.inputs, self.spec = model, inputs, spec
-        self._optimizer: torch.optim.Optimizer | None = None
-
-    def __call__(self) -> None:
-        if self._optimizer is None:
-            self._optimizer = self.spec.make(p for _, p in unique_parameters(self.model))
-        self._optimizer.zero_grad(set_to_none=True)
-        with torch.enable_grad():
-            loss = self.model(**self.inputs).loss
-        loss.backward()
-        self._optimizer.step()
-
-    def release(self) -> None:
-        self._optimizer = None
-
-
-# --------------------------------------------------------------------------------------------
 # tracing
 
 
 @dataclass
-class _Step:
-    """Everything one traced step produced (records and what the replays need)."""
+class TracedStep:
+    """Everything :func:`run_step` produced: the records of the step and what the replays of
+    :mod:`irene.tracing.train_replay` need."""
 
     model: Any
     inputs: dict[str, Any]
@@ -657,7 +453,7 @@ class _Step:
 
 
 def run_step(model: PreTrainedModel, inputs: dict[str, Any], spec: OptimizerSpec, *,
-             record_inputs: bool, dedup: bool) -> _Step:
+             record_inputs: bool, dedup: bool) -> TracedStep:
     """Capture the forward pass, attribute the backward pass, count the optimiser step, and
     build the records of the three passes under a ``step`` record. The model's parameters are
     not changed (the optimiser is counted on meta-device copies)."""
@@ -676,12 +472,12 @@ def run_step(model: PreTrainedModel, inputs: dict[str, Any], spec: OptimizerSpec
     params = [p for _, p in trained_parameters(model)]
     step = Record(scope=STEP_SCOPE, kind="model", instance_type=STEP_TYPE, parent=None,
                   calls=1, num_parameters=sum(p.numel() for _, p in unique_parameters(model)))
-    forward_paths = {r.scope.partition(".")[2] for r in _walk(root) if r.module is not None}
+    forward_paths = {r.scope.partition(".")[2] for r in root.walk() if r.module is not None}
     rename_forward(root, step)
     backward, source = mirror_backward(root, step, capture, attribution)
     optimizer = optimizer_records(model, spec, step, forward_paths)
     step.children = [root, backward, optimizer]
-    return _Step(model=model, inputs=inputs, spec=spec, capture=capture,
+    return TracedStep(model=model, inputs=inputs, spec=spec, capture=capture,
                  attribution=attribution, step=step, forward=root, backward=backward,
                  optimizer=optimizer, source=source,
                  optimizer_flops_counted=count_optimizer_step(spec, params),
@@ -728,94 +524,6 @@ def count_optimizer_step(spec: OptimizerSpec, params: list[nn.Parameter]) -> int
 
 
 # --------------------------------------------------------------------------------------------
-# measuring
-
-
-@dataclass
-class _Planned:
-    """One node to measure: its record, the dedup key and how to build its replay."""
-
-    record: Record
-    signature: str | None
-    make: Callable[[], Callable[[], None]]
-
-
-def _donors(forward: Record) -> dict[str, Record]:
-    """Forward signature -> the record whose inputs were recorded (dedup keeps one)."""
-    return {r.signature: r for r in _walk(forward)
-            if r.replay is not None and r.signature is not None}
-
-
-def _donor(record: Record, donors: dict[str, Record]) -> Record:
-    if record.replay is not None:
-        return record
-    donor = donors.get(record.signature) if record.signature is not None else None
-    if donor is None:
-        raise RuntimeError(f"{record.scope}: no recorded inputs to replay")
-    return donor
-
-
-def plan_replays(st: _Step) -> list[_Planned]:
-    """Every node of the step with its replay, in the order they are measured: forward,
-    backward, optimiser (which changes the parameters), then the whole step."""
-    capture = st.capture
-    donors = _donors(st.forward)
-    others = {id(r) for r in capture.other.values()}
-    plans: list[_Planned] = []
-    for record in _walk(st.forward):
-        flags = capture.grad_flags.get(id(record), [])
-        plans.append(_Planned(
-            record, None if record.signature is None else
-            signature_of("train-forward", record.signature, tuple(flags)),
-            lambda r=record, f=flags: forward_replay(_donor(r, donors), f)))
-    for record in _walk(st.backward):
-        source = st.source[id(record)]
-        if id(source) in others:
-            calls = st.attribution.recorded_calls.get(id(source), [])
-            plans.append(_Planned(record, record.signature, lambda c=calls: NodeReplay(c)))
-            continue
-        flags = capture.grad_flags.get(id(source), [])
-
-        def make(src: Record = source, f: list[bool] = flags) -> BackwardReplay:
-            donor = _donor(src, donors)
-            return BackwardReplay(donor, f, capture.output_grads.get(id(donor), {}))
-        plans.append(_Planned(record, record.signature, make))
-    named = dict(trained_parameters(st.model))
-    for record in _walk(st.optimizer):
-        params = [named[r.scope[len("optimizer."):]] for r in _walk(record) if r.is_leaf]
-        plans.append(_Planned(record, record.signature,
-                              lambda p=params: OptimizerReplay(st.spec, p)))
-    plans.append(_Planned(st.step, None, lambda: StepReplay(st.model, st.inputs, st.spec)))
-    return plans
-
-
-def measure_step(st: _Step, *, meter: Meter | None, protocol: Protocol, cache: MeasurementCache,
-                 sampler: Sampler | None, sync: Callable[[], None] | None,
-                 progress: Callable[[list], Iterable] | None = None) -> dict[int, Measurement]:
-    """Replay and measure every node of the step; keyed by ``id(record)``. Identical nodes are
-    measured once through ``cache``; each replay's graph or optimiser is dropped once measured."""
-    results: dict[int, Measurement] = {}
-    plans = plan_replays(st)
-    for plan in (progress(plans) if progress is not None else plans):
-        if plan.record is st.optimizer:  # the Other leaves are measured: free the step's graph
-            st.retained = None
-            st.attribution.recorded_calls.clear()
-
-        def measure(make: Callable[[], Callable[[], None]] = plan.make) -> Measurement:
-            replay = make()
-            try:
-                return measure_callable(replay, meter=meter, protocol=protocol, sync=sync,
-                                        sampler=sampler)
-            finally:
-                release = getattr(replay, "release", None)
-                if release is not None:
-                    release()
-
-        results[id(plan.record)] = cache.get_or_measure(plan.signature, measure)
-    return results
-
-
-# --------------------------------------------------------------------------------------------
 # the public function
 
 
@@ -838,6 +546,7 @@ def trace_train_step(model: str | PretrainedConfig | PreTrainedModel, batch_size
     :func:`irene.tracing.trace.trace_model`.
     """
     from irene.tracing.trace import _metadata, _progress_bar, _sync
+    from irene.tracing.train_replay import measure_step
 
     start = time.perf_counter()
     spec = get_optimizer(optimizer)
@@ -892,7 +601,7 @@ def _name_of(model: Any) -> str:
         getattr(model, "config", None), "name_or_path", None) or type(model).__name__
 
 
-def train_metadata(st: _Step) -> dict[str, Any]:
+def train_metadata(st: TracedStep) -> dict[str, Any]:
     """The root metadata a training-step tree adds to the forward tree's: ``phase``,
     ``optimizer``, the FLOP unit, ``flops_counted`` (MFLOP, the whole step) and ``train_step``
     (loss, optimiser settings, FLOPs counted per pass, in MFLOP)."""
