@@ -56,6 +56,22 @@ def run_trace(args: argparse.Namespace, out: Path, extra: list[str]) -> dict:
     return result
 
 
+def trace_in_process(args: argparse.Namespace) -> list[float]:
+    """Wall times (s) of ``trace_train_step(timing=False)`` called repeatedly in this process."""
+    import torch
+
+    from irene.tracing.train_step import trace_train_step
+
+    torch.set_num_threads(1)
+    walls = []
+    for _ in range(args.in_process):
+        start = time.perf_counter()
+        trace_train_step(args.model, args.batch_size, args.seq_len, timing=False,
+                         optimizer=args.optimizer, attn=args.attn, hub=False)
+        walls.append(time.perf_counter() - start)
+    return walls
+
+
 def load() -> float:
     return os.getloadavg()[0]
 
@@ -80,6 +96,8 @@ def main() -> None:
     parser.add_argument("--attn", default="eager")
     parser.add_argument("--repeats", type=int, default=5, help="features-only runs")
     parser.add_argument("--replay-repeats", type=int, default=1, help="runs with replays")
+    parser.add_argument("--in-process", type=int, default=5,
+                        help="features-only traces in this process (imports done once)")
     parser.add_argument("--runs", type=int, default=3, help="protocol runs per replayed node")
     parser.add_argument("--min-run-seconds", type=float, default=0.02)
     args = parser.parse_args()
@@ -102,6 +120,7 @@ def main() -> None:
                                                 str(args.min_run_seconds)]))
             trees.extend(read_trees(path))
         tree = read_trees(Path(tmp) / "f0.jsonl")[0] if features else trees[0]
+    in_process = trace_in_process(args)
 
     print(f"load after {load():.2f}")
     if features:
@@ -110,6 +129,10 @@ def main() -> None:
               f"runs (min {min(walls):.2f}, max {max(walls):.2f}); peak "
               f"{median([r['peak_mib'] for r in features]):.0f} MiB; "
               f"{len(list(tree.nodes()))} nodes")
+    if in_process:
+        print(f"features only, in process (imports and model classes loaded once): median "
+              f"{median(in_process[1:] or in_process):.2f} s over {max(len(in_process) - 1, 1)}"
+              f" runs after a first of {in_process[0]:.2f} s")
     if timed:
         walls = [r["wall_s"] for r in timed]
         print(f"with replays (--runs {args.runs}): median {median(walls):.1f} s over "

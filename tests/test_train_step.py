@@ -449,3 +449,18 @@ def test_training_step_on_cuda_records_the_gpu():
     assert all(n.features["times_mean"] > 0 for n in tree.nodes())
     assert tree.meta["environment"]["gpu_name"] == torch.cuda.get_device_name(0)
     assert tree.meta["train_step"]["backward_unattributed_flops"] == 0
+
+
+def test_frozen_parameters_of_a_given_model_stay_frozen():
+    model = T.AutoModelForCausalLM.from_config(gpt2_config())
+    model.transformer.wte.requires_grad_(False)  # frozen (and tied to lm_head)
+    model.transformer.wpe.requires_grad_(False)
+    tree = trace_train_step(model, B, S, timing=False, optimizer="sgd")
+    nodes = by_scope(tree)
+    frozen = VOCAB * H + 64 * H
+    assert tree.root.features["num_parameters"] == sum(p.numel() for p in model.parameters())
+    assert nodes["optimizer"].features["num_parameters"] == \
+        tree.root.features["num_parameters"] - frozen
+    assert "optimizer.transformer.wte.weight" not in nodes
+    assert "backward.transformer.wte" not in nodes  # no gradient to compute for a look-up
+    assert not model.transformer.wte.weight.requires_grad

@@ -25,8 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Build MODEL with random weights (no download), run it once per batch size "
                     "x sequence length and append one IrEne tree per combination to OUTPUT "
                     "(.jsonl, or .jsonl.gz). Trees already in OUTPUT with the same settings "
-                    "(model, shape, dtype, attention, device, schema, meter, protocol) are "
-                    "skipped (resume); one irene process writes OUTPUT at a time.")
+                    "(model, shape, phase, optimizer, dtype, attention, device, schema, meter, "
+                    "protocol) are skipped (resume); one irene process writes OUTPUT at a "
+                    "time. --phase train traces one training step instead of a forward pass.")
     trace.add_argument("model", metavar="MODEL",
                        help="built-in name (see `irene models`), local directory or config.json, "
                             "or a Hub name when online")

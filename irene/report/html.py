@@ -327,9 +327,10 @@ _PAGE = """<!DOCTYPE html>
 </header>
 <main>
   <section id=intro class=hint>
-    How much energy one inference call (one forward pass of one batch) costs, and where it goes.
-    The tree starts at the whole <span class="kind model">model</span>, splits into its
-    <span class="kind module">modules</span>, and ends at the ML primitives
+    How much energy one inference call (one forward pass of one batch) costs, and where it goes
+    (for a training-step tree: one step, whose root splits into its forward, backward and
+    optimiser passes). The tree starts at the whole <span class="kind model">model</span>, splits
+    into its <span class="kind module">modules</span>, and ends at the ML primitives
     (<span class="kind ml">ml</span>: Linear, matmul, softmax, …).
     Click <b>▸</b> to open a node; hover a row to see its features.
   </section>

@@ -176,16 +176,20 @@ def build_training_model(name_or_config: str | PretrainedConfig, *, attn: str = 
         else:
             model = head.from_config(config, attn_implementation=attn)
     model = model.to(device=device, dtype=torch_dtype(dtype))
-    return _ready(model, name_or_config if isinstance(name_or_config, str) else None)
+    return _ready(model, name_or_config if isinstance(name_or_config, str) else None,
+                  train_all=True)
 
 
-def _ready(model: PreTrainedModel, name: str | None) -> PreTrainedModel:
+def _ready(model: PreTrainedModel, name: str | None, *, train_all: bool) -> PreTrainedModel:
+    """Eval mode (no dropout), no KV cache; ``train_all``: every parameter requires gradients
+    (a model given by the caller keeps its frozen parameters frozen)."""
     model.eval()
     model.config.use_cache = False
     if type(model).__name__.endswith(("ForCausalLM", "LMHeadModel")):
         model.loss_type = "ForCausalLM"  # GPT-2-style class names: silence the guess warning
-    for param in model.parameters():
-        param.requires_grad_(True)
+    if train_all:
+        for param in model.parameters():
+            param.requires_grad_(True)
     if name is not None:
         model.config.name_or_path = name
     return model
@@ -204,21 +208,29 @@ def _device_of(model: nn.Module) -> torch.device:
 def prepare_training_model(model: str | PretrainedConfig | PreTrainedModel, *, device: str,
                            dtype: str, attn: str, hub: bool, seed: int = 0) -> PreTrainedModel:
     """The model a step is traced on: ``model`` itself when it has an LM head and is on the
-    kind of ``device`` asked for (its weights are updated by the step; moved to ``device`` and
-    ``dtype``), else one built from its config (random weights)."""
+    kind of ``device`` asked for (moved to ``device`` and ``dtype``; its trainable parameters are
+    updated by the step), else one built from its config (random weights). Parameters a given
+    LM-head model has frozen stay frozen (no gradient, no optimiser leaf)."""
     from transformers import PreTrainedModel
 
     if not isinstance(model, PreTrainedModel):
         return build_training_model(model, attn=attn, dtype=dtype, device=device, hub=hub,
                                     seed=seed)
-    if not has_lm_head(model) or _device_of(model).type != torch.device(device).type:
+    if not has_lm_head(model):
         return build_training_model(model.config, attn=attn, dtype=dtype, device=device,
                                     hub=hub, seed=seed)
+    if _device_of(model).type != torch.device(device).type:  # e.g. the meta device
+        frozen = {n for n, p in model.named_parameters() if not p.requires_grad}
+        built = build_training_model(model.config, attn=attn, dtype=dtype, device=device,
+                                     hub=hub, seed=seed)
+        for name, param in built.named_parameters():
+            param.requires_grad_(name not in frozen)
+        return built
     model = model.to(device=device, dtype=torch_dtype(dtype))
     current = getattr(model.config, "_attn_implementation", None)
     if current is not None and current != attn:
         model.set_attn_implementation(attn)
-    return _ready(model, None)
+    return _ready(model, None, train_all=False)
 
 
 def loss_description(model: nn.Module) -> str:
@@ -471,7 +483,7 @@ def run_step(model: PreTrainedModel, inputs: dict[str, Any], spec: OptimizerSpec
 
     params = [p for _, p in trained_parameters(model)]
     step = Record(scope=STEP_SCOPE, kind="model", instance_type=STEP_TYPE, parent=None,
-                  calls=1, num_parameters=sum(p.numel() for _, p in unique_parameters(model)))
+                  calls=1, num_parameters=sum(p.numel() for p in model.parameters()))
     forward_paths = {r.scope.partition(".")[2] for r in root.walk() if r.module is not None}
     rename_forward(root, step)
     backward, source = mirror_backward(root, step, capture, attribution)
