@@ -13,6 +13,7 @@ is refused instead of being fed zeros.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -68,9 +69,12 @@ def zero_features(tree: Tree, required: list[str]) -> list[str]:
 def estimate_tree(model: str, batch_size: int, seq_len: int,
                   predictor: str | Path | TreePredictor, *, device: str = "cpu",
                   dtype: str = "float32", attn: str = "eager", progress: bool = True,
-                  warn: Callable[[str], None] = print, hub: bool = True) -> Tree:
+                  warn: Callable[[str], None] = print, hub: bool = True,
+                  phase: str = "forward", optimizer: str | None = None) -> Tree:
     """Trace ``model`` at (``batch_size``, ``seq_len``) and predict every node with
     ``predictor`` (a model directory or a fitted :class:`~irene.model.TreePredictor`).
+    ``phase="train"`` traces one training step with ``optimizer``
+    (:func:`irene.tracing.train_step.trace_train_step`): energies are then J per step.
 
     Returns the predicted tree (J per call on every node). Raises EstimateError when the
     predictor reads features this host cannot supply. Timing is switched on only when the
@@ -96,9 +100,15 @@ def estimate_tree(model: str, batch_size: int, seq_len: int,
                           FEATURES[n].source not in ("structure", "tree"))
         warn(f"note: the predictor reads {measured}, measured here by timing every node; the "
              "estimate is only meaningful if the predictor was trained on this kind of machine.")
-    tree = trace_model(model, batch_size, seq_len, device=device, dtype=dtype, attn=attn,
-                       timing=timing, progress=progress, hub=hub,
-                       schema=predictor.schema.name)
+    trace = trace_model
+    if phase == "train":
+        from irene.tracing.train_step import DEFAULT_OPTIMIZER, trace_train_step
+
+        trace = functools.partial(trace_train_step, optimizer=optimizer or DEFAULT_OPTIMIZER)
+    elif phase != "forward":
+        raise EstimateError(f"phase {phase!r} cannot be estimated; use forward or train")
+    tree = trace(model, batch_size, seq_len, device=device, dtype=dtype, attn=attn,
+                 timing=timing, progress=progress, hub=hub, schema=predictor.schema.name)
     unavailable = sorted(set(required) & set(tree.meta.get("features_unavailable", [])))
     zeros = zero_features(tree, required)
     if unavailable or zeros:

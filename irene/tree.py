@@ -165,7 +165,8 @@ class TreeKey(NamedTuple):
         parts = [self.model_name, f"batch {self.batch_size}", f"seq {self.seq_len}"]
         if self.phase != "forward":
             parts.append(self.phase + (f" @ context {self.context_len}"
-                                       if self.phase == "decode" else ""))
+                                       if self.phase == "decode" else "")
+                         + (f" ({self.optimizer})" if self.optimizer else ""))
         return " · ".join(parts)
 
 

@@ -8,10 +8,12 @@ from irene.cli import UserError
 from irene.cli.options import (
     add_force_option,
     add_json_option,
+    add_phase_options,
     add_trace_options,
     add_view_options,
     console,
     depth,
+    phase_options,
     positive_int,
     print_json,
 )
@@ -22,7 +24,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "estimate", help="trace a model and predict where its energy goes",
         description="Trace MODEL (features only, no meter) at one batch size and sequence "
                     "length, predict every node with a trained predictor and print the "
-                    "breakdown. The tree is traced with the schema the predictor was trained on.")
+                    "breakdown. The tree is traced with the schema the predictor was trained on. "
+                    "--phase train estimates one training step (forward, backward, optimiser) "
+                    "and adds the split between the three passes, per module.")
     p.add_argument("model_name", metavar="MODEL",
                    help="built-in model name (see `irene models`), a directory with "
                         "config.json, or a config.json")
@@ -31,6 +35,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--predictor", required=True, metavar="DIR",
                    help="a model directory written by `irene train`")
     add_trace_options(p, schema=False)
+    add_phase_options(p)
+    p.add_argument("--steps", type=positive_int, default=None, metavar="N",
+                   help="with --phase train: also the energy of N training steps")
     add_view_options(p)
     add_json_option(p)
     p.add_argument("-o", "--output", metavar="TREES.jsonl",
@@ -62,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     from irene.report.terminal import render_breakdown
     from irene.tree import write_trees
 
+    phase = phase_options(args)
+    if args.steps is not None and phase["phase"] != "train":
+        raise UserError("--steps needs --phase train (energy of N training steps)")
     check_outputs(args)
     out = console()
     notes = console(stderr=True) if args.json else out  # keep stdout pure JSON with --json
@@ -69,16 +79,31 @@ def run(args: argparse.Namespace) -> int:
         tree = estimate_tree(args.model_name, args.batch_size, args.seq_len, args.predictor,
                              device=args.device, dtype=args.dtype, attn=args.attn,
                              progress=not args.json, hub=not args.offline,
-                             warn=lambda text: notes.print(text, style="yellow"))
+                             warn=lambda text: notes.print(text, style="yellow"), **phase)
     except (EstimateError, ValueError) as exc:
         raise UserError(str(exc)) from exc
     breakdown = explain_tree(tree, source="predicted", depth=depth(args), top=args.top)
+    split = None
+    if phase["phase"] == "train":
+        from irene.report.training import training_split
+
+        split = training_split(tree, source="predicted", depth=depth(args) or 3,
+                               steps=args.steps or 1)
     if args.json:
         from irene.report.breakdown import breakdown_json
 
-        print_json(breakdown_json(breakdown, note=energy_for(tree, breakdown.source)))
+        data = breakdown_json(breakdown, note=energy_for(tree, breakdown.source))
+        if split is not None:
+            from irene.report.training import split_json
+
+            data["training"] = split_json(split, top=args.top)
+        print_json(data)
     else:
         render_breakdown(breakdown, out)
+        if split is not None:
+            from irene.report.training import render_training
+
+            render_training(split, out, top=args.top)
     if args.output:
         write_trees([tree], args.output)
         notes.print(f"wrote the predicted tree to {args.output}")

@@ -54,8 +54,17 @@ def run(args: argparse.Namespace) -> int:
                                  group_repeated=not args.no_group)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
+    from irene.report import training
+
+    split = training.training_split(tree, source=breakdown.source, depth=depth(args) or 3) \
+        if training.is_training_step(tree) else None
     if args.json:
-        print_json(breakdown_json(breakdown, note=energy_for(tree, breakdown.source)))
+        data = breakdown_json(breakdown, note=energy_for(tree, breakdown.source))
+        if split is not None:
+            data["training"] = training.split_json(split, top=args.top)
+        print_json(data)
     else:
         render_breakdown(breakdown, console())
+        if split is not None:
+            training.render_training(split, console(), top=args.top)
     return 0

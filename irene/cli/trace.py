@@ -9,7 +9,13 @@ import warnings
 from pathlib import Path
 
 from irene.cli import UserError
-from irene.cli.options import add_trace_options, int_list, positive_int
+from irene.cli.options import (
+    add_phase_options,
+    add_trace_options,
+    int_list,
+    phase_options,
+    positive_int,
+)
 from irene.measure.options import add_measure_arguments, protocol_from_args
 
 
@@ -19,8 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         description="Build MODEL with random weights (no download), run it once per batch size "
                     "x sequence length and append one IrEne tree per combination to OUTPUT "
                     "(.jsonl, or .jsonl.gz). Trees already in OUTPUT with the same settings "
-                    "(model, shape, dtype, attention, device, schema, meter, protocol) are "
-                    "skipped (resume); one irene process writes OUTPUT at a time.")
+                    "(model, shape, phase, optimizer, dtype, attention, device, schema, meter, "
+                    "protocol) are skipped (resume); one irene process writes OUTPUT at a "
+                    "time. --phase train traces one training step instead of a forward pass.")
     trace.add_argument("model", metavar="MODEL",
                        help="built-in name (see `irene models`), local directory or config.json, "
                             "or a Hub name when online")
@@ -37,6 +44,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     trace.add_argument("--no-timing", action="store_true",
                        help="skip the isolated replays: no times_mean/cpu/mem; the model is "
                             "built on the meta device (no weights in memory, much faster)")
+    add_phase_options(trace)
     trace.add_argument("--offline", action="store_true",
                        help="never look MODEL up on the Hub")
     add_measure_arguments(trace)
@@ -96,6 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from irene.files import exclusive_lock
     from irene.tree import repair_torn_tail
 
+    phase_options(args)  # checks --optimizer against --phase before anything is written
     todo_all = combinations(args)
     check_appendable(args.output)
     protocol = _protocol(args)
@@ -122,32 +131,32 @@ def _trace_all(args: argparse.Namespace, todo_all: list[tuple[int, int]], protoc
     from tqdm import tqdm
 
     from irene.measure import MeasurementCache
-    from irene.tracing import trace_model
     from irene.tracing.trace import planned_key
     from irene.tree import append_tree
 
     done = done_keys(args.output)
     schema = args.schema or "irene"
+    phase = phase_options(args)
     keys = {combo: planned_key(args.model, *combo, device=args.device, dtype=args.dtype,
                                attn=args.attn, schema=schema, timing=not args.no_timing,
-                               meter=meter, protocol=protocol) for combo in todo_all}
+                               meter=meter, protocol=protocol, **phase) for combo in todo_all}
     todo = [combo for combo in todo_all if keys[combo] not in done]
     if len(todo) < len(todo_all):
         print(f"{args.output}: {len(todo_all) - len(todo)} of {len(todo_all)} combinations "
               "already traced with these settings, skipping them", file=sys.stderr)
     if not todo:
         return
-    model = _model_to_trace(args)
+    model, trace = _model_and_tracer(args)
     cache = MeasurementCache(enabled=protocol.dedup)
     for batch_size, seq_len in tqdm(todo, desc=f"trace {args.model}", unit="tree"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                tree = trace_model(model, batch_size, seq_len, device=args.device,
-                                   dtype=args.dtype, attn=args.attn,
-                                   timing=not args.no_timing, meter=meter, protocol=protocol,
-                                   progress=not args.no_timing, model_name=args.model,
-                                   cache=cache, schema=schema, hub=not args.offline)
+                tree = trace(model, batch_size, seq_len, device=args.device,
+                             dtype=args.dtype, attn=args.attn,
+                             timing=not args.no_timing, meter=meter, protocol=protocol,
+                             progress=not args.no_timing, model_name=args.model,
+                             cache=cache, schema=schema, hub=not args.offline)
             except ValueError as exc:
                 raise UserError(f"{args.model} at {batch_size}x{seq_len}: {exc}") from exc
         for item in caught:
@@ -156,14 +165,27 @@ def _trace_all(args: argparse.Namespace, todo_all: list[tuple[int, int]], protoc
     print(f"{args.output}: wrote {len(todo)} tree(s) of {args.model}", file=sys.stderr)
 
 
-def _model_to_trace(args: argparse.Namespace):  # -> str | PreTrainedModel
-    """What ``trace_model`` gets: with replays, the model built once with weights on the
-    device; features only, its (checked) name: each trace builds it on the meta device, and
-    falls back to real weights if its forward pass reads tensor values."""
-    from irene.tracing import build_model, load_config
+def _model_and_tracer(args: argparse.Namespace):  # -> (model or name, trace one tree)
+    """What the phase asked for traces, and how. The forward pass: with replays, the model
+    built once with weights on the device; features only, its (checked) name, so each trace
+    builds it on the meta device (falling back to real weights if its forward pass reads tensor
+    values). A training step: the model with its language-modelling head (on the meta device
+    for features only)."""
+    import functools
 
+    from irene import tracing
+
+    phase = phase_options(args)
+    if phase["phase"] == "train":
+        from irene.tracing import train_step
+
+        model = train_step.build_training_model(
+            args.model, attn=args.attn, dtype=args.dtype,
+            device="meta" if args.no_timing else args.device, hub=not args.offline)
+        return model, functools.partial(train_step.trace_train_step,
+                                        optimizer=phase["optimizer"])
     if args.no_timing:
-        load_config(args.model, hub=not args.offline)
-        return args.model
-    return build_model(args.model, attn=args.attn, dtype=args.dtype, device=args.device,
-                       hub=not args.offline)
+        tracing.load_config(args.model, hub=not args.offline)
+        return args.model, tracing.trace_model
+    return (tracing.build_model(args.model, attn=args.attn, dtype=args.dtype,
+                                device=args.device, hub=not args.offline), tracing.trace_model)

@@ -34,6 +34,7 @@ from irene.files import atomic_write
 from irene.report import NODE_TYPE_COLOURS, energy_for, measured_word, synthetic_label
 from irene.report.breakdown import Breakdown, Hotspot, explain_tree
 from irene.report.format import format_energy, format_error, format_percent
+from irene.report.training import training_section
 from irene.schema import FEATURE_FIELDS, NODE_TYPES
 from irene.tree import Node, Tree
 
@@ -289,7 +290,7 @@ def build_report(trees: Sequence[Tree], *, title: str | None = None, source: str
         title=html.escape(title), subtitle=subtitle, banner=synthetic_banner(label),
         css=_asset("report.css"),
         js=_asset("report.js"), data=_json_for_script(payload),
-        accuracy=accuracy_section(trees) + "".join(sections))
+        accuracy=accuracy_section(trees) + training_section(trees) + "".join(sections))
 
 
 def synthetic_banner(label: str | None) -> str:
@@ -329,9 +330,10 @@ _PAGE = """<!DOCTYPE html>
 </header>
 <main>
   <section id=intro class=hint>
-    How much energy one inference call (one forward pass of one batch) costs, and where it goes.
-    The tree starts at the whole <span class="kind model">model</span>, splits into its
-    <span class="kind module">modules</span>, and ends at the ML primitives
+    How much energy one inference call (one forward pass of one batch) costs, and where it goes
+    (for a training-step tree: one step, whose root splits into its forward, backward and
+    optimiser passes). The tree starts at the whole <span class="kind model">model</span>, splits
+    into its <span class="kind module">modules</span>, and ends at the ML primitives
     (<span class="kind ml">ml</span>: Linear, matmul, softmax, …).
     Click <b>▸</b> to open a node; hover a row to see its features.
   </section>

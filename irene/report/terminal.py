@@ -71,7 +71,7 @@ def header(breakdown: Breakdown) -> Panel:
                  style="yellow")
     lines.append("\ntotal: ")
     lines.append(format_energy(breakdown.total_j), style="bold")
-    lines.append(" per inference call")
+    lines.append(" per training step" if tree.key.phase == "train" else " per inference call")
     if breakdown.source == "predicted" and breakdown.measured_total_j is not None:
         lines.append(f"   {measured}: {format_energy(breakdown.measured_total_j)}")
         lines.append(f"   error: {format_error(breakdown.error_pct)}")

@@ -17,6 +17,7 @@ import torch
 
 from irene.measure import MeasurementCache, Meter, Protocol, measurement_metadata
 from irene.measure.conditions import timing_conditions
+from irene.measure.environment import cpu_model, environment_metadata
 from irene.measure.sampler import Sampler
 from irene.schema import DEFAULT_SCHEMA, MFLOP, supplied_features, units
 from irene.tracing.build import build_tree, measure_records, prune
@@ -98,11 +99,13 @@ def _sync(device: str) -> Any:
 
 
 def _device_name(device: str) -> str:
+    """The hardware a tree speaks for: the GPU's name, or the CPU model (``/proc/cpuinfo``),
+    so trees of two CPU hosts are told apart."""
     if device.startswith("cuda"):
         if torch.cuda.is_available():
             return torch.cuda.get_device_name(torch.device(device))
         return "unknown CUDA device (not present where traced)"
-    return platform.processor() or platform.machine()
+    return cpu_model() or platform.processor() or platform.machine()
 
 
 def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, timing: bool,
@@ -133,6 +136,7 @@ def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, tim
         "features_unavailable": unavailable,
         "flops_counted": counted_flops / MFLOP,
         "trace_seconds": round(seconds, 3),
+        "environment": environment_metadata(device),
     }
     if timing:  # meter, its domains, leaky features, protocol, dedup counts
         idle = meter.idle_power_w(protocol.idle_seconds) if (meter is not None and
@@ -146,12 +150,16 @@ def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, tim
 
 def planned_key(model_name: str, batch_size: int, seq_len: int, *, device: str, dtype: str,
                 attn: str, schema: str, timing: bool, meter: Meter | None,
-                protocol: Protocol) -> TreeKey:
+                protocol: Protocol, phase: str = "forward",
+                optimizer: str | None = None) -> TreeKey:
     """The :class:`~irene.tree.TreeKey` the tree traced with these settings will have (for
-    resuming a sweep without tracing again)."""
-    meta: dict[str, Any] = {"schema": trace_rules(schema).record, "phase": "forward",
+    resuming a sweep without tracing again); ``phase="train"`` with ``optimizer`` for a
+    training step (:mod:`irene.tracing.train_step`)."""
+    meta: dict[str, Any] = {"schema": trace_rules(schema).record, "phase": phase,
                             "device": device, "device_name": _device_name(device),
                             "dtype": dtype, "attn": attn}
+    if optimizer is not None:
+        meta["optimizer"] = optimizer
     if timing:
         meta.update(measurement_metadata(meter, protocol))
     else:
