@@ -75,10 +75,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "default: the fewest that hold the weights")
     s.add_argument("--concurrency", type=positive_number, default=64.0,
                    help="sequences decoded together (vLLM's running batch; default 64)")
-    s.add_argument("--prompt-len", type=positive_number, default=512.0,
-                   help="prompt tokens per request (default 512)")
-    s.add_argument("--new-tokens", type=positive_number, default=512.0,
-                   help="generated tokens per request (default 512)")
+    s.add_argument("--prompt-len", type=positive_number, default=1000.0,
+                   help="prompt tokens per request (default 1000)")
+    s.add_argument("--new-tokens", type=positive_number, default=500.0,
+                   help="generated tokens per request (default 500)")
     s.add_argument("--serving-predictor", metavar="FILE",
                    help="a serving predictor JSON (default: the one shipped with irene)")
     p.set_defaults(func=run)
@@ -99,7 +99,7 @@ def check_outputs(args: argparse.Namespace) -> None:
 
 
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
-    defaults = {"concurrency": 64.0, "prompt_len": 512.0, "new_tokens": 512.0}
+    defaults = {"concurrency": 64.0, "prompt_len": 1000.0, "new_tokens": 500.0}
     return ["--" + n.replace("_", "-") for n in names
             if getattr(args, n, None) not in (None, defaults.get(n))]
 

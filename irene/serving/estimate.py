@@ -142,9 +142,10 @@ def default_gpus(structure: ModelStructure, gpu: GpuSpec) -> int:
 # --------------------------------------------------------------------------- the estimate
 
 def estimate_serving(model: str, *, gpu: str = "H100", num_gpus: int | None = None,
-                     concurrency: float = 64, prompt_len: float = 512, new_tokens: float = 512,
-                     weight_format: str | None = None, predictor: ServingPredictor | str | None
-                     = None, hub: bool = True) -> ServingEstimate:
+                     concurrency: float = 64, prompt_len: float = 1000,
+                     new_tokens: float = 500, weight_format: str | None = None,
+                     predictor: ServingPredictor | str | None = None,
+                     hub: bool = True) -> ServingEstimate:
     """Estimate serving ``model`` with vLLM on ``num_gpus`` × ``gpu`` at ``concurrency``
     sequences decoded together, requests of ``prompt_len`` prompt and ``new_tokens`` output
     tokens (see the module docstring)."""

@@ -41,7 +41,7 @@ def render_estimate(e: ServingEstimate, out: Any, top: int = 10) -> None:
     table.add_column("share", justify="right")
     table.add_column("per layer (mean J/token)", justify="right")
     per_layer = _layer_means(e.per_layer)
-    parts = sorted(e.breakdown.items(), key=lambda kv: -kv[1])
+    parts = sorted(((k, v) for k, v in e.breakdown.items() if v > 0), key=lambda kv: -kv[1])
     for name, joules in parts[:top]:
         layer = per_layer.get(name)
         table.add_row(name, f"{joules:.3g}", f"{joules / e.joules_per_token:.1%}",

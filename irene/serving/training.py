@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,15 +103,15 @@ class Predictions:
 
 
 def leave_one_model_out(rows: Sequence[Measurement], steps: Sequence[DecodeStep],
-                        group: str = "model_id") -> Predictions:
-    """Predict each group's rows (default: each model id) from a fit on the other groups'
-    :func:`trainable` rows of the same GPU model (``rows`` may hold several GPU models: folds
-    stay within one)."""
+                        group: Callable[[Measurement], str] | None = None) -> Predictions:
+    """Predict each group's rows (``group(row)``; default: each model id) from a fit on the
+    other groups' :func:`trainable` rows of the same GPU model (``rows`` may hold several GPU
+    models: folds stay within one)."""
     arrays = StepArrays.of(steps)
     joules = np.zeros(len(rows))
     seconds = np.zeros(len(rows))
     gpu_of = np.array([r.gpu for r in rows])
-    key = np.array([getattr(r, group) for r in rows])
+    key = np.array([(group or _model_id)(r) for r in rows])
     usable = np.array([trainable(r) for r in rows], bool)
     for gpu in sorted(set(gpu_of)):
         for held in sorted(set(key[gpu_of == gpu])):
@@ -124,6 +124,10 @@ def leave_one_model_out(rows: Sequence[Measurement], steps: Sequence[DecodeStep]
             fit = fit_gpu(gpu_spec(gpu), arrays.take(train), seconds_train, joules_train)
             joules[test], seconds[test] = fit.predict(arrays.take(test))
     return Predictions(list(rows), joules, seconds)
+
+
+def _model_id(row: Measurement) -> str:
+    return row.model_id
 
 
 def transfer(source: GpuFit, target_rows: Sequence[Measurement],
