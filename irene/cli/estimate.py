@@ -1,4 +1,9 @@
-"""``irene estimate MODEL``: trace a model and predict where its energy goes (no meter)."""
+"""``irene estimate MODEL``: predict a model's energy without a meter.
+
+Two modes: trace MODEL and predict every node with a trained predictor (``--batch-size
+--seq-len --predictor``), or, with ``--serving vllm``, estimate serving the LLM on GPUs from the
+shipped predictor learned from public measurements (:mod:`irene.serving.estimate`).
+"""
 
 from __future__ import annotations
 
@@ -18,23 +23,48 @@ from irene.cli.options import (
     print_json,
 )
 
+SERVING_FORMATS = ("bf16", "fp8", "mxfp4")
+#: options of the tracing mode that --serving does not use
+TRACE_ONLY = ("batch_size", "seq_len", "predictor", "output", "html", "steps", "phase",
+              "optimizer")
+#: options of the serving mode that the tracing mode does not use
+SERVING_ONLY = ("gpu", "num_gpus", "concurrency", "prompt_len", "new_tokens",
+                "serving_predictor")
+
+
+def positive_number(text: str) -> float:
+    """A finite number > 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "estimate", help="trace a model and predict where its energy goes",
+        "estimate", help="predict a model's energy without a meter (traced tree, or serving)",
         description="Trace MODEL (features only, no meter) at one batch size and sequence "
                     "length, predict every node with a trained predictor and print the "
                     "breakdown. The tree is traced with the schema the predictor was trained on. "
                     "--phase train estimates one training step (forward, backward, optimiser) "
-                    "and adds the split between the three passes, per module.")
+                    "and adds the split between the three passes, per module. Or, with "
+                    "--serving vllm, estimate the energy per token of serving MODEL with vLLM "
+                    "on GPUs, from a predictor learned from the public ML.ENERGY v3 "
+                    "measurements (Apache-2.0).")
     p.add_argument("model_name", metavar="MODEL",
                    help="built-in model name (see `irene models`), a directory with "
                         "config.json, or a config.json")
-    p.add_argument("--batch-size", type=positive_int, required=True)
-    p.add_argument("--seq-len", type=positive_int, required=True)
-    p.add_argument("--predictor", required=True, metavar="DIR",
-                   help="a model directory written by `irene train`")
-    add_trace_options(p, schema=False)
+    p.add_argument("--batch-size", type=positive_int)
+    p.add_argument("--seq-len", type=positive_int)
+    p.add_argument("--predictor", metavar="DIR",
+                   help="a model directory written by `irene train` (tracing mode)")
+    add_trace_options(p, schema=False, extra_dtypes=SERVING_FORMATS,
+                      dtype_help="tracing: float32 (default), float16, bfloat16; with "
+                                 "--serving: the served weight format bf16, fp8 or mxfp4 "
+                                 "(default: the checkpoint's, bf16 for a plain config)")
     add_phase_options(p)
     p.add_argument("--steps", type=positive_int, default=None, metavar="N",
                    help="with --phase train: also the energy of N training steps")
@@ -45,6 +75,21 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--html", metavar="REPORT.html", help="also write an HTML report")
     p.add_argument("--offline", action="store_true", help="never look MODEL up on the Hub")
     add_force_option(p)
+    s = p.add_argument_group("serving (--serving vllm)")
+    s.add_argument("--serving", choices=("vllm",),
+                   help="estimate LLM serving with vLLM instead of tracing")
+    s.add_argument("--gpu", help="GPU model: H100 or B200 (measured); H200, A100 extrapolated")
+    s.add_argument("--num-gpus", type=positive_int,
+                   help="GPUs of one instance (tensor parallel; experts spread over all); "
+                        "default: the fewest that hold the weights")
+    s.add_argument("--concurrency", type=positive_number, default=64.0,
+                   help="sequences decoded together (vLLM's running batch; default 64)")
+    s.add_argument("--prompt-len", type=positive_number, default=1000.0,
+                   help="prompt tokens per request (default 1000)")
+    s.add_argument("--new-tokens", type=positive_number, default=500.0,
+                   help="generated tokens per request (default 500)")
+    s.add_argument("--serving-predictor", metavar="FILE",
+                   help="a serving predictor JSON (default: the one shipped with irene)")
     p.set_defaults(func=run)
 
 
@@ -62,7 +107,32 @@ def check_outputs(args: argparse.Namespace) -> None:
         guard_output(args.html, kind="html", force=args.force)
 
 
+def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
+    defaults = {"concurrency": 64.0, "prompt_len": 1000.0, "new_tokens": 500.0,
+                "phase": "forward"}
+    return ["--" + n.replace("_", "-") for n in names
+            if getattr(args, n, None) not in (None, defaults.get(n))]
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.serving:
+        return run_serving(args)
+    stray = _given(args, SERVING_ONLY)
+    if stray:
+        raise UserError(f"{', '.join(stray)} only apply with --serving vllm")
+    missing = [flag for flag, value in (("--batch-size", args.batch_size),
+                                        ("--seq-len", args.seq_len),
+                                        ("--predictor", args.predictor)) if value is None]
+    if missing:
+        raise UserError(f"{', '.join(missing)} required (or --serving vllm --gpu GPU to "
+                        "estimate LLM serving)")
+    if args.dtype in SERVING_FORMATS:
+        raise UserError(f"--dtype {args.dtype} is a served weight format (with --serving); "
+                        "tracing takes float32, float16 or bfloat16")
+    return run_trace(args)
+
+
+def run_trace(args: argparse.Namespace) -> int:
     from irene.estimate import EstimateError, estimate_tree
     from irene.report import energy_for
     from irene.report.breakdown import explain_tree
@@ -77,7 +147,7 @@ def run(args: argparse.Namespace) -> int:
     notes = console(stderr=True) if args.json else out  # keep stdout pure JSON with --json
     try:
         tree = estimate_tree(args.model_name, args.batch_size, args.seq_len, args.predictor,
-                             device=args.device, dtype=args.dtype, attn=args.attn,
+                             device=args.device, dtype=args.dtype or "float32", attn=args.attn,
                              progress=not args.json, hub=not args.offline,
                              warn=lambda text: notes.print(text, style="yellow"), **phase)
     except (EstimateError, ValueError) as exc:
@@ -112,4 +182,33 @@ def run(args: argparse.Namespace) -> int:
 
         write_report([tree], args.html)
         notes.print(f"wrote {args.html}")
+    return 0
+
+
+def run_serving(args: argparse.Namespace) -> int:
+    from irene.serving.estimate import ServingEstimateError, estimate_serving
+    from irene.serving.predictor import PredictorFormatError
+    from irene.serving.report import estimate_json, render_estimate
+
+    stray = _given(args, TRACE_ONLY)
+    if stray:
+        raise UserError(f"{', '.join(stray)} do not apply with --serving (it predicts from "
+                        "the shipped serving predictor, no tree is traced)")
+    if not args.gpu:
+        raise UserError("--serving vllm needs --gpu (H100 or B200 measured; H200, A100 "
+                        "extrapolated)")
+    if args.dtype in ("float32",):
+        raise UserError("--dtype float32: vLLM serves these models in bf16, fp8 or mxfp4")
+    try:
+        estimate = estimate_serving(
+            args.model_name, gpu=args.gpu, num_gpus=args.num_gpus,
+            concurrency=args.concurrency, prompt_len=args.prompt_len,
+            new_tokens=args.new_tokens, weight_format=args.dtype,
+            predictor=args.serving_predictor, hub=not args.offline)
+    except (ServingEstimateError, PredictorFormatError) as exc:
+        raise UserError(str(exc)) from exc
+    if args.json:
+        print_json(estimate_json(estimate))
+    else:
+        render_estimate(estimate, console(), top=args.top)
     return 0

@@ -73,13 +73,16 @@ def add_energy_option(parser: argparse.ArgumentParser) -> None:
                              "or auto (predicted if present, else measured; the default)")
 
 
-def add_trace_options(parser: argparse.ArgumentParser, *, schema: bool = True) -> None:
-    """--device, --dtype, --attn (and --schema) for commands that trace a model."""
+def add_trace_options(parser: argparse.ArgumentParser, *, schema: bool = True,
+                      extra_dtypes: Sequence[str] = (), dtype_help: str | None = None) -> None:
+    """--device, --dtype, --attn (and --schema) for commands that trace a model
+    (``extra_dtypes``: further --dtype values a command accepts, e.g. served weight formats)."""
     from irene.schema import DEFAULT_SCHEMA, SCHEMAS
     from irene.tracing.registry import ATTN_IMPLEMENTATIONS, DTYPES
 
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
-    parser.add_argument("--dtype", default="float32", choices=DTYPES)
+    parser.add_argument("--dtype", default=None if extra_dtypes else "float32",
+                        choices=(*DTYPES, *extra_dtypes), help=dtype_help)
     parser.add_argument("--attn", default="eager", choices=ATTN_IMPLEMENTATIONS,
                         help="eager: QKᵀ, softmax and ·V as separate primitives (default); sdpa: "
                              "one fused scaled_dot_product_attention primitive")
