@@ -16,7 +16,10 @@ How it works:
 * FLOPs come from torch's ``FlopCounterMode`` extended by :mod:`irene.tracing.flops`; each leaf
   gets the FLOPs counted while it ran;
 * with ``record_inputs`` each replayable node keeps a copy of the inputs of its first call (only
-  the first node of each signature when ``dedup``), so it can later be replayed in isolation.
+  the first node of each signature when ``dedup``), so it can later be replayed in isolation;
+  a recorded input that holds state a call changes (the KV cache of a prefill or decode step,
+  :mod:`irene.tracing.generation`) is not copied: it has ``reset_for_replay()``, called before
+  every replay, and ``irene_spec()``, which describes it in signatures.
 """
 
 from __future__ import annotations
@@ -165,6 +168,9 @@ def _spec(value: Any) -> Any:
         return value
     if isinstance(value, (torch.dtype, torch.device, torch.Size, slice)):
         return str(value)
+    state = getattr(value, "irene_spec", None)
+    if callable(state):  # a stateful input (a KV cache): described by the state it starts from
+        return ("state", type(value).__qualname__, state())
     return ("obj", type(value).__module__, type(value).__qualname__)
 
 
@@ -360,7 +366,7 @@ class ForwardCapture(TorchFunctionMode):
                                                 _spec(args), _spec(kwargs))
                 if self._should_record(record.signature):
                     cargs, ckwargs = _clone_inputs(args, kwargs)
-                    record.replay = functools.partial(_call, module, cargs, ckwargs)
+                    record.replay = replay_of(module, cargs, ckwargs)
             if record.kind == "leaf":
                 self._opaque += 1
             self._stack.append(frame)
@@ -405,8 +411,12 @@ class ForwardCapture(TorchFunctionMode):
                                    inplace=_is_inplace(func))
 
     def _run_leaf_call(self, kind: str, op: str, itype: str, func: Callable, args: tuple,
-                       kwargs: dict, *, inplace: bool) -> Any:
-        """Run one direct call of a non-leaf module; keep it as a leaf if it did any work."""
+                       kwargs: dict, *, inplace: bool, extra_bytes: int = 0) -> Any:
+        """Run one direct call of a non-leaf module; keep it as a leaf if it did any work.
+
+        ``extra_bytes``: bytes the call moves beyond its tensor arguments and results (the
+        cached keys and values a KV-cache update copies).
+        """
         parent = self._current()
         if self._opaque or parent is None:
             return func(*args, **kwargs)
@@ -423,20 +433,20 @@ class ForwardCapture(TorchFunctionMode):
         self._internal = True
         try:
             self._add_leaf(kind, op, itype, func, args, kwargs, out, flops, before_inputs,
-                           parent)
+                           parent, extra_bytes)
         finally:
             self._internal = False
         return out
 
     def _add_leaf(self, kind: str, op: str, itype: str, func: Callable, args: tuple,
                   kwargs: dict, out: Any, flops: int, before_inputs: tuple | None,
-                  parent: Record) -> None:
+                  parent: Record, extra_bytes: int = 0) -> None:
         inputs = _tensors((args, kwargs))
         outputs = _tensors(out)
         params = {id(t): t for t in inputs if isinstance(t, nn.Parameter)}
         record = Record(scope=self._unique_scope(f"{parent.scope}.{op}"), kind=kind,
                         instance_type=itype, parent=parent, op=op, calls=1, flops=flops,
-                        mem_bytes=tensor_bytes([*inputs, *outputs]),
+                        mem_bytes=tensor_bytes([*inputs, *outputs]) + extra_bytes,
                         num_parameters=sum(p.numel() for p in params.values()),
                         input_shapes=_shapes(inputs), output_shapes=_shapes(outputs),
                         dtype=_dtype_of(outputs, inputs))
@@ -446,9 +456,27 @@ class ForwardCapture(TorchFunctionMode):
                                         _spec(spec_source[1]))
         if self._should_record(record.signature):
             cargs, ckwargs = before_inputs or _clone_inputs(args, kwargs)
-            record.replay = functools.partial(_call, func, cargs, ckwargs)
+            record.replay = replay_of(func, cargs, ckwargs)
         parent.children.append(record)
 
 
+def replay_of(fn: Callable, args: tuple, kwargs: dict) -> Callable[[], Any]:
+    """A callable running ``fn(*args, **kwargs)``; every object among ``fn`` and the arguments
+    that has ``reset_for_replay()`` (a KV cache) is reset before each call, so every replay
+    starts from the same state."""
+    stateful = {id(v): v for v in (fn, *tree_leaves((args, kwargs)))
+                if not isinstance(v, (torch.Tensor, nn.Module))
+                and callable(getattr(v, "reset_for_replay", None))}
+    if not stateful:
+        return functools.partial(_call, fn, args, kwargs)
+    return functools.partial(_call_from_start, tuple(stateful.values()), fn, args, kwargs)
+
+
 def _call(fn: Callable, args: tuple, kwargs: dict) -> Any:
+    return fn(*args, **kwargs)
+
+
+def _call_from_start(stateful: tuple, fn: Callable, args: tuple, kwargs: dict) -> Any:
+    for value in stateful:
+        value.reset_for_replay()
     return fn(*args, **kwargs)

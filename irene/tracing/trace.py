@@ -1,4 +1,8 @@
-"""``trace_model``: one model at one (batch size, sequence length) -> one IrEne tree."""
+"""``trace_model``: one model at one (batch size, sequence length) -> one IrEne tree.
+
+The traced call is a forward pass (``phase="forward"``, the default), a prefill or a decode step
+(:mod:`irene.tracing.generation`); the root records ``phase`` and ``context_len``.
+"""
 
 from __future__ import annotations
 
@@ -13,10 +17,19 @@ import torch
 from irene.measure import MeasurementCache, Meter, Protocol, measurement_metadata
 from irene.measure.conditions import timing_conditions
 from irene.measure.sampler import Sampler
-from irene.schema import DEFAULT_SCHEMA, MFLOP, Schema, get_schema, supplied_features, units
+from irene.schema import (
+    DEFAULT_SCHEMA,
+    ENERGY_FIELDS,
+    MFLOP,
+    Schema,
+    get_schema,
+    supplied_features,
+    units,
+)
 from irene.tracing.build import build_tree, measure_records, prune
 from irene.tracing.capture import ForwardCapture
 from irene.tracing.flops import FLOP_CONVENTION
+from irene.tracing.generation import phase_units, prepare_step
 from irene.tracing.registry import build_model, max_sequence_length, torch_dtype
 from irene.tree import Tree, TreeKey, tree_key
 
@@ -75,10 +88,23 @@ def _device_name(device: str) -> str:
     return platform.processor() or platform.machine()
 
 
+def _units(phase: str) -> dict[str, str]:
+    """The tree's ``units``: the schema's, with what one call is for a prefill or decode."""
+    out = {**units(), "flops": FLOPS_UNIT}
+    overrides = phase_units(phase)
+    if overrides:
+        call = overrides.pop("call")
+        out["flops"] = f"MFLOP (1e6 FLOPs) per call = {call}; {FLOP_CONVENTION}"
+        out.update(overrides)
+        out.update({name: f"J per call = {call}" for name in ENERGY_FIELDS})
+    return out
+
+
 def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, timing: bool,
               meter: Meter | None, protocol: Protocol, sampler: Sampler | None,
               counted_flops: int, cache: MeasurementCache | None, seconds: float,
-              schema: Schema, conditions: dict[str, Any] | None) -> dict:
+              schema: Schema, conditions: dict[str, Any] | None, phase: str = "forward",
+              context_len: int = 0) -> dict:
     import transformers
 
     from irene import __version__
@@ -87,7 +113,8 @@ def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, tim
     available, unavailable = supplied_features(timing=timing, gpu_sampled=gpu_sampled)
     meta: dict[str, Any] = {
         "schema": schema.to_dict(),
-        "phase": "forward",
+        "phase": phase,
+        "context_len": context_len,
         "device": device,
         "device_name": _device_name(device),
         "dtype": dtype,
@@ -96,7 +123,7 @@ def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, tim
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
         "created_by": f"irene {__version__}",
-        "units": {**units(), "flops": FLOPS_UNIT},
+        "units": _units(phase),
         "features_available": available,
         "features_unavailable": unavailable,
         "flops_counted": counted_flops / MFLOP,
@@ -114,10 +141,11 @@ def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, tim
 
 def planned_key(model_name: str, batch_size: int, seq_len: int, *, device: str, dtype: str,
                 attn: str, schema: str, timing: bool, meter: Meter | None,
-                protocol: Protocol) -> TreeKey:
+                protocol: Protocol, phase: str = "forward", context_len: int = 0) -> TreeKey:
     """The :class:`~irene.tree.TreeKey` the tree traced with these settings will have (for
     resuming a sweep without tracing again)."""
-    meta: dict[str, Any] = {"schema": get_schema(schema).to_dict(), "phase": "forward",
+    meta: dict[str, Any] = {"schema": get_schema(schema).to_dict(), "phase": phase,
+                            "context_len": context_len,
                             "device": device, "device_name": _device_name(device),
                             "dtype": dtype, "attn": attn}
     if timing:
@@ -133,7 +161,8 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
                 protocol: Protocol | None = None, progress: bool = False,
                 model_name: str | None = None, hub: bool = True,
                 cache: MeasurementCache | None = None, seed: int = 0,
-                schema: str = DEFAULT_SCHEMA) -> Tree:
+                schema: str = DEFAULT_SCHEMA, phase: str = "forward",
+                context_len: int = 0) -> Tree:
     """Trace ``model`` on random token ids of shape (batch_size, seq_len) into an IrEne tree.
 
     ``model``: a built-in name, local path or Hub name (see :mod:`irene.tracing.registry`), or a
@@ -145,7 +174,11 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
     calls). ``progress`` shows a tqdm bar over the replays. ``schema`` names the feature
     schema (:mod:`irene.schema`). Features are described in :mod:`irene.tracing.build`. CPU
     replays run on ``protocol.threads`` threads (default 1) and the tree records the load
-    (``timing_conditions``); doubtful timings are reported as warnings.
+    (``timing_conditions``); doubtful timings are reported as warnings. ``phase``:
+    ``"forward"`` (one pass over ``seq_len`` tokens, no KV cache), ``"prefill"`` (the same pass
+    writing a KV cache that already holds ``context_len`` tokens, default none) or ``"decode"``
+    (``seq_len`` = 1 new token per sequence attending to ``context_len`` cached tokens); see
+    :mod:`irene.tracing.generation`.
     """
     start = time.perf_counter()
     chosen_schema = get_schema(schema)
@@ -159,11 +192,12 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
     name = model_name or (model if isinstance(model, str) else
                           getattr(model, "name_or_path", None) or type(model).__name__)
     built = _prepare(model, device=device, dtype=dtype, attn=attn, hub=hub)
-    inputs = make_inputs(built, batch_size, seq_len, seed=seed)
+    step = prepare_step(built, phase, batch_size, seq_len, context_len, seed=seed)
 
     capture = ForwardCapture(built, record_inputs=timing, dedup=protocol.dedup)
-    with torch.no_grad(), capture:
-        built(**inputs)
+    with torch.no_grad(), capture, step.observing(capture):
+        built(**step.inputs)
+    step.check_written(seq_len, name)
     root = capture.root
     if root is None or not prune(root):
         raise ValueError(f"{name}: the forward pass ran no primitive that could be traced")
@@ -183,6 +217,7 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
                                                sync=_sync(device), progress=bar)
         finally:
             sampler.close()
+            step.restore()
         whole = measurements[id(root)]
         conditions.check_spread(whole.time_s, whole.time_p10, whole.time_p90,
                                 f"{name} {batch_size}x{seq_len} (whole model)")
@@ -192,7 +227,8 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
                      protocol=protocol, sampler=sampler, counted_flops=capture.counted_flops,
                      cache=cache if timing else None, seconds=time.perf_counter() - start,
                      schema=chosen_schema,
-                     conditions=conditions.to_dict() if conditions is not None else None)
+                     conditions=conditions.to_dict() if conditions is not None else None,
+                     phase=phase, context_len=context_len)
     return build_tree(root, model_name=name, batch_size=batch_size, seq_len=seq_len,
                       measurements=measurements, meta=meta)
 
