@@ -16,7 +16,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from irene.schema import FEATURE_FIELDS, FEATURES, supplied_features
 from irene.tree import Tree
@@ -65,12 +65,15 @@ def zero_features(tree: Tree, required: list[str]) -> list[str]:
     return [n for n in node_fields if all(node.features[n] == 0 for node in nodes)]
 
 
-def estimate_tree(model: str, batch_size: int, seq_len: int,
+def estimate_tree(model: str | Any, batch_size: int, seq_len: int,
                   predictor: str | Path | IreneRegressor, *, device: str = "cpu",
                   dtype: str = "float32", attn: str = "eager", progress: bool = True,
-                  warn: Callable[[str], None] = print, hub: bool = True) -> Tree:
-    """Trace ``model`` at (``batch_size``, ``seq_len``) and predict every node with
-    ``predictor`` (a model directory or a fitted :class:`~irene.model.IreneRegressor`).
+                  warn: Callable[[str], None] = print, hub: bool = True,
+                  phase: str = "forward", context_len: int = 0) -> Tree:
+    """Trace ``model`` (a name, or a built ``transformers`` model) at (``batch_size``,
+    ``seq_len``) and predict every node with ``predictor`` (a model directory or a fitted
+    :class:`~irene.model.IreneRegressor`). ``phase``/``context_len``: the traced call (a forward
+    pass, a prefill or a decode step; see :func:`irene.tracing.trace_model`).
 
     Returns the predicted tree (J per call on every node). Raises EstimateError when the
     predictor reads features this host cannot supply. Timing is switched on only when the
@@ -98,13 +101,14 @@ def estimate_tree(model: str, batch_size: int, seq_len: int,
              "estimate is only meaningful if the predictor was trained on this kind of machine.")
     tree = trace_model(model, batch_size, seq_len, device=device, dtype=dtype, attn=attn,
                        timing=timing, progress=progress, hub=hub,
-                       schema=predictor.schema.name)
+                       schema=predictor.schema.name, phase=phase, context_len=context_len)
     unavailable = sorted(set(required) & set(tree.meta.get("features_unavailable", [])))
     zeros = zero_features(tree, required)
     if unavailable or zeros:
         raise EstimateError(
-            f"the trace of {model} has no value for feature(s) {sorted(set(unavailable + zeros))}"
-            " that the predictor reads; refusing to predict from zeros")
+            f"the trace of {tree.model_name} has no value for feature(s) "
+            f"{sorted(set(unavailable + zeros))} that the predictor reads; refusing to predict "
+            "from zeros")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         predicted = predictor.predict([tree])[0]

@@ -207,8 +207,10 @@ class Tree:
 
     @property
     def label(self) -> str:
-        """How the tree is named to a person: ``"gpt2 · batch 8 · seq 128"``."""
-        return self.key.describe()
+        """How the tree is named to a person: ``"gpt2 · batch 8 · seq 128"`` (or the root's
+        ``label``, which a tree derived from others carries, e.g. a sum of decode steps)."""
+        label = self.meta.get("label")
+        return label if isinstance(label, str) and label else self.key.describe()
 
     @property
     def where(self) -> str:

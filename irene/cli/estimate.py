@@ -15,6 +15,7 @@ from irene.cli.options import (
     positive_int,
     print_json,
 )
+from irene.cli.phases import add_generation_arguments, run_generation
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -22,12 +23,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "estimate", help="trace a model and predict where its energy goes",
         description="Trace MODEL (features only, no meter) at one batch size and sequence "
                     "length, predict every node with a trained predictor and print the "
-                    "breakdown. The tree is traced with the schema the predictor was trained on.")
+                    "breakdown. The tree is traced with the schema the predictor was trained on. "
+                    "With --prompt-len and --new-tokens: the energy of generating text (a "
+                    "prefill, then one decode step per new token), per phase and per token.")
     p.add_argument("model_name", metavar="MODEL",
                    help="built-in model name (see `irene models`), a directory with "
                         "config.json, or a config.json")
-    p.add_argument("--batch-size", type=positive_int, required=True)
-    p.add_argument("--seq-len", type=positive_int, required=True)
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="sequences per call (required with --seq-len; a generation: default 1)")
+    p.add_argument("--seq-len", type=positive_int, default=None,
+                   help="tokens per sequence of one forward pass")
+    add_generation_arguments(p)
     p.add_argument("--predictor", required=True, metavar="DIR",
                    help="a model directory written by `irene train`")
     add_trace_options(p, schema=False)
@@ -57,6 +63,12 @@ def check_outputs(args: argparse.Namespace) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from irene.estimate import EstimateError, estimate_tree
+
+    if args.prompt_len is not None or args.new_tokens is not None:
+        return run_generation(args)
+    if args.batch_size is None or args.seq_len is None:
+        raise UserError("give --batch-size and --seq-len (one forward pass), or --prompt-len and "
+                        "--new-tokens (a generation)")
     from irene.report import energy_for
     from irene.report.breakdown import explain_tree
     from irene.report.terminal import render_breakdown

@@ -55,3 +55,100 @@ def _non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
+
+
+# --------------------------------------------------------------------------------------------
+# irene estimate --prompt-len P --new-tokens N
+
+
+def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
+    """--prompt-len, --new-tokens, --decode-points and --plot of ``irene estimate``."""
+    from irene.cli.options import positive_int
+    from irene.generation import DEFAULT_DECODE_POINTS
+
+    group = parser.add_argument_group(
+        "generation", "estimate generating text: a prefill of the prompt, then one decode step "
+                      "per new token (see the README's generation section)")
+    group.add_argument("--prompt-len", type=positive_int, default=None, metavar="P",
+                       help="prompt tokens per sequence")
+    group.add_argument("--new-tokens", type=positive_int, default=None, metavar="N",
+                       help="tokens generated per sequence (decode steps at context lengths "
+                            "P … P+N-1)")
+    group.add_argument("--decode-points", type=positive_int, default=DEFAULT_DECODE_POINTS,
+                       metavar="K", help="decode context lengths traced for the decode sum "
+                                         f"(default {DEFAULT_DECODE_POINTS}; every step when "
+                                         "N <= K)")
+    group.add_argument("--plot", metavar="FIGURE.png",
+                       help="also draw energy per token against context length and the "
+                            "prefill/decode split (.png or .svg)")
+
+
+def run_generation(args: argparse.Namespace) -> int:
+    """``irene estimate MODEL --prompt-len P --new-tokens N``: predict, print (or --json),
+    and write the traced trees (-o), the HTML page (--html) and the figure (--plot)."""
+    from irene.cli.estimate import check_outputs
+    from irene.cli.options import console
+    from irene.estimate import EstimateError
+    from irene.files import guard_output
+    from irene.generation import estimate_generation
+
+    if args.prompt_len is None or args.new_tokens is None:
+        raise UserError("a generation needs both --prompt-len and --new-tokens")
+    if args.seq_len is not None:
+        raise UserError("--seq-len is for one forward pass; a generation takes --prompt-len and "
+                        "--new-tokens")
+    check_outputs(args)
+    if args.plot:
+        suffix = args.plot.rsplit(".", 1)[-1].lower()
+        if suffix not in ("png", "svg"):
+            raise UserError(f"--plot {args.plot}: figures are written as .png or .svg")
+        guard_output(args.plot, kind=suffix, force=args.force)
+    out = console()
+    notes = console(stderr=True) if args.json else out
+    try:
+        estimate = estimate_generation(
+            args.model_name, args.predictor, prompt_len=args.prompt_len,
+            new_tokens=args.new_tokens, batch_size=args.batch_size or 1,
+            points=args.decode_points, device=args.device, dtype=args.dtype, attn=args.attn,
+            progress=not args.json, hub=not args.offline,
+            warn=lambda text: notes.print(text, style="yellow"))
+    except (EstimateError, ValueError) as exc:
+        raise UserError(str(exc)) from exc
+    _show(estimate, args, out)
+    _write(estimate, args, notes)
+    return 0
+
+
+def _show(estimate, args: argparse.Namespace, out) -> None:
+    from irene.cli.options import depth, print_json
+    from irene.report import energy_for
+
+    if args.json:
+        data = estimate.to_json(depth=depth(args), top=args.top)
+        data["energy_for"] = energy_for(estimate.prefill, "predicted")
+        print_json(data)
+        return
+    from irene.report.generation import render_generation
+
+    render_generation(estimate, out, depth=depth(args), top=args.top)
+
+
+def _write(estimate, args: argparse.Namespace, notes) -> None:
+    if args.output:
+        from irene.tree import write_trees
+
+        write_trees([estimate.prefill, *estimate.decode_trees], args.output)
+        notes.print(f"wrote the predicted prefill and {len(estimate.decode_trees)} decode "
+                    f"tree(s) to {args.output}")
+    if args.html:
+        from irene.report.html import write_report
+
+        write_report([estimate.prefill, estimate.decode, *estimate.decode_trees], args.html,
+                     generation=estimate, title=f"irene generation estimate · "
+                                                f"{estimate.model_name}")
+        notes.print(f"wrote {args.html}")
+    if args.plot:
+        from irene.report.generation import plot_generation
+
+        plot_generation(estimate, args.plot)
+        notes.print(f"wrote {args.plot}")

@@ -21,6 +21,7 @@ from irene.report import energy_for, measured_word, synthetic_label
 from irene.report.breakdown import Breakdown, Hotspot, NodeRow
 from irene.report.compare import Comparison
 from irene.report.format import format_energy, format_error, format_percent
+from irene.report.generation import per_call_text
 from irene.tree import Tree
 
 _TYPE_STYLE = {"model": "bold magenta", "module": "cyan", "ml": "green"}
@@ -71,7 +72,7 @@ def header(breakdown: Breakdown) -> Panel:
                  style="yellow")
     lines.append("\ntotal: ")
     lines.append(format_energy(breakdown.total_j), style="bold")
-    lines.append(" per inference call")
+    lines.append(" " + per_call_text(tree))
     if breakdown.source == "predicted" and breakdown.measured_total_j is not None:
         lines.append(f"   {measured}: {format_energy(breakdown.measured_total_j)}")
         lines.append(f"   error: {format_error(breakdown.error_pct)}")
