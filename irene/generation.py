@@ -17,21 +17,27 @@ tokens (a ``decode`` tree at context length ``L``, see :mod:`irene.tracing.gener
 stops one step earlier: the prefill's logits already give the first new token, and the last token
 it returns is never fed back. Ask for ``N − 1`` new tokens to count that way.)
 
-**How the decode sum is formed.** Decode steps are not traced one by one. ``E_decode`` is traced and
-predicted at ``K`` context lengths ``L_1 < … < L_K`` spread evenly over ``[P, P + N − 1]`` (both
-ends included; ``K = 3`` by default) and::
+**How the decode sum is formed.** Decode steps are not traced one by one. ``E_decode`` is traced
+and predicted at a few context lengths and summed with a composite quadrature rule over the
+integers. The range ``[P, P + N − 1]`` is cut into ``s`` equal segments; each segment's ends and
+middle are traced (``2s + 1`` lengths, rounded to integers) and on each segment::
 
-    Σ_L E_decode(L)  ≈  Σ_k w_k · E_decode(L_k),     w_k = Σ_{L=P}^{P+N−1} ℓ_k(L)
+    Σ_{L in segment} E_decode(L)  ≈  Σ_k w_k · E_decode(L_k),     w_k = Σ_{L in segment} ℓ_k(L)
 
-with ``ℓ_k`` the Lagrange basis polynomials through the traced lengths: the exact sum over every
-integer context length of the degree ``K − 1`` polynomial through the traced points. The rule is
-exact when ``E_decode`` is a polynomial of degree ``≤ K − 1`` in ``L`` (an affine law a fortiori:
-a decode step's FLOPs and bytes are exactly affine in ``L``, and so is a predictor that is linear
-in them); when ``N ≤ K`` every step is traced and the sum is exact. The same weights give every
-node's decode energy, so the per-module breakdown of the decode phase is the weighted sum of the
-traced trees. As a check, :attr:`GenerationEstimate.affine_sum_j` is the sum of the least-squares
-line through the traced points: how far the two disagree says how far the predictions are from
-the affine law (with ``K = 3`` the quadratic rule absorbs a constant curvature exactly).
+with ``ℓ_k`` the Lagrange basis polynomials through the segment's three traced lengths: the exact
+sum over every integer context length of the quadratic through the traced points (a segment owns
+its first length; the last segment also its last). The rule is exact when ``E_decode`` is
+quadratic in ``L`` on each segment — affine a fortiori: a decode step's FLOPs and bytes are
+exactly affine in ``L``, and so is a predictor linear in them. It starts with one segment (the
+ends and the middle: 3 traces) and checks itself against straight lines between the same traced
+points (equal for an affine law): while the two sums differ by more than ``tolerance`` (default
+0.1 %), the segments are halved (the finer rule reuses every trace), up to
+:data:`MAX_DECODE_POINTS` traced lengths. Their final difference is reported as the sum's error
+estimate (:attr:`GenerationEstimate.sum_error_j`): it is the curvature the quadratic rule accounts
+for, on the safe side for a smooth law (the quadratic rule's own error is then far smaller).
+When ``N ≤ 3`` every step is traced and the sum is exact. The same weights give every node's
+decode energy, so the per-module breakdown of the decode phase is the weighted sum of the traced
+trees.
 """
 
 from __future__ import annotations
@@ -49,31 +55,36 @@ from irene.tree import Node, Tree
 if TYPE_CHECKING:
     from irene.model import IreneRegressor
 
-#: traced decode context lengths by default (the ends and the middle of the range)
-DEFAULT_DECODE_POINTS = 3
+#: the decode sum's default tolerance: two successive rules must agree within it (percent)
+DEFAULT_TOLERANCE_PCT = 0.1
+#: the most decode context lengths traced for one sum (8 segments)
+MAX_DECODE_POINTS = 17
 #: features that add up over decode steps (the rest are averaged; parameters stay as they are)
 _SUMMED_FEATURES = ("flops", "mem_bytes", "times_mean", "gpu_energy_mean")
 
-SUM_RULE = ("sum over L = P … P+N−1 of the degree K−1 polynomial through the predicted decode "
-            "energies at the K traced context lengths (exact for an energy polynomial of degree "
-            "≤ K−1 in L, affine included; every step traced when N ≤ K)")
+SUM_RULE = ("composite quadratic rule over the integers: [P, P+N−1] cut into equal segments, "
+            "each summed exactly as the quadratic through its traced ends and middle; segments "
+            "halved until it agrees within the tolerance with straight lines between the same "
+            "points (whose difference is the error estimate)")
 
 
-def decode_context_lens(prompt_len: int, new_tokens: int,
-                        points: int = DEFAULT_DECODE_POINTS) -> list[int]:
-    """The decode context lengths to trace: ``points`` lengths spread evenly over
-    ``[prompt_len, prompt_len + new_tokens − 1]`` (both ends), every length when there are no
-    more than ``points`` of them."""
-    if prompt_len < 1 or new_tokens < 1 or points < 1:
-        raise ValueError(f"prompt length, new tokens and points must be >= 1, got {prompt_len}, "
-                         f"{new_tokens}, {points}")
+# --------------------------------------------------------------------------------------------
+# the rule
+
+
+def decode_context_lens(prompt_len: int, new_tokens: int, segments: int = 1) -> list[int]:
+    """The decode context lengths the rule with ``segments`` segments traces: the segments'
+    ends and middles over ``[prompt_len, prompt_len + new_tokens − 1]`` (``2·segments + 1``
+    lengths, rounded), or every length when there are no more than that. The lengths of
+    ``s`` segments are among those of ``2s``."""
+    if prompt_len < 1 or new_tokens < 1 or segments < 1:
+        raise ValueError(f"prompt length, new tokens and segments must be >= 1, got "
+                         f"{prompt_len}, {new_tokens}, {segments}")
     last = prompt_len + new_tokens - 1
-    if new_tokens <= points:
+    if new_tokens <= 2 * segments + 1:
         return list(range(prompt_len, last + 1))
-    if points == 1:
-        return [prompt_len + (new_tokens - 1) // 2]
-    spread = np.linspace(prompt_len, last, points).round().astype(int)
-    return sorted(set(spread.tolist()))
+    return [round(prompt_len + k * (last - prompt_len) / (2 * segments))
+            for k in range(2 * segments + 1)]
 
 
 def _scaled(lengths: Sequence[float] | np.ndarray, first: int, count: int) -> np.ndarray:
@@ -85,7 +96,7 @@ def _scaled(lengths: Sequence[float] | np.ndarray, first: int, count: int) -> np
 
 def sum_weights(lengths: Sequence[int], first: int, count: int) -> np.ndarray:
     """Weights ``w`` with ``Σ_k w_k f(lengths[k]) = Σ_{L=first}^{first+count−1} f(L)`` for every
-    polynomial ``f`` of degree < len(lengths) (see the module docstring), shape [K]."""
+    polynomial ``f`` of degree < len(lengths), shape [K] (interpolatory rule on the integers)."""
     nodes = _scaled(lengths, first, count)
     targets = _scaled(np.arange(first, first + count), first, count)
     degree = len(nodes)
@@ -94,23 +105,98 @@ def sum_weights(lengths: Sequence[int], first: int, count: int) -> np.ndarray:
     return np.linalg.solve(vandermonde, moments)
 
 
-def affine_sum(lengths: Sequence[int], energies: Sequence[float], first: int,
-               count: int) -> float:
-    """Σ over the range of the least-squares line through (lengths, energies), J (the
-    affine-law check of the decode sum; the mean energy times ``count`` for one length)."""
-    if len(lengths) == 1:
-        return float(energies[0]) * count
-    slope, intercept = np.polyfit(np.asarray(lengths, float), np.asarray(energies, float), 1)
-    mean_length = first + (count - 1) / 2
-    return float(count * (intercept + slope * mean_length))
+def composite_weights(prompt_len: int, new_tokens: int, segments: int) -> dict[int, float]:
+    """{context length: weight} of the composite quadratic rule with ``segments`` segments (see
+    the module docstring); every length with weight 1 when they are all traced."""
+    lengths = decode_context_lens(prompt_len, new_tokens, segments)
+    if len(lengths) == new_tokens:
+        return dict.fromkeys(lengths, 1.0)
+    weights = dict.fromkeys(lengths, 0.0)
+    for j in range(segments):
+        a, m, b = lengths[2 * j: 2 * j + 3]
+        owned = b - a + (1 if j == segments - 1 else 0)  # a segment owns its first length
+        for length, w in zip((a, m, b), sum_weights((a, m, b), a, owned), strict=True):
+            weights[length] += float(w)
+    return weights
 
 
-def interpolate(lengths: Sequence[int], energies: Sequence[float], at: np.ndarray,
-                first: int, count: int) -> np.ndarray:
-    """The degree ``K − 1`` polynomial through the traced points, evaluated ``at`` (J)."""
-    coefficients = np.polyfit(_scaled(lengths, first, count), np.asarray(energies, float),
-                              len(lengths) - 1)
-    return np.polyval(coefficients, _scaled(at, first, count))
+def linear_weights(lengths: Sequence[int], first: int, count: int) -> dict[int, float]:
+    """{context length: weight} of the sum over ``[first, first + count − 1]`` of the straight
+    lines between consecutive traced ``lengths`` (sorted, spanning the range): the rule's check."""
+    weights = dict.fromkeys(lengths, 0.0)
+    for i in range(len(lengths) - 1):
+        a, b = lengths[i], lengths[i + 1]
+        owned = b - a + (1 if i == len(lengths) - 2 else 0)
+        for length, w in zip((a, b), sum_weights((a, b), a, owned), strict=True):
+            weights[length] += float(w)
+    return weights
+
+
+def piecewise_curve(lengths: Sequence[int], energies: Sequence[float], at: np.ndarray,
+                    segments: int) -> np.ndarray:
+    """The rule's interpolant evaluated ``at``: on each segment the quadratic through its three
+    traced points (straight lines between points when every length is traced), J."""
+    x, y = np.asarray(lengths, float), np.asarray(energies, float)
+    if len(x) != 2 * segments + 1:
+        return np.interp(at, x, y)
+    out = np.empty(len(at))
+    for j in range(segments):
+        a, b = x[2 * j], x[2 * j + 2]
+        inside = (at >= a) & ((at < b) | (j == segments - 1))
+        coefficients = np.polyfit(x[2 * j: 2 * j + 3] - a, y[2 * j: 2 * j + 3], 2)
+        out[inside] = np.polyval(coefficients, at[inside] - a)
+    return out
+
+
+@dataclass
+class DecodeSum:
+    """The decode sum and how it was formed: ``segments`` of the final rule, its ``weights``
+    {context length: weight}, ``total_j``, and ``linear_j``: the sum of straight lines between
+    the same traced points (equal to ``total_j`` for an affine law)."""
+
+    segments: int
+    weights: dict[int, float]
+    total_j: float
+    linear_j: float
+
+    @property
+    def error_j(self) -> float:
+        """|quadratic rule − straight lines through the same points|, J: the curvature the
+        rule accounts for, an error estimate on the safe side for a smooth law (the quadratic
+        rule's own error is then much smaller); 0 when every step is traced."""
+        return 0.0 if self.exact else abs(self.total_j - self.linear_j)
+
+    @property
+    def exact(self) -> bool:
+        """Every decode step was traced."""
+        return all(w == 1.0 for w in self.weights.values())
+
+
+def refine_decode_sum(energy_at: Callable[[int], float], prompt_len: int, new_tokens: int, *,
+                      tolerance_pct: float = DEFAULT_TOLERANCE_PCT,
+                      max_points: int = MAX_DECODE_POINTS) -> DecodeSum:
+    """The decode sum of the module docstring, calling ``energy_at(context_len)`` (J of one
+    decode step) once per traced length."""
+    cache: dict[int, float] = {}
+    segments = 1
+    while True:
+        weights = composite_weights(prompt_len, new_tokens, segments)
+        for length in weights:
+            if length not in cache:
+                cache[length] = float(energy_at(length))
+        total = sum(w * cache[length] for length, w in weights.items())
+        linear = sum(w * cache[length] for length, w in
+                     linear_weights(list(weights), prompt_len, new_tokens).items())
+        rule = DecodeSum(segments, weights, total, linear)
+        settled = rule.error_j <= tolerance_pct / 100 * abs(total)
+        finer = len(decode_context_lens(prompt_len, new_tokens, 2 * segments))
+        if rule.exact or settled or finer > max_points:
+            return rule
+        segments *= 2
+
+
+# --------------------------------------------------------------------------------------------
+# trees
 
 
 def weighted_tree(trees: Sequence[Tree], weights: Sequence[float], *, label: str,
@@ -149,9 +235,9 @@ class GenerationEstimate:
     after a ``prompt_len``-token prompt (all energies in joules).
 
     ``prefill``: the predicted prefill tree; ``decode_trees``: the predicted decode steps at the
-    traced context lengths; ``weights``: their weights in the decode sum; ``decode``: the derived
-    tree of the whole decode phase (every node: its energy summed over the ``new_tokens`` steps);
-    ``affine_sum_j``: the affine-law check of the decode sum (see the module docstring).
+    traced context lengths (sorted); ``decode_sum``: how they were summed (:class:`DecodeSum`);
+    ``decode``: the derived tree of the whole decode phase (every node: its energy summed over
+    the ``new_tokens`` steps).
     """
 
     model_name: str
@@ -160,15 +246,19 @@ class GenerationEstimate:
     new_tokens: int
     prefill: Tree
     decode_trees: list[Tree]
-    weights: list[float]
+    decode_sum: DecodeSum
     decode: Tree
-    affine_sum_j: float
     notes: list[str] = field(default_factory=list)
 
     @property
     def context_lens(self) -> list[int]:
         """The traced decode context lengths."""
         return [t.key.context_len for t in self.decode_trees]
+
+    @property
+    def weights(self) -> list[float]:
+        """The traced decode trees' weights in the decode sum."""
+        return [self.decode_sum.weights.get(length, 0.0) for length in self.context_lens]
 
     @property
     def prefill_j(self) -> float:
@@ -202,20 +292,23 @@ class GenerationEstimate:
         return self.prefill_j / (self.batch_size * self.prompt_len)
 
     @property
-    def sum_check_pct(self) -> float:
-        """100 × (affine-law sum − the decode sum) / the decode sum."""
-        return 100.0 * (self.affine_sum_j - self.decode_j) / self.decode_j
+    def sum_error_j(self) -> float:
+        """The decode sum's error estimate (see :class:`DecodeSum`), J."""
+        return self.decode_sum.error_j
 
     def step_energies(self) -> list[float]:
         """Predicted energy of one decode step at each traced context length, J."""
         return [float(t.root.predicted_energy) for t in self.decode_trees]
 
-    def curve(self, samples: int = 64) -> tuple[np.ndarray, np.ndarray]:
-        """(context lengths, J per generated token) of the interpolating polynomial of the decode
-        sum over ``[P, P + N − 1]``: one decode step's energy divided by ``batch_size``."""
+    def curve(self, samples: int = 96) -> tuple[np.ndarray, np.ndarray]:
+        """(context lengths, J per generated token) of the rule's interpolant over
+        ``[P, P + N − 1]``: one decode step's energy divided by ``batch_size``."""
         first, count = self.prompt_len, self.new_tokens
         at = np.unique(np.linspace(first, first + count - 1, min(samples, count)).round())
-        energy = interpolate(self.context_lens, self.step_energies(), at, first, count)
+        used = [(x, e) for x, e in zip(self.context_lens, self.step_energies(), strict=True)
+                if x in self.decode_sum.weights]
+        energy = piecewise_curve([x for x, _ in used], [e for _, e in used], at,
+                                 self.decode_sum.segments)
         return at, energy / self.batch_size
 
     def to_json(self, *, depth: int | None = None, top: int = 10) -> dict[str, Any]:
@@ -226,6 +319,7 @@ class GenerationEstimate:
         phases = {name: breakdown_json(explain_tree(tree, source="predicted", depth=depth,
                                                     top=top))
                   for name, tree in (("prefill", self.prefill), ("decode", self.decode))}
+        rule = self.decode_sum
         return {
             "model": self.model_name, "batch_size": self.batch_size,
             "prompt_len": self.prompt_len, "new_tokens": self.new_tokens,
@@ -237,16 +331,16 @@ class GenerationEstimate:
                             "prefill_per_prompt_token": self.prefill_per_prompt_token_j},
             "decode_share": self.decode_j / self.total_j,
             "decode_sum": {
-                "rule": SUM_RULE,
+                "rule": "every step traced" if rule.exact else SUM_RULE,
                 "context_lens": [self.prompt_len, self.prompt_len + self.new_tokens - 1],
-                "steps": self.new_tokens,
+                "steps": self.new_tokens, "segments": rule.segments,
                 "traced": [{"context_len": length, "step_j": energy, "weight": weight,
                             "per_token_j": energy / self.batch_size}
                            for length, energy, weight in zip(self.context_lens,
                                                              self.step_energies(),
                                                              self.weights, strict=True)],
-                "affine_sum_j": self.affine_sum_j,
-                "affine_vs_sum_pct": self.sum_check_pct,
+                "straight_lines_j": rule.linear_j, "error_estimate_j": rule.error_j,
+                "error_estimate_pct": 100.0 * rule.error_j / self.decode_j,
             },
             "notes": list(self.notes),
             "phases": phases,
@@ -255,12 +349,14 @@ class GenerationEstimate:
 
 def estimate_generation(model: str | Any, predictor: str | Path | IreneRegressor, *,
                         prompt_len: int, new_tokens: int, batch_size: int = 1,
-                        points: int = DEFAULT_DECODE_POINTS, device: str = "cpu",
+                        tolerance_pct: float = DEFAULT_TOLERANCE_PCT,
+                        max_points: int = MAX_DECODE_POINTS, device: str = "cpu",
                         dtype: str = "float32", attn: str = "eager", progress: bool = True,
                         warn: Callable[[str], None] = print, hub: bool = True,
                         model_name: str | None = None) -> GenerationEstimate:
     """Predict the energy of a generation (see the module docstring): trace and predict the
-    prefill at ``prompt_len`` and decode steps at ``points`` context lengths, and sum.
+    prefill at ``prompt_len`` and decode steps at the context lengths the decode-sum rule asks
+    for (3 to ``max_points``), and sum.
 
     ``model``: a built-in name, local path or Hub name (built once here), or a built
     ``transformers`` decoder. Raises :class:`irene.estimate.EstimateError` (or ValueError) when
@@ -281,37 +377,55 @@ def estimate_generation(model: str | Any, predictor: str | Path | IreneRegressor
     if limit is not None and prompt_len + new_tokens > limit:
         raise EstimateError(f"{name}: a {prompt_len}-token prompt + {new_tokens} new tokens "
                             f"exceeds its {limit} positions")
-    lengths = decode_context_lens(prompt_len, new_tokens, points)
     messages: dict[str, None] = {}
+    bar = tqdm(desc=f"estimate {name}", unit="trace", disable=not progress, leave=False)
+
+    def predicted(phase: str, seq_len: int, context_len: int) -> Tree:
+        tree = estimate_tree(built, batch_size, seq_len, predictor, device=device, dtype=dtype,
+                             attn=attn, progress=progress,
+                             warn=lambda text: messages.setdefault(text), hub=hub,
+                             phase=phase, context_len=context_len)
+        tree.model_name = name
+        bar.update()
+        return tree
+
+    try:
+        prefill = predicted("prefill", prompt_len, 0)
+        decoded: dict[int, Tree] = {}
+
+        def energy_at(length: int) -> float:
+            decoded[length] = predicted("decode", 1, length)
+            return float(decoded[length].root.predicted_energy)
+
+        rule = refine_decode_sum(energy_at, prompt_len, new_tokens,
+                                 tolerance_pct=tolerance_pct, max_points=max_points)
+    finally:
+        bar.close()
     notes = phase_notes(predictor)
-    jobs = [("prefill", prompt_len, 0)] + [("decode", 1, length) for length in lengths]
-    trees = []
-    for phase, seq_len, context_len in tqdm(jobs, desc=f"estimate {name}", unit="trace",
-                                            disable=not progress, leave=False):
-        trees.append(estimate_tree(built, batch_size, seq_len, predictor, device=device,
-                                   dtype=dtype, attn=attn, progress=progress,
-                                   warn=lambda text: messages.setdefault(text), hub=hub,
-                                   phase=phase, context_len=context_len))
+    if rule.error_j > tolerance_pct / 100 * abs(rule.total_j):
+        notes.append(f"note: the decode sum did not settle within {tolerance_pct:g} % with "
+                     f"{len(rule.weights)} traced context lengths (last change "
+                     f"{100 * rule.error_j / abs(rule.total_j):.2g} %)")
     for text in [*messages, *notes]:
         warn(text)
-    prefill, decode_trees = trees[0], trees[1:]
-    for tree in trees:
-        tree.model_name = name
-    weights = sum_weights(lengths, prompt_len, new_tokens)
-    energies = [float(t.root.predicted_energy) for t in decode_trees]
+    decode_trees = [decoded[length] for length in sorted(decoded)]
+    used = [decoded[length] for length in rule.weights]
     last = prompt_len + new_tokens - 1
     decode = weighted_tree(
-        decode_trees, weights.tolist(),
+        used, list(rule.weights.values()),
         label=f"{name} · batch {batch_size} · decode, {new_tokens} steps @ context "
               f"{prompt_len}…{last}",
-        extra_meta={"context_len": prompt_len, "units": _summed_units(decode_trees[0]),
+        extra_meta={"context_len": prompt_len, "units": _summed_units(used[0]),
                     "decode_sum": {"steps": new_tokens, "context_lens": [prompt_len, last],
-                                   "traced_context_lens": lengths,
-                                   "weights": weights.tolist(), "rule": SUM_RULE}})
+                                   "traced_context_lens": list(rule.weights),
+                                   "weights": list(rule.weights.values()),
+                                   "segments": rule.segments,
+                                   "error_estimate_j": rule.error_j,
+                                   "rule": SUM_RULE}})
     return GenerationEstimate(
         model_name=name, batch_size=batch_size, prompt_len=prompt_len, new_tokens=new_tokens,
-        prefill=prefill, decode_trees=decode_trees, weights=weights.tolist(), decode=decode,
-        affine_sum_j=affine_sum(lengths, energies, prompt_len, new_tokens), notes=notes)
+        prefill=prefill, decode_trees=decode_trees, decode_sum=rule, decode=decode,
+        notes=notes)
 
 
 def phase_notes(predictor: IreneRegressor) -> list[str]:

@@ -64,7 +64,7 @@ def _non_negative_int(text: str) -> int:
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     """--prompt-len, --new-tokens, --decode-points and --plot of ``irene estimate``."""
     from irene.cli.options import positive_int
-    from irene.generation import DEFAULT_DECODE_POINTS
+    from irene.generation import DEFAULT_TOLERANCE_PCT, MAX_DECODE_POINTS
 
     group = parser.add_argument_group(
         "generation", "estimate generating text: a prefill of the prompt, then one decode step "
@@ -74,10 +74,11 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--new-tokens", type=positive_int, default=None, metavar="N",
                        help="tokens generated per sequence (decode steps at context lengths "
                             "P … P+N-1)")
-    group.add_argument("--decode-points", type=positive_int, default=DEFAULT_DECODE_POINTS,
-                       metavar="K", help="decode context lengths traced for the decode sum "
-                                         f"(default {DEFAULT_DECODE_POINTS}; every step when "
-                                         "N <= K)")
+    group.add_argument("--decode-tolerance", type=_positive_float,
+                       default=DEFAULT_TOLERANCE_PCT, metavar="PCT",
+                       help="the decode sum is refined (more traced context lengths, at most "
+                            f"{MAX_DECODE_POINTS}) until two rules agree within PCT percent "
+                            f"(default {DEFAULT_TOLERANCE_PCT:g})")
     group.add_argument("--plot", metavar="FIGURE.png",
                        help="also draw energy per token against context length and the "
                             "prefill/decode split (.png or .svg)")
@@ -109,7 +110,8 @@ def run_generation(args: argparse.Namespace) -> int:
         estimate = estimate_generation(
             args.model_name, args.predictor, prompt_len=args.prompt_len,
             new_tokens=args.new_tokens, batch_size=args.batch_size or 1,
-            points=args.decode_points, device=args.device, dtype=args.dtype, attn=args.attn,
+            tolerance_pct=args.decode_tolerance, device=args.device, dtype=args.dtype,
+            attn=args.attn,
             progress=not args.json, hub=not args.offline,
             warn=lambda text: notes.print(text, style="yellow"))
     except (EstimateError, ValueError) as exc:
@@ -152,3 +154,13 @@ def _write(estimate, args: argparse.Namespace, notes) -> None:
 
         plot_generation(estimate, args.plot)
         notes.print(f"wrote {args.plot}")
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value

@@ -143,19 +143,19 @@ def render_generation(estimate: GenerationEstimate, console: Console, *,
 
 def decode_sum_text(estimate: GenerationEstimate) -> str:
     """How the decode sum was formed and checked, in one paragraph."""
-    points = ", ".join(f"L={length}: {format_energy(energy / estimate.batch_size)}/token "
-                       f"(w={weight:.4g})"
-                       for length, energy, weight in zip(estimate.context_lens,
-                                                         estimate.step_energies(),
-                                                         estimate.weights, strict=True))
+    rule = estimate.decode_sum
+    points = ", ".join(f"L={length}: {format_energy(energy / estimate.batch_size)}/token"
+                       for length, energy in zip(estimate.context_lens,
+                                                 estimate.step_energies(), strict=True))
     last = estimate.prompt_len + estimate.new_tokens - 1
-    k = len(estimate.context_lens)
-    how = ("every step traced" if k == estimate.new_tokens else
-           f"Σ over L = {estimate.prompt_len}…{last} of the degree-{k - 1} polynomial through "
-           f"{k} traced context lengths")
-    return (f"decode = {estimate.new_tokens} steps; {how}: {points}. Check: the affine law "
-            f"through the same points gives {format_energy(estimate.affine_sum_j)} "
-            f"({estimate.sum_check_pct:+.3g} %).")
+    if rule.exact:
+        return (f"decode = {estimate.new_tokens} steps; every step traced (exact): {points}.")
+    return (f"decode = {estimate.new_tokens} steps at context {estimate.prompt_len}…{last}, "
+            f"summed by the composite quadratic rule on {rule.segments} segment(s) through "
+            f"{len(rule.weights)} traced context lengths ({points}); straight lines between "
+            f"the same points give {format_energy(rule.linear_j)}: error estimate "
+            f"{format_energy(rule.error_j)} "
+            f"({100 * rule.error_j / estimate.decode_j:.2g} % of the decode energy).")
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,8 +217,9 @@ def _split_bar(prefill_j: float, decode_j: float) -> str:
     total = prefill_j + decode_j
     share = prefill_j / total if total > 0 else 0.0
     return (f'<div role=img aria-label="prefill and decode shares" style="display:flex;'
-            f'height:1.6em;border-radius:4px;overflow:hidden;margin-top:.8em"><span style="width:{100 * share:.2f}%;background:'
-            f'{PREFILL_COLOUR}" title="prefill {format_percent(share)}"></span>'
+            f'height:1.6em;border-radius:4px;overflow:hidden;margin-top:.8em">'
+            f'<span style="width:{100 * share:.2f}%;background:{PREFILL_COLOUR}" '
+            f'title="prefill {format_percent(share)}"></span>'
             f'<span style="width:{100 * (1 - share):.2f}%;background:{DECODE_COLOUR}" '
             f'title="decode {format_percent(1 - share)}"></span></div>'
             f'<p class=hint><span style="color:{PREFILL_COLOUR}">■</span> prefill '
