@@ -99,17 +99,20 @@ def train_synthetic_predictor(directory: Path) -> Path:
         _quiet(main, ["trace", str(config_dir), "--phase", "decode", "--batch-sizes", "1,4",
                       "--context-lens", "16,256,1024", *simulated])
     predictor = directory / "predictor"
+    # log-space leaves: power laws of the features, positive when extrapolated to a 1.1B model
     _quiet(main, ["train", str(data), str(predictor), "--set",
-                  'feature_sets=["model_specs", "generation"]'])
+                  'feature_sets=["model_specs", "generation"]', "--set", "leaf_fit=log"])
     return predictor
 
 
 def _quiet(fn, *args):
-    with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
+    err = io.StringIO()
+    with warnings.catch_warnings(), contextlib.redirect_stderr(err), \
+            contextlib.redirect_stdout(io.StringIO()):
         warnings.simplefilter("ignore")
         code = fn(*args)
     if code:
-        raise SystemExit(f"{args[0][:1]} failed with exit code {code}")
+        raise SystemExit(f"irene {args[0][0]} failed (exit code {code}): {err.getvalue()[-800:]}")
 
 
 def bench_decode(runs: int, real: bool) -> None:
@@ -152,11 +155,11 @@ def bench_estimate(runs: int, real: bool, predictor: Path) -> None:
         outputs: list[str] = []
 
         def run_cli() -> None:
-            buffer = io.StringIO()
-            with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(io.StringIO()):
+            buffer, err = io.StringIO(), io.StringIO()
+            with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(err):
                 code = main(argv)
             if code:
-                raise SystemExit(f"irene estimate exited {code}")
+                raise SystemExit(f"irene estimate exited {code}: {err.getvalue()[-800:]}")
             outputs.append(buffer.getvalue())
 
         times, _ = timed(run_cli, runs)
@@ -189,13 +192,20 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-real", action="store_true",
                         help="only the meta-device measurements (skip real weights)")
+    parser.add_argument("--parts", default="decode,estimate",
+                        help="which measurements: decode, estimate or both (default)")
     args = parser.parse_args()
     import torch
 
     torch.set_num_threads(1)
     print(f"load before: {uptime()}")
     print(f"torch {torch.__version__}, 1 thread, {args.runs} run(s) each")
-    bench_decode(args.runs, not args.skip_real)
+    parts = set(args.parts.split(","))
+    if "decode" in parts:
+        bench_decode(args.runs, not args.skip_real)
+    if "estimate" not in parts:
+        print(f"\nload after: {uptime()}")
+        return
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
         predictor = train_synthetic_predictor(Path(tmp))

@@ -162,7 +162,7 @@ class TreeKey(NamedTuple):
         parts = [self.model_name, f"batch {self.batch_size}", f"seq {self.seq_len}"]
         if self.phase != "forward":
             parts.append(self.phase + (f" @ context {self.context_len}"
-                                       if self.phase == "decode" else ""))
+                                       if self.context_len else ""))
         return " · ".join(parts)
 
 

@@ -412,3 +412,14 @@ def test_features_are_close_to_affine_in_the_context():
     for i in (0, 1):
         middle = (values[4][i] + values[20][i]) / 2
         assert math.isclose(values[12][i], middle, rel_tol=1e-12)
+
+
+def test_a_chunked_prefill_of_one_token_is_a_decode_step():
+    model = tiny_llama()
+    decode = trace_model(model, 2, 1, timing=False, phase="decode", context_len=9)
+    chunk = trace_model(model, 2, 1, timing=False, phase="prefill", context_len=9)
+    assert totals(chunk.root) == totals(decode.root)
+    longer = trace_model(model, 2, 4, timing=False, phase="prefill", context_len=9)
+    assert longer.label.endswith("seq 4 · prefill @ context 9")
+    attention = next(n for n in longer.nodes() if n.scope == "root.layers.0.self_attn.matmul")
+    assert attention.extra["output_shapes"] == [[2, 4, 4, 13]]  # 4 queries x (9 + 4) keys
