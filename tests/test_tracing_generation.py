@@ -423,3 +423,15 @@ def test_a_chunked_prefill_of_one_token_is_a_decode_step():
     assert longer.label.endswith("seq 4 · prefill @ context 9")
     attention = next(n for n in longer.nodes() if n.scope == "root.layers.0.self_attn.matmul")
     assert attention.extra["output_shapes"] == [[2, 4, 4, 13]]  # 4 queries x (9 + 4) keys
+
+
+@pytest.mark.gpu
+def test_timed_decode_on_cuda():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        tree = trace_model(tiny_llama(), 2, 1, device="cuda", protocol=FAST, phase="decode",
+                           context_len=32)
+    assert tree.meta["device"] == "cuda" and tree.key.context_len == 32
+    assert all(n.features["times_mean"] > 0 for n in tree.nodes())
