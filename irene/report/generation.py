@@ -290,8 +290,8 @@ def decode_trees_section(trees: Sequence[Tree]) -> str:
         chart = _svg_line_chart(lines, points, x_label="context length",
                                 y_label="energy per generated token")
         prefill = "".join(
-            f"<li>prefill of {length} tokens ({'measured' if s == 'measured' else s}): "
-            f"{format_energy(value)} per prompt token</li>"
+            f"<li>prefill of {length} tokens ({html.escape(measured if s == 'measured' else s)}"
+            f"): {format_energy(value)} per prompt token</li>"
             for s, by_len in item.prefill_per_token.items() for length, value in by_len.items())
         cards.append(f"<div class=card><h3>{html.escape(item.label)}</h3>{chart}"
                      + (f"<ul class=hint>{prefill}</ul>" if prefill else "") + "</div>")
@@ -361,9 +361,10 @@ def plot_decode_energy_per_token(trees: Sequence[Tree], path: str | os.PathLike)
                       label=f"{item.label} · decode, "
                             f"{measured if source == 'measured' else 'predicted'}")
         for source, by_len in item.prefill_per_token.items():
+            word = measured if source == "measured" else "predicted"
             for length, value in by_len.items():
                 axis.axhline(value, color=colour, linestyle=":",
-                             label=f"{item.label} · prefill of {length} ({source}), per prompt "
+                             label=f"{item.label} · prefill of {length} ({word}), per prompt "
                                    "token")
     axis.set_xlabel("context length (tokens in the KV cache)")
     axis.set_ylabel("energy per generated token")
