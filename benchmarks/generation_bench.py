@@ -13,8 +13,13 @@ Prints, with the machine load (``uptime``) before and after, on one torch thread
    are SYNTHETIC (time x a constant power), so the estimate's joules say nothing about real
    hardware; only the timings are the point.
 
-Both are measured two ways: with real (random) weights on the CPU — how this branch traces — and on
-the meta device (shapes, no weights, no arithmetic: the model is built under
+3. **decode sum accuracy** (``--parts sum``): on a tiny Llama (2 layers, hidden 64), the decode
+   sum against the sum of every step's prediction, beside the simplest baselines (the middle
+   step times N; the least-squares line through the same 3 points), for predictors with linear
+   and with log-space leaves trained on the synthetic data set above, and several (P, N).
+
+The timings are measured two ways: with real (random) weights on the CPU — how this branch
+traces — and on the meta device (shapes, no weights, no arithmetic: the model is built under
 ``torch.device("meta")`` and traced with ``device="meta"``), which is what features-only traces
 cost once the meta-device tracer is merged. The script checks that both give the same FLOPs and
 bytes for the decode step.
@@ -178,6 +183,51 @@ def bench_estimate(runs: int, real: bool, predictor: Path) -> None:
     report(estimate.to_json(depth=0))
 
 
+def bench_sum(predictor_dir: Path, data: Path) -> None:
+    import math
+
+    import numpy as np
+    import transformers as T
+
+    from irene.estimate import estimate_tree
+    from irene.generation import decode_context_lens, estimate_generation
+    from irene.model import IreneRegressor
+    from irene.tree import read_trees
+
+    print("\n3. decode sum vs every step (tiny Llama, batch 2; SYNTHETIC predictors): error %")
+    model = T.AutoModel.from_config(T.LlamaConfig(
+        vocab_size=1000, hidden_size=64, num_attention_heads=4, num_key_value_heads=2,
+        intermediate_size=172, num_hidden_layers=2, max_position_embeddings=2048)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        predictors = {"log-space leaves": IreneRegressor.load(str(predictor_dir)),
+                      "linear leaves": IreneRegressor(
+                          feature_sets=["model_specs", "generation"], leaf_fit="relative"
+                      ).fit(read_trees(data))}
+    print(f"  {'predictor':17s} {'P':>4s} {'N':>4s} {'traced':>6s} {'rule':>9s} "
+          f"{'estimate':>9s} {'middle×N':>9s} {'line(3)':>9s}")
+    for label, predictor in predictors.items():
+        for prompt, new in ((8, 200), (64, 400), (512, 256)):
+            def step(length: int, predictor=predictor) -> float:
+                return estimate_tree(model, 2, 1, predictor, progress=False,
+                                     warn=lambda text: None, phase="decode",
+                                     context_len=length).root.predicted_energy
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                exact = math.fsum(step(x) for x in range(prompt, prompt + new))
+                est = estimate_generation(model, predictor, prompt_len=prompt, new_tokens=new,
+                                          batch_size=2, progress=False, warn=lambda t: None)
+            three = decode_context_lens(prompt, new)
+            slope, intercept = np.polyfit(three, [step(x) for x in three], 1)
+            line = new * (intercept + slope * (prompt + (new - 1) / 2))  # Σ of the line
+            middle = step(three[1]) * new
+            pct = [100 * (value - exact) / exact for value in (est.decode_j, middle, line)]
+            print(f"  {label:17s} {prompt:4d} {new:4d} {len(est.context_lens):6d} "
+                  f"{pct[0]:+9.4f} {100 * est.sum_error_j / exact:9.4f} {pct[1]:+9.4f} "
+                  f"{pct[2]:+9.4f}")
+
+
 def report(data: dict) -> None:
     energy, rule = data["energy_j"], data["decode_sum"]
     lengths = [t["context_len"] for t in rule["traced"]]
@@ -192,8 +242,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--skip-real", action="store_true",
                         help="only the meta-device measurements (skip real weights)")
-    parser.add_argument("--parts", default="decode,estimate",
-                        help="which measurements: decode, estimate or both (default)")
+    parser.add_argument("--parts", default="decode,estimate,sum",
+                        help="which measurements: decode, estimate, sum (default: all)")
     args = parser.parse_args()
     import torch
 
@@ -203,15 +253,17 @@ def main() -> None:
     parts = set(args.parts.split(","))
     if "decode" in parts:
         bench_decode(args.runs, not args.skip_real)
-    if "estimate" not in parts:
-        print(f"\nload after: {uptime()}")
-        return
-    with tempfile.TemporaryDirectory() as tmp:
-        start = time.perf_counter()
-        predictor = train_synthetic_predictor(Path(tmp))
-        print(f"\n(training data: 28 trees of 2 tiny Llama shapes, simulated meter, and the "
-              f"predictor: {time.perf_counter() - start:.1f} s, not part of the timings)")
-        bench_estimate(args.runs, not args.skip_real, predictor)
+    if parts & {"estimate", "sum"}:
+        with tempfile.TemporaryDirectory() as tmp:
+            start = time.perf_counter()
+            predictor = train_synthetic_predictor(Path(tmp))
+            print(f"\n(training data: 28 trees of 2 tiny Llama shapes, simulated meter, and "
+                  f"the predictor: {time.perf_counter() - start:.1f} s, not part of the "
+                  "timings)")
+            if "estimate" in parts:
+                bench_estimate(args.runs, not args.skip_real, predictor)
+            if "sum" in parts:
+                bench_sum(predictor, Path(tmp) / "generation-simulated.jsonl")
     print(f"\nload after: {uptime()}")
 
 
