@@ -13,11 +13,10 @@ is refused instead of being fed zeros.
 
 from __future__ import annotations
 
-import functools
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from irene.schema import FEATURE_FIELDS, FEATURES, supplied_features
 from irene.tree import Tree
@@ -66,14 +65,17 @@ def zero_features(tree: Tree, required: list[str]) -> list[str]:
     return [n for n in node_fields if all(node.features[n] == 0 for node in nodes)]
 
 
-def estimate_tree(model: str, batch_size: int, seq_len: int,
+def estimate_tree(model: str | Any, batch_size: int, seq_len: int,
                   predictor: str | Path | TreePredictor, *, device: str = "cpu",
                   dtype: str = "float32", attn: str = "eager", progress: bool = True,
                   warn: Callable[[str], None] = print, hub: bool = True,
-                  phase: str = "forward", optimizer: str | None = None) -> Tree:
-    """Trace ``model`` at (``batch_size``, ``seq_len``) and predict every node with
-    ``predictor`` (a model directory or a fitted :class:`~irene.model.TreePredictor`).
-    ``phase="train"`` traces one training step with ``optimizer``
+                  phase: str = "forward", context_len: int = 0,
+                  optimizer: str | None = None) -> Tree:
+    """Trace ``model`` (a name, or a built ``transformers`` model) at (``batch_size``,
+    ``seq_len``) and predict every node with ``predictor`` (a model directory or a fitted
+    :class:`~irene.model.TreePredictor`). ``phase``/``context_len``: the traced call (a forward
+    pass, a prefill or a decode step; see :func:`irene.tracing.trace_model`); ``phase="train"``
+    traces one training step with ``optimizer``
     (:func:`irene.tracing.train_step.trace_train_step`): energies are then J per step.
 
     Returns the predicted tree (J per call on every node). Raises EstimateError when the
@@ -100,21 +102,24 @@ def estimate_tree(model: str, batch_size: int, seq_len: int,
                           FEATURES[n].source not in ("structure", "tree"))
         warn(f"note: the predictor reads {measured}, measured here by timing every node; the "
              "estimate is only meaningful if the predictor was trained on this kind of machine.")
-    trace = trace_model
     if phase == "train":
         from irene.tracing.train_step import DEFAULT_OPTIMIZER, trace_train_step
 
-        trace = functools.partial(trace_train_step, optimizer=optimizer or DEFAULT_OPTIMIZER)
-    elif phase != "forward":
-        raise EstimateError(f"phase {phase!r} cannot be estimated; use forward or train")
-    tree = trace(model, batch_size, seq_len, device=device, dtype=dtype, attn=attn,
-                 timing=timing, progress=progress, hub=hub, schema=predictor.schema.name)
+        tree = trace_train_step(model, batch_size, seq_len, device=device, dtype=dtype,
+                                attn=attn, timing=timing, progress=progress, hub=hub,
+                                schema=predictor.schema.name,
+                                optimizer=optimizer or DEFAULT_OPTIMIZER)
+    else:
+        tree = trace_model(model, batch_size, seq_len, device=device, dtype=dtype, attn=attn,
+                           timing=timing, progress=progress, hub=hub,
+                           schema=predictor.schema.name, phase=phase, context_len=context_len)
     unavailable = sorted(set(required) & set(tree.meta.get("features_unavailable", [])))
     zeros = zero_features(tree, required)
     if unavailable or zeros:
         raise EstimateError(
-            f"the trace of {model} has no value for feature(s) {sorted(set(unavailable + zeros))}"
-            " that the predictor reads; refusing to predict from zeros")
+            f"the trace of {tree.model_name} has no value for feature(s) "
+            f"{sorted(set(unavailable + zeros))} that the predictor reads; refusing to predict "
+            "from zeros")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         predicted = predictor.predict([tree])[0]

@@ -2,7 +2,8 @@
 
 A node's feature vector is made of node fields (:data:`irene.schema.FEATURE_FIELDS`) and the
 tree-level values broadcast to every node (:data:`irene.schema.TREE_FEATURE_NAMES`:
-``batch_size``, ``seq_len`` and ``input_size = batch_size * seq_len``, tokens per call).
+``batch_size``, ``seq_len``, ``input_size = batch_size * seq_len`` (tokens per call), the
+``phase`` code and ``context_len``, from the root's ``phase`` / ``context_len``).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from irene.schema import NODE_TYPE_CODES, TREE_FEATURE_NAMES
+from irene.schema import NODE_TYPE_CODES, PHASE_CODES, TREE_FEATURE_NAMES
 from irene.tree import Node, Tree
 
 
@@ -37,7 +38,16 @@ def drop_leaky_features(names: list[str], trees: Sequence[Tree]) -> list[str]:
 
 
 def tree_level_value(tree: Tree, name: str) -> float:
-    """A feature that belongs to the whole tree: batch_size, seq_len or input_size (tokens)."""
+    """A feature that belongs to the whole tree: batch_size, seq_len, input_size (tokens),
+    phase (its code in :data:`irene.schema.PHASE_CODES`) or context_len (tokens)."""
+    if name == "phase":
+        phase = tree.key.phase
+        if phase not in PHASE_CODES:
+            raise tree.error(f"unknown phase {phase!r} (known: {', '.join(PHASE_CODES)})",
+                             field="phase")
+        return float(PHASE_CODES[phase])
+    if name == "context_len":
+        return float(tree.key.context_len)
     if name == "batch_size":
         return float(tree.batch_size)
     if name == "seq_len":

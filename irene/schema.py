@@ -33,7 +33,8 @@ Source = Literal["structure", "tree", "replay", "host-sampler", "gpu-sampler"]
 #: where a feature's value comes from, and what is needed to have it
 SOURCES: dict[str, str] = {
     "structure": "counted from the model's structure and shapes (always available, no compute)",
-    "tree": "the tree's own settings (batch size, sequence length), broadcast to every node",
+    "tree": "the tree's own settings (batch size, sequence length, phase, context length), "
+            "broadcast to every node",
     "replay": "timing each node replayed alone (needs timing: not with --no-timing)",
     "host-sampler": "psutil sampled while the node is replayed (needs timing)",
     "gpu-sampler": "NVML sampled while the node is replayed (needs timing on a CUDA device "
@@ -72,11 +73,20 @@ NODE_FEATURES: tuple[Feature, ...] = (
     Feature("gpu_energy_mean", "J", "gpu-sampler", True,
             "GPU board energy per model call: NVML power x time (not a meter's ground truth)"),
 )
+#: the workloads a tree can be (root key ``phase``) and their codes as the feature ``phase``
+PHASE_CODES: dict[str, int] = {"forward": 0, "prefill": 1, "decode": 2, "train": 3}
 #: values that belong to the whole tree, broadcast to every node as features
 TREE_FEATURES: tuple[Feature, ...] = (
     Feature("batch_size", "sequences", "tree", False, "sequences per call"),
-    Feature("seq_len", "tokens", "tree", False, "tokens per sequence"),
+    Feature("seq_len", "tokens", "tree", False,
+            "tokens per sequence fed in this call (1 for a decode step)"),
     Feature("input_size", "tokens", "tree", False, "tokens per call = batch_size x seq_len"),
+    Feature("phase", "code", "tree", False,
+            "the workload, a category code (PHASE_CODES): 0 forward pass, 1 prefill, "
+            "2 decode step, 3 training step"),
+    Feature("context_len", "tokens", "tree", False,
+            "tokens already in the KV cache per sequence, which each new token attends to "
+            "(a decode step; 0 for a forward pass or a prefill from scratch)"),
 )
 #: every feature by name
 FEATURES: dict[str, Feature] = {f.name: f for f in (*NODE_FEATURES, *TREE_FEATURES)}
@@ -93,6 +103,8 @@ FEATURE_SETS: dict[str, tuple[str, ...]] = {
     "model_specs": ("batch_size", "seq_len", "flops", "mem_bytes"),
     "resource_utilization": tuple(f.name for f in NODE_FEATURES
                                   if f.source in ("replay", "host-sampler", "gpu-sampler")),
+    # ours: which workload the tree is (structure-only; add it to predict prefill and decode)
+    "generation": ("phase", "context_len"),
 }
 #: added to every feature set, as in IrEne
 ALWAYS_FEATURES: tuple[str, ...] = ("num_parameters", "input_size")
@@ -167,7 +179,9 @@ SCHEMAS: dict[str, Schema] = {
         "this package's tracer: every module without submodules and every torch function a "
         "module calls directly that does floating-point work is a leaf (Linear, LayerNorm, "
         "MatMul, Softmax, Add, Mul, GELU, ...); mem_bytes = distinct inputs + outputs + "
-        "parameters of each call"),
+        "parameters of each call; prefill and decode trees add a KVCacheUpdate leaf per "
+        "Cache.update call (0 FLOPs; reads the cached and new keys/values, writes the grown "
+        "cache)"),
     "irene2021": Schema(
         "irene2021", 1,
         "IrEne's published trees (ACL 2021): leaves are the modules and functional matmul / "

@@ -165,7 +165,7 @@ class TreeKey(NamedTuple):
         parts = [self.model_name, f"batch {self.batch_size}", f"seq {self.seq_len}"]
         if self.phase != "forward":
             parts.append(self.phase + (f" @ context {self.context_len}"
-                                       if self.phase == "decode" else "")
+                                       if self.context_len else "")
                          + (f" ({self.optimizer})" if self.optimizer else ""))
         return " · ".join(parts)
 
@@ -211,8 +211,10 @@ class Tree:
 
     @property
     def label(self) -> str:
-        """How the tree is named to a person: ``"gpt2 · batch 8 · seq 128"``."""
-        return self.key.describe()
+        """How the tree is named to a person: ``"gpt2 · batch 8 · seq 128"`` (or the root's
+        ``label``, which a tree derived from others carries, e.g. a sum of decode steps)."""
+        label = self.meta.get("label")
+        return label if isinstance(label, str) and label else self.key.describe()
 
     @property
     def where(self) -> str:

@@ -1,8 +1,14 @@
 """``irene estimate MODEL``: predict a model's energy without a meter.
 
-Two modes: trace MODEL and predict every node with a trained predictor (``--batch-size
---seq-len --predictor``), or, with ``--serving vllm``, estimate serving the LLM on GPUs from the
-shipped predictor learned from public measurements (:mod:`irene.serving.estimate`).
+Three modes:
+
+* one call (``--batch-size --seq-len --predictor``): trace MODEL and predict every node; with
+  ``--phase`` a prefill, a decode step (``--context-len``) or a training step (``--phase
+  train``, with the split between forward, backward and optimiser);
+* a generation (``--prompt-len --new-tokens --predictor``): a prefill, then one decode step
+  per new token (:mod:`irene.generation`);
+* serving (``--serving vllm --gpu``): serving the LLM on GPUs, from the shipped predictor
+  learned from public measurements (:mod:`irene.serving.estimate`).
 """
 
 from __future__ import annotations
@@ -13,23 +19,29 @@ from irene.cli import UserError
 from irene.cli.options import (
     add_force_option,
     add_json_option,
-    add_phase_options,
     add_trace_options,
     add_view_options,
     console,
     depth,
-    phase_options,
     positive_int,
     print_json,
 )
+from irene.cli.phases import (
+    add_generation_arguments,
+    add_phase_arguments,
+    phase_context_lens,
+    phase_options,
+    run_generation,
+)
 
 SERVING_FORMATS = ("bf16", "fp8", "mxfp4")
-#: options of the tracing mode that --serving does not use
+#: the serving mode's workload when --prompt-len / --new-tokens are not given
+SERVING_PROMPT_LEN, SERVING_NEW_TOKENS = 1000, 500
+#: options of the tracing modes that --serving does not use
 TRACE_ONLY = ("batch_size", "seq_len", "predictor", "output", "html", "steps", "phase",
-              "optimizer")
-#: options of the serving mode that the tracing mode does not use
-SERVING_ONLY = ("gpu", "num_gpus", "concurrency", "prompt_len", "new_tokens",
-                "serving_predictor")
+              "optimizer", "context_len", "plot")
+#: options of the serving mode that the tracing modes do not use
+SERVING_ONLY = ("gpu", "num_gpus", "concurrency", "serving_predictor")
 
 
 def positive_number(text: str) -> float:
@@ -45,37 +57,44 @@ def positive_number(text: str) -> float:
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "estimate", help="predict a model's energy without a meter (traced tree, or serving)",
+        "estimate", help="predict a model's energy without a meter (a call, a generation, "
+                         "serving)",
         description="Trace MODEL (features only, no meter) at one batch size and sequence "
                     "length, predict every node with a trained predictor and print the "
-                    "breakdown. The tree is traced with the schema the predictor was trained on. "
-                    "--phase train estimates one training step (forward, backward, optimiser) "
-                    "and adds the split between the three passes, per module. Or, with "
-                    "--serving vllm, estimate the energy per token of serving MODEL with vLLM "
-                    "on GPUs, from a predictor learned from the public ML.ENERGY v3 "
-                    "measurements (Apache-2.0).")
+                    "breakdown; the tree is traced with the schema the predictor was trained "
+                    "on. --phase prefill/decode/train estimates one such call (a training step "
+                    "with the split between forward, backward and optimiser). With --prompt-len "
+                    "and --new-tokens: the energy of generating text (a prefill, then one "
+                    "decode step per new token), per phase and per token. With --serving vllm: "
+                    "the energy per token of serving MODEL with vLLM on GPUs, from a predictor "
+                    "learned from the public ML.ENERGY v3 measurements (Apache-2.0).")
     p.add_argument("model_name", metavar="MODEL",
                    help="built-in model name (see `irene models`), a directory with "
                         "config.json, or a config.json")
-    p.add_argument("--batch-size", type=positive_int)
-    p.add_argument("--seq-len", type=positive_int)
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="sequences per call (required with --seq-len; a generation: default 1)")
+    p.add_argument("--seq-len", type=positive_int, default=None,
+                   help="tokens per sequence of one call")
     p.add_argument("--predictor", metavar="DIR",
-                   help="a model directory written by `irene train` (tracing mode)")
+                   help="a model directory written by `irene train` (tracing modes)")
     add_trace_options(p, schema=False, extra_dtypes=SERVING_FORMATS,
                       dtype_help="tracing: float32 (default), float16, bfloat16; with "
                                  "--serving: the served weight format bf16, fp8 or mxfp4 "
                                  "(default: the checkpoint's, bf16 for a plain config)")
-    add_phase_options(p)
+    add_phase_arguments(p, sweep=False)
     p.add_argument("--steps", type=positive_int, default=None, metavar="N",
                    help="with --phase train: also the energy of N training steps")
+    add_generation_arguments(p)
     add_view_options(p)
     add_json_option(p)
     p.add_argument("-o", "--output", metavar="TREES.jsonl",
-                   help="also save the predicted tree (JSONL)")
+                   help="also save the predicted tree(s) (JSONL)")
     p.add_argument("--html", metavar="REPORT.html", help="also write an HTML report")
     p.add_argument("--offline", action="store_true", help="never look MODEL up on the Hub")
     add_force_option(p)
-    s = p.add_argument_group("serving (--serving vllm)")
+    s = p.add_argument_group("serving (--serving vllm; --prompt-len and --new-tokens give the "
+                             f"request, default {SERVING_PROMPT_LEN} and "
+                             f"{SERVING_NEW_TOKENS} tokens)")
     s.add_argument("--serving", choices=("vllm",),
                    help="estimate LLM serving with vLLM instead of tracing")
     s.add_argument("--gpu", help="GPU model: H100 or B200 (measured); H200, A100 extrapolated")
@@ -84,10 +103,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "default: the fewest that hold the weights")
     s.add_argument("--concurrency", type=positive_number, default=64.0,
                    help="sequences decoded together (vLLM's running batch; default 64)")
-    s.add_argument("--prompt-len", type=positive_number, default=1000.0,
-                   help="prompt tokens per request (default 1000)")
-    s.add_argument("--new-tokens", type=positive_number, default=500.0,
-                   help="generated tokens per request (default 500)")
     s.add_argument("--serving-predictor", metavar="FILE",
                    help="a serving predictor JSON (default: the one shipped with irene)")
     p.set_defaults(func=run)
@@ -108,8 +123,7 @@ def check_outputs(args: argparse.Namespace) -> None:
 
 
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
-    defaults = {"concurrency": 64.0, "prompt_len": 1000.0, "new_tokens": 500.0,
-                "phase": "forward"}
+    defaults = {"concurrency": 64.0, "phase": "forward"}
     return ["--" + n.replace("_", "-") for n in names
             if getattr(args, n, None) not in (None, defaults.get(n))]
 
@@ -120,15 +134,20 @@ def run(args: argparse.Namespace) -> int:
     stray = _given(args, SERVING_ONLY)
     if stray:
         raise UserError(f"{', '.join(stray)} only apply with --serving vllm")
-    missing = [flag for flag, value in (("--batch-size", args.batch_size),
-                                        ("--seq-len", args.seq_len),
-                                        ("--predictor", args.predictor)) if value is None]
-    if missing:
-        raise UserError(f"{', '.join(missing)} required (or --serving vllm --gpu GPU to "
-                        "estimate LLM serving)")
     if args.dtype in SERVING_FORMATS:
         raise UserError(f"--dtype {args.dtype} is a served weight format (with --serving); "
                         "tracing takes float32, float16 or bfloat16")
+    if args.predictor is None:
+        raise UserError("--predictor DIR required (or --serving vllm --gpu GPU to estimate LLM "
+                        "serving from the shipped predictor)")
+    if args.prompt_len is not None or args.new_tokens is not None:
+        if args.phase != "forward":
+            raise UserError("--phase is for one call; a generation (--prompt-len, --new-tokens) "
+                            "is a prefill and its decode steps")
+        return run_generation(args)
+    if args.batch_size is None or args.seq_len is None:
+        raise UserError("give --batch-size and --seq-len (one call), or --prompt-len and "
+                        "--new-tokens (a generation), or --serving vllm")
     return run_trace(args)
 
 
@@ -140,6 +159,7 @@ def run_trace(args: argparse.Namespace) -> int:
     from irene.tree import write_trees
 
     phase = phase_options(args)
+    (context_len,) = phase_context_lens(args)
     if args.steps is not None and phase["phase"] != "train":
         raise UserError("--steps needs --phase train (energy of N training steps)")
     check_outputs(args)
@@ -149,7 +169,8 @@ def run_trace(args: argparse.Namespace) -> int:
         tree = estimate_tree(args.model_name, args.batch_size, args.seq_len, args.predictor,
                              device=args.device, dtype=args.dtype or "float32", attn=args.attn,
                              progress=not args.json, hub=not args.offline,
-                             warn=lambda text: notes.print(text, style="yellow"), **phase)
+                             warn=lambda text: notes.print(text, style="yellow"),
+                             context_len=context_len, **phase)
     except (EstimateError, ValueError) as exc:
         raise UserError(str(exc)) from exc
     breakdown = explain_tree(tree, source="predicted", depth=depth(args), top=args.top)
@@ -202,8 +223,9 @@ def run_serving(args: argparse.Namespace) -> int:
     try:
         estimate = estimate_serving(
             args.model_name, gpu=args.gpu, num_gpus=args.num_gpus,
-            concurrency=args.concurrency, prompt_len=args.prompt_len,
-            new_tokens=args.new_tokens, weight_format=args.dtype,
+            concurrency=args.concurrency,
+            prompt_len=args.prompt_len or SERVING_PROMPT_LEN,
+            new_tokens=args.new_tokens or SERVING_NEW_TOKENS, weight_format=args.dtype,
             predictor=args.serving_predictor, hub=not args.offline)
     except (ServingEstimateError, PredictorFormatError) as exc:
         raise UserError(str(exc)) from exc

@@ -93,35 +93,6 @@ def add_trace_options(parser: argparse.ArgumentParser, *, schema: bool = True,
 
 
 #: the workloads a tree can describe (root metadata ``phase``) that these commands trace
-PHASES = ("forward", "train")
-
-
-def add_phase_options(parser: argparse.ArgumentParser) -> None:
-    """--phase and --optimizer: trace one forward pass (default) or one training step."""
-    from irene.tracing.train_step import DEFAULT_OPTIMIZER, OPTIMIZERS
-
-    parser.add_argument("--phase", choices=PHASES, default="forward",
-                        help="forward: one forward pass (default); train: one training step "
-                             "(forward with the LM head's loss, backward, optimiser step)")
-    parser.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=None,
-                        help=f"optimiser of --phase train (default {DEFAULT_OPTIMIZER})")
-
-
-def phase_options(args: argparse.Namespace) -> dict[str, Any]:
-    """``{"phase": ..., "optimizer": ...}`` from --phase/--optimizer (``optimizer`` None unless
-    training); UserError for --optimizer without --phase train."""
-    from irene.tracing.train_step import DEFAULT_OPTIMIZER
-
-    phase = getattr(args, "phase", "forward")
-    optimizer = getattr(args, "optimizer", None)
-    if phase != "train":
-        if optimizer is not None:
-            raise UserError(f"--optimizer {optimizer} needs --phase train (a forward pass has no "
-                            "optimiser)")
-        return {"phase": phase, "optimizer": None}
-    return {"phase": phase, "optimizer": optimizer or DEFAULT_OPTIMIZER}
-
-
 def add_force_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true",
                         help="replace an existing output file of another kind")

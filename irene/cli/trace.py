@@ -1,4 +1,5 @@
-"""``irene trace MODEL -o OUT``: one tree per batch size x sequence length, appended to OUT."""
+"""``irene trace MODEL -o OUT``: one tree per batch size x sequence length (x context length for
+a decode step), appended to OUT."""
 
 from __future__ import annotations
 
@@ -9,13 +10,8 @@ import warnings
 from pathlib import Path
 
 from irene.cli import UserError
-from irene.cli.options import (
-    add_phase_options,
-    add_trace_options,
-    int_list,
-    phase_options,
-    positive_int,
-)
+from irene.cli.options import add_trace_options, int_list, positive_int
+from irene.cli.phases import add_phase_arguments, phase_context_lens, phase_options
 from irene.measure.options import add_measure_arguments, protocol_from_args
 
 
@@ -40,26 +36,30 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="sweep: comma-separated batch sizes")
     trace.add_argument("--seq-lens", type=int_list, default=None, metavar="S1,S2,..",
                        help="sweep: comma-separated sequence lengths")
+    add_phase_arguments(trace)
     add_trace_options(trace)
     trace.add_argument("--no-timing", action="store_true",
                        help="skip the isolated replays: no times_mean/cpu/mem; the model is "
                             "built on the meta device (no weights in memory, much faster)")
-    add_phase_options(trace)
     trace.add_argument("--offline", action="store_true",
                        help="never look MODEL up on the Hub")
     add_measure_arguments(trace)
     trace.set_defaults(func=run)
 
 
-def combinations(args: argparse.Namespace) -> list[tuple[int, int]]:
-    """(batch size, seq len) pairs asked for: sweep lists, else single values (8 x 128)."""
+def combinations(args: argparse.Namespace) -> list[tuple[int, int, int]]:
+    """(batch size, seq len, context len) asked for: sweep lists, else single values (8 x 128,
+    context 0; a decode step: seq len 1)."""
     if args.batch_sizes is not None and args.batch_size is not None:
         raise UserError("give --batch-size or --batch-sizes, not both")
     if args.seq_lens is not None and args.seq_len is not None:
         raise UserError("give --seq-len or --seq-lens, not both")
     batches = args.batch_sizes or [args.batch_size or 8]
-    seqs = args.seq_lens or [args.seq_len or 128]
-    return list(itertools.product(dict.fromkeys(batches), dict.fromkeys(seqs)))
+    default_seq = 1 if args.phase == "decode" else 128
+    seqs = args.seq_lens or [args.seq_len or default_seq]
+    contexts = phase_context_lens(args)
+    return list(itertools.product(dict.fromkeys(batches), dict.fromkeys(seqs),
+                                  dict.fromkeys(contexts)))
 
 
 def done_keys(path: Path) -> set:
@@ -126,7 +126,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trace_all(args: argparse.Namespace, todo_all: list[tuple[int, int]], protocol,
+def _trace_all(args: argparse.Namespace, todo_all: list[tuple[int, int, int]], protocol,
                meter) -> None:
     from tqdm import tqdm
 
@@ -137,9 +137,10 @@ def _trace_all(args: argparse.Namespace, todo_all: list[tuple[int, int]], protoc
     done = done_keys(args.output)
     schema = args.schema or "irene"
     phase = phase_options(args)
-    keys = {combo: planned_key(args.model, *combo, device=args.device, dtype=args.dtype,
+    keys = {combo: planned_key(args.model, *combo[:2], device=args.device, dtype=args.dtype,
                                attn=args.attn, schema=schema, timing=not args.no_timing,
-                               meter=meter, protocol=protocol, **phase) for combo in todo_all}
+                               meter=meter, protocol=protocol, context_len=combo[2], **phase)
+            for combo in todo_all}
     todo = [combo for combo in todo_all if keys[combo] not in done]
     if len(todo) < len(todo_all):
         print(f"{args.output}: {len(todo_all) - len(todo)} of {len(todo_all)} combinations "
@@ -148,7 +149,7 @@ def _trace_all(args: argparse.Namespace, todo_all: list[tuple[int, int]], protoc
         return
     model, trace = _model_and_tracer(args)
     cache = MeasurementCache(enabled=protocol.dedup)
-    for batch_size, seq_len in tqdm(todo, desc=f"trace {args.model}", unit="tree"):
+    for batch_size, seq_len, context_len in tqdm(todo, desc=f"trace {args.model}", unit="tree"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
@@ -156,9 +157,12 @@ def _trace_all(args: argparse.Namespace, todo_all: list[tuple[int, int]], protoc
                              dtype=args.dtype, attn=args.attn,
                              timing=not args.no_timing, meter=meter, protocol=protocol,
                              progress=not args.no_timing, model_name=args.model,
-                             cache=cache, schema=schema, hub=not args.offline)
+                             cache=cache, schema=schema, hub=not args.offline,
+                             context_len=context_len)
             except ValueError as exc:
-                raise UserError(f"{args.model} at {batch_size}x{seq_len}: {exc}") from exc
+                where = f"{batch_size}x{seq_len}" + (f" context {context_len}" if context_len
+                                                     else "")
+                raise UserError(f"{args.model} {args.phase} at {where}: {exc}") from exc
         for item in caught:
             print(f"warning: {item.message}", file=sys.stderr)
         append_tree(tree, args.output)
@@ -182,10 +186,11 @@ def _model_and_tracer(args: argparse.Namespace):  # -> (model or name, trace one
         model = train_step.build_training_model(
             args.model, attn=args.attn, dtype=args.dtype,
             device="meta" if args.no_timing else args.device, hub=not args.offline)
-        return model, functools.partial(train_step.trace_train_step,
-                                        optimizer=phase["optimizer"])
+        step = functools.partial(train_step.trace_train_step, optimizer=phase["optimizer"])
+        return model, lambda *a, context_len=0, **kw: step(*a, **kw)  # no KV cache in a step
+    trace = functools.partial(tracing.trace_model, phase=phase["phase"])
     if args.no_timing:
         tracing.load_config(args.model, hub=not args.offline)
-        return args.model, tracing.trace_model
+        return args.model, trace
     return (tracing.build_model(args.model, attn=args.attn, dtype=args.dtype,
-                                device=args.device, hub=not args.offline), tracing.trace_model)
+                                device=args.device, hub=not args.offline), trace)

@@ -29,7 +29,9 @@ class TrainingData:
     which models; ``synthetic``: True when the energies were not real measurements (a formula or
     a simulated meter); ``schema``: ``{"name", "version"}``; ``hardware``: the device names the
     trees were measured on (e.g. ``["NVIDIA H100 80GB HBM3"]``); ``device``, ``meter`` and
-    ``dtype``: as recorded in the trees (None where they do not say).
+    ``dtype``: as recorded in the trees (None where they do not say); ``phases``: the workloads
+    of the trees (``forward``, ``prefill``, ``decode``; empty for predictors saved before it was
+    recorded).
     """
 
     source: list[str] = field(default_factory=list)
@@ -41,6 +43,7 @@ class TrainingData:
     device: list[str] = field(default_factory=list)
     meter: list[str] = field(default_factory=list)
     dtype: list[str] = field(default_factory=list)
+    phases: list[str] = field(default_factory=list)
 
     @classmethod
     def of(cls, trees: Sequence[Any], schema: Schema) -> TrainingData:
@@ -53,7 +56,8 @@ class TrainingData:
         return cls(source=sorted({t.source for t in trees}), trees=len(trees),
                    models=sorted({t.model_name for t in trees}), synthetic=is_synthetic(trees),
                    schema=schema.to_dict(), hardware=values("device_name"),
-                   device=values("device"), meter=values("meter"), dtype=values("dtype"))
+                   device=values("device"), meter=values("meter"), dtype=values("dtype"),
+                   phases=sorted({t.key.phase for t in trees}))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -67,3 +67,14 @@ def energy_for(tree: Tree, source: str) -> str | None:
     if not where and not meter:
         return None
     return f"{where or 'unrecorded hardware'}" + (f" (meter: {meter})" if meter else "")
+
+
+def per_call_text(tree: Tree) -> str:
+    """What one tree's energy is for: "per inference call", "per prefill", "per decode step",
+    "per training step", or "for all N decode steps" (a decode phase summed by
+    :mod:`irene.generation`)."""
+    summed = tree.meta.get("decode_sum")
+    if isinstance(summed, dict) and isinstance(summed.get("steps"), int):
+        return f"for all {summed['steps']} decode steps"
+    return {"prefill": "per prefill", "decode": "per decode step",
+            "train": "per training step"}.get(tree.key.phase, "per inference call")

@@ -262,16 +262,22 @@ def accuracy_section(trees: Sequence[Tree]) -> str:
 
 
 def build_report(trees: Sequence[Tree], *, title: str | None = None, source: str = "auto",
-                 top: int = 10, origin: str | None = None,
+                 top: int = 10, origin: str | None = None, generation: Any = None,
                  sections: Sequence[str] = ()) -> str:
     """The whole HTML page (a string) for ``trees``; see the module doc for what it shows.
 
     ``source`` picks the explained energy (auto/predicted/measured, see
     :func:`irene.report.breakdown.energy_source`); ``origin`` names the input file in the page;
-    ``sections`` are extra HTML fragments shown after the accuracy section (e.g.
-    :func:`irene.bench.report.bench_section_html`, an ``irene bench`` comparison).
-    Raises ValueError when a tree has neither energy.
+    ``generation``: a :class:`irene.generation.GenerationEstimate` whose section (prefill/decode
+    split, energy per token against context length) the page shows; without it, decode trees
+    among ``trees`` get their energy per token against context length
+    (:mod:`irene.report.generation`); training-step trees get their pass split; ``sections``
+    are extra HTML fragments shown after the accuracy section (e.g.
+    :func:`irene.bench.report.bench_section_html`, an ``irene bench`` comparison). Raises
+    ValueError when a tree has neither energy.
     """
+    from irene.report.generation import decode_trees_section, generation_section
+
     if not trees:
         raise ValueError("no trees to report on")
     label = synthetic_label(trees)
@@ -290,7 +296,9 @@ def build_report(trees: Sequence[Tree], *, title: str | None = None, source: str
         title=html.escape(title), subtitle=subtitle, banner=synthetic_banner(label),
         css=_asset("report.css"),
         js=_asset("report.js"), data=_json_for_script(payload),
-        accuracy=accuracy_section(trees) + training_section(trees) + "".join(sections))
+        accuracy=accuracy_section(trees) + training_section(trees) + "".join(sections),
+        phases=generation_section(generation) if generation is not None
+        else decode_trees_section(trees))
 
 
 def synthetic_banner(label: str | None) -> str:
@@ -337,6 +345,7 @@ _PAGE = """<!DOCTYPE html>
     (<span class="kind ml">ml</span>: Linear, matmul, softmax, …).
     Click <b>▸</b> to open a node; hover a row to see its features.
   </section>
+  {phases}
   <div id=picker></div>
   <div id=summary class=cards></div>
   <section id=breakdown>

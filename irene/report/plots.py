@@ -391,14 +391,21 @@ def plot_all(trees: Sequence[Tree], out_dir: str | os.PathLike, *, fmt: str = "p
     """Every figure that applies to ``trees`` into ``out_dir``; returns the paths written.
 
     The accuracy figures need nodes with both energies; energy vs sequence length needs more than
-    one sequence length; the primitive breakdown is always drawn.
+    one sequence length; energy per token vs context length needs decode trees at more than one
+    context length; the primitive breakdown is always drawn.
     """
+    from irene.report.generation import has_decode_series, plot_decode_energy_per_token
+
     _require(fmt in FORMATS, f"figure format must be one of {FORMATS}, got {fmt!r}")
     out = Path(out_dir)
     written = [plot_primitive_breakdown(trees, out / f"primitive_breakdown.{fmt}",
                                         source=source)]
-    if len({t.seq_len for t in trees}) > 1:
-        written.append(plot_energy_vs_seq_len(trees, out / f"energy_vs_seq_len.{fmt}"))
+    passes = [t for t in trees if t.key.phase != "decode"]  # decode steps: by context length
+    if len({t.seq_len for t in passes}) > 1:
+        written.append(plot_energy_vs_seq_len(passes, out / f"energy_vs_seq_len.{fmt}"))
+    if has_decode_series(trees):
+        written.append(plot_decode_energy_per_token(
+            trees, out / f"decode_energy_per_token.{fmt}"))
     if len(pair_within(trees)):
         written.append(plot_predicted_vs_measured(trees, out / f"predicted_vs_measured.{fmt}"))
         written.append(plot_error_distribution(trees, out / f"error_distribution.{fmt}"))

@@ -17,7 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from irene.report import energy_for, measured_word, synthetic_label
+from irene.report import energy_for, measured_word, per_call_text, synthetic_label
 from irene.report.breakdown import Breakdown, Hotspot, NodeRow
 from irene.report.compare import Comparison
 from irene.report.format import format_energy, format_error, format_percent
@@ -71,7 +71,7 @@ def header(breakdown: Breakdown) -> Panel:
                  style="yellow")
     lines.append("\ntotal: ")
     lines.append(format_energy(breakdown.total_j), style="bold")
-    lines.append(" per training step" if tree.key.phase == "train" else " per inference call")
+    lines.append(" " + per_call_text(tree))
     if breakdown.source == "predicted" and breakdown.measured_total_j is not None:
         lines.append(f"   {measured}: {format_energy(breakdown.measured_total_j)}")
         lines.append(f"   error: {format_error(breakdown.error_pct)}")

@@ -19,7 +19,10 @@ How it works:
   calls are leaves and cost every call by its own table (``irene2021``): then a call that is
   not a leaf is charged to the module that made it (``own_flops``/``own_mem_bytes``);
 * with ``record_inputs`` each replayable node keeps a copy of the inputs of its first call (only
-  the first node of each signature when ``dedup``), so it can later be replayed in isolation.
+  the first node of each signature when ``dedup``), so it can later be replayed in isolation;
+  a recorded input that holds state a call changes (the KV cache of a prefill or decode step,
+  :mod:`irene.tracing.generation`) is not copied: it has ``reset_for_replay()``, called before
+  every replay, and ``irene_spec()``, which describes it in signatures.
 """
 
 from __future__ import annotations
@@ -173,6 +176,9 @@ def _spec(value: Any) -> Any:
         return value
     if isinstance(value, (torch.dtype, torch.device, torch.Size, slice)):
         return str(value)
+    state = getattr(value, "irene_spec", None)
+    if callable(state):  # a stateful input (a KV cache): described by the state it starts from
+        return ("state", type(value).__qualname__, state())
     return ("obj", type(value).__module__, type(value).__qualname__)
 
 
@@ -376,7 +382,7 @@ class ForwardCapture(TorchFunctionMode):
                                                 _spec(args), _spec(kwargs))
                 if self._should_record(record.signature):
                     cargs, ckwargs = _clone_inputs(args, kwargs)
-                    record.replay = functools.partial(_call, module, cargs, ckwargs)
+                    record.replay = replay_of(module, cargs, ckwargs)
             if record.kind == "leaf":
                 self._opaque += 1
             self._stack.append(frame)
@@ -447,8 +453,12 @@ class ForwardCapture(TorchFunctionMode):
         return out
 
     def _run_leaf_call(self, kind: str, op: str, itype: str, func: Callable, args: tuple,
-                       kwargs: dict, *, inplace: bool) -> Any:
-        """Run one direct call of a non-leaf module; keep it as a leaf if it did any work."""
+                       kwargs: dict, *, inplace: bool, extra_bytes: int = 0) -> Any:
+        """Run one direct call of a non-leaf module; keep it as a leaf if it did any work.
+
+        ``extra_bytes``: bytes the call moves beyond its tensor arguments and results (the
+        cached keys and values a KV-cache update copies).
+        """
         parent = self._current()
         if self._opaque or parent is None:
             return func(*args, **kwargs)
@@ -470,16 +480,17 @@ class ForwardCapture(TorchFunctionMode):
         self._internal = True
         try:
             self._add_leaf(kind, op, itype, func, args, kwargs, out, flops, before_inputs,
-                           parent, nbytes)
+                           parent, nbytes, extra_bytes)
         finally:
             self._internal = False
         return out
 
     def _add_leaf(self, kind: str, op: str, itype: str, func: Callable, args: tuple,
                   kwargs: dict, out: Any, flops: int, before_inputs: tuple | None,
-                  parent: Record, nbytes: int | None = None) -> None:
-        """A function/composite leaf under ``parent``; ``nbytes`` (default: the bytes of its
-        distinct inputs and outputs) is its ``mem_bytes``."""
+                  parent: Record, nbytes: int | None = None, extra_bytes: int = 0) -> None:
+        """A function/composite leaf under ``parent``; its ``mem_bytes`` is ``nbytes`` (default:
+        the bytes of its distinct inputs and outputs) plus ``extra_bytes`` (what the call moves
+        beyond its tensor arguments, e.g. a KV cache it reads and grows)."""
         inputs = _tensors((args, kwargs))
         outputs = _tensors(out)
         params = {id(t): t for t in inputs if isinstance(t, nn.Parameter)}
@@ -487,7 +498,8 @@ class ForwardCapture(TorchFunctionMode):
         scope = self._unique_scope(base) if self.schema.unique_function_scopes else base
         record = Record(scope=scope, kind=kind,
                         instance_type=itype, parent=parent, op=op, calls=1, flops=flops,
-                        mem_bytes=tensor_bytes([*inputs, *outputs]) if nbytes is None else nbytes,
+                        mem_bytes=(tensor_bytes([*inputs, *outputs]) if nbytes is None
+                                   else nbytes) + extra_bytes,
                         num_parameters=sum(p.numel() for p in params.values()),
                         input_shapes=_shapes(inputs), output_shapes=_shapes(outputs),
                         dtype=_dtype_of(outputs, inputs))
@@ -497,9 +509,27 @@ class ForwardCapture(TorchFunctionMode):
                                         _spec(spec_source[1]))
         if self._should_record(record.signature):
             cargs, ckwargs = before_inputs or _clone_inputs(args, kwargs)
-            record.replay = functools.partial(_call, func, cargs, ckwargs)
+            record.replay = replay_of(func, cargs, ckwargs)
         parent.children.append(record)
 
 
+def replay_of(fn: Callable, args: tuple, kwargs: dict) -> Callable[[], Any]:
+    """A callable running ``fn(*args, **kwargs)``; every object among ``fn`` and the arguments
+    that has ``reset_for_replay()`` (a KV cache) is reset before each call, so every replay
+    starts from the same state."""
+    stateful = {id(v): v for v in (fn, *tree_leaves((args, kwargs)))
+                if not isinstance(v, (torch.Tensor, nn.Module))
+                and callable(getattr(v, "reset_for_replay", None))}
+    if not stateful:
+        return functools.partial(_call, fn, args, kwargs)
+    return functools.partial(_call_from_start, tuple(stateful.values()), fn, args, kwargs)
+
+
 def _call(fn: Callable, args: tuple, kwargs: dict) -> Any:
+    return fn(*args, **kwargs)
+
+
+def _call_from_start(stateful: tuple, fn: Callable, args: tuple, kwargs: dict) -> Any:
+    for value in stateful:
+        value.reset_for_replay()
     return fn(*args, **kwargs)

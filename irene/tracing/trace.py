@@ -1,5 +1,8 @@
 """``trace_model``: one model at one (batch size, sequence length) -> one IrEne tree.
 
+The traced call is a forward pass (``phase="forward"``, the default), a prefill or a decode step
+(:mod:`irene.tracing.generation`); the root records ``phase`` and ``context_len``.
+
 Features-only traces (``timing=False``) of a model given by name run on the meta device (no
 weights, no arithmetic; :mod:`irene.tracing.meta`) and record ``meta["traced_on"] = "meta"``;
 ``meta["device"]`` stays the device the tree is meant for. Timed traces run on real weights.
@@ -19,10 +22,11 @@ from irene.measure import MeasurementCache, Meter, Protocol, measurement_metadat
 from irene.measure.conditions import timing_conditions
 from irene.measure.environment import cpu_model, environment_metadata
 from irene.measure.sampler import Sampler
-from irene.schema import DEFAULT_SCHEMA, MFLOP, supplied_features, units
+from irene.schema import DEFAULT_SCHEMA, ENERGY_FIELDS, MFLOP, supplied_features, units
 from irene.tracing.build import build_tree, measure_records, prune
 from irene.tracing.capture import ForwardCapture
 from irene.tracing.flops import FLOP_CONVENTION
+from irene.tracing.generation import Step, phase_units, prepare_step
 from irene.tracing.meta import (
     META_SUBSTITUTES,
     MetaTraceError,
@@ -108,11 +112,24 @@ def _device_name(device: str) -> str:
     return cpu_model() or platform.processor() or platform.machine()
 
 
+def _units(phase: str, schema: TraceSchema) -> dict[str, str]:
+    """The tree's ``units``: the schema's, with what one call is for a prefill or decode."""
+    out = {**units(), **COUNTING[schema.name]}
+    overrides = phase_units(phase)
+    if overrides:
+        call = overrides.pop("call")
+        out["flops"] = f"MFLOP (1e6 FLOPs) per call = {call}; {FLOP_CONVENTION}"
+        out.update(overrides)
+        out.update({name: f"J per call = {call}" for name in ENERGY_FIELDS})
+    return out
+
+
 def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, timing: bool,
               meter: Meter | None, protocol: Protocol, sampler: Sampler | None,
               counted_flops: int, cache: MeasurementCache | None, seconds: float,
               schema: TraceSchema, traced_on: str,
-              conditions: dict[str, Any] | None) -> dict:
+              conditions: dict[str, Any] | None, phase: str = "forward",
+              context_len: int = 0) -> dict:
     import transformers
 
     from irene import __version__
@@ -121,7 +138,8 @@ def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, tim
     available, unavailable = supplied_features(timing=timing, gpu_sampled=gpu_sampled)
     meta: dict[str, Any] = {
         "schema": schema.record,
-        "phase": "forward",
+        "phase": phase,
+        "context_len": context_len,
         "device": device,
         "traced_on": traced_on,
         "device_name": _device_name(device),
@@ -131,7 +149,7 @@ def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, tim
         "torch_version": torch.__version__,
         "transformers_version": transformers.__version__,
         "created_by": f"irene {__version__}",
-        "units": {**units(), **COUNTING[schema.name]},
+        "units": _units(phase, schema),
         "features_available": available,
         "features_unavailable": unavailable,
         "flops_counted": counted_flops / MFLOP,
@@ -150,12 +168,13 @@ def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, tim
 
 def planned_key(model_name: str, batch_size: int, seq_len: int, *, device: str, dtype: str,
                 attn: str, schema: str, timing: bool, meter: Meter | None,
-                protocol: Protocol, phase: str = "forward",
+                protocol: Protocol, phase: str = "forward", context_len: int = 0,
                 optimizer: str | None = None) -> TreeKey:
     """The :class:`~irene.tree.TreeKey` the tree traced with these settings will have (for
     resuming a sweep without tracing again); ``phase="train"`` with ``optimizer`` for a
     training step (:mod:`irene.tracing.train_step`)."""
     meta: dict[str, Any] = {"schema": trace_rules(schema).record, "phase": phase,
+                            "context_len": context_len,
                             "device": device, "device_name": _device_name(device),
                             "dtype": dtype, "attn": attn}
     if optimizer is not None:
@@ -173,7 +192,8 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
                 protocol: Protocol | None = None, progress: bool = False,
                 model_name: str | None = None, hub: bool = True,
                 cache: MeasurementCache | None = None, seed: int = 0,
-                schema: str | TraceSchema = DEFAULT_SCHEMA) -> Tree:
+                schema: str | TraceSchema = DEFAULT_SCHEMA, phase: str = "forward",
+                context_len: int = 0) -> Tree:
     """Trace ``model`` on random token ids of shape (batch_size, seq_len) into an IrEne tree.
 
     ``model``: a built-in name, local path or Hub name (see :mod:`irene.tracing.registry`), or a
@@ -188,7 +208,11 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
     (ours) or ``"irene2021"`` (IrEne's leaves and feature definitions,
     :mod:`irene.tracing.schemas`). Features are described in :mod:`irene.tracing.build`. CPU
     replays run on ``protocol.threads`` threads (default 1) and the tree records the load
-    (``timing_conditions``); doubtful timings are reported as warnings.
+    (``timing_conditions``); doubtful timings are reported as warnings. ``phase``:
+    ``"forward"`` (one pass over ``seq_len`` tokens, no KV cache), ``"prefill"`` (the same pass
+    writing a KV cache that already holds ``context_len`` tokens, default none) or ``"decode"``
+    (``seq_len`` = 1 new token per sequence attending to ``context_len`` cached tokens); see
+    :mod:`irene.tracing.generation`.
     """
     start = time.perf_counter()
     rules = trace_rules(schema)
@@ -211,8 +235,10 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
     built = _prepare(model, device="meta" if on_meta else device, dtype=dtype, attn=attn,
                      hub=hub)
     try:
-        capture = _capture(built, batch_size, seq_len, seed=seed, record_inputs=timing,
-                           dedup=protocol.dedup, schema=rules, on_meta=on_meta)
+        step = _prepare_step(built, phase, batch_size, seq_len, context_len, seed=seed,
+                             on_meta=on_meta)
+        capture = _capture(built, step, record_inputs=timing, dedup=protocol.dedup,
+                           schema=rules, on_meta=on_meta)
     except MetaTraceError as exc:
         if not isinstance(model, str) or (device.startswith("cuda")
                                           and not torch.cuda.is_available()):
@@ -221,8 +247,10 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
                       RuntimeWarning, stacklevel=2)
         on_meta = False
         built = _prepare(model, device=device, dtype=dtype, attn=attn, hub=hub)
-        capture = _capture(built, batch_size, seq_len, seed=seed, record_inputs=False,
-                           dedup=protocol.dedup, schema=rules, on_meta=False)
+        step = prepare_step(built, phase, batch_size, seq_len, context_len, seed=seed)
+        capture = _capture(built, step, record_inputs=False, dedup=protocol.dedup,
+                           schema=rules, on_meta=False)
+    step.check_written(seq_len, name)
     root = capture.root
     if root is None or not prune(root):
         raise ValueError(f"{name}: the forward pass ran no primitive that could be traced")
@@ -242,6 +270,7 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
                                                sync=_sync(device), progress=bar)
         finally:
             sampler.close()
+            step.restore()
         whole = measurements[id(root)]
         conditions.check_spread(whole.time_s, whole.time_p10, whole.time_p90,
                                 f"{name} {batch_size}x{seq_len} (whole model)")
@@ -251,26 +280,39 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
                      protocol=protocol, sampler=sampler, counted_flops=capture.counted_flops,
                      cache=cache if timing else None, seconds=time.perf_counter() - start,
                      schema=rules, traced_on="meta" if on_meta else device,
-                     conditions=conditions.to_dict() if conditions is not None else None)
+                     conditions=conditions.to_dict() if conditions is not None else None,
+                     phase=phase, context_len=context_len)
     return build_tree(root, model_name=name, batch_size=batch_size, seq_len=seq_len,
                       measurements=measurements, meta=meta)
 
 
-def _capture(model: PreTrainedModel, batch_size: int, seq_len: int, *, seed: int,
-             record_inputs: bool, dedup: bool, schema: TraceSchema,
-             on_meta: bool) -> ForwardCapture:
-    """Run one forward pass of ``model`` under a :class:`ForwardCapture` and return it.
+def _prepare_step(model: PreTrainedModel, phase: str, batch_size: int, seq_len: int,
+                  context_len: int, *, seed: int, on_meta: bool) -> Step:
+    """The inputs (and KV cache) of the traced call; on meta, the value-dependent helpers it
+    runs are answered as for our inputs, and any other raises :class:`MetaTraceError`."""
+    try:
+        with torch.no_grad(), meta_shims():
+            return prepare_step(model, phase, batch_size, seq_len, context_len, seed=seed)
+    except (RuntimeError, NotImplementedError) as exc:
+        if on_meta and is_value_dependent_error(exc):
+            raise MetaTraceError(f"preparing the {phase} step reads tensor values, which the "
+                                 f"meta device does not have ({exc})") from exc
+        raise
+
+
+def _capture(model: PreTrainedModel, step: Step, *, record_inputs: bool, dedup: bool,
+             schema: TraceSchema, on_meta: bool) -> ForwardCapture:
+    """Run the step's call of ``model`` under a :class:`ForwardCapture` and return it.
 
     The value-dependent helpers of :mod:`irene.tracing.meta` are answered for our inputs on
     every device, so real and meta traces run the same code; on meta any other value-dependent
     op raises :class:`MetaTraceError`.
     """
-    inputs = make_inputs(model, batch_size, seq_len, seed=seed)
     capture = ForwardCapture(model, record_inputs=record_inputs, dedup=dedup, schema=schema,
                              substitutes=META_SUBSTITUTES if on_meta else None)
     try:
-        with torch.no_grad(), meta_shims(), capture:
-            model(**inputs)
+        with torch.no_grad(), meta_shims(), capture, step.observing(capture):
+            model(**step.inputs)
     except (RuntimeError, NotImplementedError) as exc:
         if on_meta and is_value_dependent_error(exc):
             raise MetaTraceError(f"the forward pass reads tensor values, which the meta "
