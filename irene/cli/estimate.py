@@ -24,6 +24,7 @@ from irene.cli.options import (
     console,
     depth,
     positive_int,
+    positive_number,
     print_json,
 )
 from irene.cli.phases import (
@@ -42,17 +43,6 @@ TRACE_ONLY = ("batch_size", "seq_len", "predictor", "output", "html", "steps", "
               "optimizer", "context_len", "plot")
 #: options of the serving mode that the tracing modes do not use
 SERVING_ONLY = ("gpu", "num_gpus", "concurrency", "serving_predictor")
-
-
-def positive_number(text: str) -> float:
-    """A finite number > 0 (argparse type)."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
-    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

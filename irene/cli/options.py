@@ -18,12 +18,32 @@ from irene.tree import Tree
 
 def positive_int(text: str) -> int:
     """An integer >= 1 (argparse type)."""
+    return _int_at_least(text, 1, "must be a positive integer")
+
+
+def positive_number(text: str) -> float:
+    """A finite number > 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """An integer >= 0 (argparse type)."""
+    return _int_at_least(text, 0, "must be >= 0")
+
+
+def _int_at_least(text: str, low: int, message: str) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    if value < low:
+        raise argparse.ArgumentTypeError(f"{message}, got {text}")
     return value
 
 

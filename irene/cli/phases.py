@@ -8,7 +8,7 @@ import argparse
 from typing import Any
 
 from irene.cli import UserError
-from irene.cli.options import int_list
+from irene.cli.options import int_list, non_negative_int, positive_number
 from irene.schema import PHASE_CODES
 
 #: the workloads a tree can be (irene.schema.PHASE_CODES)
@@ -25,7 +25,7 @@ def add_phase_arguments(parser: argparse.ArgumentParser, *, sweep: bool = True) 
                              "step, 1 new token per sequence attending to --context-len cached "
                              "tokens; train: one training step (forward with the LM head's "
                              "loss, backward, optimiser step)")
-    parser.add_argument("--context-len", type=_non_negative_int, default=None, metavar="L",
+    parser.add_argument("--context-len", type=non_negative_int, default=None, metavar="L",
                         help="tokens already in the KV cache (decode: required; prefill: "
                              "default 0)")
     if sweep:
@@ -73,16 +73,6 @@ def phase_context_lens(args: argparse.Namespace) -> list[int]:
     return list(given or [0])
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
 # --------------------------------------------------------------------------------------------
 # irene estimate --prompt-len P --new-tokens N
 
@@ -100,7 +90,7 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--new-tokens", type=positive_int, default=None, metavar="N",
                        help="tokens generated per sequence (decode steps at context lengths "
                             "P … P+N-1)")
-    group.add_argument("--decode-tolerance", type=_positive_float,
+    group.add_argument("--decode-tolerance", type=positive_number,
                        default=DEFAULT_TOLERANCE_PCT, metavar="PCT",
                        help="the decode sum is refined (more traced context lengths, at most "
                             f"{MAX_DECODE_POINTS}) until two rules agree within PCT percent "
@@ -181,13 +171,3 @@ def _write(estimate, args: argparse.Namespace, notes) -> None:
 
         plot_generation(estimate, args.plot)
         notes.print(f"wrote {args.plot}")
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-    return value

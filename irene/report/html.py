@@ -312,6 +312,15 @@ def synthetic_banner(label: str | None) -> str:
             "hardware.</div>")
 
 
+def static_page(title: str, body: str, *, subtitle: str = "", banner: str = "") -> str:
+    """A self-contained page (the report's style sheet inlined, no script, no URL) around an
+    HTML ``body`` fragment; ``title`` and ``subtitle`` are plain text."""
+    return (_HEAD.format(title=html.escape(title), css=_asset("report.css"), banner=banner)
+            + f"<header>\n  <h1>{html.escape(title)}</h1>\n  <p class=subtitle>"
+              f"{html.escape(subtitle)}</p>\n</header>\n<main>\n{body}\n</main>\n</body>\n"
+              "</html>\n")
+
+
 def write_report(trees: Sequence[Tree], path: str | os.PathLike, **options: Any) -> None:
     """Write :func:`build_report`'s page to ``path`` atomically (nothing half-written)."""
     text = build_report(trees, **options)
@@ -319,7 +328,7 @@ def write_report(trees: Sequence[Tree], path: str | os.PathLike, **options: Any)
         handle.write(text)
 
 
-_PAGE = """<!DOCTYPE html>
+_HEAD = """<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
@@ -332,7 +341,9 @@ _PAGE = """<!DOCTYPE html>
 </head>
 <body>
 {banner}
-<header>
+"""
+
+_PAGE = _HEAD + """<header>
   <h1>{title}</h1>
   <p class=subtitle>{subtitle}</p>
 </header>

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from irene.measure import MeasurementCache, Meter, Protocol, measurement_metadata
-from irene.measure.conditions import timing_conditions
+from irene.measure.conditions import TimingConditions, timing_conditions
 from irene.measure.environment import cpu_model, environment_metadata
 from irene.measure.sampler import Sampler
 from irene.schema import DEFAULT_SCHEMA, ENERGY_FIELDS, MFLOP, supplied_features, units
@@ -255,27 +255,19 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
     if root is None or not prune(root):
         raise ValueError(f"{name}: the forward pass ran no primitive that could be traced")
 
-    measurements = None
-    sampler = None
-    conditions = None
+    measurements = sampler = conditions = None
     if timing:
         cache = cache if cache is not None else MeasurementCache(enabled=protocol.dedup)
-        sampler = Sampler.create(gpu=None if device.startswith("cuda") else False)
         try:
-            bar = _progress_bar(name, batch_size, seq_len) if progress else None
-            with timing_conditions(protocol.threads,
-                                   on_cpu=not device.startswith("cuda")) as conditions:
-                measurements = measure_records(list(root.walk()), meter=meter,
-                                               protocol=protocol, cache=cache, sampler=sampler,
-                                               sync=_sync(device), progress=bar)
+            measurements, sampler, conditions = timed_measurements(
+                lambda cache, sampler, bar: measure_records(
+                    list(root.walk()), meter=meter, protocol=protocol, cache=cache,
+                    sampler=sampler, sync=_sync(device), progress=bar),
+                root_id=id(root), what=f"{name} {batch_size}x{seq_len} (whole model)",
+                device=device, protocol=protocol, cache=cache,
+                progress=_progress_bar(name, batch_size, seq_len) if progress else None)
         finally:
-            sampler.close()
             step.restore()
-        whole = measurements[id(root)]
-        conditions.check_spread(whole.time_s, whole.time_p10, whole.time_p90,
-                                f"{name} {batch_size}x{seq_len} (whole model)")
-        for text in conditions.warnings:
-            warnings.warn(text, stacklevel=2)
     meta = _metadata(built, device=device, dtype=dtype, attn=attn, timing=timing, meter=meter,
                      protocol=protocol, sampler=sampler, counted_flops=capture.counted_flops,
                      cache=cache if timing else None, seconds=time.perf_counter() - start,
@@ -298,6 +290,27 @@ def _prepare_step(model: PreTrainedModel, phase: str, batch_size: int, seq_len: 
             raise MetaTraceError(f"preparing the {phase} step reads tensor values, which the "
                                  f"meta device does not have ({exc})") from exc
         raise
+
+
+def timed_measurements(measure: Any, *, root_id: int, what: str, device: str,
+                       protocol: Protocol, cache: MeasurementCache,
+                       progress: Any) -> tuple[dict[int, Any], Sampler, TimingConditions]:
+    """Run ``measure(cache, sampler, progress)`` (the replays of one tree) with the sampler open,
+    on the protocol's threads, recording the load; warn when the load or the whole tree's
+    run-to-run spread (``root_id``'s measurement; ``what`` names it) makes the timing doubtful.
+    Returns (measurements by record id, the sampler, the timing conditions)."""
+    sampler = Sampler.create(gpu=None if device.startswith("cuda") else False)
+    try:
+        with timing_conditions(protocol.threads,
+                               on_cpu=not device.startswith("cuda")) as conditions:
+            measurements = measure(cache, sampler, progress)
+    finally:
+        sampler.close()
+    whole = measurements[root_id]
+    conditions.check_spread(whole.time_s, whole.time_p10, whole.time_p90, what)
+    for text in conditions.warnings:
+        warnings.warn(text, stacklevel=3)
+    return measurements, sampler, conditions
 
 
 def _capture(model: PreTrainedModel, step: Step, *, record_inputs: bool, dedup: bool,

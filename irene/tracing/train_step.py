@@ -52,7 +52,6 @@ from __future__ import annotations
 
 import copy
 import time
-import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -61,8 +60,6 @@ import torch
 from torch import nn
 
 from irene.measure import MeasurementCache, Meter, Protocol
-from irene.measure.conditions import timing_conditions
-from irene.measure.sampler import Sampler
 from irene.schema import DEFAULT_SCHEMA, MFLOP
 from irene.tracing.backward_flops import BACKWARD_FLOP_CONVENTION, training_flop_counter_mode
 from irene.tracing.build import build_tree, prune
@@ -533,7 +530,7 @@ def trace_train_step(model: str | PretrainedConfig | PreTrainedModel, batch_size
     on the meta device (shapes only). Other arguments as in
     :func:`irene.tracing.trace.trace_model`.
     """
-    from irene.tracing.trace import _metadata, _progress_bar, _sync
+    from irene.tracing.trace import _metadata, _progress_bar, _sync, timed_measurements
     from irene.tracing.train_replay import measure_step
 
     start = time.perf_counter()
@@ -556,21 +553,16 @@ def trace_train_step(model: str | PretrainedConfig | PreTrainedModel, batch_size
     measurements = sampler = conditions = None
     if timing:
         cache = cache if cache is not None else MeasurementCache(enabled=protocol.dedup)
-        sampler = Sampler.create(gpu=None if device.startswith("cuda") else False)
         try:
-            bar = _progress_bar(name, batch_size, seq_len) if progress else None
-            with timing_conditions(protocol.threads,
-                                   on_cpu=not device.startswith("cuda")) as conditions:
-                measurements = measure_step(st, meter=meter, protocol=protocol, cache=cache,
-                                            sampler=sampler, sync=_sync(device), progress=bar)
+            measurements, sampler, conditions = timed_measurements(
+                lambda cache, sampler, bar: measure_step(
+                    st, meter=meter, protocol=protocol, cache=cache, sampler=sampler,
+                    sync=_sync(device), progress=bar),
+                root_id=id(st.step), what=f"{name} {batch_size}x{seq_len} (whole training step)",
+                device=device, protocol=protocol, cache=cache,
+                progress=_progress_bar(name, batch_size, seq_len) if progress else None)
         finally:
-            sampler.close()
             st.retained = None
-        whole = measurements[id(st.step)]
-        conditions.check_spread(whole.time_s, whole.time_p10, whole.time_p90,
-                                f"{name} {batch_size}x{seq_len} (whole training step)")
-        for text in conditions.warnings:
-            warnings.warn(text, stacklevel=2)
     meta = _metadata(built, device=device, dtype=dtype, attn=attn, timing=timing, meter=meter,
                      protocol=protocol, sampler=sampler, counted_flops=0,
                      cache=cache if timing else None, seconds=time.perf_counter() - start,
