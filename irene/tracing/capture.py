@@ -27,7 +27,8 @@ through a shared cache, across the trees of a campaign). They describe the work,
   device type of every argument and the value of every plain argument;
 * a **module** (and the model) is the work its forward pass did: the spec of its inputs and, in
   call order, every torch call made directly in its body (including calls that do no
-  floating-point work: copies, views, masks) and the signature of every child module it called.
+  floating-point work: copies, views, masks; not reads of metadata such as ``x.shape``) and the
+  signature of every child module it called.
   Its class name is not part of it, so ``BertLayer`` and ``RobertaLayer`` (the same code on the
   same shapes) share a signature, while eager and SDPA attention (different calls) do not.
   Python-level work between torch calls is assumed equal for equal torch calls.
@@ -73,6 +74,11 @@ _DUNDER_ALIASES = {"radd": "add", "iadd": "add", "rsub": "rsub", "isub": "sub", 
                    "floordiv": "floor_divide", "rmatmul": "matmul", "ipow": "pow",
                    "rpow": "pow", "neg": "neg"}
 MAX_SHAPES = 8  # tensor shapes kept per node for the ``input_shapes``/``output_shapes`` keys
+#: calls that only read a tensor's metadata (``x.shape``, ``x.device``, ``x.size()``): no work,
+#: so not part of a module's work signature (the calls they lead to are)
+METADATA_CALLS = {"__get__", "size", "dim", "stride", "numel", "nelement", "ndimension",
+                  "is_floating_point", "is_complex", "element_size", "is_contiguous",
+                  "storage_offset", "get_device", "data_ptr", "__len__", "is_leaf"}
 
 
 @dataclass
@@ -488,11 +494,12 @@ class ForwardCapture(TorchFunctionMode):
         if self._opaque or parent is None:
             return func(*args, **kwargs)
         qualname = f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', op)}"
-        self._internal = True
-        try:
-            self._note_in_body((kind, qualname, _spec(args), _spec(kwargs)))
-        finally:
-            self._internal = False
+        if getattr(func, "__name__", None) not in METADATA_CALLS:
+            self._internal = True
+            try:
+                self._note_in_body((kind, qualname, _spec(args), _spec(kwargs)))
+            finally:
+                self._internal = False
         before_inputs = _clone_inputs(args, kwargs) if inplace and self.record_inputs else None
         before = self._flops()
         self._opaque += 1
