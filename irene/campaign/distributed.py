@@ -155,8 +155,9 @@ class RayExecutor:
         ray = import_ray()
         if self.address is not None:
             check_reachable(self.address)
-        if ray.is_initialized():
+        if ray.is_initialized():  # this process already joined a cluster (or started one)
             self.ray = ray
+            self._check_resources()
             return
         kwargs: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True,
                                   "configure_logging": False}

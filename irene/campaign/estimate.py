@@ -10,7 +10,10 @@ from a roofline over its leaves::
     t(leaf)   = op_overhead + max(flops / flop_rate(kind, dtype), bytes / mem_bandwidth)
     t(module) = sum of its children's time per call + module_overhead
 
-(matrix products at ``matmul_flops``, everything else at ``vector_flops``). Then per tree: the
+(matrix products at ``matmul_flops``, everything else at ``vector_flops``; an embedding
+look-up moves its output's rows, not its table; a leaf module written as several element-wise
+torch calls, such as GPT-2's ``NewGELUActivation``, is one pass over its output per FLOP per
+element, each pass an op with its own overhead). Then per tree: the
 capture pass (``capture_factor`` x the forward's roofline time + ``capture_node_s`` per node),
 a fixed ``tree_s``; per model build: ``build_fixed_s + build_s_per_param x parameters``; once per
 run: the idle-power reading when the protocol subtracts idle power.
@@ -35,6 +38,12 @@ from irene.tree import Node, Tree
 #: leaf types timed at matrix-product rates (everything else at vector rates)
 MATMUL_TYPES = {"MatMul", "Linear", "Conv1D", "Conv1d", "Conv2d", "Bilinear",
                 "ScaledDotProductAttention"}
+#: leaf modules that run as one kernel (or one library call); other leaf modules without an
+#: ``op`` are element-wise Python (one pass per FLOP per element)
+FUSED_MODULES = {"Linear", "Conv1D", "Conv1d", "Conv2d", "LayerNorm", "GroupNorm", "Embedding",
+                 "EmbeddingBag", "Softmax", "GELU", "SiLU", "ReLU", "Tanh", "Sigmoid",
+                 "GELUActivation", "SiLUActivation", "Dropout", "Identity", "Bilinear"}
+LOOKUP_TYPES = {"Embedding", "EmbeddingBag"}
 #: the minimum window (s) of each meter, for planning before the meter is opened
 #: (irene.measure: NVML with its energy counter 0.5 s, RAPL 0.1 s, a wattmeter >= 1 s)
 METER_WINDOW_S = {"none": 0.0, "simulated": 0.0, "nvml": 0.5, "rapl": 0.1, "wattmeter": 1.0,
@@ -91,7 +100,7 @@ class HardwareProfile:
 #: node. The capture pass runs the FLOP counter and hooks in Python: ~1.5 ms per node (measured
 #: on this package's CPU host, which has a slower core than a GPU host's). Building: the runner
 #: builds on the GPU, where the random initialisation is a few kernels (taken as 1 ns per
-#: parameter) after ~3 s of Python module construction (on the CPU it is ~25 ns per parameter,
+#: parameter) after ~3 s of Python module construction (on the CPU it is ~7 ns per parameter,
 #: measured here); 0.5 s per tree (NVML sampler start, metadata, an fsync'd append); 15 s to
 #: start a run (CUDA context, NVML, the output checked); planning an item on fake tensors
 #: ~1.5 ms per node. These are estimates until checked against a run on an H100 (see the
@@ -147,13 +156,14 @@ def calibrate_local(device: str, dtypes: list[str], *, threads: int | None = Non
     try:
         matmul: dict[str, float] = {}
         vector: dict[str, float] = {}
-        n = 256 if on_cpu else 4096
+        # a transformer projection: (tokens x hidden) @ (hidden x hidden)
+        m, k = (64, 768) if on_cpu else (4096, 4096)
         for name in dict.fromkeys(dtypes):
             dt = torch_dtype(name)
-            a = torch.randn(n, n, device=device).to(dt)
-            b = torch.randn(n, n, device=device).to(dt)
+            a = torch.randn(m, k, device=device).to(dt)
+            b = torch.randn(k, k, device=device).to(dt)
             seconds = _median_time(lambda a=a, b=b: a @ b, 3 if on_cpu else 20, sync)
-            matmul[name] = 2 * n**3 / seconds
+            matmul[name] = 2 * m * k * k / seconds
         size = 4_000_000 if on_cpu else 256_000_000
         x = torch.randn(size, device=device)
         y = torch.randn(size, device=device)
@@ -162,7 +172,10 @@ def calibrate_local(device: str, dtypes: list[str], *, threads: int | None = Non
         for name in dict.fromkeys(dtypes):
             vector[name] = bandwidth / 4  # one FLOP per 4 bytes streamed, as an add does
         small = torch.randn(4, device=device)
-        op = _median_time(lambda: torch.add(small, small), 500, sync)
+        square = torch.randn(4, 4, device=device)
+        op = statistics.median(_median_time(fn, 500, sync) for fn in (
+            lambda: torch.add(small, small), lambda: torch.softmax(square, -1),
+            lambda: torch.matmul(square, square)))
         layer = torch.nn.Linear(4, 4).to(device)
         module = max(_median_time(lambda: layer(small), 500, sync) - op, op)
     finally:
@@ -174,7 +187,7 @@ def calibrate_local(device: str, dtypes: list[str], *, threads: int | None = Non
         matmul_flops=matmul, vector_flops=vector, mem_bandwidth=bandwidth, op_overhead_s=op,
         module_overhead_s=module + 2 * op, window_overhead_s=0.6e-3, node_overhead_s=4e-3,
         capture_factor=2.0, capture_node_s=1.5e-3, tree_s=0.15, build_fixed_s=0.3,
-        build_s_per_param=25e-9 if on_cpu else 1e-9, memory_bytes=memory,
+        build_s_per_param=7e-9 if on_cpu else 1e-9, memory_bytes=memory,
         start_s=0.3 if on_cpu else 10.0, planning_node_s=2e-3)
 
 
@@ -204,13 +217,32 @@ def protocol_seconds(call_s: float, protocol: Protocol, target_s: float,
     return total + profile.node_overhead_s
 
 
+def _output_bytes(node: Node) -> float:
+    """Bytes of the node's first output (shape and dtype recorded by the tracer)."""
+    shapes = node.extra.get("output_shapes") or []
+    if not shapes:
+        return 0.0
+    elements = math.prod(shapes[0]) if shapes[0] else 1
+    size = {"float32": 4, "float16": 2, "bfloat16": 2, "float64": 8}.get(
+        str(node.extra.get("dtype")), 4)
+    return float(elements * size)
+
+
 def _leaf_call_seconds(node: Node, dtype: str, profile: HardwareProfile) -> float:
     calls = max(int(node.extra.get("calls", 1) or 1), 1)
     flops = node.features["flops"] * 1e6 / calls
     nbytes = node.features["mem_bytes"] * 2**20 / calls
     rates = profile.matmul_flops if node.instance_type in MATMUL_TYPES else profile.vector_flops
     rate = rates.get(dtype) or min(rates.values())
-    return profile.op_overhead_s + max(flops / rate, nbytes / profile.mem_bandwidth)
+    out_bytes = _output_bytes(node)
+    if node.instance_type in LOOKUP_TYPES and out_bytes:
+        nbytes = 2 * out_bytes  # the rows read and the output written, not the whole table
+    passes = 1
+    if "op" not in node.extra and node.instance_type not in FUSED_MODULES and out_bytes:
+        elements = out_bytes / {"float16": 2, "bfloat16": 2}.get(dtype, 4)
+        passes = max(1, round(flops / elements))
+        nbytes = max(nbytes, passes * 2 * out_bytes)
+    return passes * profile.op_overhead_s + max(flops / rate, nbytes / profile.mem_bandwidth)
 
 
 def call_seconds(tree: Tree, dtype: str, profile: HardwareProfile) -> dict[str, float]:

@@ -150,7 +150,7 @@ class ItemMaker:
         model = self._models.get(key)
         if model is None:
             # built on its device: the random initialisation of a billion parameters takes
-            # ~25 s on one CPU core and well under a second on a GPU
+            # ~7 s on one CPU core and well under a second on a GPU
             with warnings.catch_warnings(), torch.device(item.device):
                 warnings.simplefilter("ignore")
                 model = build_model(item.source, attn=item.attn, dtype=item.dtype,
