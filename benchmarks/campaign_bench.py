@@ -9,7 +9,8 @@ Prints:
    shares across models;
 2. **the dry-run estimate against a real run**: ``dry_run`` of a plan with one small model,
    then ``run_plan`` of it in a fresh directory; estimated / actual wall time per repetition
-   and the median;
+   and the median, beside the simplest estimate (each measurement costs its windows only:
+   (runs + 1) x the run target);
 3. **the reference plan**: its dry-run estimate with the H100 profile.
 
 CPU replays run on one thread (the protocol's default); quote the load (printed). Usage::
@@ -101,7 +102,7 @@ def dedup(batch: int, seq: int) -> None:
 def estimate_vs_actual(model: str, repeats: int) -> None:
     print(f"\n2. dry-run estimate vs a real run: {model}, batch 1 x seq 16, 32, simulated meter, "
           f"protocol {PROTOCOL} (load before: {_load()})")
-    ratios = []
+    ratios, baseline = [], []
     for r in range(repeats):
         with tempfile.TemporaryDirectory() as tmp:
             plan = load_plan(_plan(Path(tmp), [model], [1], [16, 32]))
@@ -113,10 +114,14 @@ def estimate_vs_actual(model: str, repeats: int) -> None:
                                                    stream=open(os.devnull, "w")))
             actual = time.perf_counter() - start
         ratios.append(estimate.total_s / actual)
+        # the simplest estimate: every measurement costs its windows, (runs + 1) x target
+        naive = estimate.campaign * (PROTOCOL["runs"] + 1) * estimate.target_s
+        baseline.append(naive / actual)
         print(f"   run {r + 1}: estimated {estimate.total_s:6.1f} s, actual {actual:6.1f} s "
-              f"({result.measured} measurements), estimate/actual {ratios[-1]:.2f} "
-              f"(load {_load()})")
-    print(f"   median estimate/actual: {statistics.median(ratios):.2f}")
+              f"({result.measured} measurements), estimate/actual {ratios[-1]:.2f}; "
+              f"windows-only baseline {naive:.1f} s, {baseline[-1]:.2f} (load {_load()})")
+    print(f"   median estimate/actual: {statistics.median(ratios):.2f} (windows-only baseline: "
+          f"{statistics.median(baseline):.2f})")
 
 
 def reference() -> None:

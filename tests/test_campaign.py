@@ -405,3 +405,13 @@ def test_meter_check_reads_the_nvml_counter_period(monkeypatch):
     assert result.update_period_s == pytest.approx(0.02, rel=0.5)
     assert result.idle_power_w["gpu:0"] == pytest.approx(2000 / 0.02 / 1000, rel=0.3)
     assert any("meter: nvml" in line for line in result.lines())
+
+
+def test_the_readme_example_plan_is_valid(tmp_path):
+    text = (REPO / "README.md").read_text(encoding="utf-8")
+    example = text.split("<!-- section: campaigns -->")[1].split("```yaml\n")[1].split("```")[0]
+    shutil.copytree(TINY, tmp_path / "tiny")
+    (tmp_path / "plan.yaml").write_text(example)
+    plan = load_plan(tmp_path / "plan.yaml")
+    assert {(i.dtype, i.batch_size, i.seq_len) for i in plan.items() if i.dtype == "bfloat16"} \
+        == {("bfloat16", 2, 16)}
