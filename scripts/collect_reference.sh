@@ -29,16 +29,17 @@ else
     fi
     OUT_DIR=datasets/$(echo "$GPU" | tr 'A-Z ' 'a-z-' | tr -cd 'a-z0-9.-')
 fi
-mkdir -p "$OUT_DIR"
 OUTPUT=$OUT_DIR/trees.jsonl.gz
-LOG=$OUT_DIR/run-$(date -u +%Y%m%dT%H%M%SZ).log
 
+echo "== meter check ($PLAN)"
+CHECK=$(python3 -m irene run "$PLAN" -o "$OUTPUT" --check-meter --json)   # stops here if absent
+mkdir -p "$OUT_DIR"
+LOG=$OUT_DIR/run-$(date -u +%Y%m%dT%H%M%SZ).log
+echo "$CHECK" > "$OUT_DIR/meter-check.json"
 if command -v nvidia-smi >/dev/null; then
     nvidia-smi --query-gpu=name,driver_version,power.limit,clocks.max.sm --format=csv | tee -a "$LOG"
 fi
-echo "== meter check ($PLAN)" | tee -a "$LOG"
-python3 -m irene run "$PLAN" -o "$OUTPUT" --check-meter --json | tee "$OUT_DIR/meter-check.json" \
-    | tee -a "$LOG"
+echo "$CHECK" | tee -a "$LOG"
 
 echo "== campaign: $PLAN -> $OUTPUT, budget $BUDGET min" | tee -a "$LOG"
 python3 -m irene run "$PLAN" -o "$OUTPUT" --budget-minutes "$BUDGET" --no-progress 2>&1 \

@@ -411,6 +411,7 @@ class _Session:
         self.plan, self.keys, self.cache, self.result = plan, keys, cache, result
         self.session = session
         self.warning_kinds: set[str] = set()
+        self.cheapest: float | None = None  # the cheapest item's estimate seen so far (s)
         self.walk, self.costs, self.start = walk, costs, start
         self.tracker, self.wrote, self.bar, self.stream = tracker, wrote, bar, stream
         self.on_event = on_event
@@ -419,16 +420,27 @@ class _Session:
         return time.perf_counter() - self.start
 
     def take(self, item: PlanItem) -> bool:
-        """Whether ``item`` fits in the time left (always without a budget)."""
-        if self.walk is None or self.costs is None:
+        """Whether ``item`` fits in the time left (always without a budget). Once the time
+        left is less than the cheapest item seen, the rest are deferred without planning them
+        (planning takes time too)."""
+        if self.walk is None or self.costs is None or self.walk.budget_s is None:
             return True
+        left = self.walk.budget_s - self.elapsed()
+        if self.cheapest is not None and left < self.cheapest:
+            self._defer(item)
+            return False
         if self.cache is not None:
             self.walk.known |= self.cache.signatures()
         decision = self.walk.decide(item, self.costs[item], self.elapsed())
+        self.cheapest = decision.seconds if self.cheapest is None else \
+            min(self.cheapest, decision.seconds)
         if not decision.take:
-            self.result.deferred.append(item)
-            self.bar.update(1)
+            self._defer(item)
         return decision.take
+
+    def _defer(self, item: PlanItem) -> None:
+        self.result.deferred.append(item)
+        self.bar.update(1)
 
     def started(self, item: PlanItem, where: dict[str, Any]) -> None:
         self.bar.set_postfix_str(f"{item.label()} on {where.get('host')}", refresh=True)
