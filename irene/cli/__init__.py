@@ -15,8 +15,8 @@ import sys
 from collections.abc import Sequence
 
 #: the subcommands, in the order ``irene --help`` lists them (each is irene.cli.<name>)
-COMMANDS = ("models", "trace", "train", "predict", "evaluate", "crossvalidate", "calibrate",
-            "estimate", "explain", "report", "plot", "compare", "export", "bench")
+COMMANDS = ("models", "trace", "run", "train", "predict", "evaluate", "crossvalidate",
+            "calibrate", "estimate", "explain", "report", "plot", "compare", "export", "bench")
 
 
 class UserError(Exception):
@@ -49,8 +49,11 @@ def user_errors() -> tuple[type[BaseException], ...]:
             PredictionError, MeterUnavailable, WattmeterLogError, UnknownModelError, OSError)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run a parsed command; user errors become one clear line on stderr and exit code 2."""
+def dispatch(args: argparse.Namespace) -> int:
+    """Run a parsed command; user errors become one clear line on stderr and exit code 2.
+
+    (Not named ``run``: importing the ``irene run`` command's module, :mod:`irene.cli.run`,
+    binds that name on this package.)"""
     try:
         return int(args.func(args) or 0)
     except user_errors() as exc:
@@ -70,7 +73,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     remove_temp_files_on_signals()
     args = build_parser().parse_args(argv)
-    return run(args)
+    return dispatch(args)
 
 
 if __name__ == "__main__":

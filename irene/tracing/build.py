@@ -14,7 +14,9 @@ Feature conventions (also written to each tree's ``units`` metadata):
   once); the root holds the model total; a function leaf counts parameters passed to it;
 * ``times_mean``: seconds per model forward call: the median per-call time of the node replayed
   alone on the inputs recorded at its first call (``irene.measure.measure_callable``), times the
-  number of calls it makes in one forward pass; ``ground_truth_energy`` likewise in J;
+  number of calls it makes in one forward pass; ``ground_truth_energy`` likewise in J (its
+  10th/90th percentiles over runs in the node's ``energy_p10``/``energy_p90`` keys, like
+  ``times_p10``/``times_p90``);
 * ``cpu``/``mem``/``gpu``/``gpu_mem`` (%), ``gpu_clk``/``gpu_mem_clk`` (MHz) and
   ``gpu_energy_mean`` (J) from the measurement's sampler; 0.0 when not measured.
 """
@@ -122,6 +124,9 @@ def _extra(record: Record, measurement: Measurement | None) -> dict[str, Any]:
         extra["repeats"] = measurement.repeats
         if measurement.energy_j is not None:
             extra["energy_trusted"] = measurement.trusted
+            if measurement.energy_p10 is not None and measurement.energy_p90 is not None:
+                extra["energy_p10"] = measurement.energy_p10 * record.calls
+                extra["energy_p90"] = measurement.energy_p90 * record.calls
     return extra
 
 

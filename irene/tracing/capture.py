@@ -23,6 +23,21 @@ How it works:
   a recorded input that holds state a call changes (the KV cache of a prefill or decode step,
   :mod:`irene.tracing.generation`) is not copied: it has ``reset_for_replay()``, called before
   every replay, and ``irene_spec()``, which describes it in signatures.
+
+Signatures say which nodes do the same work, so that work is measured once (within a tree and,
+through a shared cache, across the trees of a campaign). They describe the work, not the names:
+
+* a **leaf** (leaf module, function, composite) is its primitive: the leaf module's class with its
+  simple attributes (numbers, strings, tuples of them, functions by qualified name) and parameter
+  shapes/dtypes, or the torch function's qualified name; plus the shapes, dtypes, strides and
+  device type of every argument and the value of every plain argument;
+* a **module** (and the model) is the work its forward pass did: the spec of its inputs and, in
+  call order, every torch call made directly in its body (including calls that do no
+  floating-point work: copies, views, masks; not reads of metadata such as ``x.shape``) and the
+  signature of every child module it called.
+  Its class name is not part of it, so ``BertLayer`` and ``RobertaLayer`` (the same code on the
+  same shapes) share a signature, while eager and SDPA attention (different calls) do not.
+  Python-level work between torch calls is assumed equal for equal torch calls.
 """
 
 from __future__ import annotations
@@ -31,6 +46,7 @@ import contextlib
 import functools
 import hashlib
 import sys
+import types
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,6 +81,11 @@ _DUNDER_ALIASES = {"radd": "add", "iadd": "add", "rsub": "rsub", "isub": "sub", 
                    "floordiv": "floor_divide", "rmatmul": "matmul", "ipow": "pow",
                    "rpow": "pow", "neg": "neg"}
 MAX_SHAPES = 8  # tensor shapes kept per node for the ``input_shapes``/``output_shapes`` keys
+#: calls that only read a tensor's metadata (``x.shape``, ``x.device``, ``x.size()``): no work,
+#: so not part of a module's work signature (the calls they lead to are)
+METADATA_CALLS = {"__get__", "size", "dim", "stride", "numel", "nelement", "ndimension",
+                  "is_floating_point", "is_complex", "element_size", "is_contiguous",
+                  "storage_offset", "get_device", "data_ptr", "__len__", "is_leaf"}
 
 
 @dataclass
@@ -118,6 +139,11 @@ class _Frame:
     first: bool = False
     args: tuple = ()
     kwargs: dict = field(default_factory=dict)
+    #: first call of a module: the spec of its inputs and, in call order, every torch call of
+    #: its body (a tuple) and every child module it called (the child's Record), for its work
+    #: signature (see the module docstring)
+    input_spec: tuple = ()
+    body: list = field(default_factory=list)
 
 
 def normalise_name(func: Any) -> str:
@@ -170,8 +196,9 @@ def _spec(value: Any) -> Any:
                 value.device.type, isinstance(value, nn.Parameter))
     if isinstance(value, (list, tuple)):
         return (type(value).__name__, tuple(_spec(v) for v in value))
-    if isinstance(value, dict):
-        return ("dict", tuple((str(k), _spec(v)) for k, v in value.items()))
+    if isinstance(value, dict):  # an ``eps=`` keyword is a stability epsilon (see above)
+        return ("dict", tuple((str(k), _spec(v)) for k, v in value.items()
+                              if k not in EPSILON_NAMES))
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     if isinstance(value, (torch.dtype, torch.device, torch.Size, slice)):
@@ -183,6 +210,27 @@ def _spec(value: Any) -> Any:
 
 
 _SKIPPED_ATTRS = {"training", "layer_idx", "layer_id", "idx", "index", "layer_number"}
+#: numerical-stability epsilons: their value never changes the work (one add of a scalar), so
+#: ``LayerNorm(eps=1e-12)`` and ``LayerNorm(eps=1e-5)`` share a signature (BERT and RoBERTa)
+EPSILON_NAMES = {"eps", "epsilon", "variance_epsilon", "layer_norm_eps", "layer_norm_epsilon",
+                 "norm_eps", "rms_norm_eps"}
+_SIMPLE = (bool, int, float, str, type(None))
+
+
+def _attribute_value(value: Any) -> Any:
+    """A module attribute as a plain value for its signature, or ``_NOT_SIMPLE``: numbers,
+    strings, None, tuples/lists of them (``normalized_shape``, a convolution's ``stride``) and
+    plain functions (by qualified name)."""
+    if isinstance(value, _SIMPLE):
+        return value
+    if isinstance(value, (tuple, list)) and all(isinstance(v, _SIMPLE) for v in value):
+        return tuple(value)
+    if isinstance(value, types.FunctionType):
+        return f"fn:{value.__module__}.{value.__qualname__}"
+    return _NOT_SIMPLE
+
+
+_NOT_SIMPLE = object()
 
 
 def _module_structure(module: nn.Module) -> tuple:
@@ -192,9 +240,10 @@ def _module_structure(module: nn.Module) -> tuple:
     """
     parts = []
     for name, sub in module.named_modules():
-        attrs = tuple(sorted((k, v) for k, v in vars(sub).items()
-                             if k not in _SKIPPED_ATTRS and not k.startswith("_")
-                             and isinstance(v, (bool, int, float, str, type(None)))))
+        values = ((k, _attribute_value(v)) for k, v in vars(sub).items()
+                  if k not in _SKIPPED_ATTRS and k not in EPSILON_NAMES
+                  and not k.startswith("_"))
+        attrs = tuple(sorted((k, v) for k, v in values if v is not _NOT_SIMPLE))
         params = tuple((n, tuple(p.shape), str(p.dtype))
                        for n, p in sub.named_parameters(recurse=False))
         parts.append((name, type(sub).__module__, type(sub).__qualname__, attrs, params))
@@ -243,6 +292,7 @@ class ForwardCapture(TorchFunctionMode):
         self._scopes = {"root" if not n else f"root.{n}" for n in self.names.values()}
         self._claimed: set[str] = set()  # module scopes given to a record
         self._recorded_signatures: set[str] = set()
+        self._recorded_work: set[str] = set()  # work signatures of modules with recorded inputs
         self._counter = flop_counter_mode() if schema.call_cost is None else None
         self._costed_flops = 0  # total FLOPs charged by the schema's cost table
         self._exit = contextlib.ExitStack()
@@ -312,6 +362,33 @@ class ForwardCapture(TorchFunctionMode):
     def _current(self) -> Record | None:
         return self._stack[-1].record if self._stack else None
 
+    def _note_in_body(self, entry: Any) -> None:
+        """Add a child module's record or a torch call to the current module's body (first
+        call only)."""
+        frame = self._stack[-1] if self._stack else None
+        if frame is not None and frame.first and frame.record is not None:
+            frame.body.append(entry)
+
+    def _set_work_signature(self, record: Record, frame: _Frame) -> None:
+        """Give a module the signature of the work its first call did (see the module
+        docstring), and make sure the first module of each work signature can be replayed: the
+        inputs kept at its start are dropped when that work is already kept, and taken now
+        (after the call; shapes and dtypes are what they were) when the class-based choice
+        skipped them."""
+        body = tuple(("module", e.signature) if isinstance(e, Record) else e
+                     for e in frame.body)
+        record.signature = signature_of("work", record.kind, frame.input_spec, body)
+        if not self.record_inputs:
+            return
+        if record.replay is not None:
+            if self.dedup and record.signature in self._recorded_work:
+                record.replay = None
+            self._recorded_work.add(record.signature)
+        elif record.signature not in self._recorded_work and record.module is not None:
+            self._recorded_work.add(record.signature)
+            cargs, ckwargs = _clone_inputs(frame.args, frame.kwargs)
+            record.replay = functools.partial(_call, record.module, cargs, ckwargs)
+
     def _should_record(self, signature: str) -> bool:
         if not self.record_inputs:
             return False
@@ -374,12 +451,16 @@ class ForwardCapture(TorchFunctionMode):
                 return
             record = self._record_for(module)
             record.calls += 1
+            self._note_in_body(record)
             frame = _Frame(record, self._flops(), record.calls == 1, args, kwargs)
             if frame.first:
                 inputs = _tensors((args, kwargs))
                 record.input_shapes = _shapes(inputs)
+                frame.input_spec = (_spec(args), _spec(kwargs))
+                # a module's signature is replaced by its work signature when its call ends;
+                # this one (class, attributes, parameters, inputs) decides whose inputs to keep
                 record.signature = signature_of(record.kind, _module_structure(module),
-                                                _spec(args), _spec(kwargs))
+                                                *frame.input_spec)
                 if self._should_record(record.signature):
                     cargs, ckwargs = _clone_inputs(args, kwargs)
                     record.replay = replay_of(module, cargs, ckwargs)
@@ -401,6 +482,8 @@ class ForwardCapture(TorchFunctionMode):
                 record.output_shapes = _shapes(outputs)
                 record.dtype = _dtype_of(outputs, _tensors((args, kwargs)))
             if record.kind != "leaf":
+                if frame.first:
+                    self._set_work_signature(record, frame)
                 return
             self._opaque -= 1
             flops = self._flops() - frame.flops_before
@@ -462,6 +545,13 @@ class ForwardCapture(TorchFunctionMode):
         parent = self._current()
         if self._opaque or parent is None:
             return func(*args, **kwargs)
+        qualname = f"{getattr(func, '__module__', '')}.{getattr(func, '__qualname__', op)}"
+        if getattr(func, "__name__", None) not in METADATA_CALLS:
+            self._internal = True
+            try:
+                self._note_in_body((kind, qualname, _spec(args), _spec(kwargs)))
+            finally:
+                self._internal = False
         before_inputs = _clone_inputs(args, kwargs) if inplace and self.record_inputs else None
         before = self._flops()
         self._opaque += 1

@@ -1,0 +1,552 @@
+"""Campaign plans: a YAML file naming the trees to make, validated before anything runs.
+
+A plan names models, a grid of batch sizes x sequence lengths, dtypes, the attention
+implementation, the device, the meter and the measurement protocol, the feature schema, the
+phase and the output file. Every key is checked when the plan is read; an error names the file,
+the line (where YAML gives it) and the key: ``plan.yaml:7: grid.batch_sizes[1]: must be a
+positive integer, got 'x'``. Example (see ``configs/plans/``)::
+
+    name: tiny-cpu
+    output: runs/tiny-cpu/trees.jsonl.gz   # relative to the current directory
+    models:
+      - tiny/bert                          # built-in name, or a path relative to the plan file
+      - {name: tiny/gpt2, seq_lens: [8]}   # per-model grid (batch_sizes, seq_lens, dtypes)
+    grid: {batch_sizes: [1, 2], seq_lens: [8, 16]}
+    dtypes: [float32, bfloat16]            # the first is measured first
+    dtype_grids:                           # optional: another grid for some dtype
+      bfloat16: {batch_sizes: [2], seq_lens: [16]}
+    attn: eager                            # or [eager, sdpa]
+    device: cpu
+    meter: simulated
+    protocol: {runs: 3, min_run_seconds: 0.01}
+
+Each (model, batch size, sequence length, dtype, attn) becomes one :class:`PlanItem`: one tree,
+carrying the fields of its tree key that the plan sets (phase, context length and optimizer
+leave room for prefill/decode/train workloads; only ``forward`` is traced today).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from irene.measure.protocol import Protocol
+
+#: phases the tracer can make today (the tree key also knows prefill, decode and train)
+SUPPORTED_PHASES = ("forward",)
+#: phases the tree key knows
+KNOWN_PHASES = ("forward", "prefill", "decode", "train")
+#: meter names a plan may give (``wattmeter:PATH`` takes a log file; ``+`` combines meters)
+METER_NAMES = ("none", "auto", "nvml", "rapl", "wattmeter", "simulated")
+#: largest batch size or sequence length accepted (beyond any real campaign)
+MAX_DIMENSION = 1 << 20
+
+_TOP_KEYS = ("name", "description", "output", "models", "grid", "dtype_grids", "dtypes",
+             "attn", "device",
+             "meter", "timing", "schema", "phase", "protocol", "hub", "seed", "estimate",
+             "budget_minutes", "ray")
+#: a grid: batch sizes x sequence lengths
+Grid = tuple[list[int], list[int]]
+_MODEL_KEYS = ("name", "batch_sizes", "seq_lens", "dtypes")
+_GRID_KEYS = ("batch_sizes", "seq_lens")
+_ESTIMATE_KEYS = ("profile",)
+_RAY_KEYS = ("resources", "max_attempts")
+
+
+class PlanError(ValueError):
+    """A plan that cannot be run; the message names the file, line and key."""
+
+
+@dataclass(frozen=True)
+class PlanItem:
+    """One tree of a plan: a model at one batch size and sequence length, with the tree-key
+    fields the plan sets. ``model`` is the name as written in the plan (the tree's
+    ``model_name``); ``source`` is what to build (a built-in name or a resolved local path)."""
+
+    model: str
+    batch_size: int
+    seq_len: int
+    dtype: str
+    attn: str
+    device: str
+    phase: str = "forward"
+    context_len: int = 0
+    optimizer: str | None = None
+    source: str = ""
+
+    @property
+    def model_key(self) -> tuple[str, str, str, str]:
+        """What a built model is reused for: (model, dtype, attn, device)."""
+        return (self.model, self.dtype, self.attn, self.device)
+
+    def label(self) -> str:
+        """``"gpt2 8x128 float16 eager"``, for progress lines and messages."""
+        return f"{self.model} {self.batch_size}x{self.seq_len} {self.dtype} {self.attn}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PlanItem:
+        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+
+
+@dataclass
+class ModelEntry:
+    """One entry of ``models``: its name as written, what to build, its dtypes and the grid
+    of each (the model's own ``batch_sizes``/``seq_lens``, else the plan's ``dtype_grids``
+    for that dtype, else the plan's ``grid``)."""
+
+    name: str
+    source: str
+    dtypes: list[str]
+    grids: dict[str, Grid]
+
+
+@dataclass
+class Plan:
+    """A validated plan (see the module docstring). ``path`` is the plan file; ``text`` its
+    contents (recorded with the run)."""
+
+    path: Path
+    name: str
+    output: Path
+    models: list[ModelEntry]
+    dtypes: list[str]
+    attns: list[str]
+    device: str
+    meter: str
+    timing: bool
+    schema: str
+    phase: str
+    protocol: Protocol
+    hub: bool = False
+    seed: int = 0
+    description: str = ""
+    estimate_profile: str | None = None
+    budget_minutes: float | None = None
+    ray_resources: dict[str, float] = field(default_factory=dict)
+    ray_max_attempts: int = 3
+    text: str = ""
+
+    def items(self) -> list[PlanItem]:
+        """Every tree of the plan, in the plan's order (models, dtypes, attn, cells)."""
+        out: list[PlanItem] = []
+        for entry in self.models:
+            for dtype in entry.dtypes:
+                batch_sizes, seq_lens = entry.grids[dtype]
+                for attn in self.attns:
+                    for b in batch_sizes:
+                        for s in seq_lens:
+                            out.append(PlanItem(model=entry.name, batch_size=b, seq_len=s,
+                                                dtype=dtype, attn=attn, device=self.device,
+                                                phase=self.phase, source=entry.source))
+        return out
+
+    def settings(self) -> dict[str, Any]:
+        """The plan's settings as plain values (for logs and experiment tracking)."""
+        return {"name": self.name, "plan_file": str(self.path), "output": str(self.output),
+                "models": [m.name for m in self.models], "dtypes": self.dtypes,
+                "attn": self.attns, "device": self.device, "meter": self.meter,
+                "timing": self.timing, "schema": self.schema, "phase": self.phase,
+                "protocol": self.protocol.to_dict(), "items": len(self.items())}
+
+
+# --------------------------------------------------------------------------------------------
+# reading YAML with line numbers
+
+
+def _line_map(text: str, source: str) -> dict[tuple, int]:
+    """Line (1-based) of every key path of the YAML document; PlanError on a duplicate key."""
+    import yaml
+
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{source}:{mark.line + 1}" if mark is not None else source
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PlanError(f"{where}: not valid YAML: {problem}") from exc
+    lines: dict[tuple, int] = {}
+
+    def walk(node: Any, path: tuple) -> None:
+        lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            seen: set[str] = set()
+            for key_node, value_node in node.value:
+                key = key_node.value
+                if key in seen:
+                    raise PlanError(f"{source}:{key_node.start_mark.line + 1}: "
+                                    f"{_dotted(path + (key,))}: duplicate key")
+                seen.add(key)
+                lines[path + (key,)] = key_node.start_mark.line + 1
+                walk(value_node, path + (key,))
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                walk(item, path + (i,))
+
+    if root is not None:
+        walk(root, ())
+    return lines
+
+
+def _dotted(path: tuple) -> str:
+    out = ""
+    for part in path:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+class _Checker:
+    """Builds error messages that name the file, the line and the key."""
+
+    def __init__(self, source: str, lines: dict[tuple, int]) -> None:
+        self.source, self.lines = source, lines
+
+    def error(self, path: tuple, message: str) -> PlanError:
+        line = None
+        for n in range(len(path), -1, -1):  # the key's line, else its nearest parent's
+            if path[:n] in self.lines:
+                line = self.lines[path[:n]]
+                break
+        where = self.source if line is None else f"{self.source}:{line}"
+        return PlanError(f"{where}: {_dotted(path)}: {message}")
+
+    def mapping(self, value: Any, path: tuple, allowed: tuple[str, ...]) -> dict:
+        if not isinstance(value, dict):
+            raise self.error(path, f"must be a mapping (key: value), got {_kind(value)}")
+        for key in value:
+            if not isinstance(key, str) or key not in allowed:
+                hint = difflib.get_close_matches(str(key), allowed, n=1)
+                extra = f"; did you mean {hint[0]!r}?" if hint else \
+                    f"; known keys: {', '.join(allowed)}"
+                raise self.error(path + (key,), f"unknown key{extra}")
+        return value
+
+    def text(self, value: Any, path: tuple) -> str:
+        if not isinstance(value, str) or not value.strip():
+            raise self.error(path, f"must be a non-empty string, got {_kind(value)}")
+        return value.strip()
+
+    def boolean(self, value: Any, path: tuple) -> bool:
+        if not isinstance(value, bool):
+            raise self.error(path, f"must be true or false, got {_kind(value)}")
+        return value
+
+    def positive_int(self, value: Any, path: tuple, *, limit: int = MAX_DIMENSION) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise self.error(path, f"must be a positive integer (at most {limit}), got "
+                                   f"{_kind(value)}")
+        return value
+
+    def number(self, value: Any, path: tuple) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
+            raise self.error(path, f"must be a number, got {_kind(value)}")
+        return float(value)
+
+    def one_or_list(self, value: Any, path: tuple, choices: tuple[str, ...]) -> list[str]:
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise self.error(path, "must not be empty")
+        out: list[str] = []
+        for i, v in enumerate(values):
+            where = path + (i,) if isinstance(value, list) else path
+            if v not in choices:
+                raise self.error(where, f"must be one of {', '.join(choices)}, got {_kind(v)}")
+            if v in out:
+                raise self.error(where, f"{v!r} is listed twice")
+            out.append(v)
+        return out
+
+    def int_list(self, value: Any, path: tuple) -> list[int]:
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise self.error(path, "must not be empty")
+        out: list[int] = []
+        for i, v in enumerate(values):
+            where = path + (i,) if isinstance(value, list) else path
+            number = self.positive_int(v, where)
+            if number in out:
+                raise self.error(where, f"{number} is listed twice")
+            out.append(number)
+        return out
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "nothing (null)"
+    text = repr(value)
+    return f"{type(value).__name__} {text[:60]}"
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+
+
+def load_plan(path: str | os.PathLike, *, output: str | os.PathLike | None = None) -> Plan:
+    """Read and validate a plan file; ``output`` overrides the plan's ``output``.
+
+    Raises :class:`PlanError` (file, line, key) for anything wrong: unknown or duplicate keys,
+    wrong types, unknown models, dtypes, attention implementations, meters or phases, a
+    sequence length beyond a model's positions, an invalid protocol setting, an output that is
+    not a ``.jsonl``/``.jsonl.gz`` file.
+    """
+    import yaml
+
+    from irene.files import read_small_text
+
+    source = str(path)
+    try:
+        text = read_small_text(path, limit=1 << 20)
+    except OSError as exc:
+        raise PlanError(f"{source}: cannot read the plan ({exc.strerror or exc})") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise PlanError(f"{source}: cannot read the plan ({exc})") from exc
+    lines = _line_map(text, source)
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:  # compose succeeded, so this is a construction problem
+        raise PlanError(f"{source}: not valid YAML: {exc}") from exc
+    check = _Checker(source, lines)
+    data = check.mapping(data if data is not None else {}, (), _TOP_KEYS)
+    return _build_plan(Path(path), data, check, text, output)
+
+
+def _required(data: dict, key: str, check: _Checker) -> Any:
+    if key not in data or data[key] is None:
+        raise check.error((key,), "missing (required)")
+    return data[key]
+
+
+def _build_plan(path: Path, data: dict, check: _Checker, text: str,
+                output: str | os.PathLike | None) -> Plan:
+    from irene.schema import DEFAULT_SCHEMA, SCHEMAS
+    from irene.tracing.registry import ATTN_IMPLEMENTATIONS, DTYPES
+
+    name = check.text(data["name"], ("name",)) if "name" in data else path.stem.split(".")[0]
+    out = Path(output) if output is not None else \
+        Path(check.text(_required(data, "output", check), ("output",))).expanduser()
+    if not (out.name.endswith(".jsonl") or out.name.endswith(".jsonl.gz")):
+        where = ("output",) if output is None else ()
+        raise check.error(where, f"the output must be a .jsonl or .jsonl.gz file, got {out}")
+    grid = _grid(_required(data, "grid", check), ("grid",), check)
+    dtypes = check.one_or_list(data.get("dtypes", ["float32"]), ("dtypes",), DTYPES)
+    dtype_grids = check.mapping(data.get("dtype_grids", {}) or {}, ("dtype_grids",), DTYPES)
+    grids = {d: _grid(g, ("dtype_grids", d), check) for d, g in dtype_grids.items()}
+    attns = check.one_or_list(data.get("attn", "eager"), ("attn",), ATTN_IMPLEMENTATIONS)
+    device = _device(data.get("device", "cpu"), check)
+    timing = check.boolean(data.get("timing", True), ("timing",))
+    meter = _meter(data.get("meter", "none"), check, timing)
+    schema = check.one_or_list(data.get("schema", DEFAULT_SCHEMA), ("schema",),
+                               tuple(SCHEMAS))
+    if len(schema) != 1:
+        raise check.error(("schema",), "give one schema per plan")
+    phase = _phase(data.get("phase", "forward"), check)
+    protocol = _protocol(data.get("protocol", {}), check)
+    hub = check.boolean(data.get("hub", False), ("hub",))
+    seed = data.get("seed", 0)
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise check.error(("seed",), f"must be an integer >= 0, got {_kind(seed)}")
+    models = _models(_required(data, "models", check), check, path, hub, grid, grids, dtypes)
+    estimate = check.mapping(data.get("estimate", {}), ("estimate",), _ESTIMATE_KEYS)
+    profile = None
+    if "profile" in estimate:
+        from irene.campaign.estimate import PROFILES
+
+        profile = check.text(estimate["profile"], ("estimate", "profile"))
+        if profile not in PROFILES and profile != "local":
+            raise check.error(("estimate", "profile"),
+                              f"unknown profile {profile!r}; known: local, {', '.join(PROFILES)}")
+    budget = None
+    if data.get("budget_minutes") is not None:
+        budget = check.number(data["budget_minutes"], ("budget_minutes",))
+        if not budget > 0:
+            raise check.error(("budget_minutes",), f"must be > 0, got {budget}")
+    resources, attempts = _ray(data.get("ray", {}), check)
+    plan = Plan(path=path, name=name, output=out, models=models, dtypes=dtypes, attns=attns,
+                device=device, meter=meter, timing=timing, schema=schema[0], phase=phase,
+                protocol=protocol, hub=hub, seed=seed,
+                description=str(data.get("description", "") or ""), estimate_profile=profile,
+                budget_minutes=budget, ray_resources=resources, ray_max_attempts=attempts,
+                text=text)
+    if not plan.items():
+        raise check.error(("models",), "the plan makes no trees")
+    return plan
+
+
+def _grid(value: Any, where: tuple, check: _Checker) -> Grid:
+    grid = check.mapping(value, where, _GRID_KEYS)
+    for key in _GRID_KEYS:
+        if key not in grid:
+            raise check.error(where + (key,), "missing (required)")
+    return (check.int_list(grid["batch_sizes"], where + ("batch_sizes",)),
+            check.int_list(grid["seq_lens"], where + ("seq_lens",)))
+
+
+def _device(value: Any, check: _Checker) -> str:
+    device = check.text(value, ("device",))
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise check.error(("device",), f"must be cpu, cuda or cuda:N, got {device!r}")
+    return device
+
+
+def _meter(value: Any, check: _Checker, timing: bool) -> str:
+    spec = check.text(value, ("meter",))
+    for part in spec.split("+"):
+        name, sep, arg = part.strip().partition(":")
+        if name.lower() not in METER_NAMES:
+            raise check.error(("meter",), f"unknown meter {part.strip()!r}; choose from "
+                                          f"{', '.join(METER_NAMES)} (joined by +)")
+        if name.lower() == "wattmeter" and not arg.strip():
+            raise check.error(("meter",), "wattmeter needs its log: wattmeter:PATH.csv")
+        if name.lower() in ("none", "auto") and "+" in spec:
+            raise check.error(("meter",), f"{name} cannot be combined with other meters")
+    if not timing and spec.lower() != "none":
+        raise check.error(("meter",), "a meter needs the replays: set meter: none for a "
+                                      "features-only plan (timing: false)")
+    return spec
+
+
+def _phase(value: Any, check: _Checker) -> str:
+    phase = check.text(value, ("phase",))
+    if phase not in KNOWN_PHASES:
+        raise check.error(("phase",), f"must be one of {', '.join(KNOWN_PHASES)}, got "
+                                      f"{phase!r}")
+    if phase not in SUPPORTED_PHASES:
+        raise check.error(("phase",), f"the tracer makes {', '.join(SUPPORTED_PHASES)} trees "
+                                      f"only; {phase!r} is not traced yet")
+    return phase
+
+
+def _protocol(value: Any, check: _Checker) -> Protocol:
+    names = tuple(f.name for f in fields(Protocol))
+    data = check.mapping(value if value is not None else {}, ("protocol",), names)
+    typed: dict[str, Any] = {}
+    for key, v in data.items():
+        default = getattr(Protocol(), key)
+        where = ("protocol", key)
+        if isinstance(default, bool):
+            typed[key] = check.boolean(v, where)
+        elif key == "threads":
+            typed[key] = None if v is None else check.positive_int(v, where, limit=1024)
+        elif isinstance(default, int):
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise check.error(where, f"must be an integer, got {_kind(v)}")
+            typed[key] = v
+        else:
+            typed[key] = check.number(v, where)
+    try:
+        return Protocol(**typed)
+    except ValueError as exc:
+        bad = next((k for k in typed if f".{k} " in str(exc) or f".{k}" in str(exc)), None)
+        raise check.error(("protocol", bad) if bad else ("protocol",), str(exc)) from exc
+
+
+def _ray(value: Any, check: _Checker) -> tuple[dict[str, float], int]:
+    data = check.mapping(value if value is not None else {}, ("ray",), _RAY_KEYS)
+    resources: dict[str, float] = {}
+    raw = data.get("resources", {}) or {}
+    if not isinstance(raw, dict):
+        raise check.error(("ray", "resources"), "must be a mapping of resource: amount")
+    for key, amount in raw.items():
+        number = check.number(amount, ("ray", "resources", key))
+        if not number > 0:
+            raise check.error(("ray", "resources", key), "must be > 0")
+        resources[str(key)] = number
+    attempts = data.get("max_attempts", 3)
+    attempts = check.positive_int(attempts, ("ray", "max_attempts"), limit=100)
+    return resources, attempts
+
+
+def _models(value: Any, check: _Checker, plan_path: Path, hub: bool, grid: Grid,
+            dtype_grids: dict[str, Grid], dtypes: list[str]) -> list[ModelEntry]:
+    from irene.tracing.registry import DTYPES
+
+    if not isinstance(value, list) or not value:
+        raise check.error(("models",), f"must be a non-empty list of model names, got "
+                                       f"{_kind(value)}")
+    entries: list[ModelEntry] = []
+    for i, raw in enumerate(value):
+        where = ("models", i)
+        if isinstance(raw, str):
+            raw = {"name": raw}
+            name_path = where
+        else:
+            check.mapping(raw, where, _MODEL_KEYS)
+            name_path = where + ("name",)
+        name = check.text(raw.get("name"), name_path)
+        if any(e.name == name for e in entries):
+            raise check.error(name_path, f"model {name!r} is listed twice")
+        own_dtypes = check.one_or_list(raw["dtypes"], where + ("dtypes",), DTYPES) \
+            if "dtypes" in raw else list(dtypes)
+        own_b = check.int_list(raw["batch_sizes"], where + ("batch_sizes",)) \
+            if "batch_sizes" in raw else None
+        own_s = check.int_list(raw["seq_lens"], where + ("seq_lens",)) \
+            if "seq_lens" in raw else None
+        grids: dict[str, Grid] = {}
+        seq_source: dict[int, tuple] = {}
+        for dtype in own_dtypes:
+            base = dtype_grids.get(dtype, grid)
+            base_path = ("dtype_grids", dtype) if dtype in dtype_grids else ("grid",)
+            grids[dtype] = (list(own_b if own_b is not None else base[0]),
+                            list(own_s if own_s is not None else base[1]))
+            for s in grids[dtype][1]:
+                seq_source.setdefault(s, where + ("seq_lens",) if own_s is not None
+                                      else base_path + ("seq_lens",))
+        entry = ModelEntry(name=name, source=_model_source(name, plan_path, hub, check,
+                                                           name_path),
+                           dtypes=own_dtypes, grids=grids)
+        _check_positions(entry, check, where, seq_source)
+        entries.append(entry)
+    return entries
+
+
+def _model_source(name: str, plan_path: Path, hub: bool, check: _Checker,
+                  where: tuple) -> str:
+    """What to build for a model name: a built-in name, a local path (relative to the plan
+    file, else to the current directory), or a Hub name when ``hub`` is on."""
+    from irene.tracing.registry import _builtin_name
+
+    if _builtin_name(name) is not None:
+        return name
+    for base in (plan_path.parent, Path.cwd()):
+        candidate = (base / name).expanduser()
+        if candidate.exists():
+            if candidate.is_dir() and not (candidate / "config.json").is_file():
+                raise check.error(where, f"{candidate}: no config.json in this directory")
+            return str(candidate.resolve())
+    if hub and re.fullmatch(r"[\w.-]+/[\w.-]+", name):
+        return name
+    from irene.tracing.registry import list_models
+
+    raise check.error(where, f"unknown model {name!r}: not built in, no such path beside the "
+                             f"plan or here{'' if hub else ', Hub names need hub: true'}; "
+                             f"built-in models: {', '.join(list_models())}")
+
+
+def _check_positions(entry: ModelEntry, check: _Checker, where: tuple,
+                     seq_source: dict[int, tuple]) -> None:
+    """Refuse a sequence length beyond the model's position embeddings (built-ins and local
+    configs; Hub names are checked when the model is built)."""
+    from irene.tracing.registry import (
+        UnknownModelError,
+        _builtin_name,
+        load_config,
+        max_sequence_length,
+    )
+
+    if _builtin_name(entry.source) is None and not os.path.exists(entry.source):
+        return  # a Hub name: its config is fetched when the model is built
+    try:
+        config = load_config(entry.source, hub=False)
+    except UnknownModelError as exc:
+        raise check.error(where, str(exc)) from exc
+    limit = max_sequence_length(config)
+    too_long = [s for s in seq_source if limit is not None and s > limit]
+    if too_long:
+        raise check.error(seq_source[too_long[0]], f"sequence length {too_long[0]} exceeds "
+                                                   f"the {limit} positions of {entry.name}")
