@@ -1,5 +1,5 @@
 import sys
 
-from irene.cli import main
+from irene.cli import console_main
 
-sys.exit(main())
+sys.exit(console_main())

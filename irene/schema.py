@@ -75,6 +75,8 @@ NODE_FEATURES: tuple[Feature, ...] = (
 )
 #: the workloads a tree can be (root key ``phase``) and their codes as the feature ``phase``
 PHASE_CODES: dict[str, int] = {"forward": 0, "prefill": 1, "decode": 2, "train": 3}
+#: the optimisers a training-step tree can use (irene.tracing.train_step), the default first
+OPTIMIZER_NAMES: tuple[str, ...] = ("adamw", "sgd")
 #: values that belong to the whole tree, broadcast to every node as features
 TREE_FEATURES: tuple[Feature, ...] = (
     Feature("batch_size", "sequences", "tree", False, "sequences per call"),

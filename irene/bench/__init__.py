@@ -13,24 +13,25 @@ the protocol in :mod:`irene.bench.run`, the table, rows, figure and HTML in
 :mod:`irene.bench.report`.
 """
 
-from irene.bench.fidelity import Fidelity, compare_logits
-from irene.bench.run import (
-    BENCH_PROTOCOL,
-    BenchModelError,
-    BenchRun,
-    VariantResult,
-    load_model,
-    run_bench,
-)
-from irene.bench.variants import (
-    DEFAULT_VARIANTS,
-    REFERENCE,
-    VARIANTS,
-    Prepared,
-    Variant,
-    VariantUnavailable,
-    parse_variants,
-)
+_HOMES = {
+    "Fidelity": "fidelity", "compare_logits": "fidelity",
+    "BENCH_PROTOCOL": "run", "BenchModelError": "run", "BenchRun": "run",
+    "VariantResult": "run", "load_model": "run", "run_bench": "run",
+    "DEFAULT_VARIANTS": "catalog", "REFERENCE": "catalog", "VARIANTS": "variants",
+    "Prepared": "variants", "Variant": "variants", "VariantUnavailable": "variants",
+    "parse_variants": "variants",
+}
+
+
+def __getattr__(name: str):
+    """The public names, imported on first use (the recipes need torch; the command line's
+    list of variants does not: :mod:`irene.bench.catalog`)."""
+    import importlib
+
+    if name not in _HOMES:
+        raise AttributeError(f"module 'irene.bench' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"irene.bench.{_HOMES[name]}"), name)
+
 
 __all__ = [
     "BENCH_PROTOCOL",

@@ -31,8 +31,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from irene.bench.catalog import CONTROL, REFERENCE, SUMMARIES
+
 #: the variant every other one is compared with
-REFERENCE = "eager"
 #: the fraction of weights ``prune-l1-30`` zeroes in each pruned layer
 PRUNE_AMOUNT = 0.3
 ONNX_HINT = "pip install 'irene[onnx]'"
@@ -585,28 +586,19 @@ def prepare_random_init(model: nn.Module, inputs: dict[str, Any], device: str) -
                     notes=["control: weights redrawn at random (not an optimisation)"])
 
 
-#: every variant, in the order the table lists them (the recipes' docstrings say more)
-VARIANTS: dict[str, Variant] = {v.name: v for v in (
-    Variant("eager", "the reference: PyTorch eager, float32, unfused attention", prepare_eager),
-    Variant("sdpa", "PyTorch eager with fused scaled_dot_product_attention", prepare_sdpa),
-    Variant("bf16", "weights and activations in bfloat16", _half(torch.bfloat16)),
-    Variant("fp16", "weights and activations in float16", _half(torch.float16)),
-    Variant("compile", "torch.compile (inductor), compiled from an empty cache", prepare_compile),
-    Variant("torchscript", "torch.jit.trace + torch.jit.freeze", prepare_torchscript),
-    Variant("onnxruntime", "torch.onnx.export + ONNX Runtime (CPU, or CUDA with onnxruntime-gpu)",
-            prepare_onnxruntime),
-    Variant("openvino", "torch.export + OpenVINO CPU plugin, f32", prepare_openvino),
-    Variant("int8-dynamic", "dynamic int8 quantisation of every Linear (GPT-2 Conv1D converted)",
-            prepare_int8_dynamic),
-    Variant("prune-l1-30", "30 % unstructured magnitude pruning of Linear/Conv1D weights",
-            prepare_prune_l1),
-    Variant("prune-2:4", "2:4 semi-structured sparsity, float16 (CUDA, sm80+)",
-            prepare_prune_2_4),
-    Variant("random-init", "broken control: weights redrawn at random", prepare_random_init),
-)}
-
-#: the variants run when none are named: every optimisation (not the random-init control)
-DEFAULT_VARIANTS: tuple[str, ...] = tuple(v for v in VARIANTS if v != "random-init")
+#: the recipe of every variant of :mod:`irene.bench.catalog` (its docstring says more)
+RECIPES: dict[str, Prepare] = {
+    "eager": prepare_eager, "sdpa": prepare_sdpa, "bf16": _half(torch.bfloat16),
+    "fp16": _half(torch.float16), "compile": prepare_compile,
+    "torchscript": prepare_torchscript, "onnxruntime": prepare_onnxruntime,
+    "openvino": prepare_openvino, "int8-dynamic": prepare_int8_dynamic,
+    "prune-l1-30": prepare_prune_l1, "prune-2:4": prepare_prune_2_4,
+    CONTROL: prepare_random_init,
+}
+assert list(RECIPES) == list(SUMMARIES), "every catalogued variant needs a recipe"
+#: every variant, in the order the table lists them
+VARIANTS: dict[str, Variant] = {name: Variant(name, SUMMARIES[name], RECIPES[name])
+                                for name in SUMMARIES}
 
 
 def parse_variants(text: str) -> list[str]:

@@ -10,6 +10,7 @@ and exit code 2.
 from __future__ import annotations
 
 import argparse
+import gc
 import importlib
 import sys
 from collections.abc import Sequence
@@ -76,5 +77,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     return dispatch(args)
 
 
+def console_main() -> int:
+    """The ``irene`` command: :func:`main`, then keep the garbage collector from walking the
+    large object graph torch and transformers leave behind once more at exit (measured: about
+    0.9 s of a command's wall time). Only for a process that ends right after."""
+    try:
+        return main()
+    finally:
+        gc.freeze()
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(console_main())

@@ -16,10 +16,10 @@ from irene.measure.options import add_measure_arguments, protocol_from_args
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from irene.bench.variants import DEFAULT_VARIANTS, VARIANTS
+    from irene.bench.catalog import DEFAULT_VARIANTS, SUMMARIES
 
-    width = max(len(name) for name in VARIANTS)
-    listing = "\n".join(f"  {v.name:<{width}}  {v.summary}" for v in VARIANTS.values())
+    width = max(len(name) for name in SUMMARIES)
+    listing = "\n".join(f"  {name:<{width}}  {text}" for name, text in SUMMARIES.items())
     bench = sub.add_parser(
         "bench", help="measure runtime engines, precisions, quantisation and pruning side by side",
         description=textwrap.fill(

@@ -9,7 +9,7 @@ from typing import Any
 
 from irene.cli import UserError
 from irene.cli.options import int_list, non_negative_int, positive_number
-from irene.schema import PHASE_CODES
+from irene.schema import OPTIMIZER_NAMES, PHASE_CODES
 
 #: the workloads a tree can be (irene.schema.PHASE_CODES)
 PHASES: tuple[str, ...] = tuple(PHASE_CODES)
@@ -17,8 +17,6 @@ PHASES: tuple[str, ...] = tuple(PHASE_CODES)
 
 def add_phase_arguments(parser: argparse.ArgumentParser, *, sweep: bool = True) -> None:
     """--phase, --context-len (and with ``sweep`` --context-lens) and --optimizer."""
-    from irene.tracing.train_step import DEFAULT_OPTIMIZER, OPTIMIZERS
-
     parser.add_argument("--phase", choices=PHASES, default="forward",
                         help="forward: one pass over --seq-len tokens, no KV cache (default); "
                              "prefill: the same pass writing a KV cache; decode: one generation "
@@ -31,15 +29,13 @@ def add_phase_arguments(parser: argparse.ArgumentParser, *, sweep: bool = True) 
     if sweep:
         parser.add_argument("--context-lens", type=int_list, default=None, metavar="L1,L2,..",
                             help="sweep: comma-separated context lengths")
-    parser.add_argument("--optimizer", choices=tuple(OPTIMIZERS), default=None,
-                        help=f"optimiser of --phase train (default {DEFAULT_OPTIMIZER})")
+    parser.add_argument("--optimizer", choices=OPTIMIZER_NAMES, default=None,
+                        help=f"optimiser of --phase train (default {OPTIMIZER_NAMES[0]})")
 
 
 def phase_options(args: argparse.Namespace) -> dict[str, Any]:
     """``{"phase": ..., "optimizer": ...}`` (``optimizer`` None unless training); UserError for
     --optimizer without --phase train."""
-    from irene.tracing.train_step import DEFAULT_OPTIMIZER
-
     phase = getattr(args, "phase", "forward")
     optimizer = getattr(args, "optimizer", None)
     if phase != "train":
@@ -47,7 +43,7 @@ def phase_options(args: argparse.Namespace) -> dict[str, Any]:
             raise UserError(f"--optimizer {optimizer} needs --phase train (a {phase} pass has "
                             "no optimiser)")
         return {"phase": phase, "optimizer": None}
-    return {"phase": phase, "optimizer": optimizer or DEFAULT_OPTIMIZER}
+    return {"phase": phase, "optimizer": optimizer or OPTIMIZER_NAMES[0]}
 
 
 def phase_context_lens(args: argparse.Namespace) -> list[int]:

@@ -15,7 +15,17 @@ from irene.tracing.registry import (
     list_models,
     load_config,
 )
-from irene.tracing.trace import trace_model
+
+
+def __getattr__(name: str):
+    """``trace_model`` is imported on first use: it needs torch, which the registry (used to
+    build command lines and list models) does not."""
+    if name == "trace_model":
+        from irene.tracing.trace import trace_model
+
+        return trace_model
+    raise AttributeError(f"module 'irene.tracing' has no attribute {name!r}")
+
 
 __all__ = [
     "ALIASES",

@@ -60,7 +60,7 @@ import torch
 from torch import nn
 
 from irene.measure import MeasurementCache, Meter, Protocol
-from irene.schema import DEFAULT_SCHEMA, MFLOP
+from irene.schema import DEFAULT_SCHEMA, MFLOP, OPTIMIZER_NAMES
 from irene.tracing.backward_flops import BACKWARD_FLOP_CONVENTION, training_flop_counter_mode
 from irene.tracing.build import build_tree, prune
 from irene.tracing.capture import Record, signature_of
@@ -120,7 +120,8 @@ OPTIMIZERS: dict[str, OptimizerSpec] = {
     "adamw": OptimizerSpec("adamw", "AdamW", {"lr": 1e-4, "weight_decay": 0.01}, 11, 1),
     "sgd": OptimizerSpec("sgd", "SGD", {"lr": 1e-3, "momentum": 0.9}, 3, 0),
 }
-DEFAULT_OPTIMIZER = "adamw"
+DEFAULT_OPTIMIZER = OPTIMIZER_NAMES[0]
+assert tuple(OPTIMIZERS) == OPTIMIZER_NAMES, "irene.schema.OPTIMIZER_NAMES lists the optimisers"
 
 
 def get_optimizer(name: str) -> OptimizerSpec:
