@@ -24,24 +24,15 @@ import time
 import warnings
 
 import numpy as np
+from irene2021_match import keyed_nodes  # same folder: the scripts share it
 
 NODE_TYPES = ("ml", "module", "model")
-
-
-def keyed(tree) -> dict[tuple[str, int], object]:
-    """Nodes by (scope, k): the k-th node (pre-order) with that scope."""
-    seen: collections.Counter[str] = collections.Counter()
-    out = {}
-    for node in tree.nodes():
-        out[(node.scope, seen[node.scope])] = node
-        seen[node.scope] += 1
-    return out
 
 
 def errors_by_scope(predicted, gold) -> tuple[dict[str, list[float]], int, int]:
     """APE (%) per node type and per (node type, instance type) over scope-matched nodes;
     (unmatched gold, unmatched predicted)."""
-    mine, ref = keyed(predicted), keyed(gold)
+    mine, ref = keyed_nodes(predicted), keyed_nodes(gold)
     errors: dict = collections.defaultdict(list)
     for key in ref.keys() & mine.keys():
         g = ref[key].ground_truth_energy

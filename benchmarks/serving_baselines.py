@@ -39,7 +39,6 @@ The context of a decode step counts the request's own earlier output tokens only
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import random
 import sys
@@ -49,6 +48,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from irene.serving.data import MeasurementError, read_csv_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 ARCHITECTURES = ("dense", "moe", "hybrid")
@@ -92,14 +93,9 @@ class Row:
 def read_extract(path: Path) -> list[dict[str, str]]:
     """The rows of the extract, checked for the fields the baselines need."""
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle)
-            missing = [f for f in NEEDED if f not in (reader.fieldnames or [])]
-            if missing:
-                raise BadInput(f"{path}:1: missing column(s) {', '.join(missing)}")
-            rows = list(reader)
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read: {exc.strerror or exc}") from exc
+        rows = read_csv_rows(path, NEEDED)
+    except MeasurementError as exc:
+        raise BadInput(str(exc)) from None
     for line, row in enumerate(rows, start=2):
         for field in ("num_gpus", "max_num_seqs", "avg_batch_size", "energy_per_token_j",
                       "output_context_mean"):
@@ -116,8 +112,6 @@ def read_extract(path: Path) -> list[dict[str, str]]:
         if row["gpu_model"] not in GPU_SPECS:
             raise BadInput(f"{path}:{line}: gpu_model: no data-sheet figures for "
                            f"{row['gpu_model']!r}")
-    if not rows:
-        raise BadInput(f"{path}: no rows")
     return rows
 
 

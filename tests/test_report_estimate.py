@@ -7,7 +7,7 @@ import json
 import warnings
 
 import pytest
-from test_report_fixtures import bert_like_tree
+from test_report_fixtures import bert_like_tree, synthetic_energy
 
 from irene.cli import main
 from irene.estimate import unsupplied_features, zero_features
@@ -20,18 +20,6 @@ TINY = {"model_type": "bert", "vocab_size": 128, "hidden_size": 32, "num_hidden_
         "type_vocab_size": 2}
 
 
-def synthetic_energy(tree) -> None:
-    """Ground truth from a known formula: leaves 10 µJ + 4 µJ/MFLOP + 20 µJ/MiB; inner nodes
-    3 % above the sum of their children."""
-    def fill(node) -> float:
-        if node.is_leaf:
-            energy = 1e-5 + 4e-6 * node.features["flops"] + 2e-5 * node.features["mem_bytes"]
-        else:
-            energy = 1.03 * sum(fill(child) for child in node.children)
-        node.ground_truth_energy = energy
-        return energy
-
-    fill(tree.root)
 
 
 @pytest.fixture(scope="module")

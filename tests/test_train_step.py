@@ -11,6 +11,7 @@ import warnings
 import pytest
 import torch
 import transformers as T
+from test_report_fixtures import synthetic_energy
 
 from irene.cli import main
 from irene.measure import Protocol, SimulatedMeter
@@ -297,17 +298,6 @@ def test_features_only_and_timed_steps_count_the_same_flops(bert_step):
 
 # -- round trip and prediction ------------------------------------------------------------------
 
-def synthetic_energy(tree) -> None:
-    """Ground truth from a formula: leaves 10 µJ + 4 µJ/MFLOP + 20 µJ/MiB, inner nodes 3 % above
-    the sum of their children."""
-    def fill(node) -> float:
-        if node.is_leaf:
-            energy = 1e-5 + 4e-6 * node.features["flops"] + 2e-5 * node.features["mem_bytes"]
-        else:
-            energy = 1.03 * sum(fill(child) for child in node.children)
-        node.ground_truth_energy = energy
-        return energy
-    fill(tree.root)
 
 
 def test_step_tree_round_trips_and_trains_a_predictor(bert_step, tmp_path):

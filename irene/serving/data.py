@@ -84,10 +84,18 @@ class Measurement:
 def read_measurements(path: str | Path) -> list[Measurement]:
     """The rows of an extract CSV (see the module docstring)."""
     path = Path(path)
+    raw = read_csv_rows(path, NEEDED)
+    return [_row(r, f"{path}:{line}") for line, r in enumerate(raw, start=2)]
+
+
+def read_csv_rows(path: str | Path, needed: Sequence[str]) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header that names every column of ``needed``;
+    MeasurementError ("file:line: ...") when it cannot be read, lacks a column or has no rows."""
+    path = Path(path)
     try:
         with open(path, encoding="utf-8", newline="") as handle:
             reader = csv.DictReader(handle)
-            missing = [f for f in NEEDED if f not in (reader.fieldnames or [])]
+            missing = [f for f in needed if f not in (reader.fieldnames or [])]
             if missing:
                 raise MeasurementError(f"{path}:1: missing column(s) {', '.join(missing)}")
             raw = list(reader)
@@ -97,7 +105,7 @@ def read_measurements(path: str | Path) -> list[Measurement]:
         raise MeasurementError(f"{path}: not UTF-8 text") from exc
     if not raw:
         raise MeasurementError(f"{path}: no rows")
-    return [_row(r, f"{path}:{line}") for line, r in enumerate(raw, start=2)]
+    return raw
 
 
 def _number(row: dict[str, str], key: str, where: str, positive: bool) -> float:
