@@ -455,6 +455,30 @@ def read_trees(path: str | os.PathLike) -> list[Tree]:
     return trees
 
 
+def keys_in_file(path: str | os.PathLike) -> set[TreeKey]:
+    """The :class:`TreeKey` of every tree already in ``path`` (validated read; an absent or
+    empty file has none): what a resumed sweep skips."""
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return set()
+    return {t.key for t in iter_trees(path)}
+
+
+def check_appendable(path: str | os.PathLike, writer: str) -> None:
+    """Refuse, before it is touched, an output that trees cannot be appended to: it must be a new
+    path, an empty file or a trees file (a JSON file is read, so the error names its line and
+    field). ``writer`` names what appends ("trace", "a campaign") in the message."""
+    from irene.files import OutputError, file_kind, resolve_output
+
+    resolve_output(path)
+    kind = file_kind(path)
+    if kind == "json":
+        keys_in_file(path)  # raises TreeFormatError naming the line and field
+    if kind not in (None, "empty", "trees"):
+        raise OutputError(f"{path}: holds {kind} data, not energy trees; {writer} appends trees "
+                          "to a trees file: give another output")
+
+
 def tree_files(path: str | os.PathLike) -> list[Path]:
     """``path`` itself, or for a directory its ``*.jsonl`` / ``*.jsonl.gz`` files (sorted, temp
     files of interrupted writes skipped)."""

@@ -194,29 +194,18 @@ def has_weights(path: Path) -> bool:
 
 
 def lm_class(config: Any) -> type:
-    """The transformers auto class with a language-model head for ``config``: masked LM for
-    encoder families (BERT, RoBERTa, ...), causal LM for decoders. The bench compares logits,
-    so a model without such a head is refused (:class:`BenchModelError`)."""
-    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-    )
+    """The transformers auto class with a language-model head for ``config``
+    (:func:`irene.tracing.registry.lm_head_class`). The bench compares logits, so a model
+    without such a head, or an encoder-decoder, is refused (:class:`BenchModelError`)."""
+    from irene.tracing.registry import lm_head_class
 
     if getattr(config, "is_encoder_decoder", False):
         raise BenchModelError(f"{config.model_type}: encoder-decoder models are not benchmarked "
                               "yet (the bench runs one forward pass over input_ids)")
-    architectures = list(getattr(config, "architectures", None) or [])
-    if any(a.endswith("ForMaskedLM") for a in architectures):
-        return AutoModelForMaskedLM
-    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
-        return AutoModelForCausalLM
-    if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
-        return AutoModelForMaskedLM
-    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        return AutoModelForCausalLM
-    raise BenchModelError(f"{config.model_type}: no language-model head in transformers; the "
-                          "bench compares logits")
+    try:
+        return lm_head_class(config)
+    except ValueError as exc:
+        raise BenchModelError(f"{exc}; the bench compares logits") from None
 
 
 def load_model(name_or_path: str, *, device: str = "cpu",

@@ -48,7 +48,7 @@ from irene.campaign.features import FeaturePass, planning_device
 from irene.campaign.plan import Plan, PlanError, PlanItem
 from irene.campaign.schedule import BudgetedRun, default_pool_bytes, priority_order
 from irene.campaign.worker import HostError, HostInfo, ItemMaker, item_key, probe_host
-from irene.tree import Tree, TreeKey
+from irene.tree import Tree, TreeKey, check_appendable, keys_in_file
 
 #: a local run stops after this many failed items in a row (something is broken for all)
 MAX_FAILURES_IN_A_ROW = 3
@@ -109,16 +109,10 @@ def summary_path(output: Path) -> Path:
 
 def check_outputs(plan: Plan) -> None:
     """The output must be new, empty or a trees file; the files beside it must be ours."""
-    from irene.files import OutputError, file_kind, resolve_output
+    from irene.files import OutputError, resolve_output
 
     output = plan.output
-    resolve_output(output)
-    kind = file_kind(output)
-    if kind == "json":
-        done_keys(output)  # raises TreeFormatError naming the line and field
-    if kind not in (None, "empty", "trees"):
-        raise OutputError(f"{output}: holds {kind} data, not energy trees; a campaign appends "
-                          "trees to a trees file: give another output")
+    check_appendable(output, "a campaign")
     for path, marker in ((cache_path(output), '"irene-measurement-cache"'),
                          (summary_path(output), '"irene-campaign-summary"')):
         resolve_output(path)
@@ -129,15 +123,6 @@ def check_outputs(plan: Plan) -> None:
                 raise OutputError(f"{path}: exists and is not this campaign's file (the "
                                   "campaign writes its measurements and summary beside the "
                                   "output); move it away or give another output")
-
-
-def done_keys(path: Path) -> set[TreeKey]:
-    """The keys of the trees already in ``path`` (validated read)."""
-    from irene.tree import iter_trees
-
-    if not path.exists() or path.stat().st_size == 0:
-        return set()
-    return {t.key for t in iter_trees(path)}
 
 
 @contextlib.contextmanager
@@ -305,7 +290,7 @@ def dry_run(plan: Plan, options: RunOptions | None = None) -> DryRunResult:
     budget_s = _budget_seconds(plan, options)
     estimator = Estimator(profile, plan.protocol, meter=plan.meter, timing=plan.timing,
                           planned=budget_s is not None)
-    done = {_loose(k) for k in done_keys(plan.output)} if plan.output.exists() else set()
+    done = {_loose(k) for k in keys_in_file(plan.output)} if plan.output.exists() else set()
     host = HostInfo(hostname="", hardware="", device_type="", cpu_model="", meter="",
                     meter_domains=[], meter_window_s=0.0)
     ordered = priority_order(plan)
@@ -576,7 +561,7 @@ def _run_with_host(plan: Plan, options: RunOptions, executor: Any, host: HostInf
 
     ordered = priority_order(plan)
     keys = {item: item_key(item, plan, host) for item in ordered}
-    done = done_keys(plan.output)
+    done = keys_in_file(plan.output)
     todo = [i for i in ordered if keys[i] not in done]
     cache = _open_cache(plan, host)
     walk = costs = None
@@ -586,7 +571,7 @@ def _run_with_host(plan: Plan, options: RunOptions, executor: Any, host: HostInf
         repaired = repair_torn_tail(plan.output)
         if repaired:
             print(repaired, file=stream)
-        done = done_keys(plan.output)  # another run may have added trees meanwhile
+        done = keys_in_file(plan.output)  # another run may have added trees meanwhile
         todo = [i for i in todo if keys[i] not in done]
         result.already = len(ordered) - len(todo)
         if cache is not None:

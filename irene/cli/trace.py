@@ -62,15 +62,6 @@ def combinations(args: argparse.Namespace) -> list[tuple[int, int, int]]:
                                   dict.fromkeys(contexts)))
 
 
-def done_keys(path: Path) -> set:
-    """The :class:`~irene.tree.TreeKey` of every tree already in ``path`` (validated read)."""
-    from irene.tree import iter_trees
-
-    if not path.exists() or path.stat().st_size == 0:
-        return set()
-    return {t.key for t in iter_trees(path)}
-
-
 def _protocol(args: argparse.Namespace):  # -> Protocol
     try:
         return protocol_from_args(args)
@@ -86,27 +77,13 @@ def _open_meter(args: argparse.Namespace):  # -> Meter | None
     return open_meter(args.meter)
 
 
-def check_appendable(path: Path) -> None:
-    """OUTPUT must be a new path, an empty file or a trees file (irene appends to it); anything
-    else is refused before it is touched (a JSON file is read, so the error names its line)."""
-    from irene.files import file_kind, resolve_output
-
-    resolve_output(path)
-    kind = file_kind(path)
-    if kind == "json":
-        done_keys(path)  # raises TreeFormatError naming the line and field
-    if kind not in (None, "empty", "trees"):
-        raise UserError(f"{path}: holds {kind} data, not energy trees; trace appends trees to "
-                        "a trees file: give another path")
-
-
 def run(args: argparse.Namespace) -> int:
     from irene.files import exclusive_lock
-    from irene.tree import repair_torn_tail
+    from irene.tree import check_appendable, repair_torn_tail
 
     phase_options(args)  # checks --optimizer against --phase before anything is written
     todo_all = combinations(args)
-    check_appendable(args.output)
+    check_appendable(args.output, "trace")
     protocol = _protocol(args)
     if args.device.startswith("cuda") and not args.no_timing:  # features only: meta device
         import torch
@@ -132,9 +109,9 @@ def _trace_all(args: argparse.Namespace, todo_all: list[tuple[int, int, int]], p
 
     from irene.measure import MeasurementCache
     from irene.tracing.trace import planned_key
-    from irene.tree import append_tree
+    from irene.tree import append_tree, keys_in_file
 
-    done = done_keys(args.output)
+    done = keys_in_file(args.output)
     schema = args.schema or "irene"
     phase = phase_options(args)
     keys = {combo: planned_key(args.model, *combo[:2], device=args.device, dtype=args.dtype,

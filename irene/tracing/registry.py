@@ -319,3 +319,25 @@ def parameter_count(config: PretrainedConfig) -> int:
     with torch.device("meta"):
         model = AutoModel.from_config(config)
     return sum(p.numel() for p in model.parameters())
+
+
+def lm_head_class(config: Any) -> type:
+    """The transformers auto class with a language-model head for ``config``: masked LM for
+    encoder families (BERT, RoBERTa, ...), causal LM for decoders — read from the config's
+    ``architectures`` first, then its model type. ValueError when it has neither head."""
+    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
+    from transformers.models.auto.modeling_auto import (
+        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+    )
+
+    architectures = list(getattr(config, "architectures", None) or [])
+    if any(a.endswith("ForMaskedLM") for a in architectures):
+        return AutoModelForMaskedLM
+    if any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures):
+        return AutoModelForCausalLM
+    if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
+        return AutoModelForMaskedLM
+    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        return AutoModelForCausalLM
+    raise ValueError(f"{config.model_type!r} has no masked- or causal-LM head in transformers")

@@ -136,21 +136,14 @@ def get_optimizer(name: str) -> OptimizerSpec:
 # the model with its language-modelling head
 
 
-def lm_head_class(config: PretrainedConfig) -> Any:
-    """``AutoModelForMaskedLM`` when the architecture has a masked-LM head, else
-    ``AutoModelForCausalLM``; ValueError when it has neither."""
-    from transformers import AutoModelForCausalLM, AutoModelForMaskedLM
-    from transformers.models.auto.modeling_auto import (
-        MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
-        MODEL_FOR_MASKED_LM_MAPPING_NAMES,
-    )
+def _loss_head_class(config: PretrainedConfig) -> Any:
+    """The auto class whose head gives the training step its loss (ValueError without one)."""
+    from irene.tracing.registry import lm_head_class
 
-    if config.model_type in MODEL_FOR_MASKED_LM_MAPPING_NAMES:
-        return AutoModelForMaskedLM
-    if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
-        return AutoModelForCausalLM
-    raise ValueError(f"{config.model_type!r} has no masked- or causal-LM head in transformers: "
-                     "a training step needs one for its loss")
+    try:
+        return lm_head_class(config)
+    except ValueError as exc:
+        raise ValueError(f"{exc}: a training step needs one for its loss") from None
 
 
 def build_training_model(name_or_config: str | PretrainedConfig, *, attn: str = "eager",
@@ -166,7 +159,7 @@ def build_training_model(name_or_config: str | PretrainedConfig, *, attn: str = 
     config = load_config(name_or_config, hub=hub) if isinstance(name_or_config, str) \
         else copy.deepcopy(name_or_config)
     config.use_cache = False
-    head = lm_head_class(config)
+    head = _loss_head_class(config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if device == "meta":
