@@ -81,6 +81,12 @@ def test_shipped_plans_are_valid():
     assert {"bert-base-uncased", "distilbert-base-uncased", "roberta-base", "gpt2",
             "distilgpt2", "openai-gpt"} <= models
     assert {"EleutherAI/pythia-410m", "codeparrot/codeparrot-small"} <= models
+    decode = load_plan(REPO / "configs/plans/reference-gpu-decode.yaml")
+    assert decode.phase == "decode" and decode.context_lens == [128, 512]
+    assert {(i.seq_len, i.context_len) for i in decode.items()} == {(1, 128), (1, 512)}
+    train = load_plan(REPO / "configs/plans/reference-gpu-train.yaml")
+    assert {(i.model, i.phase, i.optimizer) for i in train.items()} == {
+        ("bert-base-uncased", "train", "adamw"), ("gpt2", "train", "adamw")}
 
 
 BASE_PLAN = {"output": "output: out.jsonl", "models": "models: [gpt2]",
@@ -96,7 +102,18 @@ BASE_PLAN = {"output": "output: out.jsonl", "models": "models: [gpt2]",
      r"grid.seq_lens: sequence length 4096 exceeds the 1024 positions of gpt2"),
     ({"protocol": "protocol: {runs: 0}"}, r"protocol.runs: Protocol.runs must be >= 1"),
     ({"protocol": "protocol: {runs: two}"}, r"protocol.runs: must be an integer"),
-    ({"phase": "phase: decode"}, r"phase: the tracer makes forward trees only"),
+    ({"phase": "phase: decode"}, r"context_lens: missing \(required for phase decode"),
+    ({"phase": "phase: decode\ncontext_lens: [16]"},
+     r"plan.yaml:3: grid.seq_lens: phase decode feeds one token per sequence"),
+    ({"phase": "phase: forward\ncontext_lens: [16]"}, r"context_lens: needs phase prefill or "
+                                                      r"decode"),
+    ({"phase": "phase: decode\ncontext_lens: [0]"}, r"context_lens\[0\]: must be an integer "
+                                                    r"from 1"),
+    ({"phase": "phase: prefill\ncontext_lens: [1020]"},
+     r"context_lens: context length 1020 \+ sequence length 8 exceeds the 1024 positions"),
+    ({"phase": "phase: forward\noptimizer: adamw"}, r"optimizer: needs phase train"),
+    ({"phase": "phase: train\noptimizer: lion"}, r"optimizer: must be one of adamw, sgd"),
+    ({"phase": "phase: sideways"}, r"phase: must be one of forward, prefill, decode, train"),
     ({"dtypes": "dtypes: [float64]"}, r"dtypes\[0\]: must be one of float32, float16, bfloat16"),
     ({"meter": "meter: nvml\ntiming: false"}, r"meter: a meter needs the replays"),
     ({"meter": "meter: geiger"}, r"meter: unknown meter 'geiger'"),
@@ -140,6 +157,22 @@ def test_items_carry_the_tree_key_fields(tmp_path):
     item = items[0]
     assert (item.phase, item.context_len, item.optimizer) == ("forward", 0, None)
     assert PlanItem.from_dict(item.to_dict()) == item
+
+
+def test_decode_and_train_plans_make_items_of_their_phase(tmp_path):
+    decode = load_plan(write_plan(tmp_path, models=["tiny/gpt2"], phase="decode",
+                                  grid={"batch_sizes": [1, 2], "seq_lens": [1]},
+                                  context_lens=[8, 32]))
+    items = decode.items()
+    assert [(i.batch_size, i.seq_len, i.context_len) for i in items] == [
+        (1, 1, 8), (1, 1, 32), (2, 1, 8), (2, 1, 32)]
+    assert {i.phase for i in items} == {"decode"} and {i.optimizer for i in items} == {None}
+    assert len({i.label() for i in items}) == 4  # labels name the item (failures, retries)
+    train = load_plan(write_plan(tmp_path, models=["tiny/bert"], phase="train"))
+    assert {(i.phase, i.optimizer, i.context_len) for i in train.items()} == {
+        ("train", "adamw", 0)}
+    assert train.items()[0].model_key != load_plan(write_plan(
+        tmp_path, models=["tiny/bert"])).items()[0].model_key  # the LM head is another model
 
 
 # -- order -------------------------------------------------------------------------------------
@@ -226,6 +259,36 @@ def test_tiny_plan_runs_then_measures_nothing_new(tmp_path):
     second = run_plan(plan, quiet())
     assert (second.written, second.already, second.measured) == (0, 4, 0)
     assert plan.output.read_text() == lines
+
+
+def test_decode_plan_runs_resumes_and_its_dry_run_counts_the_measurements(tmp_path):
+    plan = load_plan(write_plan(tmp_path, models=["tiny/gpt2", "tiny/distilgpt2"],
+                                phase="decode", grid={"batch_sizes": [2], "seq_lens": [1]},
+                                context_lens=[4, 16]))
+    estimate = dry_run(plan, quiet())
+    first = run_plan(plan, quiet())
+    assert first.written == 4 and first.measured == estimate.campaign
+    trees = read_trees(plan.output)
+    assert {(t.model_name, t.key.phase, t.key.context_len, t.seq_len) for t in trees} == {
+        (m, "decode", c, 1) for m in ("tiny/gpt2", "tiny/distilgpt2") for c in (4, 16)}
+    assert all(n.ground_truth_energy is not None for t in trees for n in t.nodes())
+    assert any(n.instance_type == "KVCacheUpdate" for n in trees[0].nodes())
+    second = run_plan(plan, quiet())
+    assert (second.written, second.already, second.measured) == (0, 4, 0)
+
+
+def test_train_plan_makes_training_step_trees(tmp_path):
+    plan = load_plan(write_plan(tmp_path, models=["tiny/bert", "tiny/gpt2"], phase="train",
+                                optimizer="sgd", grid={"batch_sizes": [2], "seq_lens": [4]}))
+    first = run_plan(plan, quiet())
+    assert first.written == 2
+    trees = read_trees(plan.output)
+    assert {(t.model_name, t.key.phase, t.key.optimizer) for t in trees} == {
+        ("tiny/bert", "train", "sgd"), ("tiny/gpt2", "train", "sgd")}
+    for tree in trees:
+        assert [c.scope for c in tree.root.children] == ["forward", "backward", "optimizer"]
+        assert tree.root.ground_truth_energy > 0
+    assert run_plan(plan, quiet()).measured == 0
 
 
 def test_cache_from_another_context_is_refused_before_writing(tmp_path):

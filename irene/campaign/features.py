@@ -8,7 +8,9 @@ batch 32 x 512 tokens traces in about a second on a laptop). The capture, FLOP c
 signatures are the tracer's own, so node counts, FLOPs, bytes and signatures are those of a real
 trace on the same device type (``tests/test_campaign.py`` checks it). When fake tensors cannot
 run a model (data-dependent Python control flow), the item is traced for real with
-``timing=False`` on the CPU instead.
+``timing=False`` on the CPU instead. Prefill, decode and training-step items are always traced
+that way (their KV cache and backward pass are not run on fake tensors): real weights on the
+CPU, built once per model and reused across the item's cells.
 
 A CUDA item is faked on CUDA where torch has CUDA (its signatures then match the measuring
 run's, so cached measurements are recognised), else on the CPU: counts, FLOPs and bytes are the
@@ -42,7 +44,10 @@ class FeaturePass:
         self.fallbacks: list[str] = []
 
     def tree(self, item: PlanItem) -> Tree:
-        """The features-only tree of ``item`` (fake tensors; real CPU trace as fallback)."""
+        """The features-only tree of ``item`` (fake tensors; real CPU trace as fallback, and
+        for the phases other than forward)."""
+        if item.phase != "forward":
+            return self._real_tree(item)
         try:
             return self._fake_tree(item)
         except Exception as exc:  # noqa: BLE001 - any failure of fake tensors: trace for real
@@ -87,16 +92,17 @@ class FeaturePass:
     def _real_tree(self, item: PlanItem) -> Tree:
         """A features-only trace with real weights on the CPU (not the meta device: the
         signatures must name the device type a measuring run has)."""
-        from irene.tracing import build_model
-        from irene.tracing.trace import trace_model
+        from irene.campaign.worker import build_item_model, trace_item
 
+        key = ("real", *item.model_key[:3], item.model_key[4])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = build_model(item.source, attn=item.attn, dtype=item.dtype, device="cpu",
-                                hub=self.hub)
-            return trace_model(model, item.batch_size, item.seq_len, device="cpu",
-                               dtype=item.dtype, attn=item.attn, timing=False,
-                               model_name=item.model, hub=self.hub)
+            model = self._models.get(key)
+            if model is None:  # one model with real weights at a time (they hold memory)
+                for other in [k for k in self._models if k[0] == "real"]:
+                    del self._models[other]
+                model = self._models[key] = build_item_model(item, device="cpu", hub=self.hub)
+            return trace_item(item, model, device="cpu", timing=False, hub=self.hub)
 
     def clear(self) -> None:
         """Forget the fake models (they hold no tensor memory, only Python objects)."""

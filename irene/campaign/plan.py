@@ -20,9 +20,15 @@ positive integer, got 'x'``. Example (see ``configs/plans/``)::
     meter: simulated
     protocol: {runs: 3, min_run_seconds: 0.01}
 
-Each (model, batch size, sequence length, dtype, attn) becomes one :class:`PlanItem`: one tree,
-carrying the fields of its tree key that the plan sets (phase, context length and optimizer
-leave room for prefill/decode/train workloads; only ``forward`` is traced today).
+Each (model, batch size, sequence length, dtype, attn, context length) becomes one
+:class:`PlanItem`: one tree, carrying the fields of its tree key that the plan sets. A plan makes
+trees of one ``phase``: ``forward`` (the default), ``prefill`` and ``decode`` (generation, with
+``context_lens``: the tokens already in the KV cache; decode feeds one token per sequence, so
+its ``seq_lens`` are ``[1]``) or ``train`` (one training step, with ``optimizer``)::
+
+    phase: decode
+    grid: {batch_sizes: [1, 8], seq_lens: [1]}
+    context_lens: [128, 512]
 """
 
 from __future__ import annotations
@@ -35,11 +41,10 @@ from pathlib import Path
 from typing import Any
 
 from irene.measure.protocol import Protocol
+from irene.schema import OPTIMIZER_NAMES, PHASE_CODES
 
-#: phases the tracer can make today (the tree key also knows prefill, decode and train)
-SUPPORTED_PHASES = ("forward",)
-#: phases the tree key knows
-KNOWN_PHASES = ("forward", "prefill", "decode", "train")
+#: the phases a plan can make (those of the tree key)
+KNOWN_PHASES: tuple[str, ...] = tuple(PHASE_CODES)
 #: meter names a plan may give (``wattmeter:PATH`` takes a log file; ``+`` combines meters)
 METER_NAMES = ("none", "auto", "nvml", "rapl", "wattmeter", "simulated")
 #: largest batch size or sequence length accepted (beyond any real campaign)
@@ -47,7 +52,8 @@ MAX_DIMENSION = 1 << 20
 
 _TOP_KEYS = ("name", "description", "output", "models", "grid", "dtype_grids", "dtypes",
              "attn", "device",
-             "meter", "timing", "schema", "phase", "protocol", "hub", "seed", "estimate",
+             "meter", "timing", "schema", "phase", "context_lens", "optimizer", "protocol",
+             "hub", "seed", "estimate",
              "budget_minutes", "ray")
 #: a grid: batch sizes x sequence lengths
 Grid = tuple[list[int], list[int]]
@@ -79,13 +85,22 @@ class PlanItem:
     source: str = ""
 
     @property
-    def model_key(self) -> tuple[str, str, str, str]:
-        """What a built model is reused for: (model, dtype, attn, device)."""
-        return (self.model, self.dtype, self.attn, self.device)
+    def model_key(self) -> tuple[str, str, str, str, str]:
+        """What a built model is reused for: (model, dtype, attn, device, head): a training
+        step needs the model with its language-modelling head, the other phases the base
+        model."""
+        return (self.model, self.dtype, self.attn, self.device,
+                "lm-head" if self.phase == "train" else "base")
 
     def label(self) -> str:
-        """``"gpt2 8x128 float16 eager"``, for progress lines and messages."""
-        return f"{self.model} {self.batch_size}x{self.seq_len} {self.dtype} {self.attn}"
+        """``"gpt2 8x128 float16 eager"`` (``+ " decode@512"``, ``+ " train adamw"``), unique
+        per item of a plan: for progress lines and messages."""
+        text = f"{self.model} {self.batch_size}x{self.seq_len} {self.dtype} {self.attn}"
+        if self.phase in ("prefill", "decode"):
+            return f"{text} {self.phase}@{self.context_len}"
+        if self.phase == "train":
+            return f"{text} train {self.optimizer}"
+        return text
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -124,6 +139,8 @@ class Plan:
     schema: str
     phase: str
     protocol: Protocol
+    context_lens: list[int] = field(default_factory=lambda: [0])
+    optimizer: str | None = None
     hub: bool = False
     seed: int = 0
     description: str = ""
@@ -134,7 +151,8 @@ class Plan:
     text: str = ""
 
     def items(self) -> list[PlanItem]:
-        """Every tree of the plan, in the plan's order (models, dtypes, attn, cells)."""
+        """Every tree of the plan, in the plan's order (models, dtypes, attn, cells, context
+        lengths)."""
         out: list[PlanItem] = []
         for entry in self.models:
             for dtype in entry.dtypes:
@@ -142,9 +160,11 @@ class Plan:
                 for attn in self.attns:
                     for b in batch_sizes:
                         for s in seq_lens:
-                            out.append(PlanItem(model=entry.name, batch_size=b, seq_len=s,
+                            out.extend(PlanItem(model=entry.name, batch_size=b, seq_len=s,
                                                 dtype=dtype, attn=attn, device=self.device,
-                                                phase=self.phase, source=entry.source))
+                                                phase=self.phase, context_len=c,
+                                                optimizer=self.optimizer, source=entry.source)
+                                       for c in self.context_lens)
         return out
 
     def settings(self) -> dict[str, Any]:
@@ -153,6 +173,7 @@ class Plan:
                 "models": [m.name for m in self.models], "dtypes": self.dtypes,
                 "attn": self.attns, "device": self.device, "meter": self.meter,
                 "timing": self.timing, "schema": self.schema, "phase": self.phase,
+                "context_lens": self.context_lens, "optimizer": self.optimizer,
                 "protocol": self.protocol.to_dict(), "items": len(self.items())}
 
 
@@ -346,12 +367,17 @@ def _build_plan(path: Path, data: dict, check: _Checker, text: str,
     if len(schema) != 1:
         raise check.error(("schema",), "give one schema per plan")
     phase = _phase(data.get("phase", "forward"), check)
+    context_lens = _context_lens(data.get("context_lens"), phase, check)
+    optimizer = _optimizer(data.get("optimizer"), phase, check)
     protocol = _protocol(data.get("protocol", {}), check)
     hub = check.boolean(data.get("hub", False), ("hub",))
     seed = data.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise check.error(("seed",), f"must be an integer >= 0, got {_kind(seed)}")
-    models = _models(_required(data, "models", check), check, path, hub, grid, grids, dtypes)
+    models = _models(_required(data, "models", check), check, path, hub, grid, grids, dtypes,
+                     max(context_lens))
+    if phase == "decode":
+        _check_one_token_per_step(models, check, data)
     estimate = check.mapping(data.get("estimate", {}), ("estimate",), _ESTIMATE_KEYS)
     profile = None
     if "profile" in estimate:
@@ -369,7 +395,8 @@ def _build_plan(path: Path, data: dict, check: _Checker, text: str,
     resources, attempts = _ray(data.get("ray", {}), check)
     plan = Plan(path=path, name=name, output=out, models=models, dtypes=dtypes, attns=attns,
                 device=device, meter=meter, timing=timing, schema=schema[0], phase=phase,
-                protocol=protocol, hub=hub, seed=seed,
+                protocol=protocol, context_lens=context_lens, optimizer=optimizer, hub=hub,
+                seed=seed,
                 description=str(data.get("description", "") or ""), estimate_profile=profile,
                 budget_minutes=budget, ray_resources=resources, ray_max_attempts=attempts,
                 text=text)
@@ -416,10 +443,66 @@ def _phase(value: Any, check: _Checker) -> str:
     if phase not in KNOWN_PHASES:
         raise check.error(("phase",), f"must be one of {', '.join(KNOWN_PHASES)}, got "
                                       f"{phase!r}")
-    if phase not in SUPPORTED_PHASES:
-        raise check.error(("phase",), f"the tracer makes {', '.join(SUPPORTED_PHASES)} trees "
-                                      f"only; {phase!r} is not traced yet")
     return phase
+
+
+def _context_lens(value: Any, phase: str, check: _Checker) -> list[int]:
+    """The KV-cache lengths of a prefill or decode plan: decode needs them (>= 1), prefill
+    defaults to [0] (an empty cache); forward and train refuse them."""
+    where = ("context_lens",)
+    if value is None:
+        if phase == "decode":
+            raise check.error(where, "missing (required for phase decode: the tokens already "
+                                     "in the KV cache, e.g. [128, 512])")
+        return [0]
+    if phase not in ("prefill", "decode"):
+        raise check.error(where, f"needs phase prefill or decode (a {phase} pass has no KV "
+                                 "cache)")
+    values = value if isinstance(value, list) else [value]
+    if not values:
+        raise check.error(where, "must not be empty")
+    out: list[int] = []
+    for i, v in enumerate(values):
+        at = where + (i,) if isinstance(value, list) else where
+        smallest = 1 if phase == "decode" else 0
+        if isinstance(v, bool) or not isinstance(v, int) or not smallest <= v <= MAX_DIMENSION:
+            raise check.error(at, f"must be an integer from {smallest} to {MAX_DIMENSION}, got "
+                                  f"{_kind(v)}")
+        if v in out:
+            raise check.error(at, f"{v} is listed twice")
+        out.append(v)
+    return out
+
+
+def _optimizer(value: Any, phase: str, check: _Checker) -> str | None:
+    """The optimiser of a train plan (default the first of OPTIMIZER_NAMES); None otherwise."""
+    if value is None:
+        return OPTIMIZER_NAMES[0] if phase == "train" else None
+    if phase != "train":
+        raise check.error(("optimizer",), f"needs phase train (a {phase} pass has no "
+                                          "optimiser)")
+    name = check.text(value, ("optimizer",)).lower()
+    if name not in OPTIMIZER_NAMES:
+        raise check.error(("optimizer",), f"must be one of {', '.join(OPTIMIZER_NAMES)}, got "
+                                          f"{_kind(value)}")
+    return name
+
+
+def _check_one_token_per_step(models: list[ModelEntry], check: _Checker, data: dict) -> None:
+    """A decode step feeds one new token per sequence: every grid's seq_lens must be [1]."""
+    for i, entry in enumerate(models):
+        for dtype, (_, seq_lens) in entry.grids.items():
+            if seq_lens != [1]:
+                raw = data["models"][i]
+                if isinstance(raw, dict) and "seq_lens" in raw:
+                    where: tuple = ("models", i, "seq_lens")
+                elif dtype in (data.get("dtype_grids") or {}):
+                    where = ("dtype_grids", dtype, "seq_lens")
+                else:
+                    where = ("grid", "seq_lens")
+                raise check.error(where, f"phase decode feeds one token per sequence: give "
+                                         f"seq_lens: [1] (got {seq_lens}); the cache length "
+                                         "is context_lens")
 
 
 def _protocol(value: Any, check: _Checker) -> Protocol:
@@ -463,7 +546,8 @@ def _ray(value: Any, check: _Checker) -> tuple[dict[str, float], int]:
 
 
 def _models(value: Any, check: _Checker, plan_path: Path, hub: bool, grid: Grid,
-            dtype_grids: dict[str, Grid], dtypes: list[str]) -> list[ModelEntry]:
+            dtype_grids: dict[str, Grid], dtypes: list[str],
+            context_len: int = 0) -> list[ModelEntry]:
     from irene.tracing.registry import DTYPES
 
     if not isinstance(value, list) or not value:
@@ -500,7 +584,7 @@ def _models(value: Any, check: _Checker, plan_path: Path, hub: bool, grid: Grid,
         entry = ModelEntry(name=name, source=_model_source(name, plan_path, hub, check,
                                                            name_path),
                            dtypes=own_dtypes, grids=grids)
-        _check_positions(entry, check, where, seq_source)
+        _check_positions(entry, check, where, seq_source, context_len)
         entries.append(entry)
     return entries
 
@@ -529,9 +613,10 @@ def _model_source(name: str, plan_path: Path, hub: bool, check: _Checker,
 
 
 def _check_positions(entry: ModelEntry, check: _Checker, where: tuple,
-                     seq_source: dict[int, tuple]) -> None:
-    """Refuse a sequence length beyond the model's position embeddings (built-ins and local
-    configs; Hub names are checked when the model is built)."""
+                     seq_source: dict[int, tuple], context_len: int = 0) -> None:
+    """Refuse a sequence length (after ``context_len`` cached tokens) beyond the model's
+    position embeddings (built-ins and local configs; Hub names are checked when the model is
+    built)."""
     from irene.tracing.registry import (
         UnknownModelError,
         _builtin_name,
@@ -546,7 +631,11 @@ def _check_positions(entry: ModelEntry, check: _Checker, where: tuple,
     except UnknownModelError as exc:
         raise check.error(where, str(exc)) from exc
     limit = max_sequence_length(config)
-    too_long = [s for s in seq_source if limit is not None and s > limit]
+    too_long = [s for s in seq_source if limit is not None and s + context_len > limit]
+    if too_long and context_len and too_long[0] <= limit:
+        raise check.error(("context_lens",), f"context length {context_len} + sequence length "
+                                             f"{too_long[0]} exceeds the {limit} positions of "
+                                             f"{entry.name}")
     if too_long:
         raise check.error(seq_source[too_long[0]], f"sequence length {too_long[0]} exceeds "
                                                    f"the {limit} positions of {entry.name}")

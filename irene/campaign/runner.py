@@ -309,7 +309,8 @@ def dry_run(plan: Plan, options: RunOptions | None = None) -> DryRunResult:
                                       decision.build_s, len(decision.new)))
     notes = list(features.fallbacks)
     if planning_device(plan.device) != plan.device:
-        notes.append(f"features traced on fake CPU tensors in place of {plan.device} (no CUDA "
+        how = "fake CPU tensors" if plan.phase == "forward" else "the CPU (real weights)"
+        notes.append(f"features traced on {how} in place of {plan.device} (no CUDA "
                      "here): counts, FLOPs and bytes are the device's; measurements already "
                      "in the output's cache are not recognised")
     campaign = len({s for i in todo for s in costs[i].measure_s} - known)

@@ -18,6 +18,7 @@ from irene.campaign.cache import CacheContext, cpu_model
 from irene.campaign.plan import Plan, PlanItem
 from irene.campaign.schedule import ModelPool, default_pool_bytes
 from irene.measure.protocol import MeasurementCache
+from irene.schema import OPTIMIZER_NAMES
 from irene.tree import Tree, TreeKey, protocol_key
 
 
@@ -103,10 +104,9 @@ def item_key(item: PlanItem, plan: Plan, host: HostInfo) -> TreeKey:
 
     key = planned_key(item.model, item.batch_size, item.seq_len, device=item.device,
                       dtype=item.dtype, attn=item.attn, schema=plan.schema, timing=plan.timing,
-                      meter=None, protocol=plan.protocol)
-    return key._replace(hardware=host.hardware, meter=host.meter if plan.timing else "none",
-                        phase=item.phase, context_len=item.context_len,
-                        optimizer=item.optimizer)
+                      meter=None, protocol=plan.protocol, phase=item.phase,
+                      context_len=item.context_len, optimizer=item.optimizer)
+    return key._replace(hardware=host.hardware, meter=host.meter if plan.timing else "none")
 
 
 class ItemMaker:
@@ -144,8 +144,6 @@ class ItemMaker:
         """The built model of ``item`` (built now unless kept from an earlier item)."""
         import torch
 
-        from irene.tracing.registry import build_model
-
         key = item.model_key
         model = self._models.get(key)
         if model is None:
@@ -153,8 +151,8 @@ class ItemMaker:
             # ~7 s on one CPU core and well under a second on a GPU
             with warnings.catch_warnings(), torch.device(item.device):
                 warnings.simplefilter("ignore")
-                model = build_model(item.source, attn=item.attn, dtype=item.dtype,
-                                    device=item.device, hub=self.plan.hub, seed=self.plan.seed)
+                model = build_item_model(item, device=item.device, hub=self.plan.hub,
+                                         seed=self.plan.seed)
             self._models[key] = model
             self.builds += 1
         size = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -164,18 +162,48 @@ class ItemMaker:
 
     def make(self, item: PlanItem, cache: MeasurementCache) -> tuple[Tree, list[str]]:
         """The tree of ``item`` and the warnings raised while making it."""
-        from irene.tracing.trace import trace_model
-
         model = self.model(item)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            tree = trace_model(model, item.batch_size, item.seq_len, device=item.device,
-                               dtype=item.dtype, attn=item.attn, timing=self.plan.timing,
-                               meter=self.meter, protocol=self.plan.protocol,
-                               model_name=item.model, cache=cache, seed=self.plan.seed,
-                               schema=self.plan.schema)
+            tree = trace_item(item, model, device=item.device, timing=self.plan.timing,
+                              meter=self.meter, protocol=self.plan.protocol, cache=cache,
+                              seed=self.plan.seed, schema=self.plan.schema)
         _release_cuda(item.device)
         return tree, [str(w.message) for w in caught]
+
+
+def build_item_model(item: PlanItem, *, device: str, hub: bool, seed: int = 0) -> Any:
+    """The model an item is traced with, random weights (``seed``) on ``device``: the base
+    model, or for a training step the model with its language-modelling head."""
+    if item.phase == "train":
+        from irene.tracing.train_step import build_training_model
+
+        return build_training_model(item.source, attn=item.attn, dtype=item.dtype,
+                                    device=device, hub=hub, seed=seed)
+    from irene.tracing.registry import build_model
+
+    return build_model(item.source, attn=item.attn, dtype=item.dtype, device=device, hub=hub,
+                       seed=seed)
+
+
+def trace_item(item: PlanItem, model: Any, *, device: str, timing: bool,
+               meter: Any = None, protocol: Any = None, cache: MeasurementCache | None = None,
+               seed: int = 0, schema: str = "irene", hub: bool = False) -> Tree:
+    """The tree of ``item``'s workload on ``model`` (built by :func:`build_item_model`): a
+    forward pass, a prefill or decode step (``item.context_len`` cached tokens), or a training
+    step with ``item.optimizer``."""
+    common = dict(device=device, dtype=item.dtype, attn=item.attn, timing=timing, meter=meter,
+                  protocol=protocol, model_name=item.model, cache=cache, seed=seed,
+                  schema=schema, hub=hub)
+    if item.phase == "train":
+        from irene.tracing.train_step import trace_train_step
+
+        return trace_train_step(model, item.batch_size, item.seq_len,
+                                optimizer=item.optimizer or OPTIMIZER_NAMES[0], **common)
+    from irene.tracing.trace import trace_model
+
+    return trace_model(model, item.batch_size, item.seq_len, phase=item.phase,
+                       context_len=item.context_len, **common)
 
 
 def _device_memory(device: str) -> float:
