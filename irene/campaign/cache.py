@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
@@ -44,18 +43,6 @@ def cache_path(output: str | os.PathLike) -> Path:
             name = name[: -len(suffix)]
             break
     return output.with_name(f"{name}.measurements.json")
-
-
-def cpu_model() -> str:
-    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` says."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if line.lower().startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine() or "unknown"
 
 
 @dataclass(frozen=True)

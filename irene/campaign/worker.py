@@ -14,9 +14,10 @@ import warnings
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from irene.campaign.cache import CacheContext, cpu_model
+from irene.campaign.cache import CacheContext
 from irene.campaign.plan import Plan, PlanItem
 from irene.campaign.schedule import ModelPool, default_pool_bytes
+from irene.measure.environment import cpu_model
 from irene.measure.protocol import MeasurementCache
 from irene.schema import OPTIMIZER_NAMES
 from irene.tree import Tree, TreeKey, protocol_key
@@ -94,8 +95,8 @@ def probe_host(plan: Plan) -> HostInfo:
                 meter.close()
     return HostInfo(hostname=socket.gethostname(), hardware=_device_name(plan.device),
                     device_type="cuda" if plan.device.startswith("cuda") else "cpu",
-                    cpu_model=cpu_model(), meter=name, meter_domains=list(domains),
-                    meter_window_s=window, versions=versions())
+                    cpu_model=cpu_model() or platform.machine() or "unknown", meter=name,
+                    meter_domains=list(domains), meter_window_s=window, versions=versions())
 
 
 def item_key(item: PlanItem, plan: Plan, host: HostInfo) -> TreeKey:
