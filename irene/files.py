@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -281,6 +282,31 @@ def read_small_text(path: str | os.PathLike, *, limit: int = MAX_SMALL_FILE_BYTE
     if len(data) > limit:
         raise ValueError(f"{path}: more than the {limit} bytes allowed here")
     return data.decode("utf-8")
+
+
+def loads_json(text: str | bytes) -> Any:
+    """``json.loads`` for a file a user hands in, with one-line errors (ValueError): a document
+    nested deeper than Python can parse says so (no RecursionError), and an integer longer than
+    :data:`irene.limits.MAX_INT_DIGITS` digits is read as ``inf`` (``-inf``) instead of raising
+    Python's int-digit ValueError, so the field's own range check names it."""
+    try:
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            raise
+        except ValueError:  # Python's limit on the digits of an integer
+            return json.loads(text, parse_int=_bounded_int)
+    except RecursionError:
+        raise ValueError("JSON nested too deeply (more levels than any irene file has)") \
+            from None
+
+
+def _bounded_int(digits: str) -> int | float:
+    from irene.limits import MAX_INT_DIGITS
+
+    if len(digits.lstrip("-")) > MAX_INT_DIGITS:
+        return float("-inf") if digits.startswith("-") else float("inf")
+    return int(digits)
 
 
 # --------------------------------------------------------------------------------------------

@@ -298,6 +298,10 @@ def _check_field(obj: dict, name: str, kind: type, ctx: dict, scope: str | None)
         ok = _is_number(value) and math.isfinite(value) and float(value).is_integer()
     else:
         ok = isinstance(value, kind)
+    if not ok and _is_number(value) and math.isinf(value):
+        raise TreeFormatError(f"a number too large to be real ({str(value)}: more than "
+                              "hundreds of digits, or an overflow)", field=name, scope=scope,
+                              **ctx)
     if not ok:
         raise TreeFormatError(
             f"expected {'a finite number' if kind is float else kind.__name__}, "
@@ -414,7 +418,17 @@ def tree_from_dict(obj: Any, *, source: str = "<memory>", line: int | None = Non
 
 
 def iter_trees(path: str | os.PathLike) -> Iterator[Tree]:
-    """Yield the trees of a JSONL file one by one, validating each line (blank lines skipped)."""
+    """Yield the trees of a JSONL file one by one, validating each line (blank lines skipped).
+
+    Bounded for files a user hands in: a line longer than :data:`irene.limits.MAX_LINE_CHARS`
+    or more than :data:`irene.limits.MAX_BLANK_LINES` blank lines (a small ``.gz`` that expands
+    to gigabytes of nothing) are refused as soon as they are met, and damaged gzip data is a
+    TreeFormatError naming the line, never a traceback."""
+    import zlib
+
+    from irene.files import loads_json
+    from irene.limits import MAX_BLANK_LINES, MAX_LINE_CHARS
+
     source = str(path)
     if os.path.isdir(path):
         raise TreeFormatError("is a directory, not a trees file", source=source)
@@ -423,28 +437,37 @@ def iter_trees(path: str | os.PathLike) -> Iterator[Tree]:
     except OSError as exc:
         raise TreeFormatError(f"cannot open: {exc.strerror or exc}", source=source) from exc
     with handle:
-        number = 0
-        lines = iter(handle)
+        number = blank = 0
         while True:
             try:
-                text = next(lines)
-            except StopIteration:
-                return
-            except (OSError, EOFError, UnicodeDecodeError) as exc:
-                raise TreeFormatError(f"unreadable ({exc})", source=source,
+                text = handle.readline(MAX_LINE_CHARS + 1)
+            except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
+                raise TreeFormatError(f"unreadable ({_one_line(exc)})", source=source,
                                       line=number + 1) from exc
+            if not text:
+                return
             number += 1
+            if len(text) > MAX_LINE_CHARS:
+                raise TreeFormatError(f"line longer than {MAX_LINE_CHARS} characters: not a "
+                                      "tree", source=source, line=number)
             if not text.strip():
+                blank += 1
+                if blank > MAX_BLANK_LINES:
+                    raise TreeFormatError(f"more than {MAX_BLANK_LINES} blank lines: not a "
+                                          "trees file", source=source, line=number)
                 continue
             try:
-                obj = json.loads(text)
+                obj = loads_json(text)
             except json.JSONDecodeError as exc:
                 raise TreeFormatError(f"malformed JSON: {exc.msg} at column {exc.colno}",
                                       source=source, line=number) from exc
-            except RecursionError as exc:
-                raise TreeFormatError("JSON nested too deeply", source=source,
-                                      line=number) from exc
+            except ValueError as exc:
+                raise TreeFormatError(str(exc), source=source, line=number) from exc
             yield tree_from_dict(obj, source=source, line=number)
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def read_trees(path: str | os.PathLike) -> list[Tree]:

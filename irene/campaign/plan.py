@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+from irene.limits import MAX_DIMENSION, MAX_MINUTES, MAX_PLAN_ITEMS, MAX_YAML_NODES
 from irene.measure.protocol import Protocol
 from irene.schema import OPTIMIZER_NAMES, PHASE_CODES
 
@@ -47,8 +48,6 @@ from irene.schema import OPTIMIZER_NAMES, PHASE_CODES
 KNOWN_PHASES: tuple[str, ...] = tuple(PHASE_CODES)
 #: meter names a plan may give (``wattmeter:PATH`` takes a log file; ``+`` combines meters)
 METER_NAMES = ("none", "auto", "nvml", "rapl", "wattmeter", "simulated")
-#: largest batch size or sequence length accepted (beyond any real campaign)
-MAX_DIMENSION = 1 << 20
 
 _TOP_KEYS = ("name", "description", "output", "models", "grid", "dtype_grids", "dtypes",
              "attn", "device",
@@ -150,6 +149,12 @@ class Plan:
     ray_max_attempts: int = 3
     text: str = ""
 
+    def count(self) -> int:
+        """How many trees the plan makes, counted without expanding the grid."""
+        return sum(len(b) * len(s) for entry in self.models
+                   for b, s in (entry.grids[d] for d in entry.dtypes)) \
+            * len(self.attns) * len(self.context_lens)
+
     def items(self) -> list[PlanItem]:
         """Every tree of the plan, in the plan's order (models, dtypes, attn, cells, context
         lengths)."""
@@ -182,19 +187,29 @@ class Plan:
 
 
 def _line_map(text: str, source: str) -> dict[tuple, int]:
-    """Line (1-based) of every key path of the YAML document; PlanError on a duplicate key."""
+    """Line (1-based) of every key path of the YAML document; PlanError on a duplicate key, on
+    a document nested too deeply, or on one of more than :data:`irene.limits.MAX_YAML_NODES`
+    nodes once its aliases are expanded (a "billion laughs" bomb is refused, not expanded)."""
     import yaml
 
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError as exc:
+        raise PlanError(f"{source}: not a plan: YAML nested too deeply") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         problem = getattr(exc, "problem", None) or str(exc)
         raise PlanError(f"{where}: not valid YAML: {problem}") from exc
     lines: dict[tuple, int] = {}
+    visited = [0]
 
     def walk(node: Any, path: tuple) -> None:
+        visited[0] += 1
+        if visited[0] > MAX_YAML_NODES:
+            raise PlanError(f"{source}:{node.start_mark.line + 1}: not a plan: more than "
+                            f"{MAX_YAML_NODES} YAML values once its aliases (*name) are "
+                            "expanded")
         lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.MappingNode):
             seen: set[str] = set()
@@ -211,7 +226,10 @@ def _line_map(text: str, source: str) -> dict[tuple, int]:
                 walk(item, path + (i,))
 
     if root is not None:
-        walk(root, ())
+        try:
+            walk(root, ())
+        except RecursionError as exc:
+            raise PlanError(f"{source}: not a plan: YAML nested too deeply") from exc
     return lines
 
 
@@ -265,8 +283,9 @@ class _Checker:
         return value
 
     def number(self, value: Any, path: tuple) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-            raise self.error(path, f"must be a number, got {_kind(value)}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not abs(value) < 1e300:
+            raise self.error(path, f"must be a finite number, got {_kind(value)}")
         return float(value)
 
     def one_or_list(self, value: Any, path: tuple, choices: tuple[str, ...]) -> list[str]:
@@ -300,7 +319,10 @@ class _Checker:
 def _kind(value: Any) -> str:
     if value is None:
         return "nothing (null)"
-    text = repr(value)
+    try:
+        text = repr(value)
+    except ValueError:  # an integer beyond Python's digit limit
+        return "an integer of thousands of digits"
     return f"{type(value).__name__} {text[:60]}"
 
 
@@ -330,8 +352,10 @@ def load_plan(path: str | os.PathLike, *, output: str | os.PathLike | None = Non
     lines = _line_map(text, source)
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:  # compose succeeded, so this is a construction problem
-        raise PlanError(f"{source}: not valid YAML: {exc}") from exc
+    except (yaml.YAMLError, ValueError, RecursionError) as exc:  # construction problems:
+        # bad tags, integers beyond Python's digit limit, nesting
+        raise PlanError(f"{source}: not valid YAML: {' '.join(str(exc).split())[:300]}") \
+            from exc
     check = _Checker(source, lines)
     data = check.mapping(data if data is not None else {}, (), _TOP_KEYS)
     return _build_plan(Path(path), data, check, text, output)
@@ -390,8 +414,9 @@ def _build_plan(path: Path, data: dict, check: _Checker, text: str,
     budget = None
     if data.get("budget_minutes") is not None:
         budget = check.number(data["budget_minutes"], ("budget_minutes",))
-        if not budget > 0:
-            raise check.error(("budget_minutes",), f"must be > 0, got {budget}")
+        if not 0 < budget <= MAX_MINUTES:
+            raise check.error(("budget_minutes",), f"must be > 0 and at most {MAX_MINUTES}, "
+                                                   f"got {budget}")
     resources, attempts = _ray(data.get("ray", {}), check)
     plan = Plan(path=path, name=name, output=out, models=models, dtypes=dtypes, attns=attns,
                 device=device, meter=meter, timing=timing, schema=schema[0], phase=phase,
@@ -400,8 +425,13 @@ def _build_plan(path: Path, data: dict, check: _Checker, text: str,
                 description=str(data.get("description", "") or ""), estimate_profile=profile,
                 budget_minutes=budget, ray_resources=resources, ray_max_attempts=attempts,
                 text=text)
-    if not plan.items():
+    count = plan.count()
+    if not count:
         raise check.error(("models",), "the plan makes no trees")
+    if count > MAX_PLAN_ITEMS:
+        raise check.error(("models",), f"the plan makes {count} trees, more than the "
+                                       f"{MAX_PLAN_ITEMS} one plan may make: split it into "
+                                       "several plans or shrink the grid")
     return plan
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from irene.cli import UserError
-from irene.cli.options import add_force_option
+from irene.cli.options import add_force_option, dimension
 from irene.measure.options import add_measure_arguments, protocol_from_args
 
 
@@ -38,9 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="comma-separated variants; eager (the reference) is always "
                             "measured (default: %(default)s; also: random-init, a broken "
                             "control)")
-    bench.add_argument("--batch-size", type=int, default=1, help="sequences per inference "
+    bench.add_argument("--batch-size", type=dimension, default=1, help="sequences per inference "
                        "(default %(default)s)")
-    bench.add_argument("--seq-len", type=int, default=128, help="tokens per sequence "
+    bench.add_argument("--seq-len", type=dimension, default=128, help="tokens per sequence "
                        "(default %(default)s)")
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     add_measure_arguments(bench, default_runs=10, dedup=False)

@@ -23,8 +23,9 @@ from irene.cli.options import (
     add_view_options,
     console,
     depth,
+    dimension,
+    number_at_most,
     positive_int,
-    positive_number,
     print_json,
 )
 from irene.cli.phases import (
@@ -34,6 +35,7 @@ from irene.cli.phases import (
     phase_options,
     run_generation,
 )
+from irene.limits import MAX_DIMENSION
 
 SERVING_FORMATS = ("bf16", "fp8", "mxfp4")
 #: the serving mode's workload when --prompt-len / --new-tokens are not given
@@ -61,9 +63,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model_name", metavar="MODEL",
                    help="built-in model name (see `irene models`), a directory with "
                         "config.json, or a config.json")
-    p.add_argument("--batch-size", type=positive_int, default=None,
+    p.add_argument("--batch-size", type=dimension, default=None,
                    help="sequences per call (required with --seq-len; a generation: default 1)")
-    p.add_argument("--seq-len", type=positive_int, default=None,
+    p.add_argument("--seq-len", type=dimension, default=None,
                    help="tokens per sequence of one call")
     p.add_argument("--predictor", metavar="DIR",
                    help="a model directory written by `irene train` (tracing modes)")
@@ -91,7 +93,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--num-gpus", type=positive_int,
                    help="GPUs of one instance (tensor parallel; experts spread over all); "
                         "default: the fewest that hold the weights")
-    s.add_argument("--concurrency", type=positive_number, default=64.0,
+    s.add_argument("--concurrency", type=number_at_most(MAX_DIMENSION), default=64.0,
                    help="sequences decoded together (vLLM's running batch; default 64)")
     s.add_argument("--serving-predictor", metavar="FILE",
                    help="a serving predictor JSON (default: the one shipped with irene)")

@@ -23,12 +23,50 @@ def positive_int(text: str) -> int:
 
 def positive_number(text: str) -> float:
     """A finite number > 0 (argparse type)."""
+    return _number_in(text, float("inf"))
+
+
+def number_at_most(limit: float):
+    """An argparse type: a finite number > 0 and at most ``limit`` (inf, nan, 1e308 and such
+    are refused by the parser, before any work)."""
+    def parse(text: str) -> float:
+        return _number_in(text, limit)
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _number_in(text: str, limit: float) -> float:
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    if value > limit:
+        raise argparse.ArgumentTypeError(f"must be at most {limit:g}, got {text}")
+    return value
+
+
+def dimension(text: str) -> int:
+    """A batch size, sequence length, token count or concurrency: an integer from 1 to
+    :data:`irene.limits.MAX_DIMENSION` (argparse type)."""
+    from irene.limits import MAX_DIMENSION
+
+    return _int_between(text, 1, MAX_DIMENSION)
+
+
+def context_length(text: str) -> int:
+    """A KV-cache length: an integer from 0 to :data:`irene.limits.MAX_DIMENSION`."""
+    from irene.limits import MAX_DIMENSION
+
+    return _int_between(text, 0, MAX_DIMENSION)
+
+
+def _int_between(text: str, low: int, high: int) -> int:
+    value = _int_at_least(text, low, f"must be an integer from {low} to {high}")
+    if value > high:
+        raise argparse.ArgumentTypeError(f"must be an integer from {low} to {high}, got {text}")
     return value
 
 
@@ -48,14 +86,18 @@ def _int_at_least(text: str, low: int, message: str) -> int:
 
 
 def int_list(text: str) -> list[int]:
-    """Comma-separated positive integers (argparse type): ``"8,16,32"``."""
+    """Comma-separated integers from 1 to :data:`irene.limits.MAX_DIMENSION` (argparse type):
+    ``"8,16,32"``."""
     try:
         values = [int(part) for part in text.split(",") if part.strip()]
     except ValueError as exc:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") \
             from exc
-    if not values or any(v < 1 for v in values):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    from irene.limits import MAX_DIMENSION
+
+    if not values or any(not 1 <= v <= MAX_DIMENSION for v in values):
+        raise argparse.ArgumentTypeError(f"expected integers from 1 to {MAX_DIMENSION}, got "
+                                         f"{text!r}")
     return values
 
 

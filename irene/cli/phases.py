@@ -8,7 +8,7 @@ import argparse
 from typing import Any
 
 from irene.cli import UserError
-from irene.cli.options import int_list, non_negative_int, positive_number
+from irene.cli.options import context_length, dimension, int_list, positive_number
 from irene.schema import OPTIMIZER_NAMES, PHASE_CODES
 
 #: the workloads a tree can be (irene.schema.PHASE_CODES)
@@ -23,7 +23,7 @@ def add_phase_arguments(parser: argparse.ArgumentParser, *, sweep: bool = True) 
                              "step, 1 new token per sequence attending to --context-len cached "
                              "tokens; train: one training step (forward with the LM head's "
                              "loss, backward, optimiser step)")
-    parser.add_argument("--context-len", type=non_negative_int, default=None, metavar="L",
+    parser.add_argument("--context-len", type=context_length, default=None, metavar="L",
                         help="tokens already in the KV cache (decode: required; prefill: "
                              "default 0)")
     if sweep:
@@ -75,15 +75,14 @@ def phase_context_lens(args: argparse.Namespace) -> list[int]:
 
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     """--prompt-len, --new-tokens, --decode-points and --plot of ``irene estimate``."""
-    from irene.cli.options import positive_int
     from irene.generation import DEFAULT_TOLERANCE_PCT, MAX_DECODE_POINTS
 
     group = parser.add_argument_group(
         "generation", "estimate generating text: a prefill of the prompt, then one decode step "
                       "per new token (see the README's generation section)")
-    group.add_argument("--prompt-len", type=positive_int, default=None, metavar="P",
+    group.add_argument("--prompt-len", type=dimension, default=None, metavar="P",
                        help="prompt tokens per sequence")
-    group.add_argument("--new-tokens", type=positive_int, default=None, metavar="N",
+    group.add_argument("--new-tokens", type=dimension, default=None, metavar="N",
                        help="tokens generated per sequence (decode steps at context lengths "
                             "P … P+N-1)")
     group.add_argument("--decode-tolerance", type=positive_number,

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from irene.cli import UserError
+from irene.cli.options import number_at_most
+from irene.limits import MAX_MINUTES
 
 if TYPE_CHECKING:
     from irene.campaign.plan import Plan
@@ -30,7 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--dry-run", action="store_true",
                      help="features only (no compute): count the measurements and print the "
                           "expected minutes per model and in total; writes nothing")
-    run.add_argument("--budget-minutes", type=float, default=None, metavar="M",
+    run.add_argument("--budget-minutes", type=number_at_most(MAX_MINUTES), default=None,
+                     metavar="M",
                      help="stop cleanly before M minutes of wall time, leaving a resumable "
                           "output (default: the plan's budget_minutes, else no limit)")
     run.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",

@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from irene.cli import UserError
-from irene.cli.options import add_trace_options, int_list, positive_int
+from irene.cli.options import add_trace_options, dimension, int_list
 from irene.cli.phases import add_phase_arguments, phase_context_lens, phase_options
 from irene.measure.options import add_measure_arguments, protocol_from_args
 
@@ -28,9 +28,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="built-in name (see `irene models`), local directory or config.json, "
                             "or a Hub name when online")
     trace.add_argument("-o", "--output", required=True, type=Path, help="JSONL file to append to")
-    trace.add_argument("--batch-size", type=positive_int, default=None,
+    trace.add_argument("--batch-size", type=dimension, default=None,
                        help="batch size (default 8)")
-    trace.add_argument("--seq-len", type=positive_int, default=None,
+    trace.add_argument("--seq-len", type=dimension, default=None,
                        help="sequence length (default 128)")
     trace.add_argument("--batch-sizes", type=int_list, default=None, metavar="B1,B2,..",
                        help="sweep: comma-separated batch sizes")

@@ -35,6 +35,26 @@ class UnknownModelError(ValueError):
     """A model name that is neither built in, nor a local config, nor reachable on the Hub."""
 
 
+class ConfigError(UnknownModelError):
+    """A model config that is incomplete, of the wrong types, impossible or beyond the bounds of
+    :mod:`irene.limits`; the message names the file (or model) and the field."""
+
+
+#: the sizes a local ``config.json`` must declare itself when its config class has a default for
+#: them (canonical transformers names; the file may use the class's own name, e.g. GPT-2's
+#: ``n_embd``): a missing size is refused, never filled in from the class's defaults
+REQUIRED_SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
+                  "intermediate_size")
+#: size fields checked on every config (canonical name -> the bound of irene.limits it obeys);
+#: the routed-expert counts may be 0 (a dense model)
+_SIZE_LIMITS = {"num_hidden_layers": "MAX_LAYERS", "hidden_size": "MAX_WIDTH",
+                "intermediate_size": "MAX_WIDTH", "num_attention_heads": "MAX_WIDTH",
+                "num_key_value_heads": "MAX_WIDTH", "head_dim": "MAX_WIDTH",
+                "moe_intermediate_size": "MAX_WIDTH", "vocab_size": "MAX_VOCAB"}
+_EXPERT_FIELDS = ("num_local_experts", "num_experts", "n_routed_experts")
+_TOP_K_FIELDS = ("num_experts_per_tok", "moe_topk")
+
+
 def _bert_base_uncased() -> PretrainedConfig:
     from transformers import BertConfig
 
@@ -200,6 +220,15 @@ def load_config(name_or_path: str, *, hub: bool = True) -> PretrainedConfig:
 
     Raises :class:`UnknownModelError` listing the built-in names when nothing matches.
     """
+    config = _find_config(name_or_path, hub=hub)
+    path = Path(name_or_path).expanduser()
+    where = str(path / "config.json") if _builtin_name(name_or_path) is None and path.is_dir() \
+        else name_or_path
+    check_config(config, where)
+    return config
+
+
+def _find_config(name_or_path: str, *, hub: bool) -> PretrainedConfig:
     builtin = _builtin_name(name_or_path)
     if builtin is not None:
         return BUILTIN_MODELS[builtin]()
@@ -243,17 +272,158 @@ def _raise(exc: Exception) -> Any:
 
 
 def _local_config(path: Path) -> PretrainedConfig:
+    """The config of a local directory or ``config.json``, read as untrusted input: the file is
+    bounded (size, nesting, digits), must declare every size itself (:data:`REQUIRED_SIZES`)
+    and transformers' own validation errors become one :class:`ConfigError` line."""
     from transformers import AutoConfig
+
+    from irene.files import loads_json, read_small_text
 
     config_file = path / "config.json" if path.is_dir() else path
     if not config_file.is_file():
         raise UnknownModelError(f"{path}: no config.json in this directory")
     try:
+        raw = loads_json(read_small_text(config_file))
+    except OSError as exc:
+        raise ConfigError(f"{config_file}: cannot read ({exc.strerror or exc})") from exc
+    except ValueError as exc:  # malformed JSON, too deep, too large, not UTF-8
+        raise ConfigError(f"{config_file}: not a usable transformers config: "
+                          f"{_one_line(exc)}") from exc
+    check_config_fields(raw, str(config_file))
+    try:
         return AutoConfig.from_pretrained(str(config_file), trust_remote_code=False,
                                           local_files_only=True)
-    except (OSError, ValueError, KeyError) as exc:
-        raise UnknownModelError(f"{config_file}: not a usable transformers config: {exc}") \
-            from exc
+    except Exception as exc:  # transformers' validation errors have no common base class
+        raise ConfigError(f"{config_file}: not a usable transformers config: "
+                          f"{_one_line(exc)}") from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def check_config_fields(raw: Any, where: str) -> None:
+    """ConfigError naming ``where`` and the field unless the parsed ``config.json`` ``raw`` is an
+    object that names its model type and declares every size of :data:`REQUIRED_SIZES` its
+    config class has (in ``text_config`` too, when that names a model type), and whose
+    ``quantization_config`` is an object."""
+    from transformers import CONFIG_MAPPING
+
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: a config must be a JSON object, got {type(raw).__name__}")
+    model_type = raw.get("model_type")
+    if not isinstance(model_type, str) or not model_type:
+        raise ConfigError(f"{where}: field 'model_type' missing or not a string")
+    quant = raw.get("quantization_config")
+    if quant is not None and not isinstance(quant, dict):
+        raise ConfigError(f"{where}: field 'quantization_config' must be an object, got "
+                          f"{type(quant).__name__} {str(quant)[:40]!r}")
+    if model_type not in CONFIG_MAPPING:
+        return  # transformers refuses it, with its own message
+    cls = CONFIG_MAPPING[model_type]
+    try:
+        defaults = cls()
+    except Exception:  # a composite class without defaults: its parts are checked below
+        defaults = None
+    aliases = getattr(cls, "attribute_map", {}) or {}
+    for name in REQUIRED_SIZES if defaults is not None else ():
+        if getattr(defaults, name, None) is None:
+            continue  # the class has no such size (GPT-2's feed-forward is 4 x hidden)
+        names = [name] + [k for k, v in aliases.items() if v == name] + \
+            ([aliases[name]] if name in aliases else [])
+        if not any(n in raw for n in names):
+            raise ConfigError(f"{where}: field {names[-1]!r} missing: every size of the model "
+                              "must be given (no default is assumed)")
+    inner = raw.get("text_config")
+    if isinstance(inner, dict) and isinstance(inner.get("model_type"), str):
+        check_config_fields(inner, f"{where}: text_config")
+
+
+def _text_part(config: Any) -> Any:
+    inner = getattr(config, "text_config", None)
+    return inner if inner is not None and hasattr(inner, "num_hidden_layers") else config
+
+
+def _field_name(config: Any, name: str) -> str:
+    return (getattr(config, "attribute_map", {}) or {}).get(name, name)
+
+
+def check_config(config: Any, where: str) -> None:
+    """ConfigError naming ``where`` and the field unless ``config`` (a transformers config) is
+    possible and within :mod:`irene.limits`: sizes positive integers under their bound, the
+    attention heads dividing the hidden size (without an explicit ``head_dim``), key-value
+    heads dividing the heads, experts per token at most the experts, a parameter count under
+    :data:`~irene.limits.MAX_PARAMETERS`, ``quantization_config`` an object. Cheap: nothing is
+    built."""
+    from irene import limits
+
+    c = _text_part(config)
+    sizes: dict[str, int] = {}
+    for name, bound in _SIZE_LIMITS.items():
+        value = getattr(c, name, None)
+        if value is None:
+            continue
+        limit = getattr(limits, bound)
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
+            raise ConfigError(f"{where}: field {_field_name(c, name)!r} must be an integer from "
+                              f"1 to {limit}, got {value!r}")
+        sizes[name] = value
+    experts = _count(c, _EXPERT_FIELDS, where)
+    top_k = _count(c, _TOP_K_FIELDS, where)
+    hidden, heads = sizes.get("hidden_size"), sizes.get("num_attention_heads")
+    if hidden and heads and "head_dim" not in sizes and hidden % heads:
+        raise ConfigError(f"{where}: field {_field_name(c, 'num_attention_heads')!r}: "
+                          f"{heads} heads do not divide the hidden size {hidden}")
+    kv = sizes.get("num_key_value_heads")
+    if kv and heads and heads % kv:
+        raise ConfigError(f"{where}: field 'num_key_value_heads': {kv} key-value heads do not "
+                          f"divide the {heads} attention heads")
+    if experts and top_k > experts:
+        raise ConfigError(f"{where}: field 'num_experts_per_tok': {top_k} experts per token "
+                          f"but only {experts} experts")
+    quant = getattr(config, "quantization_config", None)
+    if quant is not None and not isinstance(quant, dict) and not hasattr(quant, "to_dict"):
+        raise ConfigError(f"{where}: field 'quantization_config' must be an object, got "
+                          f"{type(quant).__name__}")
+    params = approx_parameters(config)
+    if params > limits.MAX_PARAMETERS:
+        raise ConfigError(f"{where}: about {params:.3g} parameters, more than the "
+                          f"{limits.MAX_PARAMETERS:.0e} irene accepts (check the sizes)")
+
+
+def _count(config: Any, names: tuple[str, ...], where: str) -> int:
+    """The first of ``names`` the config sets (an expert count: 0 to MAX_EXPERTS), else 0."""
+    from irene.limits import MAX_EXPERTS
+
+    for name in names:
+        value = getattr(config, name, None)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_EXPERTS:
+            raise ConfigError(f"{where}: field {_field_name(config, name)!r} must be an integer "
+                              f"from 0 to {MAX_EXPERTS}, got {value!r}")
+        return value
+    return 0
+
+
+def approx_parameters(config: Any) -> float:
+    """About how many parameters ``config`` declares (embeddings, attention and feed-forward
+    or routed experts of every layer), from its sizes alone — an upper-bound check before
+    anything is built, not the exact count (:func:`parameter_count`)."""
+    c = _text_part(config)
+
+    def size(*names: str, default: int = 0) -> int:
+        for name in names:
+            value = getattr(c, name, None)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+        return default
+
+    hidden = size("hidden_size", default=1)
+    ffn = size("moe_intermediate_size", "intermediate_size", "n_inner", default=4 * hidden)
+    experts = max(1, size(*_EXPERT_FIELDS, default=1))
+    per_layer = 4.0 * hidden * hidden + 3.0 * hidden * ffn * experts
+    return size("num_hidden_layers", default=1) * per_layer + 2.0 * size("vocab_size") * hidden
 
 
 def torch_dtype(dtype: str | torch.dtype) -> torch.dtype:
