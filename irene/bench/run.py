@@ -218,7 +218,7 @@ def load_model(name_or_path: str, *, device: str = "cpu",
     ``config.json`` without weights) is built from its config with random weights drawn with
     ``seed``. Nothing is looked up on the Hub.
     """
-    from irene.tracing.registry import UnknownModelError, load_config
+    from irene.tracing.registry import UnknownModelError, check_weights_fit, load_config
 
     path = Path(name_or_path).expanduser()
     try:
@@ -227,10 +227,16 @@ def load_model(name_or_path: str, *, device: str = "cpu",
         raise BenchModelError(str(exc)) from exc
     config.use_cache = False
     cls = lm_class(config)
+    check_weights_fit(config, 4, name_or_path)
     if has_weights(path):
-        model, info = cls.from_pretrained(str(path), config=config, local_files_only=True,
-                                          attn_implementation="eager", dtype=torch.float32,
-                                          trust_remote_code=False, output_loading_info=True)
+        try:  # pickled .bin files are read with torch.load(weights_only=True): nothing runs
+            model, info = cls.from_pretrained(str(path), config=config, local_files_only=True,
+                                              attn_implementation="eager", dtype=torch.float32,
+                                              trust_remote_code=False, output_loading_info=True)
+        except Exception as exc:  # corrupt safetensors, refused pickles, wrong shapes, ...
+            raise BenchModelError(f"{path}: the weights cannot be loaded: "
+                                  f"{' '.join(str(exc).split())[:300] or type(exc).__name__}") \
+                from exc
         missing = list(info.get("missing_keys") or [])
         weights = f"weights from {path}"
         if missing:

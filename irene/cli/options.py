@@ -187,13 +187,13 @@ def load_config(path: str | None, overrides: Sequence[str] = (),
     """The predictor class name and its settings from a JSON file (``"estimator"`` key allowed),
     ``KEY=VALUE`` overrides (values are JSON; a bare word is taken as a string) and the
     ``--estimator`` flag, checked: UserError naming the file or option."""
-    from irene.files import read_small_text
+    from irene.files import loads_json, read_small_text
     from irene.model import ESTIMATORS
 
     config: dict[str, Any] = {}
     if path:
         try:
-            config = json.loads(read_small_text(path))
+            config = loads_json(read_small_text(path))
         except OSError as exc:
             raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from exc
         except json.JSONDecodeError as exc:
@@ -223,8 +223,10 @@ def load_config(path: str | None, overrides: Sequence[str] = (),
 def _json_or_word(text: str, key: str) -> Any:
     """``--set`` value: JSON, or a bare word (``leaf_fit=log``) as a string. A bare word that is
     a feature set given where a list is expected gets a hint."""
+    from irene.files import loads_json
+
     try:
-        return json.loads(text)
+        return loads_json(text)
     except json.JSONDecodeError:
         if key in ("feature_sets", "leaf_features") and text.isidentifier() \
                 and text not in ("auto", "all"):
@@ -234,6 +236,8 @@ def _json_or_word(text: str, key: str) -> Any:
             raise UserError(f"--set {key}={text}: not valid JSON (quote strings and lists as "
                             "JSON)") from None
         return text
+    except ValueError as exc:  # nested too deeply
+        raise UserError(f"--set {key}=...: {exc}") from None
 
 
 def read_input_trees(name: str, *, announce_synthetic: bool = True) -> list[Tree]:

@@ -43,12 +43,12 @@ def bench_sections(paths: list[str]) -> list[str]:
 
     from irene.bench.report import bench_section_html
     from irene.bench.run import BenchRun
-    from irene.files import read_small_text
+    from irene.files import loads_json, read_small_text
 
     sections = []
     for path in paths:
         try:
-            run = BenchRun.from_dict(json.loads(read_small_text(path)))
+            run = BenchRun.from_dict(loads_json(read_small_text(path)))
         except OSError as exc:
             raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from exc
         except json.JSONDecodeError as exc:

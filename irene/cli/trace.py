@@ -79,10 +79,16 @@ def _open_meter(args: argparse.Namespace):  # -> Meter | None
 
 def run(args: argparse.Namespace) -> int:
     from irene.files import exclusive_lock
+    from irene.tracing.registry import check_call_size
     from irene.tree import check_appendable, repair_torn_tail
 
     phase_options(args)  # checks --optimizer against --phase before anything is written
     todo_all = combinations(args)
+    for batch_size, seq_len, context_len in todo_all:  # the token bound, before any work
+        try:
+            check_call_size(None, batch_size, seq_len, context_len, allocates=False)
+        except ValueError as exc:
+            raise UserError(str(exc)) from exc
     check_appendable(args.output, "trace")
     protocol = _protocol(args)
     if args.device.startswith("cuda") and not args.no_timing:  # features only: meta device

@@ -26,7 +26,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load, save
 
-from irene.files import check_replaceable_dir, directory_unit, read_small_text
+from irene.files import check_replaceable_dir, directory_unit, loads_json, read_small_text
 from irene.model.state import TrainingData
 
 if TYPE_CHECKING:
@@ -93,7 +93,7 @@ def is_model_directory(directory: Path) -> bool:
     if not names <= set(MODEL_FILES) or CONFIG_FILE not in names:
         return False
     try:
-        meta = json.loads(read_small_text(directory / CONFIG_FILE))
+        meta = loads_json(read_small_text(directory / CONFIG_FILE))
     except (OSError, ValueError):
         return False
     return isinstance(meta, dict) and meta.get("format") == FORMAT_NAME
@@ -105,7 +105,7 @@ def is_model_directory(directory: Path) -> bool:
 
 def _read_meta(path: Path) -> dict[str, Any]:
     try:
-        meta = json.loads(read_small_text(path))
+        meta = loads_json(read_small_text(path))
     except FileNotFoundError as exc:
         raise ModelFormatError(f"{path}: missing (not a model directory written by irene)") from exc
     except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError are ValueErrors

@@ -149,10 +149,14 @@ def estimate_serving(model: str, *, gpu: str = "H100", num_gpus: int | None = No
     """Estimate serving ``model`` with vLLM on ``num_gpus`` × ``gpu`` at ``concurrency``
     sequences decoded together, requests of ``prompt_len`` prompt and ``new_tokens`` output
     tokens (see the module docstring)."""
+    from irene.limits import MAX_DIMENSION
+
     for label, value, low in (("concurrency", concurrency, 1), ("prompt length", prompt_len, 0),
                               ("new tokens", new_tokens, 1)):
-        if not isinstance(value, (int, float)) or not math.isfinite(value) or value < low:
-            raise ServingEstimateError(f"{label} must be a number >= {low}, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or not low <= value <= MAX_DIMENSION:
+            raise ServingEstimateError(f"{label} must be a number from {low} to "
+                                       f"{MAX_DIMENSION}, got {value!r}")
     try:
         spec = gpu_spec(gpu)
     except KeyError as exc:

@@ -35,9 +35,21 @@ GPUS: dict[str, GpuSpec] = {
 }
 
 
+#: the form-factor suffixes that name the parts of :data:`GPUS` (``H100``, ``H100-SXM``,
+#: ``h100 sxm5``); any other variant (PCIe, NVL, ...) differs in power and bandwidth
+SXM_SUFFIXES = ("", "SXM", "SXM4", "SXM5", "SXM6")
+
+
 def gpu_spec(name: str) -> GpuSpec:
-    """The spec of ``name`` (case-insensitive; ``H100-SXM`` and ``h100`` both work)."""
-    key = name.strip().upper().split("-")[0].split(" ")[0]
+    """The spec of ``name`` (case-insensitive; ``H100-SXM`` and ``h100`` both work). KeyError
+    for an unknown GPU, and for a variant other than the SXM part listed (``H100-PCIe``,
+    ``H100 NVL``): never answered silently with another part's data sheet."""
+    text = " ".join(name.strip().upper().replace("_", " ").replace("-", " ").split())
+    key, _, variant = text.partition(" ")
     if key not in GPUS:
         raise KeyError(f"unknown GPU {name!r} (known: {', '.join(GPUS)})")
+    if variant.replace(" ", "") not in SXM_SUFFIXES:
+        raise KeyError(f"GPU {name!r}: only the SXM part of the {key} is known (its data sheet "
+                       f"and measurements); the {variant.lower()} variant differs in power and "
+                       f"bandwidth and is not estimated: give --gpu {key} for the SXM part")
     return GPUS[key]

@@ -85,7 +85,7 @@ def save_predictor(predictor: ServingPredictor, path: str | Path) -> str:
 
 def load_predictor(path: str | Path | None = None) -> ServingPredictor:
     """Read and check a predictor file (default: the shipped one, digest-checked)."""
-    from irene.files import read_small_text
+    from irene.files import loads_json, read_small_text
 
     shipped = path is None
     path = Path(SHIPPED_PATH if path is None else path)
@@ -101,7 +101,7 @@ def load_predictor(path: str | Path | None = None) -> ServingPredictor:
                                    "irene/serving/predictor.py (modified or damaged); reinstall "
                                    "irene or refit with scripts/fit_serving_predictor.py")
     try:
-        content = json.loads(text)
+        content = loads_json(text)
     except ValueError as exc:
         raise PredictorFormatError(f"{path}: not valid JSON ({exc})") from exc
     predictor = _parse(content, str(path))

@@ -288,7 +288,7 @@ def prepare_step(model: PreTrainedModel, phase: str, batch_size: int, seq_len: i
     from irene.tracing.trace import make_inputs
 
     check_phase(phase, seq_len, context_len)
-    inputs = make_inputs(model, batch_size, seq_len, seed=seed)
+    inputs = make_inputs(model, batch_size, seq_len, seed=seed, context_len=context_len)
     if phase not in CACHED_PHASES:
         return Step(phase, inputs)
     config = model.config

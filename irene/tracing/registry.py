@@ -406,6 +406,62 @@ def _count(config: Any, names: tuple[str, ...], where: str) -> int:
     return 0
 
 
+def check_weights_fit(config: Any, bytes_per_weight: float, where: str) -> None:
+    """ConfigError unless the weights of ``config`` (about :func:`approx_parameters` x
+    ``bytes_per_weight`` bytes) fit in this machine's memory: checked before a model is built
+    with real weights (the meta device needs none)."""
+    need = approx_parameters(config) * bytes_per_weight
+    have = physical_memory()
+    if have and need > have:
+        raise ConfigError(f"{where}: its weights need about {need / 1e9:.3g} GB, more than this "
+                          f"machine's {have / 1e9:.3g} GB of memory; trace features only "
+                          "(--no-timing: the meta device, no weights) or a smaller model")
+
+
+def check_call_size(config: Any, batch_size: int, seq_len: int, context_len: int = 0, *,
+                    allocates: bool = True) -> None:
+    """ValueError (one line naming the sizes) unless one call of ``batch_size`` sequences of
+    ``seq_len`` new tokens after ``context_len`` cached ones is within :mod:`irene.limits`:
+    each size at most MAX_DIMENSION, the tokens at most MAX_TOKENS_PER_CALL and, when the call
+    ``allocates`` real tensors (not the meta device), its largest activation (tokens x width,
+    or the attention scores batch x heads x seq x (seq + context)) at most
+    MAX_ACTIVATION_ELEMENTS. Checked before any input is allocated."""
+    from irene import limits
+
+    for label, value, low in (("batch size", batch_size, 1), ("sequence length", seq_len, 1),
+                              ("context length", context_len, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) \
+                or not low <= value <= limits.MAX_DIMENSION:
+            raise ValueError(f"{label} must be an integer from {low} to {limits.MAX_DIMENSION}, "
+                             f"got {value!r}")
+    tokens = batch_size * (seq_len + context_len)
+    if tokens > limits.MAX_TOKENS_PER_CALL:
+        raise ValueError(f"batch size {batch_size} x {seq_len + context_len} tokens = {tokens} "
+                         f"tokens in one call, more than the {limits.MAX_TOKENS_PER_CALL} irene "
+                         "traces")
+    if not allocates:
+        return
+    c = _text_part(config)
+    width = max(int(getattr(c, n, 0) or 0) for n in ("hidden_size", "intermediate_size"))
+    heads = int(getattr(c, "num_attention_heads", 0) or 0)
+    elements = max(batch_size * seq_len * max(width, 1),
+                   batch_size * heads * seq_len * (seq_len + context_len))
+    if elements > limits.MAX_ACTIVATION_ELEMENTS:
+        raise ValueError(f"batch size {batch_size} x sequence length {seq_len}"
+                         f"{f' (+ {context_len} cached)' if context_len else ''}: one activation "
+                         f"would hold {elements:.3g} values, more than the "
+                         f"{limits.MAX_ACTIVATION_ELEMENTS:.3g} irene allocates; use smaller "
+                         "sizes, or trace features only (--no-timing)")
+
+
+def physical_memory() -> int:
+    """Bytes of physical memory of this machine (0 when unknown)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return 0
+
+
 def approx_parameters(config: Any) -> float:
     """About how many parameters ``config`` declares (embeddings, attention and feed-forward
     or routed experts of every layer), from its sizes alone — an upper-bound check before
@@ -453,8 +509,13 @@ def build_model(name_or_path: str | PretrainedConfig, *, attn: str = "eager",
 
     if attn not in ATTN_IMPLEMENTATIONS:
         raise ValueError(f"attn must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, got {attn!r}")
+    where = str(name_or_path) if isinstance(name_or_path, (str, os.PathLike)) \
+        else str(getattr(name_or_path, "name_or_path", "") or type(name_or_path).__name__)
     config = load_config(name_or_path, hub=hub) if isinstance(name_or_path, (str, os.PathLike)) \
         else name_or_path
+    check_config(config, where)
+    if str(device) != "meta":
+        check_weights_fit(config, torch.empty((), dtype=torch_dtype(dtype)).element_size(), where)
     config.use_cache = False
     if str(device) == "meta":
         with torch.device("meta"):

@@ -34,7 +34,12 @@ from irene.tracing.meta import (
     is_value_dependent_error,
     meta_shims,
 )
-from irene.tracing.registry import build_model, max_sequence_length, torch_dtype
+from irene.tracing.registry import (
+    build_model,
+    check_call_size,
+    max_sequence_length,
+    torch_dtype,
+)
 from irene.tracing.schemas import TraceSchema, trace_rules
 from irene.tree import Tree, TreeKey, tree_key
 
@@ -58,12 +63,16 @@ COUNTING = {
 
 
 def make_inputs(model: PreTrainedModel, batch_size: int, seq_len: int, *,
-                seed: int = 0) -> dict[str, Any]:
-    """Random token ids (batch_size x seq_len) for the model, on its device (fixed seed)."""
+                seed: int = 0, context_len: int = 0) -> dict[str, Any]:
+    """Random token ids (batch_size x seq_len) for the model, on its device (fixed seed);
+    ValueError before anything is allocated when the call (with ``context_len`` cached tokens)
+    is beyond :func:`irene.tracing.registry.check_call_size`."""
     if batch_size < 1 or seq_len < 1:
         raise ValueError(f"batch size and sequence length must be >= 1, got {batch_size}, "
                          f"{seq_len}")
     config = model.config
+    device = next(model.parameters()).device
+    check_call_size(config, batch_size, seq_len, context_len, allocates=device.type != "meta")
     limit = max_sequence_length(config)
     if limit is not None and seq_len > limit:
         raise ValueError(f"sequence length {seq_len} exceeds the {limit} positions of "
@@ -71,7 +80,6 @@ def make_inputs(model: PreTrainedModel, batch_size: int, seq_len: int, *,
     vocab = int(getattr(config, "vocab_size", 0) or 2)
     generator = torch.Generator().manual_seed(seed)
     ids = torch.randint(1 if vocab > 1 else 0, vocab, (batch_size, seq_len), generator=generator)
-    device = next(model.parameters()).device
     inputs: dict[str, Any] = {"input_ids": ids.to(device)}
     if getattr(config, "is_encoder_decoder", False):
         inputs["decoder_input_ids"] = inputs["input_ids"]

@@ -152,12 +152,17 @@ def build_training_model(name_or_config: str | PretrainedConfig, *, attn: str = 
     """The model of ``name_or_config`` with its language-modelling head (see the module doc),
     random weights (``seed``), in eval mode (no dropout), on ``device`` (``"meta"``: shapes
     only) and ``dtype``, every parameter requiring gradients."""
-    from irene.tracing.registry import ATTN_IMPLEMENTATIONS
+    from irene.tracing.registry import ATTN_IMPLEMENTATIONS, check_config, check_weights_fit
 
     if attn not in ATTN_IMPLEMENTATIONS:
         raise ValueError(f"attn must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, got {attn!r}")
     config = load_config(name_or_config, hub=hub) if isinstance(name_or_config, str) \
         else copy.deepcopy(name_or_config)
+    where = name_or_config if isinstance(name_or_config, str) else config.model_type
+    check_config(config, where)
+    if device != "meta":  # weights, gradients and two optimiser states
+        check_weights_fit(config, 4 * torch.empty((), dtype=torch_dtype(dtype)).element_size(),
+                          where)
     config.use_cache = False
     head = _loss_head_class(config)
     with torch.random.fork_rng(devices=[]):
