@@ -367,8 +367,18 @@ def _parse_node(obj: Any, ctx: dict, seen_ids: set[str], path: str,
     if children and values["type"] == "ml":
         raise TreeFormatError("an 'ml' node must be a leaf, this one has children",
                               field="child_nodes_obj", scope=scope, **ctx)
+    listed = obj.get("child_nodes")
+    if listed is not None and listed != [c.scope for c in children]:
+        raise TreeFormatError(f"lists {_short(listed)} but the node's children "
+                              f"(child_nodes_obj) are {_short([c.scope for c in children])}",
+                              field="child_nodes", scope=scope, **ctx)
     extra = {k: v for k, v in obj.items() if k not in _KNOWN_NODE_KEYS}
     return Node(features=features, children=children, extra=extra, **values, **energies)
+
+
+def _short(value: Any) -> str:
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**100 else "a huge number"
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _check_place(values: dict, parent: tuple[str, int] | None, ctx: dict) -> None:

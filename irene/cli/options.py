@@ -64,9 +64,11 @@ def context_length(text: str) -> int:
 
 
 def _int_between(text: str, low: int, high: int) -> int:
-    value = _int_at_least(text, low, f"must be an integer from {low} to {high}")
+    message = f"must be a positive integer (at most {high})" if low == 1 else \
+        f"must be an integer from {low} to {high}"
+    value = _int_at_least(text, low, message)
     if value > high:
-        raise argparse.ArgumentTypeError(f"must be an integer from {low} to {high}, got {text}")
+        raise argparse.ArgumentTypeError(f"{message}, got {text}")
     return value
 
 
@@ -96,8 +98,8 @@ def int_list(text: str) -> list[int]:
     from irene.limits import MAX_DIMENSION
 
     if not values or any(not 1 <= v <= MAX_DIMENSION for v in values):
-        raise argparse.ArgumentTypeError(f"expected integers from 1 to {MAX_DIMENSION}, got "
-                                         f"{text!r}")
+        raise argparse.ArgumentTypeError(f"expected positive integers (at most "
+                                         f"{MAX_DIMENSION}), got {text!r}")
     return values
 
 

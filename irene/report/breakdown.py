@@ -43,21 +43,22 @@ def energy_source(tree: Tree, prefer: str = "auto") -> Source:
         raise ValueError(f"energy source must be auto, predicted or measured, got {prefer!r}")
     candidates: tuple[Source, ...] = (
         ("predicted", "measured") if prefer == "auto" else (prefer,))  # type: ignore[assignment]
+    nodes = list(tree.nodes())
+    missing = {s: [n for n in nodes if getattr(n, SOURCE_FIELDS[s]) is None]
+               for s in candidates}
     for source in candidates:
-        if _first_missing(tree, source) is None:
+        if not missing[source]:
             return source
-    missing = _first_missing(tree, candidates[0])
-    assert missing is not None
+    where = f"{tree.source}{'' if tree.line is None else f':{tree.line}'}: tree {tree.label!r}"
+    partial = [s for s in candidates if len(missing[s]) < len(nodes)]
+    if partial:  # name the node where the energy the tree does carry is missing
+        source = min(partial, key=lambda s: len(missing[s]))
+        lacking = missing[source]
+        raise ValueError(f"{where} has {SOURCE_FIELDS[source]} on some nodes but not on node "
+                         f"{lacking[0].scope!r} ({len(lacking)} of {len(nodes)} nodes lack it)")
     wanted = " or ".join(SOURCE_FIELDS[s] for s in candidates)
-    raise ValueError(
-        f"{tree.source}{'' if tree.line is None else f':{tree.line}'}: tree "
-        f"{tree.label!r} has no {wanted} on node {missing.scope!r}"
-        + (" (run `irene predict` first)" if "predicted" in candidates else ""))
-
-
-def _first_missing(tree: Tree, source: Source) -> Node | None:
-    name = SOURCE_FIELDS[source]
-    return next((n for n in tree.nodes() if getattr(n, name) is None), None)
+    raise ValueError(f"{where} has no {wanted} on node {nodes[0].scope!r} nor on any other"
+                     + (" (run `irene predict` first)" if "predicted" in candidates else ""))
 
 
 def node_energy(node: Node, source: Source) -> float:
