@@ -229,14 +229,7 @@ def load_model(name_or_path: str, *, device: str = "cpu",
     cls = lm_class(config)
     check_weights_fit(config, 4, name_or_path)
     if has_weights(path):
-        try:  # pickled .bin files are read with torch.load(weights_only=True): nothing runs
-            model, info = cls.from_pretrained(str(path), config=config, local_files_only=True,
-                                              attn_implementation="eager", dtype=torch.float32,
-                                              trust_remote_code=False, output_loading_info=True)
-        except Exception as exc:  # corrupt safetensors, refused pickles, wrong shapes, ...
-            raise BenchModelError(f"{path}: the weights cannot be loaded: "
-                                  f"{' '.join(str(exc).split())[:300] or type(exc).__name__}") \
-                from exc
+        model, info = _load_weights(cls, path, config)
         missing = list(info.get("missing_keys") or [])
         weights = f"weights from {path}"
         if missing:
@@ -249,6 +242,31 @@ def load_model(name_or_path: str, *, device: str = "cpu",
         weights = f"random weights (seed {seed}): fidelity compares functions, not task accuracy"
     model = model.to(device=device, dtype=torch.float32).eval()
     return model, weights
+
+
+def _load_weights(cls: Any, path: Path, config: Any) -> tuple[nn.Module, dict[str, Any]]:
+    """``cls.from_pretrained`` of a local directory; BenchModelError (one line) when the weights
+    cannot be loaded: a corrupt safetensors file, wrong shapes, or a pickled ``.bin`` holding
+    more than tensors (read with ``torch.load(weights_only=True)``: refused, nothing in it
+    runs). The loader's warnings are shown only when the load succeeds."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            loaded = cls.from_pretrained(str(path), config=config, local_files_only=True,
+                                         attn_implementation="eager", dtype=torch.float32,
+                                         trust_remote_code=False, output_loading_info=True)
+        except Exception as exc:  # transformers, safetensors and torch raise many kinds
+            text = " ".join(str(exc).split()) or type(exc).__name__
+            if "weights_only" in text or "Weights only load failed" in text:
+                text = ("a pickled checkpoint holding more than tensors: refused, nothing in it "
+                        "was run (convert it to safetensors)")
+            raise BenchModelError(f"{path}: the weights cannot be loaded: {text[:300]}") \
+                from exc
+    for item in caught:
+        warnings.warn_explicit(item.message, item.category, item.filename, item.lineno)
+    return loaded
 
 
 def make_bench_inputs(model: nn.Module, batch_size: int, seq_len: int) -> dict[str, Any]:

@@ -511,7 +511,8 @@ def build_model(name_or_path: str | PretrainedConfig, *, attn: str = "eager",
         raise ValueError(f"attn must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, got {attn!r}")
     where = str(name_or_path) if isinstance(name_or_path, (str, os.PathLike)) \
         else str(getattr(name_or_path, "name_or_path", "") or type(name_or_path).__name__)
-    config = load_config(name_or_path, hub=hub) if isinstance(name_or_path, (str, os.PathLike)) \
+    config = load_config(os.fspath(name_or_path), hub=hub) \
+        if isinstance(name_or_path, (str, os.PathLike)) \
         else name_or_path
     check_config(config, where)
     if str(device) != "meta":
