@@ -27,7 +27,8 @@ MAX_VOCAB = 1 << 23
 MAX_EXPERTS = 1 << 12
 MAX_PARAMETERS = 10**13
 
-#: campaign plans: the most trees one plan may make (counted before the grid is expanded), and
+#: campaign plans and trace sweeps: the most trees one plan or one ``irene trace`` may make
+#: (counted before the grid is expanded), and
 #: the most YAML nodes its document may hold once aliases are expanded ("billion laughs")
 MAX_PLAN_ITEMS = 10_000
 MAX_YAML_NODES = 100_000
@@ -35,8 +36,9 @@ MAX_YAML_NODES = 100_000
 #: JSON files (trees, configs, predictors): integers longer than this many digits are read as
 #: infinite (so the field's range check names them) instead of Python's int-digit ValueError
 MAX_INT_DIGITS = 400
-#: trees files: the longest line (characters) and the most blank lines accepted
-MAX_LINE_CHARS = 1 << 28
+#: trees files: the longest line (characters; also the most characters of all blank lines
+#: together) and the most blank lines accepted (a tree of a 126-layer LLM is ~2 MB)
+MAX_LINE_CHARS = 1 << 26
 MAX_BLANK_LINES = 10_000
 
 #: command-line minutes (budgets) and seconds beyond any real run

@@ -447,7 +447,7 @@ def iter_trees(path: str | os.PathLike) -> Iterator[Tree]:
     except OSError as exc:
         raise TreeFormatError(f"cannot open: {exc.strerror or exc}", source=source) from exc
     with handle:
-        number = blank = 0
+        number = blank = blank_chars = 0
         while True:
             try:
                 text = handle.readline(MAX_LINE_CHARS + 1)
@@ -462,9 +462,11 @@ def iter_trees(path: str | os.PathLike) -> Iterator[Tree]:
                                       "tree", source=source, line=number)
             if not text.strip():
                 blank += 1
-                if blank > MAX_BLANK_LINES:
-                    raise TreeFormatError(f"more than {MAX_BLANK_LINES} blank lines: not a "
-                                          "trees file", source=source, line=number)
+                blank_chars += len(text)
+                if blank > MAX_BLANK_LINES or blank_chars > MAX_LINE_CHARS:
+                    raise TreeFormatError(f"more than {MAX_BLANK_LINES} blank lines or "
+                                          f"{MAX_LINE_CHARS} blank characters: not a trees "
+                                          "file", source=source, line=number)
                 continue
             try:
                 obj = loads_json(text)

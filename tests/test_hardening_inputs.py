@@ -327,3 +327,26 @@ def test_bench_weights_that_cannot_load_are_one_line(tmp_path, capsys):
     refused(["bench", str(planted), "--seq-len", "8"], capsys, str(planted),
             "nothing in it was run")
     assert not ran.exists()
+
+
+def test_a_trace_sweep_is_counted_before_it_is_expanded(tmp_path, capsys):
+    out = tmp_path / "o.jsonl"
+    many = ",".join(str(n) for n in range(1, 20_001))
+    refused(["trace", "gpt2", "-o", str(out), "--no-timing", "--batch-sizes", many,
+             "--seq-lens", many], capsys, "400000000 trees", str(limits.MAX_PLAN_ITEMS))
+    assert not out.exists()
+
+
+def test_blank_lines_of_spaces_are_bounded_in_characters_too(tmp_path):
+    spaces = tmp_path / "spaces.jsonl.gz"
+    spaces.write_bytes(gzip.compress((b" " * (1 << 20) + b"\n") * 80))  # 80 MiB of nothing
+    with pytest.raises(TreeFormatError, match="spaces.jsonl.gz:64: more than"):
+        read_trees(spaces)
+
+
+def test_a_plan_naming_an_incomplete_config_is_refused(tmp_path, capsys):
+    model = config_dir(tmp_path, {k: v for k, v in LLAMA.items() if k != "hidden_size"})
+    bad = plan(tmp_path, f"models: [{model}]\ngrid: {{batch_sizes: [1], seq_lens: [8]}}\n"
+                         "timing: false\n")
+    refused(["run", str(bad), "--dry-run"], capsys, f"{bad}:3: models[0]",
+            "'hidden_size' missing")

@@ -12,6 +12,7 @@ from pathlib import Path
 from irene.cli import UserError
 from irene.cli.options import add_trace_options, dimension, int_list
 from irene.cli.phases import add_phase_arguments, phase_context_lens, phase_options
+from irene.limits import MAX_PLAN_ITEMS
 from irene.measure.options import add_measure_arguments, protocol_from_args
 
 
@@ -58,6 +59,10 @@ def combinations(args: argparse.Namespace) -> list[tuple[int, int, int]]:
     default_seq = 1 if args.phase == "decode" else 128
     seqs = args.seq_lens or [args.seq_len or default_seq]
     contexts = phase_context_lens(args)
+    count = len(set(batches)) * len(set(seqs)) * len(set(contexts))
+    if count > MAX_PLAN_ITEMS:  # counted before the sweep is expanded
+        raise UserError(f"--batch-sizes x --seq-lens x --context-lens make {count} trees, more "
+                        f"than the {MAX_PLAN_ITEMS} one sweep may make: split the sweep")
     return list(itertools.product(dict.fromkeys(batches), dict.fromkeys(seqs),
                                   dict.fromkeys(contexts)))
 

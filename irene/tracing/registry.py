@@ -244,7 +244,7 @@ def _find_config(name_or_path: str, *, hub: bool) -> PretrainedConfig:
 
     try:
         return AutoConfig.from_pretrained(name_or_path, trust_remote_code=False)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # network errors, and validation errors with no common base
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise _unknown(name_or_path, f"not built in, no such local path, Hub: {first}") from exc
 
@@ -476,9 +476,13 @@ def approx_parameters(config: Any) -> float:
         return default
 
     hidden = size("hidden_size", default=1)
+    heads = size("num_attention_heads", default=1)
+    head_dim = size("head_dim", default=max(1, hidden // heads))
+    kv_heads = size("num_key_value_heads", default=heads)
     ffn = size("moe_intermediate_size", "intermediate_size", "n_inner", default=4 * hidden)
     experts = max(1, size(*_EXPERT_FIELDS, default=1))
-    per_layer = 4.0 * hidden * hidden + 3.0 * hidden * ffn * experts
+    attention = 2.0 * hidden * head_dim * (heads + kv_heads)
+    per_layer = attention + 3.0 * hidden * ffn * experts
     return size("num_hidden_layers", default=1) * per_layer + 2.0 * size("vocab_size") * hidden
 
 
