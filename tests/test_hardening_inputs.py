@@ -350,3 +350,12 @@ def test_a_plan_naming_an_incomplete_config_is_refused(tmp_path, capsys):
                          "timing: false\n")
     refused(["run", str(bad), "--dry-run"], capsys, f"{bad}:3: models[0]",
             "'hidden_size' missing")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--batch-size", "1000000000"], "--batch-size must be at most"),
+    (["--batch-size", "1048576", "--seq-len", "1024"], "tokens in one call"),
+])
+def test_bench_sizes_are_bounded_before_the_model_is_built(args, needle, tmp_path, capsys):
+    model = gpt2_dir(tmp_path, "gpt2")
+    refused(["bench", str(model), *args], capsys, needle)

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from irene.cli import UserError
-from irene.cli.options import add_force_option, dimension
+from irene.cli.options import add_force_option
 from irene.measure.options import add_measure_arguments, protocol_from_args
 
 
@@ -38,9 +38,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="comma-separated variants; eager (the reference) is always "
                             "measured (default: %(default)s; also: random-init, a broken "
                             "control)")
-    bench.add_argument("--batch-size", type=dimension, default=1, help="sequences per inference "
+    bench.add_argument("--batch-size", type=int, default=1, help="sequences per inference "
                        "(default %(default)s)")
-    bench.add_argument("--seq-len", type=dimension, default=128, help="tokens per sequence "
+    bench.add_argument("--seq-len", type=int, default=128, help="tokens per sequence "
                        "(default %(default)s)")
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     add_measure_arguments(bench, default_runs=10, dedup=False)
@@ -67,9 +67,20 @@ def _variants(text: str) -> list[str]:
 
 
 def _check_sizes(args: argparse.Namespace) -> None:
+    """--batch-size and --seq-len from 1 to :data:`irene.limits.MAX_DIMENSION`, and their
+    product within the tokens one call may hold (checked before the model is built)."""
+    from irene.limits import MAX_DIMENSION
+    from irene.tracing.registry import check_call_size
+
     for value, flag in ((args.batch_size, "--batch-size"), (args.seq_len, "--seq-len")):
         if value is not None and value < 1:
             raise UserError(f"{flag} must be >= 1, got {value}")
+        if value is not None and value > MAX_DIMENSION:
+            raise UserError(f"{flag} must be at most {MAX_DIMENSION}, got {value}")
+    try:
+        check_call_size(None, args.batch_size, args.seq_len, allocates=False)
+    except ValueError as exc:
+        raise UserError(f"--batch-size x --seq-len: {exc}") from exc
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
