@@ -696,14 +696,14 @@ def _inspect_plain(path: Path, handle: IO[bytes]) -> TailRepair | None:
     cut = _after_last_newline(handle, size)
     handle.seek(cut)
     torn = handle.read()
-    complete, last_line = _check_intact(path, cut)
-    line = last_line + 1
     try:
         json.loads(torn)
     except (ValueError, RecursionError):
         pass
-    else:  # a complete line that only lacks its newline
+    else:  # a complete line that only lacks its newline: nothing is dropped
         return TailRepair(size, True, f"{path}: added the missing newline at the end")
+    complete, last_line = _check_intact(path, cut)
+    line = last_line + 1
     if not torn.lstrip().startswith(b"{"):
         raise TreeFormatError(f"ends in {len(torn)} bytes without a newline that are neither a "
                               "tree nor the start of one (not left by an interrupted write); "
