@@ -296,6 +296,24 @@ def test_a_good_cache_still_resumes(measured, tmp_path):
         [t.root.ground_truth_energy for t in read_trees(output)]
 
 
+def test_measurements_that_fail_the_checks_are_not_kept_for_reuse(tmp_path):
+    from irene.campaign.cache import CacheContext, CampaignCache
+    from irene.measure.protocol import Measurement
+
+    context = CacheContext(hardware="cpu", device_type="cpu", cpu_model="x", meter="simulated",
+                           meter_domains=("simulated",), protocol=())
+    path = tmp_path / "trees.measurements.json"
+    cache = CampaignCache(context, path)
+    times = {"time_s": 1e-3, "time_p10": 1e-3, "time_p90": 1e-3, "repeats": 1, "runs": 1}
+    zero = Measurement(**times, energy_j=0.0)  # e.g. <= 0 J after idle subtraction
+    good = Measurement(**times, energy_j=1e-3)
+    assert cache.get_or_measure("a", lambda: zero) is zero
+    assert cache.get_or_measure("b", lambda: good) is good
+    assert cache.add({"c": zero.to_dict(), "d": good.to_dict()}) == 1
+    cache.save()
+    assert CampaignCache.open(path, context).signatures() == {"b", "d"}
+
+
 # -- a model is replaced only after every check; a killed swap is recovered ------------------------
 
 def test_train_checks_predictions_before_replacing_the_model(data, tmp_path, capsys, monkeypatch):

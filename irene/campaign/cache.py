@@ -303,12 +303,16 @@ class CampaignCache(MeasurementCache):
 
     def add(self, entries: dict[str, dict[str, Any]]) -> int:
         """Merge measurements made elsewhere (a Ray worker's, as dicts); returns how many were
-        new."""
+        new. Like this process's own, one that fails :func:`measurement_from_dict` is not kept
+        for reuse (the tree it went into is checked when appended)."""
         new = 0
         for signature, entry in entries.items():
             if signature not in self._store:
-                self._store[signature] = measurement_from_dict(
-                    entry, where=f"a worker's measurement {signature!r}")
+                try:
+                    self._store[signature] = measurement_from_dict(
+                        entry, where=f"a worker's measurement {signature!r}")
+                except CacheFormatError:
+                    continue
                 new += 1
         if new:
             self.save_soon()
