@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from irene.campaign.cache import CacheMismatch, CampaignCache, cache_path
+from irene.campaign.cache import CacheError, CampaignCache, cache_path
 from irene.campaign.estimate import (
     PROFILES,
     Estimator,
@@ -129,7 +129,7 @@ def check_outputs(plan: Plan) -> None:
 def _no_partial_output(output: Path) -> Iterator[Callable[[], None]]:
     """On an error before anything was written, remove what the run created around the
     output (its lock file, directories it made). Yields ``wrote()``, to call once it has."""
-    from irene.files import resolve_output
+    from irene.files import lock_path, resolve_output
 
     target = resolve_output(output)
     missing = []
@@ -137,8 +137,8 @@ def _no_partial_output(output: Path) -> Iterator[Callable[[], None]]:
     while not parent.exists():
         missing.append(parent)
         parent = parent.parent
-    lock = target.parent / f".{target.name}.lock"
-    lock_existed = lock.exists()
+    lock = lock_path(target)
+    lock_existed = os.path.lexists(lock)
     state = {"wrote": False}
 
     def wrote() -> None:
@@ -290,7 +290,8 @@ def dry_run(plan: Plan, options: RunOptions | None = None) -> DryRunResult:
     budget_s = _budget_seconds(plan, options)
     estimator = Estimator(profile, plan.protocol, meter=plan.meter, timing=plan.timing,
                           planned=budget_s is not None)
-    done = {_loose(k) for k in keys_in_file(plan.output)} if plan.output.exists() else set()
+    done = {_loose(k) for k in keys_in_file(plan.output, torn_tail_ok=True)} \
+        if plan.output.exists() else set()
     host = HostInfo(hostname="", hardware="", device_type="", cpu_model="", meter="",
                     meter_domains=[], meter_window_s=0.0)
     ordered = priority_order(plan)
@@ -324,9 +325,12 @@ def _saved_signatures(output: Path) -> set[str]:
     path = cache_path(output)
     if not path.exists():
         return set()
-    from irene.campaign.cache import _read_cache_file
+    from irene.campaign.cache import CacheError, read_cache_file
 
-    return set(_read_cache_file(path)["entries"])
+    try:
+        return set(read_cache_file(path)[1])
+    except CacheError as exc:
+        raise CampaignError(str(exc)) from exc
 
 
 def _budget_seconds(plan: Plan, options: RunOptions) -> float | None:
@@ -523,7 +527,7 @@ def _open_cache(plan: Plan, host: HostInfo) -> CampaignCache | None:
     try:
         cache = CampaignCache.open(cache_path(plan.output), host.context(plan),
                                    enabled=plan.protocol.dedup)
-    except CacheMismatch as exc:
+    except CacheError as exc:  # another context, or not a valid cache
         raise CampaignError(str(exc)) from exc
     return cache
 
@@ -562,7 +566,7 @@ def _run_with_host(plan: Plan, options: RunOptions, executor: Any, host: HostInf
 
     ordered = priority_order(plan)
     keys = {item: item_key(item, plan, host) for item in ordered}
-    done = keys_in_file(plan.output)
+    done = keys_in_file(plan.output, torn_tail_ok=True)  # repaired under the lock below
     todo = [i for i in ordered if keys[i] not in done]
     cache = _open_cache(plan, host)
     walk = costs = None
