@@ -311,8 +311,11 @@ def test_replayed_attention_sees_the_cache_of_the_step_start():
         model(**step.inputs)
     record = next(r for r in capture.root.walk() if r.scope == "root.h.1.attn")
     args, kwargs = record.replay.args[-2:]
+    # the attention takes the cache as ``cache`` (transformers >= 5.x where it replaced
+    # ``past_key_values``) or ``past_key_values`` (earlier 5.x)
+    (name,) = [k for k, v in kwargs.items() if isinstance(v, StepCache)]
     with torch.no_grad():
-        reference = record.module(*args, **{**kwargs, "past_key_values": fresh})[0]
+        reference = record.module(*args, **{**kwargs, name: fresh})[0]
         for _ in range(2):
             assert torch.equal(record.replay()[0], reference)
             step.cache.layers[1].keys = step.cache.layers[1].keys * 2  # tamper with it
