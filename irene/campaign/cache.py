@@ -220,9 +220,10 @@ class CampaignCache(MeasurementCache):
         self._clock = clock
         self._last_save = clock()
         self._unsaved = False
-        #: the run log entry being written and its start (time.perf_counter()): its
-        #: ``seconds`` are brought up to date at every save, so a killed run's time counts
-        self.live_session: tuple[dict[str, Any], float] | None = None
+        #: the run log entry being written and the seconds since its run started (read on the
+        #: run's clock): its ``seconds`` are brought up to date at every save, so a killed
+        #: run's time counts
+        self.live_session: tuple[dict[str, Any], Callable[[], float]] | None = None
 
     # -- reading and saving ---------------------------------------------------------------
 
@@ -252,8 +253,8 @@ class CampaignCache(MeasurementCache):
 
     def to_dict(self) -> dict[str, Any]:
         if self.live_session is not None:
-            session, start = self.live_session
-            session["seconds"] = round(time.perf_counter() - start, 3)
+            session, elapsed = self.live_session
+            session["seconds"] = round(elapsed(), 3)
         return {"format": CACHE_FORMAT, "version": CACHE_VERSION,
                 "context": self.context.to_dict(), "sessions": self.sessions,
                 "entries": {str(k): m.to_dict() for k, m in self._store.items()}}

@@ -67,7 +67,9 @@ class RunOptions:
     """``budget_minutes``: stop before this wall time (None: no limit); ``ray``: None (this
     process), ``""`` (a local Ray instance) or a cluster address; ``mlflow``: None (off) or a
     tracking URI; ``progress``: show progress bars; ``on_event``: called with every Ray worker
-    event (dicts; for progress displays and tests)."""
+    event (dicts; for progress displays and tests); ``clock``: the run's one clock (seconds, a
+    monotonic counter; default ``time.perf_counter``): the budget, the time spent and the run
+    log all read it, so a test can give a fake one."""
 
     budget_minutes: float | None = None
     ray: str | None = None
@@ -75,6 +77,7 @@ class RunOptions:
     progress: bool = True
     on_event: Callable[[dict[str, Any]], None] | None = None
     stream: IO[str] | None = None
+    clock: Callable[[], float] = time.perf_counter
 
 
 @dataclass
@@ -285,7 +288,7 @@ def dry_run(plan: Plan, options: RunOptions | None = None) -> DryRunResult:
     its cache are left out (matched without the host-specific key fields).
     """
     options = options or RunOptions()
-    start = time.perf_counter()
+    start = options.clock()
     profile = choose_profile(plan)
     budget_s = _budget_seconds(plan, options)
     estimator = Estimator(profile, plan.protocol, meter=plan.meter, timing=plan.timing,
@@ -318,7 +321,7 @@ def dry_run(plan: Plan, options: RunOptions | None = None) -> DryRunResult:
     return DryRunResult(plan=plan, profile=profile, target_s=estimator.target_s,
                         items=estimates, done=len(ordered) - len(todo), known=len(known),
                         separate=sum(costs[i].unique for i in todo), campaign=campaign,
-                        budget_s=budget_s, planning_s=time.perf_counter() - start, notes=notes)
+                        budget_s=budget_s, planning_s=options.clock() - start, notes=notes)
 
 
 def _saved_signatures(output: Path) -> set[str]:
@@ -394,7 +397,8 @@ class _Session:
 
     def __init__(self, plan: Plan, keys: dict[PlanItem, TreeKey], cache: CampaignCache | None,
                  result: RunResult, *, walk: BudgetedRun | None,
-                 costs: CostBook | None, start: float, tracker: Any,
+                 costs: CostBook | None, start: float, clock: Callable[[], float],
+                 tracker: Any,
                  wrote: Callable[[], None], bar: Any, stream: IO[str],
                  on_event: Callable[[dict[str, Any]], None] | None,
                  session: dict[str, Any]) -> None:
@@ -402,12 +406,13 @@ class _Session:
         self.session = session
         self.warning_kinds: set[str] = set()
         self.cheapest: float | None = None  # the cheapest item's estimate seen so far (s)
-        self.walk, self.costs, self.start = walk, costs, start
+        self.walk, self.costs, self.start, self.clock = walk, costs, start, clock
         self.tracker, self.wrote, self.bar, self.stream = tracker, wrote, bar, stream
         self.on_event = on_event
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.start
+        """Seconds since the run started (the run's clock)."""
+        return self.clock() - self.start
 
     def take(self, item: PlanItem) -> bool:
         """Whether ``item`` fits in the time left (always without a budget). Once the time
@@ -499,7 +504,7 @@ def run_plan(plan: Plan, options: RunOptions | None = None) -> RunResult:
 
     options = options or RunOptions()
     stream = options.stream or sys.stderr
-    start = time.perf_counter()
+    start = options.clock()
     result = RunResult(output=plan.output)
     check_outputs(plan)
     tracker = Tracker(options.mlflow, plan)
@@ -517,7 +522,7 @@ def run_plan(plan: Plan, options: RunOptions | None = None) -> RunResult:
                            wrote, stream)
     finally:
         executor.close()
-    result.seconds = time.perf_counter() - start
+    result.seconds = options.clock() - start
     return result
 
 
@@ -533,7 +538,7 @@ def _open_cache(plan: Plan, host: HostInfo) -> CampaignCache | None:
 
 
 def _budget_walk(plan: Plan, todo: list[PlanItem], host: HostInfo, cache: CampaignCache | None,
-                 budget_s: float, start: float) -> tuple[BudgetedRun, CostBook]:
+                 budget_s: float, elapsed: Callable[[], float]) -> tuple[BudgetedRun, CostBook]:
     """A budget walk over the remaining items, whose costs are computed as they come;
     BudgetTooSmall when not one of them fits (items are tried in order until one does)."""
     profile = choose_profile(plan)
@@ -546,13 +551,13 @@ def _budget_walk(plan: Plan, todo: list[PlanItem], host: HostInfo, cache: Campai
     needs: dict[PlanItem, float] = {}
     for item in todo:
         needs[item] = probe.cost(item, costs[item])[0]
-        if needs[item] + time.perf_counter() - start <= budget_s:
+        if needs[item] + elapsed() <= budget_s:
             return BudgetedRun(estimator, budget_s=budget_s, known=known, pool_bytes=pool), costs
     cheapest = min(needs, key=needs.__getitem__)
     raise BudgetTooSmall(
         f"a budget of {budget_s / 60:.2f} min is too small for one tree: the cheapest remaining "
         f"one ({cheapest.label()}) needs about {needs[cheapest] / 60:.2f} min (estimate; "
-        f"{time.perf_counter() - start:.0f} s already spent starting and planning); nothing "
+        f"{elapsed():.0f} s already spent starting and planning); nothing "
         "was written")
 
 
@@ -571,7 +576,8 @@ def _run_with_host(plan: Plan, options: RunOptions, executor: Any, host: HostInf
     cache = _open_cache(plan, host)
     walk = costs = None
     if budget_s is not None and todo:
-        walk, costs = _budget_walk(plan, todo, host, cache, budget_s, start)
+        walk, costs = _budget_walk(plan, todo, host, cache, budget_s,
+                                   lambda: options.clock() - start)
     with exclusive_lock(plan.output):
         repaired = repair_torn_tail(plan.output)
         if repaired:
@@ -589,11 +595,12 @@ def _run_with_host(plan: Plan, options: RunOptions, executor: Any, host: HostInf
         session = _session_log(plan, host, executor.name, budget_s)
         if cache is not None:
             cache.sessions.append(session)
-            cache.live_session = (session, start)
+            cache.live_session = (session, lambda: options.clock() - start)
         tracker.start(host, len(ordered), result.already)
         bar = tqdm(total=len(todo), desc=f"campaign {plan.name}", unit="tree",
                    disable=not options.progress, file=stream)
         state = _Session(plan, keys, cache, result, walk=walk, costs=costs, start=start,
+                         clock=options.clock,
                          tracker=tracker, wrote=wrote, bar=bar, stream=stream,
                          on_event=options.on_event, session=session)
         status = "FAILED"
@@ -603,7 +610,7 @@ def _run_with_host(plan: Plan, options: RunOptions, executor: Any, host: HostInf
             result.retried = dict(getattr(executor, "retried", {}))
         finally:
             bar.close()
-            _close_session(session, cache, result, start)
+            _close_session(session, cache, result, options.clock() - start)
             if result.written or result.already:
                 _write_summary(plan, cache, result)
             tracker.finish(result, status, _artifacts(plan, result))
@@ -618,8 +625,9 @@ def _session_log(plan: Plan, host: HostInfo, mode: str, budget_s: float | None
 
 
 def _close_session(session: dict[str, Any], cache: CampaignCache | None, result: RunResult,
-                   start: float) -> None:
-    result.seconds = time.perf_counter() - start
+                   seconds: float) -> None:
+    """Close the run log entry: ``seconds`` since the run started, and what was done."""
+    result.seconds = seconds
     if cache is not None:
         result.measured, result.reused = cache.measured, cache.reused
     session.update(seconds=round(result.seconds, 3), trees=result.written,
