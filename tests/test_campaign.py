@@ -435,6 +435,27 @@ def test_budget_orders_work_and_stops_cleanly_then_resumes(tmp_path):
     assert rest.already == result.written and rest.written == 8 - result.written
 
 
+def test_budgeted_run_takes_a_later_cheaper_item_as_its_dry_run_does(tmp_path):
+    path = write_plan(tmp_path, models=["tiny/bert", "tiny/gpt2"],
+                      grid={"batch_sizes": [1, 2], "seq_lens": [4, 8]},
+                      protocol={"warmup": 0, "runs": 1, "min_run_seconds": 0.001},
+                      estimate={"profile": "h100-sxm"})
+    plan = load_plan(path)
+    ample = dry_run(plan, RunOptions(progress=False, budget_minutes=1e3))
+    seconds = [e.seconds for e in ample.items]
+    later = min(range(3, len(seconds)), key=seconds.__getitem__)
+    assert seconds[later] < seconds[2]  # the grid has a cheaper item after the third
+    budget_s = ample.profile.start_s + sum(seconds[:2]) + 0.5 * (seconds[later] + seconds[2])
+    planned = dry_run(plan, RunOptions(progress=False, budget_minutes=budget_s / 60))
+    fits = [e.item.label() for e in planned.items if e.take]
+    assert len(fits) > 2 and ample.items[2].item.label() not in fits
+    clock = WorkClock(planned.profile.start_s, {e.item.label(): e.seconds
+                                                for e in planned.items})
+    run_plan(plan, RunOptions(progress=False, budget_minutes=budget_s / 60, clock=clock,
+                              on_event=clock.on_event))
+    assert clock.written == fits  # a cheaper item after a deferred one is still taken
+
+
 def test_budget_too_small_for_one_tree_writes_nothing(tmp_path, capsys):
     path = write_plan(tmp_path)
     with pytest.raises(BudgetTooSmall, match="too small for one tree"):

@@ -405,7 +405,6 @@ class _Session:
         self.plan, self.keys, self.cache, self.result = plan, keys, cache, result
         self.session = session
         self.warning_kinds: set[str] = set()
-        self.cheapest: float | None = None  # the cheapest item's estimate seen so far (s)
         self.walk, self.costs, self.start, self.clock = walk, costs, start, clock
         self.tracker, self.wrote, self.bar, self.stream = tracker, wrote, bar, stream
         self.on_event = on_event
@@ -415,20 +414,13 @@ class _Session:
         return self.clock() - self.start
 
     def take(self, item: PlanItem) -> bool:
-        """Whether ``item`` fits in the time left (always without a budget). Once the time
-        left is less than the cheapest item seen, the rest are deferred without planning them
-        (planning takes time too)."""
+        """Whether ``item`` fits in the time left (always without a budget): the same walk as
+        the dry run's, item by item, so a later cheaper item that fits is still taken."""
         if self.walk is None or self.costs is None or self.walk.budget_s is None:
             return True
-        left = self.walk.budget_s - self.elapsed()
-        if self.cheapest is not None and left < self.cheapest:
-            self._defer(item)
-            return False
         if self.cache is not None:
             self.walk.known |= self.cache.signatures()
         decision = self.walk.decide(item, self.costs[item], self.elapsed())
-        self.cheapest = decision.seconds if self.cheapest is None else \
-            min(self.cheapest, decision.seconds)
         if not decision.take:
             self._defer(item)
         return decision.take
