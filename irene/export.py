@@ -76,11 +76,43 @@ def node_table_text(trees: Sequence[Tree], fmt: str) -> str:
         return "".join(json.dumps(row, allow_nan=False) + "\n" for row in rows)
     if fmt != "csv":
         raise ValueError(f"node table format must be csv or jsonl, not {fmt!r}")
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=list(COLUMNS), lineterminator="\n")
+    return csv_text(list(COLUMNS), rows)
+
+
+#: what a spreadsheet reads as the start of a formula (``=HYPERLINK(...)``, ``+cmd``, ``@SUM``,
+#: and a leading tab or carriage return, which some spreadsheets skip before one)
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_cell(value: Any) -> Any:
+    """A CSV cell that a spreadsheet shows as text, never runs as a formula: a string starting
+    with one of :data:`FORMULA_START` gets a leading ``'`` (OWASP's CSV-injection advice);
+    numbers are left as they are, None becomes an empty cell."""
+    if value is None:
+        return ""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
+def csv_text(fieldnames: Sequence[str], rows: Sequence[dict[str, Any]]) -> str:
+    """Rows as CSV text (a header, ``\\n`` line ends), every cell through
+    :func:`spreadsheet_cell`: the one way irene writes CSV."""
+    buffer = _LineFeeds()
+    # "\r\n" as the writer's line end makes it quote every cell holding a "\r" or a "\n" (with
+    # "\n" alone, Python 3.11 leaves a lone "\r" unquoted, which splits the row); rows then end
+    # in "\n"
+    writer = csv.DictWriter(buffer, fieldnames=list(fieldnames), lineterminator="\r\n")
     writer.writeheader()
-    writer.writerows({k: ("" if v is None else v) for k, v in row.items()} for row in rows)
+    writer.writerows({k: spreadsheet_cell(v) for k, v in row.items()} for row in rows)
     return buffer.getvalue()
+
+
+class _LineFeeds(io.StringIO):
+    """A text buffer that stores each CSV row (one ``write``) with ``\\n`` as its line end."""
+
+    def write(self, text: str) -> int:
+        return super().write(text[:-2] + "\n" if text.endswith("\r\n") else text)
 
 
 def write_node_table(trees: Sequence[Tree], path: str | os.PathLike) -> int:

@@ -22,9 +22,11 @@ from __future__ import annotations
 import copy
 import gzip
 import hashlib
+import io
 import json
 import math
 import os
+import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +36,8 @@ from irene.files import atomic_write, is_temp_name
 from irene.schema import ENERGY_FIELDS, FEATURE_FIELDS, NODE_TYPES, Schema, schema_of_meta
 
 __all__ = ["FEATURE_FIELDS", "NODE_TYPES", "Node", "Tree", "TreeFormatError", "TreeKey",
-           "append_tree", "atomic_write", "check_unique_keys", "iter_trees", "node_id",
+           "TailRepair", "append_tree", "atomic_write", "check_unique_keys", "inspect_tail",
+           "iter_trees", "node_id",
            "place_nodes", "read_tree_files", "read_trees", "repair_torn_tail", "require_energy",
            "tree_from_dict", "tree_key", "write_trees"]
 
@@ -70,6 +73,7 @@ class TreeFormatError(ValueError):
     def __init__(self, message: str, *, source: str = "<memory>", line: int | None = None,
                  field: str | None = None, scope: str | None = None) -> None:
         self.source, self.line, self.field, self.scope = source, line, field, scope
+        self.message = message
         where = source if line is None else f"{source}:{line}"
         parts = [where]
         if scope is not None:
@@ -288,7 +292,9 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _check_field(obj: dict, name: str, kind: type, ctx: dict, scope: str | None) -> Any:
+def check_field(obj: dict, name: str, kind: type, ctx: dict, scope: str | None) -> Any:
+    """``obj[name]`` checked to be a ``kind`` (float: a finite number; int: a whole number);
+    TreeFormatError naming the field (``ctx``: source and line) otherwise."""
     if name not in obj:
         raise TreeFormatError("missing field", field=name, scope=scope, **ctx)
     value = obj[name]
@@ -310,7 +316,7 @@ def _check_field(obj: dict, name: str, kind: type, ctx: dict, scope: str | None)
     return int(value) if kind is int else value
 
 
-def _check_magnitude(value: float, name: str, ctx: dict, scope: str) -> float:
+def check_magnitude(value: float, name: str, ctx: dict, scope: str) -> float:
     """A feature or energy must be >= 0 and at most :data:`MAX_MAGNITUDE`."""
     if value < 0:
         raise TreeFormatError(f"must not be negative, got {value!r}", field=name, scope=scope,
@@ -331,7 +337,7 @@ def _parse_node(obj: Any, ctx: dict, seen_ids: set[str], path: str,
     values = {}
     for key, kind in _STRUCTURE_FIELDS.items():
         value = obj.get(key)
-        values[key] = value if type(value) is kind else _check_field(obj, key, kind, ctx, scope)
+        values[key] = value if type(value) is kind else check_field(obj, key, kind, ctx, scope)
     scope = values["scope"]
     _check_place(values, parent, ctx)
     if values["id"] in seen_ids:
@@ -341,20 +347,20 @@ def _parse_node(obj: Any, ctx: dict, seen_ids: set[str], path: str,
     for key in FEATURE_FIELDS:  # fast path for plain finite numbers, full check otherwise
         value = obj.get(key)
         if not ((type(value) is float and math.isfinite(value)) or type(value) is int):
-            value = _check_field(obj, key, float, ctx, scope)
+            value = check_field(obj, key, float, ctx, scope)
         if not 0 <= value <= MAX_MAGNITUDE:
-            _check_magnitude(float(value), key, ctx, scope)
+            check_magnitude(float(value), key, ctx, scope)
         features[key] = float(value)
     energies = {}
     for name in ENERGY_FIELDS:
         if obj.get(name) is not None:
-            value = float(_check_field(obj, name, float, ctx, scope))
-            energies[name] = _check_magnitude(value, name, ctx, scope)
+            value = float(check_field(obj, name, float, ctx, scope))
+            energies[name] = check_magnitude(value, name, ctx, scope)
             if 0 < value < MIN_ENERGY:
                 raise TreeFormatError(f"{value!r} J is below a femtojoule: not a measurement "
                                       "(energies are joules per call)", field=name,
                                       scope=scope, **ctx)
-    kids = _check_field(obj, "child_nodes_obj", list, ctx, scope)
+    kids = check_field(obj, "child_nodes_obj", list, ctx, scope)
     if kids and values["level"] >= MAX_DEPTH:
         raise TreeFormatError(f"the tree is deeper than {MAX_DEPTH} levels", field="level",
                               scope=scope, **ctx)
@@ -411,7 +417,7 @@ def tree_from_dict(obj: Any, *, source: str = "<memory>", line: int | None = Non
     if not isinstance(obj, dict):
         raise TreeFormatError(f"a tree line must be a JSON object, got {type(obj).__name__}",
                               **ctx)
-    root_values = {k: _check_field(obj, k, t, ctx, None) for k, t in _ROOT_FIELDS.items()}
+    root_values = {k: check_field(obj, k, t, ctx, None) for k, t in _ROOT_FIELDS.items()}
     for name in ("batch_size", "seq_len"):
         if not 1 <= root_values[name] <= 2**31:
             raise TreeFormatError(f"must be a positive integer, got {root_values[name]}",
@@ -427,55 +433,68 @@ def tree_from_dict(obj: Any, *, source: str = "<memory>", line: int | None = Non
     return Tree(root=root, meta=meta, source=source, line=line, **root_values)
 
 
-def iter_trees(path: str | os.PathLike) -> Iterator[Tree]:
+def iter_trees(path: str | os.PathLike, *, end: int | None = None) -> Iterator[Tree]:
     """Yield the trees of a JSONL file one by one, validating each line (blank lines skipped).
 
-    Bounded for files a user hands in: a line longer than :data:`irene.limits.MAX_LINE_CHARS`
-    or more than :data:`irene.limits.MAX_BLANK_LINES` blank lines (a small ``.gz`` that expands
-    to gigabytes of nothing) are refused as soon as they are met, and damaged gzip data is a
-    TreeFormatError naming the line, never a traceback."""
-    import zlib
-
-    from irene.files import loads_json
-    from irene.limits import MAX_BLANK_LINES, MAX_LINE_CHARS
-
+    ``end``: read only the file's first ``end`` bytes (the complete trees before a torn tail,
+    see :func:`inspect_tail`). Bounded for files a user hands in (:func:`_numbered_lines`,
+    :func:`_parse_line`)."""
     source = str(path)
     if os.path.isdir(path):
         raise TreeFormatError("is a directory, not a trees file", source=source)
     try:
-        handle = _open_text(path, "r")
+        handle = _open_text(path, "r", end=end)
     except OSError as exc:
         raise TreeFormatError(f"cannot open: {exc.strerror or exc}", source=source) from exc
     with handle:
-        number = blank = blank_chars = 0
-        while True:
-            try:
-                text = handle.readline(MAX_LINE_CHARS + 1)
-            except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
-                raise TreeFormatError(f"unreadable ({_one_line(exc)})", source=source,
-                                      line=number + 1) from exc
-            if not text:
-                return
-            number += 1
-            if len(text) > MAX_LINE_CHARS:
-                raise TreeFormatError(f"line longer than {MAX_LINE_CHARS} characters: not a "
-                                      "tree", source=source, line=number)
-            if not text.strip():
-                blank += 1
-                blank_chars += len(text)
-                if blank > MAX_BLANK_LINES or blank_chars > MAX_LINE_CHARS:
-                    raise TreeFormatError(f"more than {MAX_BLANK_LINES} blank lines or "
-                                          f"{MAX_LINE_CHARS} blank characters: not a trees "
-                                          "file", source=source, line=number)
-                continue
-            try:
-                obj = loads_json(text)
-            except json.JSONDecodeError as exc:
-                raise TreeFormatError(f"malformed JSON: {exc.msg} at column {exc.colno}",
-                                      source=source, line=number) from exc
-            except ValueError as exc:
-                raise TreeFormatError(str(exc), source=source, line=number) from exc
-            yield tree_from_dict(obj, source=source, line=number)
+        for number, text in _numbered_lines(handle, source):
+            yield tree_from_dict(_parse_line(text, source, number), source=source, line=number)
+
+
+def _numbered_lines(handle: IO[str], source: str) -> Iterator[tuple[int, str]]:
+    """The non-blank lines of a text file with their (1-based) numbers; TreeFormatError when
+    the file cannot be read or decoded, and as soon as a line is longer than
+    :data:`irene.limits.MAX_LINE_CHARS` or there are more than
+    :data:`irene.limits.MAX_BLANK_LINES` blank lines (or MAX_LINE_CHARS blank characters): a
+    small ``.gz`` that expands to gigabytes of nothing is refused early."""
+    from irene.limits import MAX_BLANK_LINES, MAX_LINE_CHARS
+
+    number = blank = blank_chars = 0
+    while True:
+        try:
+            text = handle.readline(MAX_LINE_CHARS + 1)
+        except (OSError, EOFError, UnicodeDecodeError, zlib.error) as exc:
+            raise TreeFormatError(f"unreadable ({_one_line(exc)})", source=source,
+                                  line=number + 1) from exc
+        if not text:
+            return
+        number += 1
+        if len(text) > MAX_LINE_CHARS:
+            raise TreeFormatError(f"line longer than {MAX_LINE_CHARS} characters: not a tree",
+                                  source=source, line=number)
+        if text.strip():
+            yield number, text
+            continue
+        blank += 1
+        blank_chars += len(text)
+        if blank > MAX_BLANK_LINES or blank_chars > MAX_LINE_CHARS:
+            raise TreeFormatError(f"more than {MAX_BLANK_LINES} blank lines or "
+                                  f"{MAX_LINE_CHARS} blank characters: not a trees file",
+                                  source=source, line=number)
+
+
+def _parse_line(text: str, source: str, number: int) -> Any:
+    """One line's JSON (:func:`irene.files.loads_json`: bounded nesting, huge integers read as
+    infinite so the field's check names them); TreeFormatError naming the line otherwise."""
+    from irene.files import loads_json
+
+    try:
+        return loads_json(text)
+    except json.JSONDecodeError as exc:
+        raise TreeFormatError(f"malformed JSON: {exc.msg} at column {exc.colno}",
+                              source=source, line=number) from exc
+    except ValueError as exc:  # nested too deeply
+        raise TreeFormatError(str(exc), source=source, line=number) from exc
 
 
 def _one_line(exc: BaseException) -> str:
@@ -490,28 +509,35 @@ def read_trees(path: str | os.PathLike) -> list[Tree]:
     return trees
 
 
-def keys_in_file(path: str | os.PathLike) -> set[TreeKey]:
+def keys_in_file(path: str | os.PathLike, *, torn_tail_ok: bool = False) -> set[TreeKey]:
     """The :class:`TreeKey` of every tree already in ``path`` (validated read; an absent or
-    empty file has none): what a resumed sweep skips."""
+    empty file has none): what a resumed sweep skips. ``torn_tail_ok``: leave out a torn tail
+    that :func:`repair_torn_tail` would drop (the file is not changed)."""
     path = Path(path)
     if not path.exists() or path.stat().st_size == 0:
         return set()
-    return {t.key for t in iter_trees(path)}
+    repair = inspect_tail(path) if torn_tail_ok else None
+    end = repair.cut if repair is not None else None
+    return {t.key for t in iter_trees(path, end=end)}
 
 
 def check_appendable(path: str | os.PathLike, writer: str) -> None:
     """Refuse, before it is touched, an output that trees cannot be appended to: it must be a new
     path, an empty file or a trees file (a JSON file is read, so the error names its line and
-    field). ``writer`` names what appends ("trace", "a campaign") in the message."""
+    field) whose compression matches its name and whose end is intact or repairable
+    (:func:`inspect_tail`). ``writer`` names what appends ("trace", "a campaign") in the
+    message."""
     from irene.files import OutputError, file_kind, resolve_output
 
     resolve_output(path)
     kind = file_kind(path)
-    if kind == "json":
-        keys_in_file(path)  # raises TreeFormatError naming the line and field
-    if kind not in (None, "empty", "trees"):
+    if kind not in (None, "empty", "trees", "json"):
         raise OutputError(f"{path}: holds {kind} data, not energy trees; {writer} appends trees "
                           "to a trees file: give another output")
+    if kind is not None:
+        inspect_tail(path)  # raises TreeFormatError when appending would lose or hide trees
+    if kind == "json":
+        keys_in_file(path, torn_tail_ok=True)  # raises TreeFormatError naming line and field
 
 
 def tree_files(path: str | os.PathLike) -> list[Path]:
@@ -567,8 +593,34 @@ def check_unique_keys(trees: Sequence[Tree], what: str = "trees") -> None:
 # writing
 
 
-def _open_text(path: str | os.PathLike, mode: str) -> IO[str]:
-    """Open a text file, gzip-compressed when its name ends in ``.gz``."""
+class _Prefix(io.RawIOBase):
+    """The first ``size`` bytes of a binary file, as a readable stream."""
+
+    def __init__(self, handle: IO[bytes], size: int) -> None:
+        self._handle, self._left = handle, size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._handle.read(min(len(buffer), self._left))
+        buffer[:len(data)] = data
+        self._left -= len(data)
+        return len(data)
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
+
+
+def _open_text(path: str | os.PathLike, mode: str, *, end: int | None = None) -> IO[str]:
+    """Open a text file, gzip-compressed when its name ends in ``.gz`` (reading: only its first
+    ``end`` bytes, when given)."""
+    if end is not None:
+        raw: IO[bytes] = io.BufferedReader(_Prefix(open(path, "rb"), end))
+        if str(path).endswith(".gz"):
+            raw = gzip.GzipFile(fileobj=raw, mode="rb")  # type: ignore[assignment]
+        return io.TextIOWrapper(raw, encoding="utf-8")
     if str(path).endswith(".gz"):
         return gzip.open(path, mode + "t", encoding="utf-8")
     return open(path, mode, encoding="utf-8")
@@ -589,57 +641,204 @@ def append_tree(tree: Tree, path: str | os.PathLike) -> None:
     """Append one tree to a JSONL file (``.gz``: as a new gzip member) and flush it to disk.
 
     Call :func:`repair_torn_tail` once before a sweep's first append, so a line torn by an
-    earlier crash is not glued to the new one.
+    earlier crash is not glued to the new one. The tree is validated as a reader would
+    (:func:`tree_from_dict`) before a byte is written. A failed write (a full disk) is cut
+    back off, so the file still ends cleanly, and the error names ``path``.
     """
-    line = (tree.to_json() + "\n").encode("utf-8")
+    from irene.files import output_errors
+
+    text = tree.to_json()
+    tree_from_dict(json.loads(text), source=f"{path} (the tree about to be appended)")
+    line = (text + "\n").encode("utf-8")
     if str(path).endswith(".gz"):
         line = gzip.compress(line, mtime=0)
-    with open(path, "ab") as handle:
-        handle.write(line)
-        handle.flush()
-        os.fsync(handle.fileno())
+    with output_errors(path), open(path, "ab") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        try:
+            handle.write(line)
+            handle.flush()
+            os.fsync(handle.fileno())
+        except OSError:
+            try:
+                handle.truncate(size)
+            except OSError:
+                pass  # the torn line stays; repair_torn_tail drops it at the next run
+            raise
+
+
+# --------------------------------------------------------------------------------------------
+# the torn end of an appended file
+
+
+class TailRepair(NamedTuple):
+    """What :func:`repair_torn_tail` does to a file: cut it at byte ``cut`` (the complete trees
+    end there), then add a newline when ``newline`` (the last complete line lacked one)."""
+
+    cut: int
+    newline: bool
+    message: str
+
+
+#: how much of a file is read at a time when scanning it (bytes)
+_CHUNK = 1 << 20
+
+
+def inspect_tail(path: str | os.PathLike) -> TailRepair | None:
+    """Whether a trees file that is about to be appended to ends cleanly; the repair it needs
+    if not (None: nothing to do). Nothing is changed.
+
+    Only what an interrupted append leaves is repairable: a last line without its newline
+    (plain JSONL) or a truncated last gzip member (``.gz``), and only when every complete tree
+    before it is intact. Anything else -- a damaged member or line before the end, a ``.gz``
+    that is not gzip data, a ``.jsonl`` that is -- raises :class:`TreeFormatError` saying why,
+    since appending to it or cutting it would lose complete trees.
+    """
+    path = Path(path)
+    if not path.exists() or path.stat().st_size == 0:
+        return None
+    with open(path, "rb") as handle:
+        if str(path).endswith(".gz"):
+            return _inspect_gzip(path, handle)
+        return _inspect_plain(path, handle)
 
 
 def repair_torn_tail(path: str | os.PathLike) -> str | None:
     """Make an appendable trees file end cleanly; returns what was repaired (None if nothing).
 
-    A crash while appending can leave a last line without its newline (plain JSONL) or a
-    truncated last gzip member (``.gz``): the complete trees before it are kept (rewritten
-    atomically for gzip), the torn remainder is dropped, and the message says so. Any other
-    malformed line is left alone (reading the file will report it).
+    See :func:`inspect_tail` for what is repaired and what is refused (TreeFormatError): the
+    torn remainder of an interrupted append is cut off in place (the complete trees before it
+    are never rewritten), and the message says so.
     """
-    path = Path(path)
-    if not path.exists() or path.stat().st_size == 0:
+    repair = inspect_tail(path)
+    if repair is None:
         return None
-    if str(path).endswith(".gz"):
-        return _repair_gzip_tail(path)
-    with open(path, "rb") as handle:
-        data = handle.read()
-    if data.endswith(b"\n"):
+    with open(path, "r+b") as handle:
+        handle.truncate(repair.cut)
+        if repair.newline:
+            handle.seek(0, os.SEEK_END)
+            handle.write(gzip.compress(b"\n", mtime=0) if str(path).endswith(".gz") else b"\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return repair.message
+
+
+def _inspect_plain(path: Path, handle: IO[bytes]) -> TailRepair | None:
+    if handle.read(2) == b"\x1f\x8b":
+        raise TreeFormatError("holds gzip-compressed data although its name does not end in "
+                              ".gz: appending plain lines would make it unreadable; rename it "
+                              "to end in .gz", source=str(path))
+    size = handle.seek(0, os.SEEK_END)
+    handle.seek(size - 1)
+    if handle.read(1) == b"\n":
         return None
-    cut = data.rfind(b"\n") + 1
-    torn = data[cut:]
+    cut = _after_last_newline(handle, size)
+    handle.seek(cut)
+    torn = handle.read()
     try:
         json.loads(torn)
-    except ValueError:
-        with open(path, "r+b") as handle:
-            handle.truncate(cut)
-        return f"{path}: dropped a torn last line ({len(torn)} bytes) left by an interrupted write"
-    with open(path, "ab") as handle:  # a complete line that only lacks its newline
-        handle.write(b"\n")
-    return f"{path}: added the missing newline at the end"
-
-
-def _repair_gzip_tail(path: Path) -> str | None:
-    good = bytearray()
-    try:
-        with gzip.open(path, "rb") as handle:
-            for raw in handle:
-                good += raw
-        return None
-    except (EOFError, OSError, gzip.BadGzipFile):
+    except (ValueError, RecursionError):
         pass
-    cut = bytes(good[:good.rfind(b"\n") + 1])
-    with atomic_write(path, "wb") as handle:
-        handle.write(gzip.compress(cut, mtime=0))
-    return f"{path}: dropped a truncated gzip member left by an interrupted write"
+    else:  # a complete line that only lacks its newline: nothing is dropped
+        return TailRepair(size, True, f"{path}: added the missing newline at the end")
+    complete, last_line = _check_intact(path, cut)
+    line = last_line + 1
+    if not torn.lstrip().startswith(b"{"):
+        raise TreeFormatError(f"ends in {len(torn)} bytes without a newline that are neither a "
+                              "tree nor the start of one (not left by an interrupted write); "
+                              "not appending to the file or cutting it: check it",
+                              source=str(path), line=line)
+    return TailRepair(cut, False, f"{path}: dropped a torn last line (line {line}, {len(torn)} "
+                                  "bytes) left by an interrupted write; the "
+                                  f"{complete} complete tree(s) before it are kept")
+
+
+def _after_last_newline(handle: IO[bytes], size: int) -> int:
+    """The offset just after the last newline of a file (0 without one)."""
+    pos = size
+    while pos > 0:
+        start = max(0, pos - _CHUNK)
+        handle.seek(start)
+        block = handle.read(pos - start)
+        found = block.rfind(b"\n")
+        if found >= 0:
+            return start + found + 1
+        pos = start
+    return 0
+
+
+def _check_intact(path: Path, end: int) -> tuple[int, int]:
+    """Validate every tree in the first ``end`` bytes of a file (TreeFormatError saying the
+    torn end is left alone otherwise); returns (trees, lines) counted."""
+    trees = lines = 0
+    source = str(path)
+    with _open_text(path, "r", end=end) as handle:
+        try:
+            for lines, text in _numbered_lines(handle, source):
+                tree_from_dict(_parse_line(text, source, lines), source=source, line=lines)
+                trees += 1
+        except TreeFormatError as exc:
+            raise TreeFormatError(exc.message + "; the file also ends in a torn line, which is "
+                                  "not repaired while complete trees before it are damaged",
+                                  source=exc.source, line=exc.line, field=exc.field,
+                                  scope=exc.scope) from exc
+    return trees, lines
+
+
+def _inspect_gzip(path: Path, handle: IO[bytes]) -> TailRepair | None:
+    if handle.read(2) != b"\x1f\x8b":
+        raise TreeFormatError("is not gzip-compressed although its name ends in .gz (plain "
+                              "text?): appending a compressed tree would make its trees "
+                              "unreadable; rename it without .gz, or compress it with gzip",
+                              source=str(path))
+    handle.seek(0)
+    members, torn_at, ends_in_newline = _scan_gzip_members(path, handle)
+    size = handle.seek(0, os.SEEK_END)
+    if torn_at is None and ends_in_newline:
+        return None
+    cut = size if torn_at is None else torn_at
+    complete, _ = _check_intact(path, cut)  # a last complete line without newline included
+    if torn_at is None:
+        return TailRepair(cut, True, f"{path}: added the missing newline at the end")
+    return TailRepair(cut, not ends_in_newline,
+                      f"{path}: dropped a truncated last gzip member ({size - cut} bytes) left "
+                      f"by an interrupted write; the {complete} complete tree(s) in the "
+                      f"{members} member(s) before it are kept")
+
+
+def _scan_gzip_members(path: Path, handle: IO[bytes]) -> tuple[int, int | None, bool]:
+    """Walk the gzip members of a file (every CRC and length checked, memory bounded): returns
+    (complete members, offset where a truncated last member starts or None, whether the
+    complete members' text ends in a newline). TreeFormatError for a damaged member."""
+    members = start = fed = 0
+    last = b"\n"  # the last byte of the complete members' text ("" counts as ending cleanly)
+    member_last = b""
+    stream = zlib.decompressobj(31)
+    pending = b""
+    while True:
+        if not pending:
+            pending = handle.read(_CHUNK)
+            if not pending:
+                break
+        fed += len(pending)
+        data, pending = pending, b""
+        while True:
+            try:
+                out = stream.decompress(data, _CHUNK)
+            except zlib.error as exc:
+                raise TreeFormatError(
+                    f"gzip member {members + 1} (at byte {start}) is damaged ({exc}): the trees "
+                    "in it and after it cannot be read; not appending to the file or cutting "
+                    "it, which would lose complete trees", source=str(path)) from exc
+            if out:
+                member_last = out[-1:]
+            if stream.eof:
+                rest = stream.unused_data + stream.unconsumed_tail
+                members += 1
+                start += fed - len(rest)
+                last = member_last or last
+                stream, fed, member_last, pending = zlib.decompressobj(31), 0, b"", rest
+                break
+            if not stream.unconsumed_tail and len(out) < _CHUNK:
+                break  # all input taken and no output held back
+            data = stream.unconsumed_tail
+    return members, (start if fed else None), last == b"\n"

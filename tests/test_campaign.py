@@ -13,7 +13,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -319,18 +318,22 @@ def test_killed_run_resumes_on_a_copy_without_remeasuring(tmp_path):
                            protocol={"warmup": 0, "runs": 1, "min_run_seconds": 0.01})
     output = first_dir / "out" / "trees.jsonl"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen([sys.executable, "-m", "irene", "run", str(plan_path),
-                             "--no-progress"], env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 240
-        while _count_lines(output) < 3 and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        os.kill(proc.pid, signal.SIGKILL)
-    finally:
-        proc.wait()
+    # the run kills itself (SIGKILL: no clean-up) right after its third tree is written
+    script = (
+        "import os, signal, sys\n"
+        "from irene.campaign import RunOptions, load_plan, run_plan\n"
+        "written = []\n"
+        "def on_event(event):\n"
+        "    if event['event'] == 'written':\n"
+        "        written.append(event)\n"
+        "        if len(written) == 3:\n"
+        "            os.kill(os.getpid(), signal.SIGKILL)\n"
+        "run_plan(load_plan(sys.argv[1]), RunOptions(progress=False, on_event=on_event))\n")
+    proc = subprocess.run([sys.executable, "-c", script, str(plan_path)], env=env,
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
     made = _count_lines(output)
-    assert 3 <= made < 12, f"killed after {made} of 12 trees"
+    assert made == 3, f"killed after {made} of 12 trees"
 
     fresh = tmp_path / "fresh"
     shutil.copytree(first_dir / "out", fresh / "out")
@@ -366,33 +369,91 @@ def test_dry_run_counts_and_estimates_without_writing(tmp_path, capsys):
     assert "tiny/roberta" in out and "node measurements:" in out and "expected wall time" in out
 
 
-def test_dry_run_estimate_is_close_to_a_real_run(tmp_path):
-    """The estimate of a small model's run here agrees with its wall time within a factor of
-    two (benchmarks/campaign_bench.py reports the figure on a quiet machine)."""
-    plan = load_plan(write_plan(tmp_path, models=["tiny/gpt2"],
-                                protocol={"warmup": 1, "runs": 3, "min_run_seconds": 0.02}))
+class WorkClock:
+    """A fake clock for a run (``RunOptions.clock``): time passes only as work is done -- the
+    run's start, then each tree's estimated seconds when it is written -- so what fits in a
+    budget does not depend on how fast or busy this machine is."""
+
+    def __init__(self, start_s: float, seconds: dict[str, float]) -> None:
+        self.start_s, self.seconds = start_s, seconds
+        self.now: float | None = None
+        self.written: list[str] = []
+
+    def __call__(self) -> float:
+        if self.now is None:  # the run's first reading; its start has taken start_s after it
+            self.now = self.start_s
+            return 0.0
+        return self.now
+
+    def on_event(self, event: dict) -> None:
+        if event["event"] == "written":
+            self.written.append(event["item"])
+            self.now += self.seconds[event["item"]]
+
+
+def test_dry_run_counts_the_work_of_a_real_run(tmp_path):
+    """The estimate is built on work counts that the real run then does: one tree per item
+    with the nodes planned, and exactly the node measurements it counted (how close its
+    seconds come to wall time is measured by benchmarks/campaign_bench.py)."""
+    plan = load_plan(write_plan(tmp_path, models=["tiny/bert", "tiny/gpt2"],
+                                protocol={"warmup": 1, "runs": 3, "min_run_seconds": 0.001}))
     estimate = dry_run(plan, quiet())
-    start = time.perf_counter()
-    run_plan(plan, quiet())
-    actual = time.perf_counter() - start
-    assert 0.5 < estimate.total_s / actual < 2.0
+    result = run_plan(plan, quiet())
+    assert result.written == len(estimate.items) == 4
+    assert result.measured == estimate.campaign > 0
+    assert estimate.campaign < estimate.separate  # shared measurements counted once
+    planned = {(e.item.model, e.item.batch_size, e.item.seq_len): e.cost.nodes
+               for e in estimate.items}
+    made = {(t.model_name, t.batch_size, t.seq_len): len(list(t.nodes()))
+            for t in read_trees(plan.output)}
+    assert made == planned
 
 
 def test_budget_orders_work_and_stops_cleanly_then_resumes(tmp_path):
     path = write_plan(tmp_path, models=["tiny/bert", "tiny/gpt2"],
                       grid={"batch_sizes": [1, 2], "seq_lens": [4, 8]},
-                      protocol={"warmup": 0, "runs": 1, "min_run_seconds": 0.02})
+                      protocol={"warmup": 0, "runs": 1, "min_run_seconds": 0.001},
+                      estimate={"profile": "h100-sxm"})  # fixed rates: the same estimate here
     plan = load_plan(path)
-    full = dry_run(plan, quiet())
-    budget_min = 0.5 * full.total_s / 60
-    start = time.perf_counter()
-    result = run_plan(plan, RunOptions(progress=False, budget_minutes=budget_min))
-    assert time.perf_counter() - start < 60 * budget_min * 1.25
-    assert result.deferred and 0 < result.written < 8
+    ample = dry_run(plan, RunOptions(progress=False, budget_minutes=1e3))  # costs as budgeted
+    assert all(e.take for e in ample.items)
+    seconds = [e.seconds for e in ample.items]
+    budget_s = ample.profile.start_s + sum(seconds[:2]) + 0.5 * seconds[2]  # 2.5 trees' time
+    assert 0.5 * seconds[2] < min(seconds[2:])  # so the third and the rest do not fit
+    planned = dry_run(plan, RunOptions(progress=False, budget_minutes=budget_s / 60))
+    fits = [e.item.label() for e in planned.items if e.take]
+    assert fits == [e.item.label() for e in ample.items[:2]]
+    clock = WorkClock(planned.profile.start_s, {e.item.label(): e.seconds
+                                                for e in planned.items})
+    result = run_plan(plan, RunOptions(progress=False, budget_minutes=budget_s / 60,
+                                       clock=clock, on_event=clock.on_event))
+    assert clock.written == fits  # what the dry run said fits, in its order
+    assert result.seconds <= budget_s and len(result.deferred) == 8 - len(fits)
     made = {(t.model_name, t.batch_size, t.seq_len) for t in read_trees(plan.output)}
     assert {("tiny/bert", 1, 4), ("tiny/gpt2", 1, 4)} <= made  # both middles came first
     rest = run_plan(plan, quiet())
     assert rest.already == result.written and rest.written == 8 - result.written
+
+
+def test_budgeted_run_takes_a_later_cheaper_item_as_its_dry_run_does(tmp_path):
+    path = write_plan(tmp_path, models=["tiny/bert", "tiny/gpt2"],
+                      grid={"batch_sizes": [1, 2], "seq_lens": [4, 8]},
+                      protocol={"warmup": 0, "runs": 1, "min_run_seconds": 0.001},
+                      estimate={"profile": "h100-sxm"})
+    plan = load_plan(path)
+    ample = dry_run(plan, RunOptions(progress=False, budget_minutes=1e3))
+    seconds = [e.seconds for e in ample.items]
+    later = min(range(3, len(seconds)), key=seconds.__getitem__)
+    assert seconds[later] < seconds[2]  # the grid has a cheaper item after the third
+    budget_s = ample.profile.start_s + sum(seconds[:2]) + 0.5 * (seconds[later] + seconds[2])
+    planned = dry_run(plan, RunOptions(progress=False, budget_minutes=budget_s / 60))
+    fits = [e.item.label() for e in planned.items if e.take]
+    assert len(fits) > 2 and ample.items[2].item.label() not in fits
+    clock = WorkClock(planned.profile.start_s, {e.item.label(): e.seconds
+                                                for e in planned.items})
+    run_plan(plan, RunOptions(progress=False, budget_minutes=budget_s / 60, clock=clock,
+                              on_event=clock.on_event))
+    assert clock.written == fits  # a cheaper item after a deferred one is still taken
 
 
 def test_budget_too_small_for_one_tree_writes_nothing(tmp_path, capsys):
@@ -459,15 +520,28 @@ def test_meter_check_reads_the_nvml_counter_period(monkeypatch):
     from irene.campaign.metercheck import check_meter
     from irene.measure.nvml import NvmlMeter
 
-    class Ticking(FakePynvml):  # the energy counter moves every 20 ms
+    class FakeTime:  # time passes only by sleeping (no wall-clock speed in the test)
+        now = 1.001
+
+        def clock(self) -> float:
+            return self.now
+
+        def sleep(self, seconds: float) -> None:
+            self.now += seconds
+
+    fake = FakeTime()
+
+    class Ticking(FakePynvml):  # the energy counter moves by 2 J every 20 ms
         def nvmlDeviceGetTotalEnergyConsumption(self, h):
-            return int(time.perf_counter() / 0.02) * 2000
+            return int(fake.now / 0.02) * 2000
 
     meter = NvmlMeter(pynvml=Ticking([FakeGpu("GPU-1")]), env={}, cuda_uuids=None, sync=None)
-    result = check_meter(meter, idle_seconds=0.1, poll_seconds=0.3)
+    meter.clock = fake.clock
+    result = check_meter(meter, idle_seconds=0.1, poll_seconds=0.3, clock=fake.clock,
+                         sleep=fake.sleep)
     assert result.energy_counter is True
-    assert result.update_period_s == pytest.approx(0.02, rel=0.5)
-    assert result.idle_power_w["gpu:0"] == pytest.approx(2000 / 0.02 / 1000, rel=0.3)
+    assert result.update_period_s == pytest.approx(0.02, abs=0.0005)  # one 0.5 ms poll step
+    assert result.idle_power_w["gpu:0"] == pytest.approx(2000 / 0.02 / 1000)  # 5 ticks, 0.1 s
     assert any("meter: nvml" in line for line in result.lines())
 
 

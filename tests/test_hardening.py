@@ -252,13 +252,17 @@ def test_resume_traces_again_when_a_setting_changes(tiny_config, tmp_path, capsy
 
 # -- 8. bounded, validated inputs ------------------------------------------------------------
 
-def test_absurd_feature_magnitudes_are_refused_at_once(tmp_path, capsys):
+def test_absurd_feature_magnitudes_are_refused_at_once(tmp_path, capsys, monkeypatch):
+    import irene.model
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the trees were not refused before fitting")
+
+    monkeypatch.setattr(irene.model, "make_predictor", no_fit)  # refused before any work
     line = tree_line()
     line["frontend_tree"]["flops"] = 1e308
     (tmp_path / "big.jsonl").write_text(json.dumps(line) + "\n")
-    start = time.perf_counter()
     assert main(["train", str(tmp_path / "big.jsonl"), str(tmp_path / "m")]) == 2
-    assert time.perf_counter() - start < 30
     assert "big.jsonl:1" in capsys.readouterr().err and not (tmp_path / "m").exists()
 
 

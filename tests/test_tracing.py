@@ -266,14 +266,41 @@ def test_no_dedup_measures_every_node():
     assert tree.meta["dedup"]["misses"] == len(list(tree.nodes()))
 
 
-def test_meter_gives_ground_truth_energy_on_every_node():
-    meter = SimulatedMeter(power_w=10.0)
-    protocol = Protocol(warmup=0, runs=1, min_run_seconds=0.005)
+class CallClock:
+    """A fake clock that moves only when a replayed call runs: every call lasts ``call_s``."""
+
+    def __init__(self, call_s: float) -> None:
+        self.call_s, self.now = call_s, 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def timed(self, fn):
+        def call():
+            fn()
+            self.now += self.call_s
+        return call
+
+
+def test_meter_gives_ground_truth_energy_on_every_node(monkeypatch):
+    """Every node's energy per call is the meter's power x the time per call, exactly, when
+    the protocol and the meter read one clock (a fake one here: no wall-clock speed)."""
+    from irene.measure import protocol as protocol_module
+    from irene.tracing import build
+
+    clock = CallClock(call_s=1e-3)
+    meter = SimulatedMeter(power_w=10.0, clock=clock)
+    real = protocol_module.measure_callable
+
+    def measure_callable(fn, **kwargs):
+        return real(clock.timed(fn), clock=clock, **kwargs)
+
+    monkeypatch.setattr(build, "measure_callable", measure_callable)
+    protocol = Protocol(warmup=0, runs=2, min_run_seconds=0.005)
     tree = trace_model(tiny_gpt2(), B, S, protocol=protocol, meter=meter)
     for node in tree.nodes():
-        # 10 W over the replay window: energy per call ~ 10 x time per call
-        assert node.ground_truth_energy == pytest.approx(10.0 * node.features["times_mean"],
-                                                         rel=0.5), node.scope
+        assert node.features["times_mean"] == pytest.approx(1e-3, rel=1e-9), node.scope
+        assert node.ground_truth_energy == pytest.approx(10.0 * 1e-3, rel=1e-9), node.scope
     assert tree.meta["meter"] == "simulated"
 
 

@@ -3,6 +3,7 @@ FLOPs and bytes against hand formulas, the KV cache left as it was by replays, p
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 
@@ -132,9 +133,19 @@ def llama_decode(b: int, context: int, *, sdpa: bool = False) -> dict[str, tuple
            2 * gate[1] + F32 * 2 * t * inner + F32 * 3 * t * inner + down[1])
     block = [sum(part[i] for part in (norm, attention, add, norm, mlp, add)) for i in (0, 1)]
     embed = (0, ID * t + F32 * (vocab * h + t * h))
-    rotary = (dim // 2 + 4 * dim, F32 * (t * h + 2 * dim) + ID)  # cos/sin at one position
+    # cos/sin at one position: the d/2 frequencies x the position (a (d/2 x 1) @ (1 x 1)
+    # matmul, 2 FLOPs each, in earlier 5.x; an element-wise product, 1 each, since), then
+    # cos, sin and the two scalings over d
+    per_frequency = 2 if ROPE_FREQUENCIES_BY_MATMUL else 1
+    rotary = (per_frequency * dim // 2 + 4 * dim, F32 * (t * h + 2 * dim) + ID)
     model = tuple(embed[i] + rotary[i] + layers * block[i] + norm[i] for i in (0, 1))
     return {"attention": attention, "model": model}
+
+
+#: how the installed transformers computes Llama's rotary frequencies (the hand formula follows
+#: the code it traces)
+ROPE_FREQUENCIES_BY_MATMUL = "@ position_ids_expanded" in inspect.getsource(
+    T.models.llama.modeling_llama.LlamaRotaryEmbedding.forward)
 
 
 def totals(node) -> tuple[float, float]:
@@ -311,8 +322,11 @@ def test_replayed_attention_sees_the_cache_of_the_step_start():
         model(**step.inputs)
     record = next(r for r in capture.root.walk() if r.scope == "root.h.1.attn")
     args, kwargs = record.replay.args[-2:]
+    # the attention takes the cache as ``cache`` (transformers >= 5.x where it replaced
+    # ``past_key_values``) or ``past_key_values`` (earlier 5.x)
+    (name,) = [k for k, v in kwargs.items() if isinstance(v, StepCache)]
     with torch.no_grad():
-        reference = record.module(*args, **{**kwargs, "past_key_values": fresh})[0]
+        reference = record.module(*args, **{**kwargs, name: fresh})[0]
         for _ in range(2):
             assert torch.equal(record.replay()[0], reference)
             step.cache.layers[1].keys = step.cache.layers[1].keys * 2  # tamper with it

@@ -11,9 +11,7 @@ simulated test meter carry the synthetic-data label.
 
 from __future__ import annotations
 
-import csv
 import html
-import io
 import json
 import math
 import os
@@ -211,13 +209,10 @@ def rows_text(run: BenchRun, suffix: str) -> str:
     if suffix == ".jsonl":
         return "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
     if suffix == ".csv":
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, fieldnames=list(rows[0]), lineterminator="\n")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: "; ".join(v) if isinstance(v, list) else v
-                             for k, v in row.items()})
-        return buffer.getvalue()
+        from irene.export import csv_text
+
+        return csv_text(list(rows[0]), [{k: "; ".join(v) if isinstance(v, list) else v
+                                         for k, v in row.items()} for row in rows])
     raise ValueError(f"rows are written as {' or '.join(ROW_FORMATS)}, not {suffix!r}")
 
 

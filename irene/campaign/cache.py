@@ -30,8 +30,16 @@ CACHE_VERSION = 1
 SAVE_INTERVAL_S = 2.0
 
 
-class CacheMismatch(ValueError):
+class CacheError(ValueError):
+    """A saved measurement cache that cannot be used; the message names the file."""
+
+
+class CacheMismatch(CacheError):
     """A saved cache measured in another context (hardware, meter, protocol) than this run."""
+
+
+class CacheFormatError(CacheError):
+    """A file that is not a valid measurement cache (malformed JSON, a bad entry)."""
 
 
 def cache_path(output: str | os.PathLike) -> Path:
@@ -98,9 +106,98 @@ def _show(value: Any) -> str:
     return repr(list(value)) if isinstance(value, tuple) else repr(value)
 
 
-def measurement_from_dict(data: dict[str, Any]) -> Measurement:
-    """Inverse of :meth:`Measurement.to_dict` (plain JSON values)."""
-    return Measurement(**data)
+#: the fields of a saved :class:`Measurement`
+_MEASUREMENT_FIELDS = frozenset(Measurement.__dataclass_fields__)
+
+
+def measurement_from_dict(data: Any, *, where: str = "<memory>") -> Measurement:
+    """Inverse of :meth:`Measurement.to_dict`, checked as strictly as a tree's values (the same
+    validators, :func:`irene.tree.check_field`): times (s per call) and energies (J per call)
+    finite and at most :data:`irene.tree.MAX_MAGNITUDE`; ``time_s`` positive; ``energy_j``
+    absent or at least :data:`irene.tree.MIN_ENERGY` (a zero or negative measured energy is
+    not a measurement). CacheFormatError naming ``where`` and the field otherwise."""
+    from irene.tree import TreeFormatError
+
+    if not isinstance(data, dict):
+        raise CacheFormatError(f"{where}: a measurement must be a JSON object, got "
+                               f"{type(data).__name__}")
+    unknown = sorted(str(k) for k in set(data) - _MEASUREMENT_FIELDS)
+    if unknown:
+        raise CacheFormatError(f"{where}: unknown field(s) {', '.join(unknown)}")
+    try:
+        values = _checked_measurement(data)
+    except TreeFormatError as exc:
+        raise CacheFormatError(f"{where}, field {exc.field!r}: {exc.message}") from exc
+    return Measurement(**values)
+
+
+def _valid(measurement: Measurement) -> bool:
+    """Whether a measurement passes :func:`measurement_from_dict` (what the cache keeps)."""
+    try:
+        measurement_from_dict(measurement.to_dict())
+    except CacheFormatError:
+        return False
+    return True
+
+
+def _checked_measurement(data: dict[str, Any]) -> dict[str, Any]:
+    from irene.tree import MAX_MAGNITUDE, MIN_ENERGY, TreeFormatError, check_field, check_magnitude
+
+    ctx: dict[str, Any] = {}
+    out: dict[str, Any] = {}
+    for name in ("time_s", "time_p10", "time_p90"):
+        out[name] = check_magnitude(float(check_field(data, name, float, ctx, None)), name, ctx,
+                                    None)
+    if not out["time_s"] > 0:
+        raise TreeFormatError(f"must be positive (seconds per call), got {out['time_s']!r}",
+                              field="time_s")
+    for name in ("repeats", "runs"):
+        out[name] = check_field(data, name, int, ctx, None)
+        if not 1 <= out[name] <= 2**31:
+            raise TreeFormatError(f"must be a positive count, got {out[name]}", field=name)
+    if data.get("energy_j") is not None:
+        energy = check_magnitude(float(check_field(data, "energy_j", float, ctx, None)),
+                                 "energy_j", ctx, None)
+        if energy < MIN_ENERGY:
+            raise TreeFormatError(f"{energy!r} J is not a measured energy (at least "
+                                  f"{MIN_ENERGY:g} J per call)", field="energy_j")
+        out["energy_j"] = energy
+    for name in ("energy_p10", "energy_p90"):  # idle-subtracted percentiles may be negative
+        if data.get(name) is not None:
+            value = float(check_field(data, name, float, ctx, None))
+            if abs(value) > MAX_MAGNITUDE:
+                check_magnitude(value, name, ctx, None)  # raises
+            out[name] = value
+    for name, required in (("energy_by_domain", False), ("features", True),
+                           ("idle_power_w", False)):
+        if name in data and data[name] is not None:
+            out[name] = _number_map(data, name, signed=name == "energy_by_domain")
+        elif required:
+            raise TreeFormatError("missing field", field=name)
+    for name, kind in (("meter", str), ("trusted", bool), ("notes", list)):
+        if data.get(name) is not None:
+            out[name] = check_field(data, name, kind, ctx, None)
+    if not all(isinstance(n, str) for n in out.get("notes", [])):
+        raise TreeFormatError("must be a list of strings", field="notes")
+    return out
+
+
+def _number_map(data: dict[str, Any], name: str, *, signed: bool) -> dict[str, float]:
+    """A ``{str: number}`` field, every number checked like a tree's (``signed``: may be
+    negative, for idle-subtracted energies)."""
+    from irene.tree import MAX_MAGNITUDE, TreeFormatError, check_field, check_magnitude
+
+    mapping = check_field(data, name, dict, {}, None)
+    out = {}
+    for key, value in mapping.items():
+        label = f"{name}.{key}"
+        number = float(check_field({label: value}, label, float, {}, None))
+        if not signed or abs(number) > MAX_MAGNITUDE:
+            check_magnitude(number, label, {}, None)
+        out[str(key)] = number
+    if not all(isinstance(k, str) for k in mapping):
+        raise TreeFormatError("keys must be strings", field=name)
+    return out
 
 
 class CampaignCache(MeasurementCache):
@@ -123,9 +220,10 @@ class CampaignCache(MeasurementCache):
         self._clock = clock
         self._last_save = clock()
         self._unsaved = False
-        #: the run log entry being written and its start (time.perf_counter()): its
-        #: ``seconds`` are brought up to date at every save, so a killed run's time counts
-        self.live_session: tuple[dict[str, Any], float] | None = None
+        #: the run log entry being written and the seconds since its run started (read on the
+        #: run's clock): its ``seconds`` are brought up to date at every save, so a killed
+        #: run's time counts
+        self.live_session: tuple[dict[str, Any], Callable[[], float]] | None = None
 
     # -- reading and saving ---------------------------------------------------------------
 
@@ -140,8 +238,7 @@ class CampaignCache(MeasurementCache):
         cache = cls(context, path, enabled=enabled)
         if path is None or not path.exists():
             return cache
-        data = _read_cache_file(path)
-        saved = CacheContext.from_dict(data["context"])
+        saved, entries, sessions = read_cache_file(path)
         differences = context.differences(saved)
         if differences:
             raise CacheMismatch(
@@ -150,19 +247,14 @@ class CampaignCache(MeasurementCache):
                 "to another output, or move this file and its trees away")
         cache.notes = [f"{path}: measured with other versions ({n}); reusing them"
                        for n in context.version_notes(saved)]
-        for signature, entry in data["entries"].items():
-            try:
-                cache._store[signature] = measurement_from_dict(entry)
-            except TypeError as exc:
-                raise ValueError(f"{path}: entry {signature!r} is not a measurement ({exc})") \
-                    from exc
-        cache.sessions = list(data.get("sessions", []))
+        cache._store.update(entries)
+        cache.sessions = sessions
         return cache
 
     def to_dict(self) -> dict[str, Any]:
         if self.live_session is not None:
-            session, start = self.live_session
-            session["seconds"] = round(time.perf_counter() - start, 3)
+            session, elapsed = self.live_session
+            session["seconds"] = round(elapsed(), 3)
         return {"format": CACHE_FORMAT, "version": CACHE_VERSION,
                 "context": self.context.to_dict(), "sessions": self.sessions,
                 "entries": {str(k): m.to_dict() for k, m in self._store.items()}}
@@ -200,7 +292,10 @@ class CampaignCache(MeasurementCache):
         else:
             self.measured += 1
             if self.enabled and signature is not None:
-                self.save_soon()
+                if _valid(result):
+                    self.save_soon()
+                else:  # e.g. <= 0 J after idle subtraction: not kept for reuse
+                    self._store.pop(signature, None)
         return result
 
     def view(self) -> MeasurementCache:
@@ -209,11 +304,16 @@ class CampaignCache(MeasurementCache):
 
     def add(self, entries: dict[str, dict[str, Any]]) -> int:
         """Merge measurements made elsewhere (a Ray worker's, as dicts); returns how many were
-        new."""
+        new. Like this process's own, one that fails :func:`measurement_from_dict` is not kept
+        for reuse (the tree it went into is checked when appended)."""
         new = 0
         for signature, entry in entries.items():
             if signature not in self._store:
-                self._store[signature] = measurement_from_dict(entry)
+                try:
+                    self._store[signature] = measurement_from_dict(
+                        entry, where=f"a worker's measurement {signature!r}")
+                except CacheFormatError:
+                    continue
                 new += 1
         if new:
             self.save_soon()
@@ -246,19 +346,42 @@ class _TreeView(MeasurementCache):
         return self.owner.get_or_measure(signature, measure)
 
 
+def read_cache_file(path: Path) -> tuple[CacheContext, dict[str, Measurement],
+                                         list[dict[str, Any]]]:
+    """A cache file's context, measurements by signature and run log, every part checked
+    (:func:`measurement_from_dict`); CacheFormatError naming the file and entry otherwise."""
+    data = _read_cache_file(path)
+    try:
+        context = CacheContext.from_dict(data["context"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CacheFormatError(f"{path}: field 'context' is malformed ({exc!r})") from exc
+    entries = {signature: measurement_from_dict(entry, where=f"{path}: entry {signature!r}")
+               for signature, entry in data["entries"].items()}
+    sessions = data.get("sessions", [])
+    if not isinstance(sessions, list) or not all(isinstance(x, dict) for x in sessions):
+        raise CacheFormatError(f"{path}: field 'sessions' must be a list of objects")
+    return context, entries, list(sessions)
+
+
 def _read_cache_file(path: Path) -> dict[str, Any]:
+    """The checked top level of a cache file; CacheFormatError naming the file otherwise."""
     from irene.files import read_small_text
 
     try:
         data = json.loads(read_small_text(path, limit=1 << 30))
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}:{exc.lineno}: not a measurement cache (malformed JSON: "
-                         f"{exc.msg})") from exc
+        raise CacheFormatError(f"{path}:{exc.lineno}: not a measurement cache (malformed JSON: "
+                               f"{exc.msg})") from exc
+    except RecursionError as exc:
+        raise CacheFormatError(f"{path}: not a measurement cache (JSON nested too deeply)") \
+            from exc
+    except (UnicodeDecodeError, ValueError) as exc:  # not UTF-8, not a regular file, too large
+        raise CacheFormatError(f"{path}: not a measurement cache ({exc})") from exc
     if not isinstance(data, dict) or data.get("format") != CACHE_FORMAT:
-        raise ValueError(f"{path}: not an irene measurement cache")
+        raise CacheFormatError(f"{path}: not an irene measurement cache")
     if data.get("version") != CACHE_VERSION:
-        raise ValueError(f"{path}: measurement cache version {data.get('version')!r}; this "
-                         f"irene reads version {CACHE_VERSION}")
+        raise CacheFormatError(f"{path}: measurement cache version {data.get('version')!r}; "
+                               f"this irene reads version {CACHE_VERSION}")
     if not isinstance(data.get("entries"), dict) or not isinstance(data.get("context"), dict):
-        raise ValueError(f"{path}: the measurement cache lacks its entries or context")
+        raise CacheFormatError(f"{path}: the measurement cache lacks its entries or context")
     return data

@@ -57,9 +57,10 @@ def _nvml_meters(meter: Meter) -> list[Any]:
     return [m for m in parts if isinstance(m, NvmlMeter)]
 
 
-def counter_period(read: Any, seconds: float, *, clock: Any = time.perf_counter) -> float | None:
-    """Median interval (s) between changes of ``read()`` polled for ``seconds`` (None if it
-    changed fewer than twice)."""
+def counter_period(read: Any, seconds: float, *, clock: Any = time.perf_counter,
+                   sleep: Any = time.sleep) -> float | None:
+    """Median interval (s) between changes of ``read()`` polled every 0.5 ms for ``seconds``
+    of ``clock`` (None if it changed fewer than twice)."""
     changes: list[float] = []
     last = read()
     end = clock() + seconds
@@ -68,22 +69,25 @@ def counter_period(read: Any, seconds: float, *, clock: Any = time.perf_counter)
         if value != last:
             changes.append(clock())
             last = value
-        time.sleep(0.0005)
+        sleep(0.0005)
     if len(changes) < 2:
         return None
     return statistics.median(b - a for a, b in zip(changes, changes[1:], strict=False))
 
 
 def check_meter(meter: Meter, *, idle_seconds: float = 2.0,
-                poll_seconds: float = 1.0) -> MeterCheck:
-    """Check an opened meter (see the module docstring)."""
+                poll_seconds: float = 1.0, clock: Any = time.perf_counter,
+                sleep: Any = time.sleep) -> MeterCheck:
+    """Check an opened meter (see the module docstring). ``clock`` (s) and ``sleep`` time the
+    counter polling and the idle reading's sleep (injectable for tests; the meter keeps its
+    own clock for its windows)."""
     result = MeterCheck(meter=meter.name, domains=meter.domains(),
                         min_window_s=meter.min_window_s)
     for nvml in _nvml_meters(meter):
         result.energy_counter = bool(nvml.uses_counter)
         if nvml.uses_counter:
             result.update_period_s = counter_period(lambda n=nvml: n.gpus.energy_mj()[0],
-                                                    poll_seconds)
+                                                    poll_seconds, clock=clock, sleep=sleep)
             if result.update_period_s is None:
                 result.notes.append(f"the energy counter changed less than twice in "
                                     f"{poll_seconds:.1f} s")
@@ -92,7 +96,7 @@ def check_meter(meter: Meter, *, idle_seconds: float = 2.0,
                     f"the counter updates every {1000 * result.update_period_s:.0f} ms: the "
                     f"{nvml.min_window_s:.2f} s minimum window holds fewer than 5 updates; "
                     "raise protocol.min_run_seconds")
-    result.idle_power_w = meter.idle_power_w(idle_seconds)
+    result.idle_power_w = meter.idle_power_w(idle_seconds, sleep=sleep)
     if any(w <= 0 for w in result.idle_power_w.values()):
         result.notes.append("an idle reading is zero or negative: the meter may not be "
                             "measuring this device")

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from irene.campaign.cache import CacheMismatch, CampaignCache, cache_path
+from irene.campaign.cache import CacheError, CampaignCache, cache_path
 from irene.campaign.estimate import (
     PROFILES,
     Estimator,
@@ -67,7 +67,9 @@ class RunOptions:
     """``budget_minutes``: stop before this wall time (None: no limit); ``ray``: None (this
     process), ``""`` (a local Ray instance) or a cluster address; ``mlflow``: None (off) or a
     tracking URI; ``progress``: show progress bars; ``on_event``: called with every Ray worker
-    event (dicts; for progress displays and tests)."""
+    event (dicts; for progress displays and tests); ``clock``: the run's one clock (seconds, a
+    monotonic counter; default ``time.perf_counter``): the budget, the time spent and the run
+    log all read it, so a test can give a fake one."""
 
     budget_minutes: float | None = None
     ray: str | None = None
@@ -75,6 +77,7 @@ class RunOptions:
     progress: bool = True
     on_event: Callable[[dict[str, Any]], None] | None = None
     stream: IO[str] | None = None
+    clock: Callable[[], float] = time.perf_counter
 
 
 @dataclass
@@ -129,7 +132,7 @@ def check_outputs(plan: Plan) -> None:
 def _no_partial_output(output: Path) -> Iterator[Callable[[], None]]:
     """On an error before anything was written, remove what the run created around the
     output (its lock file, directories it made). Yields ``wrote()``, to call once it has."""
-    from irene.files import resolve_output
+    from irene.files import lock_path, resolve_output
 
     target = resolve_output(output)
     missing = []
@@ -137,8 +140,8 @@ def _no_partial_output(output: Path) -> Iterator[Callable[[], None]]:
     while not parent.exists():
         missing.append(parent)
         parent = parent.parent
-    lock = target.parent / f".{target.name}.lock"
-    lock_existed = lock.exists()
+    lock = lock_path(target)
+    lock_existed = os.path.lexists(lock)
     state = {"wrote": False}
 
     def wrote() -> None:
@@ -285,12 +288,13 @@ def dry_run(plan: Plan, options: RunOptions | None = None) -> DryRunResult:
     its cache are left out (matched without the host-specific key fields).
     """
     options = options or RunOptions()
-    start = time.perf_counter()
+    start = options.clock()
     profile = choose_profile(plan)
     budget_s = _budget_seconds(plan, options)
     estimator = Estimator(profile, plan.protocol, meter=plan.meter, timing=plan.timing,
                           planned=budget_s is not None)
-    done = {_loose(k) for k in keys_in_file(plan.output)} if plan.output.exists() else set()
+    done = {_loose(k) for k in keys_in_file(plan.output, torn_tail_ok=True)} \
+        if plan.output.exists() else set()
     host = HostInfo(hostname="", hardware="", device_type="", cpu_model="", meter="",
                     meter_domains=[], meter_window_s=0.0)
     ordered = priority_order(plan)
@@ -317,16 +321,19 @@ def dry_run(plan: Plan, options: RunOptions | None = None) -> DryRunResult:
     return DryRunResult(plan=plan, profile=profile, target_s=estimator.target_s,
                         items=estimates, done=len(ordered) - len(todo), known=len(known),
                         separate=sum(costs[i].unique for i in todo), campaign=campaign,
-                        budget_s=budget_s, planning_s=time.perf_counter() - start, notes=notes)
+                        budget_s=budget_s, planning_s=options.clock() - start, notes=notes)
 
 
 def _saved_signatures(output: Path) -> set[str]:
     path = cache_path(output)
     if not path.exists():
         return set()
-    from irene.campaign.cache import _read_cache_file
+    from irene.campaign.cache import CacheError, read_cache_file
 
-    return set(_read_cache_file(path)["entries"])
+    try:
+        return set(read_cache_file(path)[1])
+    except CacheError as exc:
+        raise CampaignError(str(exc)) from exc
 
 
 def _budget_seconds(plan: Plan, options: RunOptions) -> float | None:
@@ -390,36 +397,30 @@ class _Session:
 
     def __init__(self, plan: Plan, keys: dict[PlanItem, TreeKey], cache: CampaignCache | None,
                  result: RunResult, *, walk: BudgetedRun | None,
-                 costs: CostBook | None, start: float, tracker: Any,
+                 costs: CostBook | None, start: float, clock: Callable[[], float],
+                 tracker: Any,
                  wrote: Callable[[], None], bar: Any, stream: IO[str],
                  on_event: Callable[[dict[str, Any]], None] | None,
                  session: dict[str, Any]) -> None:
         self.plan, self.keys, self.cache, self.result = plan, keys, cache, result
         self.session = session
         self.warning_kinds: set[str] = set()
-        self.cheapest: float | None = None  # the cheapest item's estimate seen so far (s)
-        self.walk, self.costs, self.start = walk, costs, start
+        self.walk, self.costs, self.start, self.clock = walk, costs, start, clock
         self.tracker, self.wrote, self.bar, self.stream = tracker, wrote, bar, stream
         self.on_event = on_event
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self.start
+        """Seconds since the run started (the run's clock)."""
+        return self.clock() - self.start
 
     def take(self, item: PlanItem) -> bool:
-        """Whether ``item`` fits in the time left (always without a budget). Once the time
-        left is less than the cheapest item seen, the rest are deferred without planning them
-        (planning takes time too)."""
+        """Whether ``item`` fits in the time left (always without a budget): the same walk as
+        the dry run's, item by item, so a later cheaper item that fits is still taken."""
         if self.walk is None or self.costs is None or self.walk.budget_s is None:
             return True
-        left = self.walk.budget_s - self.elapsed()
-        if self.cheapest is not None and left < self.cheapest:
-            self._defer(item)
-            return False
         if self.cache is not None:
             self.walk.known |= self.cache.signatures()
         decision = self.walk.decide(item, self.costs[item], self.elapsed())
-        self.cheapest = decision.seconds if self.cheapest is None else \
-            min(self.cheapest, decision.seconds)
         if not decision.take:
             self._defer(item)
         return decision.take
@@ -495,7 +496,7 @@ def run_plan(plan: Plan, options: RunOptions | None = None) -> RunResult:
 
     options = options or RunOptions()
     stream = options.stream or sys.stderr
-    start = time.perf_counter()
+    start = options.clock()
     result = RunResult(output=plan.output)
     check_outputs(plan)
     tracker = Tracker(options.mlflow, plan)
@@ -513,7 +514,7 @@ def run_plan(plan: Plan, options: RunOptions | None = None) -> RunResult:
                            wrote, stream)
     finally:
         executor.close()
-    result.seconds = time.perf_counter() - start
+    result.seconds = options.clock() - start
     return result
 
 
@@ -523,13 +524,13 @@ def _open_cache(plan: Plan, host: HostInfo) -> CampaignCache | None:
     try:
         cache = CampaignCache.open(cache_path(plan.output), host.context(plan),
                                    enabled=plan.protocol.dedup)
-    except CacheMismatch as exc:
+    except CacheError as exc:  # another context, or not a valid cache
         raise CampaignError(str(exc)) from exc
     return cache
 
 
 def _budget_walk(plan: Plan, todo: list[PlanItem], host: HostInfo, cache: CampaignCache | None,
-                 budget_s: float, start: float) -> tuple[BudgetedRun, CostBook]:
+                 budget_s: float, elapsed: Callable[[], float]) -> tuple[BudgetedRun, CostBook]:
     """A budget walk over the remaining items, whose costs are computed as they come;
     BudgetTooSmall when not one of them fits (items are tried in order until one does)."""
     profile = choose_profile(plan)
@@ -542,13 +543,13 @@ def _budget_walk(plan: Plan, todo: list[PlanItem], host: HostInfo, cache: Campai
     needs: dict[PlanItem, float] = {}
     for item in todo:
         needs[item] = probe.cost(item, costs[item])[0]
-        if needs[item] + time.perf_counter() - start <= budget_s:
+        if needs[item] + elapsed() <= budget_s:
             return BudgetedRun(estimator, budget_s=budget_s, known=known, pool_bytes=pool), costs
     cheapest = min(needs, key=needs.__getitem__)
     raise BudgetTooSmall(
         f"a budget of {budget_s / 60:.2f} min is too small for one tree: the cheapest remaining "
         f"one ({cheapest.label()}) needs about {needs[cheapest] / 60:.2f} min (estimate; "
-        f"{time.perf_counter() - start:.0f} s already spent starting and planning); nothing "
+        f"{elapsed():.0f} s already spent starting and planning); nothing "
         "was written")
 
 
@@ -562,12 +563,13 @@ def _run_with_host(plan: Plan, options: RunOptions, executor: Any, host: HostInf
 
     ordered = priority_order(plan)
     keys = {item: item_key(item, plan, host) for item in ordered}
-    done = keys_in_file(plan.output)
+    done = keys_in_file(plan.output, torn_tail_ok=True)  # repaired under the lock below
     todo = [i for i in ordered if keys[i] not in done]
     cache = _open_cache(plan, host)
     walk = costs = None
     if budget_s is not None and todo:
-        walk, costs = _budget_walk(plan, todo, host, cache, budget_s, start)
+        walk, costs = _budget_walk(plan, todo, host, cache, budget_s,
+                                   lambda: options.clock() - start)
     with exclusive_lock(plan.output):
         repaired = repair_torn_tail(plan.output)
         if repaired:
@@ -585,11 +587,12 @@ def _run_with_host(plan: Plan, options: RunOptions, executor: Any, host: HostInf
         session = _session_log(plan, host, executor.name, budget_s)
         if cache is not None:
             cache.sessions.append(session)
-            cache.live_session = (session, start)
+            cache.live_session = (session, lambda: options.clock() - start)
         tracker.start(host, len(ordered), result.already)
         bar = tqdm(total=len(todo), desc=f"campaign {plan.name}", unit="tree",
                    disable=not options.progress, file=stream)
         state = _Session(plan, keys, cache, result, walk=walk, costs=costs, start=start,
+                         clock=options.clock,
                          tracker=tracker, wrote=wrote, bar=bar, stream=stream,
                          on_event=options.on_event, session=session)
         status = "FAILED"
@@ -599,7 +602,7 @@ def _run_with_host(plan: Plan, options: RunOptions, executor: Any, host: HostInf
             result.retried = dict(getattr(executor, "retried", {}))
         finally:
             bar.close()
-            _close_session(session, cache, result, start)
+            _close_session(session, cache, result, options.clock() - start)
             if result.written or result.already:
                 _write_summary(plan, cache, result)
             tracker.finish(result, status, _artifacts(plan, result))
@@ -614,8 +617,9 @@ def _session_log(plan: Plan, host: HostInfo, mode: str, budget_s: float | None
 
 
 def _close_session(session: dict[str, Any], cache: CampaignCache | None, result: RunResult,
-                   start: float) -> None:
-    result.seconds = time.perf_counter() - start
+                   seconds: float) -> None:
+    """Close the run log entry: ``seconds`` since the run started, and what was done."""
+    result.seconds = seconds
     if cache is not None:
         result.measured, result.reused = cache.measured, cache.reused
     session.update(seconds=round(result.seconds, 3), trees=result.written,

@@ -53,14 +53,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _campaign_errors() -> tuple[type[BaseException], ...]:
-    from irene.campaign.cache import CacheMismatch
+    from irene.campaign.cache import CacheError
     from irene.campaign.distributed import RayUnavailable
     from irene.campaign.plan import PlanError
     from irene.campaign.runner import CampaignError
     from irene.campaign.tracking import TrackingError
     from irene.campaign.worker import HostError
 
-    return (PlanError, CampaignError, CacheMismatch, RayUnavailable, TrackingError, HostError)
+    return (PlanError, CampaignError, CacheError, RayUnavailable, TrackingError, HostError)
 
 
 def run_command(args: argparse.Namespace) -> int:

@@ -30,8 +30,8 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     model = make_predictor(estimator, **config).fit(trees, progress=True)
     fit_s = time.perf_counter() - start
-    model.save(args.model_dir)
-    errors = percentage_errors(trees, model.predict(trees))
+    errors = percentage_errors(trees, model.predict(trees))  # checked before the swap: a
+    model.save(args.model_dir)  # model whose predictions fail never replaces an earlier one
     data = model.training_data
     print(f"trained {model!r} on {data.trees} trees ({len(data.models)} models, schema "
           f"{model.schema}) in {fit_s:.1f} s; features: {', '.join(model.required_features())}")

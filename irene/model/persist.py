@@ -6,7 +6,9 @@
 an optional calibration, and the class's own fitted state (``state``); the numeric arrays of the
 state go to the tensors file. The directory is written as
 one unit: both files go into a temporary directory beside it, which then takes the target's
-place, so a failure leaves the previous model (or nothing) — never a mix.
+place, so a failure leaves the previous model (or nothing) — never a mix; a save killed
+between the two renames of that swap is recovered by the next save or load
+(:func:`irene.files.recover_directory_swap`).
 
 Loading reads exactly these two files, with ``json`` and ``safetensors.numpy`` — formats that hold
 data only — from regular files of bounded size, and checks every setting, name, shape and value
@@ -19,6 +21,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,7 +29,13 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load, save
 
-from irene.files import check_replaceable_dir, directory_unit, loads_json, read_small_text
+from irene.files import (
+    check_replaceable_dir,
+    directory_unit,
+    loads_json,
+    read_small_text,
+    recover_directory_swap,
+)
 from irene.model.state import TrainingData
 
 if TYPE_CHECKING:
@@ -186,6 +195,9 @@ def load_model(directory: str | os.PathLike) -> TreePredictor:
     from irene.schema import schema_of_meta
 
     directory = Path(directory)
+    note = recover_directory_swap(directory, owns=is_model_directory)
+    if note:  # a save killed between its two renames: the earlier model is back
+        print(f"note: {note}", file=sys.stderr)
     if not directory.is_dir():
         raise ModelFormatError(f"{directory}: not a directory")
     config_path = directory / CONFIG_FILE

@@ -24,7 +24,8 @@ from irene.serving.model import ENERGY_PARAMS, TIME_PARAMS, GpuFit, check_parame
 FORMAT_NAME = "irene-serving-predictor"
 FORMAT_VERSION = 1
 SHIPPED_PATH = Path(__file__).resolve().parents[1] / "data" / "serving_vllm.json"
-#: SHA-256 of the shipped predictor file; a file that does not match is refused
+#: SHA-256 of the shipped predictor file (:func:`text_digest`: line ends made ``\\n``); a file
+#: that does not match is refused
 SHIPPED_SHA256 = "e35fae609860a91978b302c28dd031aed4d68c074766c21ee55868ca6e186edf"
 MAX_BYTES = 1 << 20
 
@@ -80,7 +81,13 @@ def save_predictor(predictor: ServingPredictor, path: str | Path) -> str:
     _parse(json.loads(text), str(path))  # what is written must load
     with atomic_write(path) as handle:
         handle.write(text)
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+    return text_digest(text)
+
+
+def text_digest(text: str) -> str:
+    """The SHA-256 of a text file's content with its line ends made ``\\n``: a checkout that
+    converts line ends (``core.autocrlf``) does not change it, any other edit does."""
+    return hashlib.sha256(text.replace("\r\n", "\n").encode("utf-8")).hexdigest()
 
 
 def load_predictor(path: str | Path | None = None) -> ServingPredictor:
@@ -96,7 +103,7 @@ def load_predictor(path: str | Path | None = None) -> ServingPredictor:
                                    "rebuild it with scripts/fit_serving_predictor.py)") from exc
     except (OSError, ValueError) as exc:  # not regular, too large, not UTF-8
         raise PredictorFormatError(f"{path}: cannot read ({exc})") from exc
-    if shipped and hashlib.sha256(text.encode("utf-8")).hexdigest() != SHIPPED_SHA256:
+    if shipped and text_digest(text) != SHIPPED_SHA256:
         raise PredictorFormatError(f"{path}: does not match the digest recorded in "
                                    "irene/serving/predictor.py (modified or damaged); reinstall "
                                    "irene or refit with scripts/fit_serving_predictor.py")

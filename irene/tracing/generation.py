@@ -39,6 +39,7 @@ measurement and different context lengths never do.
 from __future__ import annotations
 
 import contextlib
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -198,10 +199,14 @@ class StepCache(DynamicCache):
         if capture is None:
             return DynamicCache.update(self, key_states, value_states, layer_idx, *args,
                                        **kwargs)
-        handle = LayerHandle(self, layer_idx)
+        # The arguments after the new keys and values are what the attention module hands on
+        # to the cache layer (transformers >= 5.x: its own keyword arguments, position ids
+        # included). A DynamicLayer does not read them, so they ride on the handle: the leaf's
+        # tensors -- its bytes, shapes and signature -- are the keys and values it moves.
+        handle = LayerHandle(self, layer_idx, passed_on=(args, kwargs))
         return capture._run_leaf_call(
             "composite", "kv_cache_update", KV_CACHE_UPDATE, kv_cache_update,
-            (handle, key_states, value_states, *args), kwargs, inplace=False,
+            (handle, key_states, value_states), {}, inplace=False,
             extra_bytes=handle.cached_bytes())
 
 
@@ -210,11 +215,16 @@ class LayerHandle:
     """One layer of a :class:`StepCache`, as the recorded input of a ``KVCacheUpdate`` leaf.
 
     Its signature is the cache's state at the start of the step (not the layer index), so the
-    cache writes of identical layers share one measurement.
+    cache writes of identical layers share one measurement. ``passed_on``: the further
+    (positional, keyword) arguments the attention module gave ``Cache.update``, handed on to the
+    layer's ``update`` unchanged (not counted as the leaf's inputs: a ``DynamicLayer`` does not
+    read them).
     """
 
     cache: StepCache
     layer_idx: int
+    passed_on: tuple[tuple, dict] = field(default_factory=lambda: ((), {}),
+                                           compare=False)
 
     def irene_spec(self) -> tuple:
         return self.cache.irene_spec()
@@ -232,9 +242,10 @@ class LayerHandle:
                    if isinstance(t, torch.Tensor))
 
 
-def kv_cache_update(handle: LayerHandle, key_states: torch.Tensor, value_states: torch.Tensor,
-                    *args: Any, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+def kv_cache_update(handle: LayerHandle, key_states: torch.Tensor, value_states: torch.Tensor
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
     """``DynamicCache.update`` of one layer (what a ``KVCacheUpdate`` leaf runs and replays)."""
+    args, kwargs = handle.passed_on
     return DynamicCache.update(handle.cache, key_states, value_states, handle.layer_idx, *args,
                                **kwargs)
 
@@ -304,8 +315,16 @@ def prepare_step(model: PreTrainedModel, phase: str, batch_size: int, seq_len: i
     if context_len:
         fill_cache(model, cache, batch_size, context_len, seed=seed)
     cache.mark_step_start()
-    inputs.update(past_key_values=cache, use_cache=True)
+    inputs.update({cache_argument(model): cache, "use_cache": True})
     return Step(phase, inputs, cache, cache.seq_lengths())
+
+
+def cache_argument(model: PreTrainedModel) -> str:
+    """The keyword of ``model.forward`` that takes the KV cache: ``cache`` where transformers
+    has it (it deprecates ``past_key_values`` in favour of ``cache``, to be removed in 5.40),
+    else ``past_key_values`` (earlier 5.x)."""
+    parameters = inspect.signature(model.forward).parameters
+    return "cache" if "cache" in parameters else "past_key_values"
 
 
 def is_decoder(model: PreTrainedModel) -> bool:
@@ -323,7 +342,7 @@ def kv_shapes(model: PreTrainedModel) -> list[tuple[tuple[int, ...], tuple[int, 
     probe = DynamicCache(config=model.config)
     ids = torch.ones((1, 1), dtype=torch.long, device=device)
     with torch.no_grad():
-        model(input_ids=ids, past_key_values=probe, use_cache=True)
+        model(input_ids=ids, use_cache=True, **{cache_argument(model): probe})
     shapes = []
     for layer in probe.layers:
         keys, values = getattr(layer, "keys", None), getattr(layer, "values", None)
