@@ -119,6 +119,10 @@ def test_twenty_requests_at_concurrency_four_with_marks_and_energy(server, tmp_p
     with open(out / "requests.csv") as handle:
         rows = list(csv.DictReader(handle))
     assert len(rows) == 20 and all(float(row["energy_j"]) > 0 for row in rows)
+    assert {row["energy"] for row in rows} == {"simulated, not measured"}
+    with open(out / "intervals.csv") as handle:
+        trace = list(csv.DictReader(handle))
+    assert sum(float(row["energy_j"]) for row in trace) == pytest.approx(s["total_j"])
     lines = (out / "requests.jsonl").read_text().splitlines()
     assert [json.loads(line)["index"] for line in lines] == list(range(20))
     assert json.loads((out / "summary.json").read_text())["kind"] == "irene-load"

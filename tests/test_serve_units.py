@@ -259,3 +259,13 @@ def test_report_refuses_a_file_that_is_not_a_serve_bench_run(tmp_path, capsys):
                str(tmp_path / "r.html")])
     assert rc == 2 and 'field "kind"' in capsys.readouterr().err
     assert not (tmp_path / "r.html").exists()
+
+
+@pytest.mark.parametrize("command", ["serve", "serve-bench"])
+def test_cuda_without_a_gpu_exits_2_before_loading(command, capsys):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    assert main([command, "gpt2", "--device", "cuda"]) == 2
+    assert "--device cuda" in capsys.readouterr().err

@@ -83,6 +83,9 @@ def run_serve_bench_command(args: argparse.Namespace) -> int:
     if missing:
         raise UserError(f"{', '.join(missing)} not installed: pip install 'irene[serve]'")
     runtimes = parse_runtimes(args.runtimes)
+    from irene.cli.bench import check_device
+
+    check_device(args.device)
     _check_outputs(args)
     prompts = read_prompt_arg(args)
     meter = open_meter_arg(args.meter)  # checked here, opened per run by the bench

@@ -281,12 +281,13 @@ def summarise(run: LoadRun, *, url: str, health: dict[str, Any], meter: Meter | 
 
 CSV_FIELDS = ["index", "prompt_id", "status", "error", "start_s", "first_token_s", "end_s",
               "latency_s", "ttft_s", "tokens_in", "tokens_out", "server_queue_s",
-              "server_ttft_s", "server_total_s", "energy_j"]
+              "server_ttft_s", "server_total_s", "energy_j", "energy"]
 
 
-def record_row(record: RequestRecord) -> dict[str, Any]:
+def record_row(record: RequestRecord, label: str) -> dict[str, Any]:
+    """One output row; ``energy`` is the energy's label (measured, estimated, simulated)."""
     row = asdict(record)
-    row["latency_s"], row["ttft_s"] = record.latency_s, record.ttft_s
+    row["latency_s"], row["ttft_s"], row["energy"] = record.latency_s, record.ttft_s, label
     return {k: row[k] for k in CSV_FIELDS}
 
 
@@ -303,7 +304,8 @@ def write_run(run: LoadRun, directory: str | os.PathLike) -> Path:
     ``directory`` as one unit (nothing half-written; only an earlier run is replaced)."""
     from irene.files import directory_unit
 
-    rows = [record_row(r) for r in run.records]
+    label = run.summary.get("energy", "none")
+    rows = [record_row(r, label) for r in run.records]
     with directory_unit(directory, owns=owns_run_dir) as staging:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=CSV_FIELDS, lineterminator="\n")
@@ -311,8 +313,10 @@ def write_run(run: LoadRun, directory: str | os.PathLike) -> Path:
         writer.writerows(rows)
         (staging / "requests.csv").write_text(buffer.getvalue())
         (staging / "requests.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-        lines = ["t0_s,t1_s,energy_j"] + [f"{iv.t0!r},{iv.t1!r},{iv.energy_j!r}"
-                                          for iv in run.intervals]
-        (staging / "intervals.csv").write_text("\n".join(lines) + "\n")
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(["t0_s", "t1_s", "energy_j", "energy"])
+        writer.writerows([iv.t0, iv.t1, iv.energy_j, label] for iv in run.intervals)
+        (staging / "intervals.csv").write_text(buffer.getvalue())
         (staging / "summary.json").write_text(json.dumps(run.summary, indent=2) + "\n")
     return Path(directory)
