@@ -131,6 +131,25 @@ class Generation:
                 "runtime": self.state.engine.runtime}
 
 
+class BodyLimit:
+    """ASGI middleware answering 413 to a request whose Content-Length is above ``limit``
+    bytes. Plain ASGI, not ``BaseHTTPMiddleware``: that one wraps ``receive`` and hides a
+    client's disconnect from the endpoint."""
+
+    def __init__(self, app: Any, limit: int) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            length = dict(scope.get("headers") or []).get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.limit):
+                response = JSONResponse({"detail": f"request body above {self.limit} bytes"},
+                                        status_code=413)
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def build_app(state: ServerState) -> FastAPI:
     """The FastAPI app serving ``state``'s engine (see the module docstring)."""
     app = FastAPI(title="irene serve", docs_url=None, redoc_url=None, openapi_url=None)
@@ -146,13 +165,7 @@ def build_app(state: ServerState) -> FastAPI:
     async def refused(request: Request, exc: RequestRefused) -> JSONResponse:
         return JSONResponse({"detail": exc.detail}, status_code=exc.status)
 
-    @app.middleware("http")
-    async def body_limit(request: Request, call_next: Any) -> Any:
-        length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY_BYTES):
-            return JSONResponse({"detail": f"request body above {MAX_BODY_BYTES} bytes"},
-                                status_code=413)
-        return await call_next(request)
+    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
