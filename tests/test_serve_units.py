@@ -269,3 +269,15 @@ def test_cuda_without_a_gpu_exits_2_before_loading(command, capsys):
         pytest.skip("this machine has a GPU")
     assert main([command, "gpt2", "--device", "cuda"]) == 2
     assert "--device cuda" in capsys.readouterr().err
+
+
+def test_serve_on_a_taken_port_exits_2_before_loading(capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "gpt2", "--port", str(port)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"--port {port}: cannot listen there" in err[0]

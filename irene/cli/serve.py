@@ -96,12 +96,32 @@ class _Stopped:
         self.signal = signum
 
 
+def check_address(host: str, port: int) -> None:
+    """UserError unless ``host:port`` can be listened on now (checked before the model loads,
+    which takes a while; the server binds it again afterwards)."""
+    import socket
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise UserError(f"--host {host}: {exc.strerror}") from exc
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+        except OSError as exc:
+            raise UserError(f"--host {host} --port {port}: cannot listen there "
+                            f"({exc.strerror})") from exc
+
+
 def run_serve_command(args: argparse.Namespace) -> int:
     _require_serve_extra()
     import uvicorn
 
     from irene.serve.app import build_app
 
+    check_address(args.host, args.port)
     state = load_state(args)
     app = build_app(state)
     config = uvicorn.Config(app, host=args.host, port=args.port, log_level="warning",
@@ -117,6 +137,9 @@ def run_serve_command(args: argparse.Namespace) -> int:
         signal.signal(sig, stopped)
     try:
         server.run()
+    except SystemExit as exc:  # uvicorn exits when it cannot bind (the port was taken since)
+        raise UserError(f"could not listen on {args.host}:{args.port} (status {exc.code}; "
+                        "see the line above)") from exc
     finally:
         if state.engine.cleanup is not None:
             state.engine.cleanup()
