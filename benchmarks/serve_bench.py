@@ -8,7 +8,10 @@ no RAPL). It prints the per-runtime table (medians over repeats) and the statist
 
 Part 2 measures the server's overhead: the same prompts generated in-process with the same
 engine (tokenise, greedy decode, detokenise; no HTTP, no event loop) against the server's
-per-request latency and energy at concurrency 1, for ``--overhead-runtimes``.
+per-request latency and energy at concurrency 1, for ``--overhead-runtimes``. The in-process
+run comes after the servers', so on a shared machine its latency sees another load: the
+energy under ``cpu-model`` (CPU seconds of the working process) is the steadier comparison, and
+the table's "client - server time" (measured within each served request) is the HTTP part.
 
 Prints the settings, the machine's load average before and after, and the wall time. Usage::
 

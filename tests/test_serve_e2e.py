@@ -115,6 +115,7 @@ def test_twenty_requests_at_concurrency_four_with_marks_and_energy(server, tmp_p
     assert s["total_j"] == pytest.approx(50.0 * measured_span, rel=0.02)
     assert s["energy"] == "simulated, not measured" and s["ok"] == 20
     assert s["j_per_token"] == pytest.approx(shares / 160)
+    assert 0 <= s["outside_server_p50_s"] <= s["latency_p50_s"]
     out = write_run(run, tmp_path / "run")
     with open(out / "requests.csv") as handle:
         rows = list(csv.DictReader(handle))

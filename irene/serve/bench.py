@@ -31,7 +31,8 @@ from irene.serve.stats import compare_groups
 METRICS = {"j_per_request": "J/request", "j_per_token": "J/token",
            "latency_p50_s": "latency p50 (s)", "latency_p95_s": "latency p95 (s)",
            "ttft_p50_s": "TTFT p50 (s)", "throughput_tok_s": "tokens/s",
-           "throughput_req_s": "requests/s"}
+           "throughput_req_s": "requests/s",
+           "outside_server_p50_s": "client - server time p50 (s)"}
 
 
 class ServerStartError(RuntimeError):

@@ -248,6 +248,9 @@ def summarise(run: LoadRun, *, url: str, health: dict[str, Any], meter: Meter | 
     ok = [r for r in run.records if r.ok]
     latencies = [r.latency_s for r in ok if r.latency_s is not None]
     ttfts = [r.ttft_s for r in ok if r.ttft_s is not None]
+    # what the client waited beyond the server's own work on the request (HTTP, event loop)
+    outside = [r.latency_s - r.server_total_s for r in ok
+               if r.latency_s is not None and r.server_total_s is not None]
     tokens_out = sum(r.tokens_out or 0 for r in ok)
     summary: dict[str, Any] = {
         "kind": RUN_KIND, "url": url, "model": health.get("model"),
@@ -258,6 +261,7 @@ def summarise(run: LoadRun, *, url: str, health: dict[str, Any], meter: Meter | 
         "tokens_out": tokens_out,
         "latency_p50_s": percentile(latencies, 50), "latency_p95_s": percentile(latencies, 95),
         "ttft_p50_s": percentile(ttfts, 50), "ttft_p95_s": percentile(ttfts, 95),
+        "outside_server_p50_s": percentile(outside, 50),
         "throughput_req_s": len(ok) / duration_s if duration_s > 0 else None,
         "throughput_tok_s": tokens_out / duration_s if duration_s > 0 else None,
         "meter": meter.name if meter is not None else None,
