@@ -223,6 +223,55 @@ def check_cuda(device: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------
+# exporters (shared with the serving engines of :mod:`irene.serve.engines`, which export with a
+# dynamic sequence length so one artefact serves prompts of any length)
+
+
+def _dynamic_shapes(max_len: int | None) -> dict[str, Any] | None:
+    """torch.export's dynamic-shape spec: dimension 1 of ``input_ids`` from 1 to ``max_len``
+    (None: static shapes)."""
+    if max_len is None:
+        return None
+    return {"input_ids": {1: torch.export.Dim("seq", min=1, max=max_len)}}
+
+
+def trace_torchscript(wrapper: nn.Module, ids: torch.Tensor) -> torch.jit.ScriptModule:
+    """``torch.jit.trace`` of a :class:`LogitsOnly` wrapper on ``ids``, then ``torch.jit.freeze``
+    (weights folded in as constants). GPT-2-style decoders trace without shape-dependent Python
+    branches, so the trace also runs other sequence lengths (the serving tests check this)."""
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(wrapper, (ids,), check_trace=False)
+        return torch.jit.freeze(traced)
+
+
+def export_onnx(wrapper: nn.Module, ids: torch.Tensor, path: Path, *,
+                max_len: int | None = None) -> None:
+    """Export a :class:`LogitsOnly` wrapper to ``path`` with torch's ONNX exporter (dynamo,
+    float32, weights as external data); ``max_len``: the sequence length is dynamic up to it."""
+    with torch.no_grad(), quiet_exporter():
+        torch.onnx.export(wrapper, (ids,), str(path), dynamo=True, external_data=True,
+                          verbose=False, dynamic_shapes=_dynamic_shapes(max_len))
+
+
+def export_openvino(ov: Any, wrapper: nn.Module, ids: torch.Tensor, *,
+                    max_len: int | None = None) -> Any:
+    """An OpenVINO model of a :class:`LogitsOnly` wrapper, captured with ``torch.export`` (not
+    OpenVINO's default TorchScript tracing, which lacks ops that transformers' attention masks
+    use: aten::diff); ``max_len``: the sequence length is dynamic up to it."""
+    with torch.no_grad(), quiet_exporter():
+        exported = torch.export.export(wrapper, (ids,), dynamic_shapes=_dynamic_shapes(max_len))
+        return ov.convert_model(exported)
+
+
+def compile_openvino(ov: Any, ov_model: Any) -> Any:
+    """``ov_model`` compiled for OpenVINO's CPU plugin with torch's thread count, precision
+    pinned to float32 (OpenVINO would otherwise pick bf16 on CPUs that have it)."""
+    return ov.Core().compile_model(ov_model, "CPU", {
+        "INFERENCE_NUM_THREADS": torch.get_num_threads(), "INFERENCE_PRECISION_HINT": "f32"})
+
+
+# --------------------------------------------------------------------------------------------
 # the recipes
 
 
@@ -319,12 +368,8 @@ def _cold_inductor_cache() -> contextlib.AbstractContextManager[None]:
 def prepare_torchscript(model: nn.Module, inputs: dict[str, Any], device: str) -> Prepared:
     """``torch.jit.trace`` on the bench's input shape, then ``torch.jit.freeze`` (weights folded
     in as constants), run by the TorchScript interpreter."""
-    wrapper = LogitsOnly(model, inputs).eval()
     ids = inputs["input_ids"]
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        traced = torch.jit.trace(wrapper, (ids,), check_trace=False)
-        frozen = torch.jit.freeze(traced)
+    frozen = trace_torchscript(LogitsOnly(model, inputs).eval(), ids)
 
     def run() -> torch.Tensor:
         with torch.inference_mode():
@@ -357,10 +402,8 @@ def prepare_onnxruntime(model: nn.Module, inputs: dict[str, Any], device: str) -
     try:
         path = workdir / "model.onnx"
         ids = inputs["input_ids"]
-        with torch.no_grad(), quiet_exporter():
-            torch.onnx.export(LogitsOnly(model, inputs).eval(), (ids,), str(path), dynamo=True,
-                              external_data=True, verbose=False)
-        session = _ort_session(ort, path, device)
+        export_onnx(LogitsOnly(model, inputs).eval(), ids, path)
+        session = ort_session(ort, path, device)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise
@@ -372,7 +415,9 @@ def prepare_onnxruntime(model: nn.Module, inputs: dict[str, Any], device: str) -
                     cleanup=lambda: shutil.rmtree(workdir, ignore_errors=True))
 
 
-def _ort_session(ort: Any, path: Path, device: str) -> Any:
+def ort_session(ort: Any, path: Path, device: str) -> Any:
+    """An ONNX Runtime session on ``path``: all graph optimisations, torch's thread count, the
+    CUDA provider on a CUDA ``device``, else the CPU provider."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = torch.get_num_threads()
@@ -427,13 +472,8 @@ def prepare_openvino(model: nn.Module, inputs: dict[str, Any], device: str) -> P
         raise VariantUnavailable(f"OpenVINO runs on Intel/x86 CPUs (and Intel GPUs/NPUs), not "
                                  f"{device}")
     ids = inputs["input_ids"]
-    with torch.no_grad(), quiet_exporter():
-        # torch.export, not OpenVINO's default TorchScript tracing, which lacks ops that
-        # transformers' attention masks use (aten::diff)
-        exported = torch.export.export(LogitsOnly(model, inputs).eval(), (ids,))
-        ov_model = ov.convert_model(exported)
-    compiled = ov.Core().compile_model(ov_model, "CPU", {
-        "INFERENCE_NUM_THREADS": torch.get_num_threads(), "INFERENCE_PRECISION_HINT": "f32"})
+    ov_model = export_openvino(ov, LogitsOnly(model, inputs).eval(), ids)
+    compiled = compile_openvino(ov, ov_model)
     request = compiled.create_infer_request()
     feeds = {0: ids.numpy()}
 

@@ -1,5 +1,5 @@
 """The ``irene`` command: one module per subcommand, named after it (``irene train`` is
-:mod:`irene.cli.train`).
+:mod:`irene.cli.train`, ``irene serve-bench`` is :mod:`irene.cli.serve_bench`).
 
 Each command module defines ``add_parser(subparsers)`` (which registers its parser and sets
 ``func``) and a ``run(args)`` that calls into the library; shared options live in
@@ -17,7 +17,8 @@ from collections.abc import Sequence
 
 #: the subcommands, in the order ``irene --help`` lists them (each is irene.cli.<name>)
 COMMANDS = ("models", "trace", "run", "train", "predict", "evaluate", "crossvalidate",
-            "calibrate", "estimate", "explain", "report", "plot", "compare", "export", "bench")
+            "calibrate", "estimate", "explain", "report", "plot", "compare", "export", "bench",
+            "serve", "load", "serve-bench")
 
 
 class UserError(Exception):
@@ -32,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"irene {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name in COMMANDS:
-        importlib.import_module(f"irene.cli.{name}").add_parser(sub)
+        importlib.import_module(f"irene.cli.{name.replace('-', '_')}").add_parser(sub)
     return parser
 
 

@@ -100,7 +100,7 @@ def _check_outputs(args: argparse.Namespace) -> None:
             guard_output(path, kind=kind, inputs=model_files, force=args.force)
 
 
-def _check_device(device: str) -> None:
+def check_device(device: str) -> None:
     import torch
 
     try:
@@ -170,7 +170,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
     variants = _variants(args.variants)
     _check_sizes(args)
     _check_outputs(args)
-    _check_device(args.device)
+    check_device(args.device)
     protocol = _protocol(args)
     _check_model(args.model, args.seq_len)
     meter = _open_meter(args.meter)

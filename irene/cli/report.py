@@ -32,6 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bench", action="append", default=[], metavar="RUN.json",
                    help="also show an `irene bench ... --json > RUN.json` comparison "
                         "(repeatable)")
+    p.add_argument("--serve-bench", action="append", default=[], metavar="RUN.json",
+                   help="also show an `irene serve-bench ... --json > RUN.json` comparison "
+                        "(repeatable)")
     add_energy_option(p)
     add_force_option(p)
     p.set_defaults(func=run)
@@ -59,13 +62,41 @@ def bench_sections(paths: list[str]) -> list[str]:
     return sections
 
 
+def serve_bench_sections(paths: list[str]) -> list[str]:
+    """The HTML section of each saved ``irene serve-bench --json`` run (UserError naming the
+    file)."""
+    import json
+
+    from irene.files import read_small_text
+    from irene.serve.bench import serve_bench_section_html
+
+    sections = []
+    for path in paths:
+        try:
+            data = json.loads(read_small_text(path))
+        except OSError as exc:
+            raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from exc
+        except ValueError as exc:
+            raise UserError(f"{path}: {exc}") from exc
+        if not isinstance(data, dict) or data.get("kind") != "irene-serve-bench":
+            raise UserError(f"{path}: field \"kind\": not an `irene serve-bench --json` run")
+        try:
+            sections.append(serve_bench_section_html(data))
+        except (KeyError, TypeError) as exc:
+            raise UserError(f"{path}: field {exc}: missing or malformed") from exc
+    return sections
+
+
 def run(args: argparse.Namespace) -> int:
     from irene.files import guard_output
     from irene.report.html import write_report
 
-    guard_output(args.output, kind="html", inputs=[*input_paths(args.trees), *args.bench],
+    guard_output(args.output, kind="html",
+                 inputs=[*input_paths(args.trees), *args.bench, *args.serve_bench],
                  force=args.force)
-    sections = bench_sections(args.bench)
+    sections = bench_sections(args.bench) + serve_bench_sections(args.serve_bench)
     trees = read_many(args.trees)
     print_synthetic_line(trees)
     try:

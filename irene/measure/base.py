@@ -77,6 +77,8 @@ class Meter:
     name: str = "meter"
     #: shortest window (s) worth measuring; the protocol's runs last at least this long
     min_window_s: float = 0.0
+    #: True for a model's estimate (``cpu-model``), not a measurement: shown as such everywhere
+    estimated: bool = False
 
     def __init__(self, *, clock: Clock = time.perf_counter) -> None:
         self.clock = clock

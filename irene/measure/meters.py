@@ -2,7 +2,9 @@
 
 Specs: ``"none"`` -> None (record features and times only); ``"auto"`` (every real meter that
 works here: NVML and RAPL, combined); ``"nvml"``; ``"rapl"``; ``"wattmeter:PATH.csv"``;
-several joined by ``+`` (``"nvml+rapl"``); ``"simulated"`` (tests only, never chosen by auto).
+several joined by ``+`` (``"nvml+rapl"``); ``"simulated"`` (tests only, never chosen by auto);
+``"cpu-model[:TDP_W]"`` (an estimate from CPU utilisation, never chosen by auto: see
+:mod:`irene.measure.cpumodel`).
 A real meter that cannot be opened raises :class:`MeterUnavailable` listing each meter tried and
 why it failed.
 """
@@ -29,6 +31,7 @@ class CombinedMeter(Meter):
         self.meters = list(meters)
         self.name = "+".join(m.name for m in self.meters)
         self.min_window_s = max(m.min_window_s for m in self.meters)
+        self.estimated = any(m.estimated for m in self.meters)
         domains = [d for m in self.meters for d in m.domains()]
         if len(set(domains)) != len(domains):
             raise ValueError(f"CombinedMeter: meters share domains: {domains}")
@@ -87,9 +90,14 @@ def _open_one(part: str) -> Meter:
         return _open_wattmeter(arg.strip())
     if name == "simulated":
         return SimulatedMeter()
+    if name == "cpu-model":
+        from irene.measure.cpumodel import parse_cpu_model_spec
+
+        return parse_cpu_model_spec(arg.strip())
     if name in OPENERS:
         return OPENERS[name]()
-    known = ", ".join(["none", "auto", *OPENERS, "wattmeter:PATH.csv", "simulated"])
+    known = ", ".join(["none", "auto", *OPENERS, "wattmeter:PATH.csv", "simulated",
+                       "cpu-model[:TDP_W]"])
     raise MeterUnavailable(f"unknown meter {part!r}; choose one of: {known}")
 
 
