@@ -78,7 +78,7 @@ STRUCTURE_FEATURES = tuple(feature_names(["model_specs"]))
 ADDITIVE_STRUCTURE = ("flops", "mem_bytes", "num_parameters")
 #: non-additive overhead columns: a constant per node, the number of its leaf children
 OVERHEAD_EXTRAS = ("constant", "leaf_children")
-LEAF_FORMS = ("relative", "log", "roofline")
+LEAF_FORMS = ("physical", "relative", "log", "roofline")
 CHILD_WEIGHTS = ("per_type", "per_kind", "none")
 ROOT_WEIGHTS = ("single", "as_module")
 FITS = ("closed_form", "end2end")
@@ -88,6 +88,7 @@ MODULE_CHILD = "<module>"  # the child "type" of an inner child
 SHARED_TYPE = "<shared>"  # unseen types predicted by the regressor fitted on all primitives
 RESIDUAL_CLIP = 3.0  # |log residual| kept by the shape memory (a factor of 20)
 TINY = 1e-12  # J: floor of a backbone value inside the memory's log residual
+LOG_K_RANGE = (-3.0, 4.0)  # log of the physical form's smooth-max exponent k
 
 #: setting -> check (see irene.model.params)
 RULES = {
@@ -118,7 +119,8 @@ class LeafModel:
 
     ``theta`` multiplies the design ``[1, features / scale]`` (relative and log fits; the log fit
     reads log features and predicts ``exp``); the roofline fit reads ``theta`` as
-    ``[c0, c_other..., log c_f, log c_b, log k]``.
+    ``[c0, c_other..., log c_f, log c_b, log k]``; the physical fit as
+    ``[log c0, log c_f, log c_b, log k, log c_other...]`` (see :func:`physical_energy`).
     """
 
     features: list[str]
@@ -130,6 +132,8 @@ class LeafModel:
         """How many parameters ``theta`` holds for this form and these features."""
         if self.form == "roofline":
             return 1 + (len(self.features) - 2) + 3
+        if self.form == "physical":
+            return 4 + (len(self.features) - 2)
         return len(self.features) + 1
 
 
@@ -197,7 +201,7 @@ class StructureRegressor(TreePredictor):
     estimator = "structure"
 
     def __init__(self, *, leaf_features: tuple[str, ...] = ("flops", "mem_bytes", "input_size"),
-                 leaf_fit: str = "relative", unseen_types: str = "nearest",
+                 leaf_fit: str = "physical", unseen_types: str = "nearest",
                  fallback_features: tuple[str, ...] = ("flops", "mem_bytes"),
                  shape_memory: bool = True,
                  memory_features: tuple[str, ...] = ("flops", "mem_bytes", "batch_size",
@@ -234,9 +238,10 @@ class StructureRegressor(TreePredictor):
         """ValueError naming the first invalid setting, TypeError for an unknown one."""
         check_params(params, RULES)
         merged = {**cls.defaults(), **params}
-        if merged["leaf_fit"] == "roofline" and \
+        if merged["leaf_fit"] in ("roofline", "physical") and \
                 not {"flops", "mem_bytes"} <= set(merged["leaf_features"]):
-            raise ValueError("leaf_fit='roofline' needs flops and mem_bytes among leaf_features")
+            raise ValueError(f"leaf_fit={merged['leaf_fit']!r} needs flops and mem_bytes among "
+                             "leaf_features")
 
     # ---------------------------------------------------------------------------------- fit
     def _feature_names(self) -> list[str]:
@@ -621,6 +626,8 @@ def fit_leaf(x: np.ndarray, gold: np.ndarray, names: Sequence[str], form: str) -
     and energies ``gold`` [M] (J): ``relative`` = linear with a constant, relative least
     squares; ``log`` = a power law (least squares on log energy and log features); ``roofline`` =
     :func:`_roofline`, started from the relative fit."""
+    if form == "physical":
+        return _fit_physical(x, gold, list(names))
     if form == "log":
         z = np.log(np.maximum(x, 1e-6))
         scale = rms_scale(z)
@@ -649,6 +656,9 @@ def _fit_roofline(linear: LeafModel, x: np.ndarray, gold: np.ndarray) -> LeafMod
 
 def leaf_predict(model: LeafModel, x: np.ndarray) -> np.ndarray:
     """Energy (J) of primitives with raw features ``x`` [M, len(model.features)]."""
+    if model.form == "physical":
+        i_f, i_b, other = _physical_columns(model.features)
+        return physical_energy(model.theta, x[:, i_f], x[:, i_b], x[:, other])
     if model.form == "roofline":
         names = model.features
         i_f, i_b = names.index("flops"), names.index("mem_bytes")
@@ -658,6 +668,58 @@ def leaf_predict(model: LeafModel, x: np.ndarray) -> np.ndarray:
         z = np.log(np.maximum(x, 1e-6)) / model.scale
         return np.exp(model.theta[0] + z @ model.theta[1:])
     return model.theta[0] + (x / model.scale) @ model.theta[1:]
+
+
+def _physical_columns(names: Sequence[str]) -> tuple[int, int, list[int]]:
+    i_f, i_b = names.index("flops"), names.index("mem_bytes")
+    return i_f, i_b, [i for i in range(len(names)) if i not in (i_f, i_b)]
+
+
+def physical_energy(p: np.ndarray, flops: np.ndarray, mem_bytes: np.ndarray,
+                    other: np.ndarray) -> np.ndarray:
+    """Energy (J) of primitives from MFLOP ``flops`` [M], MiB ``mem_bytes`` [M] and further
+    non-negative features ``other`` [M, O]::
+
+        E = (c0^k + (c_f·flops)^k + (c_b·bytes)^k)^(1/k) + Σ_o c_o·x_o
+
+    a smooth maximum of a fixed per-call cost (launch, idle draw over the shortest kernel),
+    compute-bound and memory-bound energy (k → ∞: the roofline max; k = 1: their sum), plus
+    non-negative per-unit costs of the other features. ``p = [log c0, log c_f, log c_b, log k,
+    log c_o...]``: every coefficient is positive by construction, so the energy is > 0 for any
+    input and grows linearly in the work beyond the training range."""
+    k = math.exp(float(np.clip(p[3], *LOG_K_RANGE)))
+    terms = np.stack([np.full(len(flops), p[0]),
+                      p[1] + np.log(np.maximum(flops, 0.0) + TINY),
+                      p[2] + np.log(np.maximum(mem_bytes, 0.0) + TINY)])
+    with np.errstate(over="ignore"):  # trial steps of the fit may overflow: inf, rejected
+        energy = np.exp(np.logaddexp.reduce(k * terms, axis=0) / k)
+    if other.shape[1]:
+        energy = energy + np.maximum(other, 0.0) @ np.exp(p[4:])
+    return energy
+
+
+def _fit_physical(x: np.ndarray, gold: np.ndarray, names: list[str]) -> LeafModel:
+    """:func:`physical_energy` fitted by Levenberg–Marquardt on log residuals (relative error
+    both ways), on the distinct feature rows (a row measured n times counts n times, at its
+    mean log energy), started from k = 1 and each term's median share of the energy."""
+    i_f, i_b, other = _physical_columns(names)
+    unique, inverse, count = np.unique(x, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    log_gold = np.bincount(inverse, weights=np.log(gold)) / count
+    weight = np.sqrt(count / count.sum())
+    f, b, o = unique[:, i_f], unique[:, i_b], unique[:, other]
+    energy = np.exp(log_gold)
+
+    # start at k = 1, where the form is linear: the non-negative relative least-squares fit
+    design = np.column_stack([np.ones(len(f)), f, b, o])
+    scale = rms_scale(design)
+    linear = relative_nnls(design / scale, energy, energy) / scale
+    floor = 1e-3 * energy.mean() / np.maximum(np.abs(design).mean(axis=0), TINY)
+    start = np.log(np.maximum(linear, floor))
+    p0 = np.array([start[0], start[1], start[2], 0.0, *start[3:]])
+    p = _levenberg_marquardt(
+        lambda q: weight * (np.log(physical_energy(q, f, b, o)) - log_gold), p0)
+    return LeafModel(list(names), np.ones(len(names)), p, "physical")
 
 
 def _roofline(p: np.ndarray, x: np.ndarray, i_f: int, i_b: int, other: list[int]) -> np.ndarray:
