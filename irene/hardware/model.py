@@ -45,7 +45,9 @@ from irene.hardware.gpus import GpuSpec
 from irene.hardware.runtime import CLASSES, RuntimeProfile
 
 #: classes that compute (have a FLOP efficiency); ``comm`` moves bytes over the link only
-COMPUTE_CLASSES = ("matmul", "attention", "elementwise", "norm", "embedding")
+COMPUTE_CLASSES = ("matmul", "moe", "attention", "elementwise", "norm", "embedding")
+#: weight formats whose GEMMs dequantise to bf16 on the fly (rate: bf16 × ``eff_mxfp4``)
+DEQUANT_FORMATS = ("mxfp4",)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,8 @@ PRIORS: dict[str, Prior] = {
                      "that is not hidden"),
     "eff_fp8": Prior(0.6, 0.4, 0.1, 1.0, "", "achieved share of the fp8 tensor rate relative "
                      "to the bf16 matmul efficiency (fp8 seldom doubles a GEMM)"),
+    "eff_mxfp4": Prior(0.5, 0.5, 0.05, 1.0, "", "achieved share of the bf16 GEMM rate of a "
+                       "GEMM on mxfp4 weights dequantised on the fly"),
     "eff_link": Prior(0.6, 0.4, 0.05, 1.0, "", "achieved share of the link bandwidth"),
     "link_latency_s": Prior(10e-6, 0.8, 1e-7, 1e-3, "s", "latency of one collective"),
     "idle_scale": Prior(1.0, 0.35, 0.3, 3.0, "", "idle draw / the data sheet's idle prior"),
@@ -77,10 +81,12 @@ PRIORS: dict[str, Prior] = {
     "link_joules_per_byte": Prior(1e-11, 1.0, 1e-13, 1e-9, "J/byte", "energy per link byte"),
 }
 #: priors of the achievable share of the dtype's peak FLOP/s, per class
-EFF_COMPUTE_PRIOR: dict[str, float] = {"matmul": 0.7, "attention": 0.5, "elementwise": 0.1,
+EFF_COMPUTE_PRIOR: dict[str, float] = {"matmul": 0.7, "moe": 0.4, "attention": 0.5,
+                                       "elementwise": 0.1,
                                        "norm": 0.1, "embedding": 0.05}
 #: priors of the achievable share of the memory bandwidth, per class
-EFF_MEMORY_PRIOR: dict[str, float] = {"matmul": 0.8, "attention": 0.75, "elementwise": 0.7,
+EFF_MEMORY_PRIOR: dict[str, float] = {"matmul": 0.8, "moe": 0.6, "attention": 0.75,
+                                      "elementwise": 0.7,
                                       "norm": 0.6, "embedding": 0.5}
 EFF_SIGMA = 0.4
 EFF_BOUNDS = (0.01, 1.0)
@@ -98,6 +104,7 @@ class HardwareParams:
     eff_memory: Mapping[str, float] = field(default_factory=lambda: dict(EFF_MEMORY_PRIOR))
     overlap: float = PRIORS["overlap"].value
     eff_fp8: float = PRIORS["eff_fp8"].value
+    eff_mxfp4: float = PRIORS["eff_mxfp4"].value
     eff_link: float = PRIORS["eff_link"].value
     link_latency_s: float = PRIORS["link_latency_s"].value
     idle_scale: float = PRIORS["idle_scale"].value
@@ -176,9 +183,14 @@ class NodeCost:
         return self.energy_j / self.time_s if self.time_s > 0 else 0.0
 
 
+def compute_dtype(dtype: str) -> str:
+    """The dtype whose tensor-core rate a GEMM in ``dtype`` runs at (mxfp4 weights: bf16)."""
+    return "bf16" if dtype in DEQUANT_FORMATS else dtype
+
+
 def roofline_time(flops: float, nbytes: float, dtype: str, gpu: GpuSpec) -> float:
     """The data-sheet lower bound of a primitive's time: ``max(F / Peak[dtype], Q / BW)`` (s)."""
-    return max(flops / gpu.peak_flops(dtype), nbytes / gpu.memory_bandwidth)
+    return max(flops / gpu.peak_flops(compute_dtype(dtype)), nbytes / gpu.memory_bandwidth)
 
 
 def _check_inputs(flops: float, nbytes: float, kind: str, kernels: float) -> None:
@@ -194,6 +206,8 @@ def compute_rate(gpu: GpuSpec, params: HardwareParams, runtime: RuntimeProfile, 
                  dtype: str) -> float:
     """Achievable FLOP/s of class ``kind`` in ``dtype`` on ``gpu`` under ``runtime``."""
     eff = params.eff_compute[kind] * runtime.efficiency[kind]
+    if dtype in DEQUANT_FORMATS:
+        return min(eff * params.eff_mxfp4, 1.0) * gpu.peak_flops("bf16")
     if dtype.lower() in ("fp8", "float8", "float8_e4m3fn") and gpu.supports("fp8"):
         eff *= params.eff_fp8
     return min(eff, 1.0) * gpu.peak_flops(dtype)
@@ -216,7 +230,7 @@ def power_terms(gpu: GpuSpec, params: HardwareParams, dtype: str = "bf16") \
     idle = idle_power(gpu, params)
     budget = gpu.power_limit_w - idle
     return (idle, params.busy_share * budget, params.byte_share * budget / gpu.memory_bandwidth,
-            params.flop_share * budget / gpu.peak_flops(dtype))
+            params.flop_share * budget / gpu.peak_flops(compute_dtype(dtype)))
 
 
 def kernel_time(flops: float, nbytes: float, dtype: str, kind: str, gpu: GpuSpec,

@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-#: primitive classes of the hardware model
-CLASSES = ("matmul", "attention", "elementwise", "norm", "embedding", "comm")
+#: primitive classes of the hardware model (``moe``: the grouped GEMMs of routed experts)
+CLASSES = ("matmul", "moe", "attention", "elementwise", "norm", "embedding", "comm")
 
 
 @dataclass(frozen=True)
