@@ -13,11 +13,11 @@ import numpy as np
 import pytest
 
 from irene.cli import main
+from irene.hardware.gpus import GPUS
 from irene.serving import predictor as predictor_module
 from irene.serving.data import MeasurementError, read_measurements, steps_of
 from irene.serving.decode import Parallelism, Workload, decode_step, module_costs
 from irene.serving.estimate import estimate_serving
-from irene.serving.gpus import GPUS
 from irene.serving.model import TIME_PARAMS, GpuFit, StepArrays, calibrate
 from irene.serving.predictor import (
     PredictorFormatError,

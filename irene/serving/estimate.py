@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from irene.hardware.gpus import GPUS, GpuSpec, gpu_spec
 from irene.serving.decode import DecodeStep, Parallelism, ServingInputError, Workload, shard
-from irene.serving.gpus import GPUS, GpuSpec, gpu_spec
 from irene.serving.model import ENERGY_PARAMS, GpuFit, StepArrays, energy_design
 from irene.serving.predictor import ServingPredictor, load_predictor
 from irene.serving.structure import MODULES, ModelStructure, structure_of

@@ -42,8 +42,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from irene.hardware.gpus import GpuSpec
 from irene.serving.decode import DecodeStep
-from irene.serving.gpus import GpuSpec
 from irene.serving.structure import MODULES
 
 FORMATS = ("bf16", "fp8", "mxfp4")

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from irene.serving.gpus import GPUS, gpu_spec
+from irene.hardware.gpus import GPUS, gpu_spec
 from irene.serving.model import ENERGY_PARAMS, TIME_PARAMS, GpuFit, check_parameters
 
 FORMAT_NAME = "irene-serving-predictor"

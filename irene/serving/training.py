@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from irene.hardware.gpus import gpu_spec
 from irene.serving.data import TASK_PROMPT_TOKENS, Measurement, measured_arrays
 from irene.serving.decode import DecodeStep
-from irene.serving.gpus import gpu_spec
 from irene.serving.model import GpuFit, StepArrays, calibrate, fit_gpu
 from irene.serving.predictor import ServingPredictor
 
