@@ -16,7 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "correction per primitive type, a factor on the module overhead) to the "
                     "trees in MEASURED, measured on the new hardware (any models), and write "
                     "the calibrated predictor to OUT_DIR. It records what it was trained and "
-                    "calibrated on.")
+                    "calibrated on. A calibration that does not lower the model-level error of "
+                    "its own calibration trees is refused (exit 2, nothing written).")
     p.add_argument("model_dir", help="a predictor written by 'irene train'")
     p.add_argument("measured", help="JSONL trees with ground_truth_energy from the new hardware")
     p.add_argument("out_dir", help="directory for the calibrated predictor (new, empty, or an "
@@ -27,7 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from irene.evaluation import percentage_errors
     from irene.model import load_predictor
-    from irene.model.calibrate import calibrate
+    from irene.model.calibrate import CalibrationRefused, calibrate, check_improves
     from irene.model.persist import check_replaceable
 
     if Path(args.out_dir).resolve() == Path(args.model_dir).resolve():
@@ -45,6 +46,10 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.measured}: {exc}") from exc
     before = percentage_errors(trees, base.predict(trees))
     after = percentage_errors(trees, calibrated.predict(trees))
+    try:
+        check_improves(before, after)
+    except CalibrationRefused as exc:
+        raise UserError(f"{args.measured}: {exc}") from exc
     calibrated.save(args.out_dir)
     cal = calibrated.state_.calibration
     print(f"calibrated {args.model_dir} (trained on {base.training_data.hardware_text()}) to "

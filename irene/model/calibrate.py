@@ -78,6 +78,24 @@ class Calibration:
         return {"calibration.log_scale": self.log_scale, "calibration.exponent": self.exponent}
 
 
+class CalibrationRefused(ValueError):
+    """A calibration that does not improve the trees it was fitted on (the message says by how
+    much it fails)."""
+
+
+def check_improves(before: dict[str, float], after: dict[str, float]) -> None:
+    """Refuse (:class:`CalibrationRefused`) a calibration whose model-level error on its own
+    calibration trees (mean absolute %, ``before``/``after`` as from
+    :func:`irene.evaluation.percentage_errors`) is not lower than the uncalibrated model's: a
+    correction that cannot even fit the trees it saw is not a device change, and writing it
+    would make every later prediction worse without a word."""
+    if not after["model"] < before["model"]:
+        raise CalibrationRefused(
+            f"the calibration does not improve its own calibration trees (model-level error "
+            f"{before['model']:.2f} % -> {after['model']:.2f} %); nothing written: measure "
+            "trees of other shapes or models, or keep the uncalibrated predictor")
+
+
 def calibrate(model: TreePredictor, trees: Sequence[Tree]) -> TreePredictor:
     """A copy of the fitted ``model`` calibrated to the hardware the measured ``trees`` come
     from (every node needs a ground truth, in J).

@@ -714,7 +714,10 @@ def _fit_physical(x: np.ndarray, gold: np.ndarray, names: list[str]) -> LeafMode
     design = np.column_stack([np.ones(len(f)), f, b, o])
     scale = rms_scale(design)
     linear = relative_nnls(design / scale, energy, energy) / scale
-    floor = 1e-3 * energy.mean() / np.maximum(np.abs(design).mean(axis=0), TINY)
+    # a term the data cannot identify (a column that is 0 on every row, e.g. the FLOPs of a
+    # look-up) starts, and stays, negligible: 1e-3 of the mean energy at the mean column value
+    size = np.abs(design).mean(axis=0)
+    floor = np.where(size > 0, 1e-3 * energy.mean() / np.where(size > 0, size, 1.0), TINY)
     start = np.log(np.maximum(linear, floor))
     p0 = np.array([start[0], start[1], start[2], 0.0, *start[3:]])
     p = _levenberg_marquardt(
