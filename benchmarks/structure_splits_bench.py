@@ -2,7 +2,7 @@
 families.
 
     python benchmarks/structure_splits_bench.py ../shared/data/irene_device_1.jsonl
-        [--splits lomo,seq_up,...] [--methods physical,relative,irene,lookup] [--no-beyond]
+        [--splits lomo,seq_up,...] [--methods physical,before,irene,lookup] [--no-beyond]
 
 On IrEne's grid almost every primitive of a held-out model has an identical twin (same type,
 FLOPs, bytes, batch, seq) in another model, so leave-one-model-out (``lomo``) mostly measures
@@ -18,9 +18,10 @@ result; nothing is tuned on a held-out fold.
 Methods (all read structure features only):
 
 * ``physical``: ``StructureRegressor()`` — the physical leaf form (irene/model/structure.py);
-* ``relative``: ``StructureRegressor(leaf_fit="relative")`` — the structure predictor before
-  the physical form (per-type linear leaves in FLOPs, bytes, tokens; same shape memory, glue
-  and overheads);
+* ``before``: the structure predictor as it was before the physical form —
+  ``irene/model/structure.py`` of commit ``BEFORE`` (2859d46), read with ``git show`` into a
+  temporary module for this run only (per-type linear leaves in FLOPs, bytes and tokens, the
+  leaf shape memory, Δflops/Δbytes module overheads);
 * ``irene``: ``IreneRegressor(feature_sets=["model_specs"])`` — the IrEne regressor, the old
   default estimator, on the same structure features;
 * ``lookup``: a plain look-up table: a leaf costs the mean of the training leaves of the same
@@ -41,9 +42,14 @@ The data is taken by path and never copied; nothing fitted on it is written.
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import subprocess
+import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,6 +58,9 @@ from irene.evaluation import pair_predictions
 from irene.model import IreneRegressor, PredictionError
 from irene.model.structure import StructureRegressor
 from irene.tree import Tree, read_trees
+
+#: the commit whose structure predictor is the "before" baseline
+BEFORE = "2859d46"
 
 BERT_LIKE = ("bert-base-uncased", "roberta-base", "distilbert-base-uncased")
 GPT_LIKE = ("gpt2", "distilgpt2", "openai-gpt")
@@ -117,14 +126,31 @@ class LookupTable:
         return value
 
 
+def before_class() -> type:
+    """``StructureRegressor`` of commit :data:`BEFORE`, imported from a temporary copy."""
+    if "structure_before" not in sys.modules:
+        root = Path(__file__).resolve().parents[1]
+        source = subprocess.run(["git", "-C", str(root), "show",
+                                 f"{BEFORE}:irene/model/structure.py"],
+                                check=True, capture_output=True, text=True).stdout
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "structure_before.py"
+            path.write_text(source)
+            spec = importlib.util.spec_from_file_location("structure_before", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules["structure_before"] = module
+            spec.loader.exec_module(module)
+    return sys.modules["structure_before"].StructureRegressor
+
+
 METHODS: dict[str, Callable[[], Any]] = {
     "physical": lambda: StructureRegressor(),
-    "relative": lambda: StructureRegressor(leaf_fit="relative"),
+    "before": lambda: before_class()(),
     "irene": lambda: IreneRegressor(feature_sets=["model_specs"]),
     "lookup": LookupTable,
 }
 LABELS = {"physical": "structure, physical leaves (new)",
-          "relative": "structure, linear leaves (before)",
+          "before": f"structure predictor before ({BEFORE})",
           "irene": "IrEne regressor, model_specs (old default)",
           "lookup": "look-up table (twin mean / nearest)"}
 

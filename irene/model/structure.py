@@ -97,6 +97,7 @@ RULES = {
     "unseen_types": choice(UNSEEN_TYPES),
     "fallback_features": names_from(STRUCTURE_FEATURES),
     "shape_memory": boolean,
+    "module_memory": boolean,
     "memory_features": names_from(STRUCTURE_FEATURES),
     "memory_bandwidth": number(0, 10, low_open=True),
     "memory_prior": number(0, 1e6, low_open=True),
@@ -170,6 +171,7 @@ class StructureState:
     leaf_cloud: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     leaf_cloud_type: list[str] = field(default_factory=list)
     calibration: Any = None
+    module_memory: dict[str, ShapeMemory] = field(default_factory=dict)
 
 
 class StructureRegressor(TreePredictor):
@@ -187,6 +189,8 @@ class StructureRegressor(TreePredictor):
     shape_memory, memory_features, memory_bandwidth, memory_prior : the kernel-smoothed residual
         correction per type: on, its shape coordinates, the kernel width h (in log units) and the
         prior weight λ that fades it away from training shapes.
+    module_memory : the same correction for inner nodes, per composition of their children
+        (same shape coordinates, width and prior).
     child_weights : ``per_type`` (one α per child primitive type), ``per_kind`` (one per parent
         kind) or ``none``.
     overhead_features : Δ columns of the module overhead (``flops``, ``mem_bytes``,
@@ -203,12 +207,12 @@ class StructureRegressor(TreePredictor):
     def __init__(self, *, leaf_features: tuple[str, ...] = ("flops", "mem_bytes", "input_size"),
                  leaf_fit: str = "physical", unseen_types: str = "nearest",
                  fallback_features: tuple[str, ...] = ("flops", "mem_bytes"),
-                 shape_memory: bool = True,
+                 shape_memory: bool = True, module_memory: bool = True,
                  memory_features: tuple[str, ...] = ("flops", "mem_bytes", "batch_size",
                                                      "seq_len"),
                  memory_bandwidth: float = 0.05, memory_prior: float = 1.0,
                  child_weights: str = "per_type",
-                 overhead_features: tuple[str, ...] = ("flops", "mem_bytes"),
+                 overhead_features: tuple[str, ...] = ("mem_bytes",),
                  root_weights: str = "single", nonnegative: bool = True, ridge: float = 0.0,
                  training: str = "closed_form", epochs: int = 300, learning_rate: float = 0.01,
                  tol: float = 1e-4, n_iter_no_change: int = 10) -> None:
@@ -217,6 +221,7 @@ class StructureRegressor(TreePredictor):
         self.unseen_types = unseen_types
         self.fallback_features = _listed(fallback_features)
         self.shape_memory = shape_memory
+        self.module_memory = module_memory
         self.memory_features = _listed(memory_features)
         self.memory_bandwidth = memory_bandwidth
         self.memory_prior = memory_prior
@@ -268,6 +273,8 @@ class StructureRegressor(TreePredictor):
         if self.shape_memory:
             state.memory = self._build_memory(flat, backbone, types)
         self._fit_inner(flat, state)
+        if self.module_memory:
+            state.module_memory = self._build_module_memory(flat, state)
         self.state_ = state
         if self.training == "end2end":
             self._finetune(flat)
@@ -336,15 +343,56 @@ class StructureRegressor(TreePredictor):
                                     np.bincount(inverse).astype(float))
         return memory
 
+    def _build_module_memory(self, flat: FlatForest,
+                             state: StructureState) -> dict[str, ShapeMemory]:
+        """Per composition of children (:func:`composition_keys`), the log residual of every
+        training inner node against its closed form evaluated on its *measured* children:
+        modules of the same composition and shape as a training one are brought back to its
+        measured cost; others (new compositions, new shapes) keep the closed form."""
+        arrays = self._structure_arrays(flat, state)
+        overhead = (arrays["delta"] * state.beta[arrays["inner_kind"]]).sum(axis=1)
+        weight = 1.0 + state.alpha[arrays["parent_kind"], arrays["ctype"]]
+        child = flat.parent >= 0
+        closed = overhead + np.bincount(flat.parent[child], weights=(weight * flat.gold)[child],
+                                        minlength=len(flat.gold))
+        inner = ~flat.is_leaf
+        residual = np.zeros(len(flat.gold))
+        residual[inner] = np.clip(np.log(flat.gold[inner] / np.maximum(closed[inner], TINY)),
+                                  -RESIDUAL_CLIP, RESIDUAL_CLIP)
+        keys = composition_keys(flat)
+        shapes = self._log_shape(flat)
+        memory = {}
+        for key in sorted(set(keys[inner].tolist())):
+            rows = keys == key
+            unique, inverse = np.unique(shapes[rows], axis=0, return_inverse=True)
+            inverse = inverse.ravel()
+            memory[key] = ShapeMemory(unique, np.bincount(inverse, weights=residual[rows]),
+                                      np.bincount(inverse).astype(float))
+        return memory
+
     def _memory_factor(self, flat: FlatForest, state: StructureState) -> np.ndarray:
         """exp(r_k(x)) for every leaf of a type with a memory, 1 elsewhere, [N]."""
+        keys = np.where(flat.is_leaf, flat.instance_type, "").astype(object)
+        return self._recall(flat, state.memory, keys)
+
+    def _module_factor(self, flat: FlatForest, state: StructureState) -> np.ndarray:
+        """exp(r_c(x)) for every inner node whose composition ``c`` has a module memory, 1
+        elsewhere (leaves included), [N]."""
+        if not state.module_memory:
+            return np.ones(len(flat.gold))
+        return self._recall(flat, state.module_memory, composition_keys(flat))
+
+    def _recall(self, flat: FlatForest, memories: dict[str, ShapeMemory],
+                keys: np.ndarray) -> np.ndarray:
+        """The kernel-smoothed memory correction exp(r) of every node whose key has a memory
+        (1 elsewhere), [N]."""
         factor = np.ones(len(flat.gold))
-        if not state.memory:
+        if not memories:
             return factor
         shapes = self._log_shape(flat)
         h2 = self.memory_bandwidth ** 2
-        for t, mem in state.memory.items():
-            rows = np.flatnonzero(flat.is_leaf & (flat.instance_type == t))
+        for t, mem in memories.items():
+            rows = np.flatnonzero(keys == t)
             if not rows.size:
                 continue
             unique, inverse = np.unique(shapes[rows], axis=0, return_inverse=True)
@@ -443,8 +491,9 @@ class StructureRegressor(TreePredictor):
                  overhead_factor: float | None) -> np.ndarray:
         state = self._fitted()
         beta = state.beta * (1.0 if overhead_factor is None else overhead_factor)
-        return self._aggregate(flat, leaf_energy, state.alpha, beta,
-                               self._structure_arrays(flat, state))
+        arrays = self._structure_arrays(flat, state)
+        arrays["factor"] = self._module_factor(flat, state)
+        return self._aggregate(flat, leaf_energy, state.alpha, beta, arrays)
 
     def _type_keys(self, flat: FlatForest) -> np.ndarray:
         inner = np.array([f"<{k}>" for k in INNER_KINDS], dtype=object)
@@ -454,15 +503,17 @@ class StructureRegressor(TreePredictor):
     @staticmethod
     def _aggregate(flat: FlatForest, leaf_pred: np.ndarray, alpha: np.ndarray,
                    beta: np.ndarray, arrays: dict[str, Any]) -> np.ndarray:
-        """Bottom-up: inner = Σ (1 + α[kind(parent), type(child)])·child + β[kind]·Δx."""
+        """Bottom-up: inner = (Σ (1 + α[kind(parent), type(child)])·child + β[kind]·Δx) ·
+        factor (the module memory's, ``arrays["factor"]``, 1 when absent)."""
         n = len(leaf_pred)
+        factor = arrays.get("factor", np.ones(n))
         overhead = (arrays["delta"] * beta[arrays["inner_kind"]]).sum(axis=1)
         pred = np.where(flat.is_leaf, leaf_pred, overhead)
         weight = 1.0 + alpha[arrays["parent_kind"], arrays["ctype"]]
         for idx in arrays["levels"]:
-            pred = pred + np.bincount(flat.parent[idx], weights=weight[idx] * pred[idx],
-                                      minlength=n)
-        return pred
+            pred = pred + np.bincount(flat.parent[idx],
+                                      weights=weight[idx] * factor[idx] * pred[idx], minlength=n)
+        return pred * factor
 
     # ------------------------------------------------------------------------- end to end
     def _finetune(self, flat: FlatForest) -> None:
@@ -482,7 +533,7 @@ class StructureRegressor(TreePredictor):
                 ("leaf_pred", leaf_pred), ("delta", arrays["delta"]), ("gold", flat.gold),
                 ("parent", flat.parent), ("ctype", arrays["ctype"]),
                 ("parent_kind", arrays["parent_kind"]), ("inner_kind", arrays["inner_kind"]),
-                ("is_leaf", flat.is_leaf))}
+                ("is_leaf", flat.is_leaf), ("factor", self._module_factor(flat, state)))}
             levels = [torch.from_numpy(i) for i in arrays["levels"]]
             # β is learned in units of the RMS of its column, so one learning rate fits all
             unit = torch.from_numpy(rms_scale(arrays["delta"][~flat.is_leaf]))
@@ -510,8 +561,9 @@ class StructureRegressor(TreePredictor):
                 pred = torch.where(t["is_leaf"], t["leaf_pred"], overhead)
                 weight = 1.0 + alpha[t["parent_kind"], t["ctype"]]
                 for idx in levels:
-                    pred = pred.index_add(0, t["parent"][idx], weight[idx] * pred[idx])
-                return pred
+                    pred = pred.index_add(0, t["parent"][idx],
+                                          weight[idx] * t["factor"][idx] * pred[idx])
+                return pred * t["factor"]
 
             learned = {"alpha": self.child_weights != "none", "beta": bool(free["beta"].numel()),
                        "root": single_root}
@@ -544,7 +596,8 @@ class StructureRegressor(TreePredictor):
                 "forms": {t: state.leaf[t].form for t in types},
                 "fallback_form": state.fallback.form, "memory_types": sorted(state.memory),
                 "child_types": state.child_types, "trained_types": state.trained_types,
-                "leaf_cloud_type": state.leaf_cloud_type}
+                "leaf_cloud_type": state.leaf_cloud_type,
+                "module_memory_keys": sorted(state.module_memory)}
         arrays: dict[str, np.ndarray] = {"alpha": state.alpha, "beta": state.beta,
                                          "leaf_cloud": state.leaf_cloud,
                                          "fallback.scale": state.fallback.scale,
@@ -557,6 +610,11 @@ class StructureRegressor(TreePredictor):
             arrays[f"memory.{i}.log_shape"] = memory.log_shape
             arrays[f"memory.{i}.residual_sum"] = memory.residual_sum
             arrays[f"memory.{i}.count"] = memory.count
+        for i, key in enumerate(sorted(state.module_memory)):
+            memory = state.module_memory[key]
+            arrays[f"module_memory.{i}.log_shape"] = memory.log_shape
+            arrays[f"module_memory.{i}.residual_sum"] = memory.residual_sum
+            arrays[f"module_memory.{i}.count"] = memory.count
         return meta, arrays
 
     def state_from_payload(self, meta: dict[str, Any], arrays: dict[str, np.ndarray], *,
@@ -603,6 +661,13 @@ class StructureRegressor(TreePredictor):
             shape = array(f"memory.{i}.log_shape", (None, len(self.memory_features)))
             memory[t] = ShapeMemory(shape, array(f"memory.{i}.residual_sum", (len(shape),)),
                                     array(f"memory.{i}.count", (len(shape),)))
+        module_memory = {}  # absent from directories written before it existed: none
+        keys = strings("module_memory_keys") if "module_memory_keys" in meta else []
+        for i, key in enumerate(keys):
+            shape = array(f"module_memory.{i}.log_shape", (None, len(self.memory_features)))
+            module_memory[key] = ShapeMemory(
+                shape, array(f"module_memory.{i}.residual_sum", (len(shape),)),
+                array(f"module_memory.{i}.count", (len(shape),)))
         child_types, cloud_type = strings("child_types"), strings("leaf_cloud_type")
         if child_types != [*types, MODULE_CHILD] or not set(cloud_type) <= set(types):
             raise ValueError("child types or the primitive cloud do not match the leaf types")
@@ -613,7 +678,25 @@ class StructureRegressor(TreePredictor):
             beta=array("beta", (2, len(self.overhead_features))),
             trained_types=strings("trained_types"),
             leaf_cloud=array("leaf_cloud", (len(cloud_type), 2)), leaf_cloud_type=cloud_type,
-            calibration=calibration)
+            calibration=calibration, module_memory=module_memory)
+
+
+def composition_keys(flat: FlatForest) -> np.ndarray:
+    """A key per inner node naming its kind and the multiset of its children's types (a leaf
+    child by its primitive type, an inner child as ``<module>``), e.g.
+    ``"module: linear x3, matmul x2, softmax"``; "" at leaves, [N]. Module class names are never
+    read: two modules of different classes with the same children share a key."""
+    kinds = np.where(flat.is_leaf, flat.instance_type, MODULE_CHILD)
+    children: dict[int, dict[str, int]] = {}
+    for index in np.flatnonzero(flat.parent >= 0).tolist():
+        counts = children.setdefault(int(flat.parent[index]), {})
+        counts[kinds[index]] = counts.get(kinds[index], 0) + 1
+    keys = np.full(len(flat.gold), "", dtype=object)
+    for index, counts in children.items():
+        kind = INNER_KINDS[min(max(int(flat.node_type[index]) - 1, 0), 1)]
+        keys[index] = f"{kind}: " + ", ".join(
+            k if n == 1 else f"{k} x{n}" for k, n in sorted(counts.items()))
+    return keys
 
 
 def _listed(value: Any) -> Any:
