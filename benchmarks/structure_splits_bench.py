@@ -220,8 +220,8 @@ def beyond_the_grid(trees: list[Tree], methods: list[str]) -> None:
         parts = []
         for tree in pred:
             low = min(n.predicted_energy for n in tree.nodes())
-            parts.append(f"{tree.batch_size}x{tree.seq_len}: model {tree.root.predicted_energy:8.2f} J"
-                         f" (smallest node {low:.2e} J)")
+            parts.append(f"{tree.batch_size}x{tree.seq_len}: model "
+                         f"{tree.root.predicted_energy:8.2f} J (smallest node {low:.2e} J)")
         print(f"  {LABELS[method]:<44} " + "; ".join(parts))
 
 
