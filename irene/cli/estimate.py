@@ -1,7 +1,10 @@
 """``irene estimate MODEL``: predict a model's energy without a meter.
 
-Three modes:
+Four modes:
 
+* on a GPU without a predictor (``--batch-size --seq-len [--gpu GPU] [--runtime R]``, or a
+  generation ``--prompt-len --new-tokens``): every node's energy, time and power from the
+  hardware model (:mod:`irene.cli.estimate_gpu`);
 * one call (``--batch-size --seq-len --predictor``): trace MODEL and predict every node; with
   ``--phase`` a prefill, a decode step (``--context-len``) or a training step (``--phase
   train``, with the split between forward, backward and optimiser);
@@ -40,9 +43,11 @@ SERVING_FORMATS = ("bf16", "fp8", "mxfp4")
 SERVING_PROMPT_LEN, SERVING_NEW_TOKENS = 1000, 500
 #: options of the tracing modes that --serving does not use
 TRACE_ONLY = ("batch_size", "seq_len", "predictor", "output", "html", "steps", "phase",
-              "optimizer", "context_len", "plot")
+              "optimizer", "context_len", "plot", "runtime", "gpu_spec")
 #: options of the serving mode that the tracing modes do not use
-SERVING_ONLY = ("gpu", "num_gpus", "concurrency", "serving_predictor")
+SERVING_ONLY = ("num_gpus", "concurrency", "serving_predictor")
+#: options of the GPU mode (no --predictor) that the predictor modes do not use
+GPU_ONLY = ("gpu", "runtime", "gpu_spec")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -66,7 +71,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seq-len", type=positive_int, default=None,
                    help="tokens per sequence of one call")
     p.add_argument("--predictor", metavar="DIR",
-                   help="a model directory written by `irene train` (tracing modes)")
+                   help="a model directory written by `irene train` (tracing modes); without "
+                        "it: every node's energy, time and power on --gpu from the hardware "
+                        "model")
+    p.add_argument("--runtime", default="eager",
+                   help="without --predictor: the runtime that drives the GPU, eager (PyTorch, "
+                        "the default), compile (CUDA graphs) or vllm")
+    p.add_argument("--gpu-spec", metavar="FILE",
+                   help="without --predictor: a GPU described in a JSON or YAML file instead "
+                        "of --gpu")
     add_trace_options(p, schema=False, extra_dtypes=SERVING_FORMATS,
                       dtype_help="tracing: float32 (default), float16, bfloat16; with "
                                  "--serving: the served weight format bf16, fp8 or mxfp4 "
@@ -87,7 +100,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                              f"{SERVING_NEW_TOKENS} tokens)")
     s.add_argument("--serving", choices=("vllm",),
                    help="estimate LLM serving with vLLM instead of tracing")
-    s.add_argument("--gpu", help="GPU model: H100 or B200 (measured); H200, A100 extrapolated")
+    s.add_argument("--gpu", help="GPU model from the data-sheet table (H100, A100, L4, ...; see "
+                                 "irene.hardware.gpus); with --serving: H100 or B200 "
+                                 "(measured), H200, A100 extrapolated; without --predictor: "
+                                 "default H100")
     s.add_argument("--num-gpus", type=positive_int,
                    help="GPUs of one instance (tensor parallel; experts spread over all); "
                         "default: the fewest that hold the weights")
@@ -113,7 +129,7 @@ def check_outputs(args: argparse.Namespace) -> None:
 
 
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
-    defaults = {"concurrency": 64.0, "phase": "forward"}
+    defaults = {"concurrency": 64.0, "phase": "forward", "runtime": "eager"}
     return ["--" + n.replace("_", "-") for n in names
             if getattr(args, n, None) not in (None, defaults.get(n))]
 
@@ -128,8 +144,13 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--dtype {args.dtype} is a served weight format (with --serving); "
                         "tracing takes float32, float16 or bfloat16")
     if args.predictor is None:
-        raise UserError("--predictor DIR required (or --serving vllm --gpu GPU to estimate LLM "
-                        "serving from the shipped predictor)")
+        from irene.cli.estimate_gpu import run_gpu
+
+        return run_gpu(args)
+    stray = _given(args, GPU_ONLY)
+    if stray:
+        raise UserError(f"{', '.join(stray)} apply without --predictor (the hardware model) or "
+                        "with --serving")
     if args.prompt_len is not None or args.new_tokens is not None:
         if args.phase != "forward":
             raise UserError("--phase is for one call; a generation (--prompt-len, --new-tokens) "
