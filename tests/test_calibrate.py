@@ -106,6 +106,10 @@ def test_calibrate_cli_writes_a_model_that_records_both(trained, tmp_path, capsy
     assert "calibrated to it" in json.loads(capsys.readouterr().out)["energy_for"]
     assert main(["calibrate", str(tmp_path / "base"), str(tmp_path / "b.jsonl"),
                  str(tmp_path / "base")]) == 2
+    capsys.readouterr()
+    assert main(["calibrate", str(tmp_path / "base"), str(tmp_path / "b.jsonl"),
+                 str(tmp_path / "terms"), "--form", "terms"]) == 2
+    assert "--form terms" in capsys.readouterr().err and not (tmp_path / "terms").exists()
 
 
 def test_calibration_refuses_trees_without_energy(trained):

@@ -5,39 +5,60 @@ For predicting energy *before* running a model on the target hardware: it reads 
 per tree) — no latency, utilisation or energy reading. Energies are joules per call; ``flops`` is
 in MFLOP and ``mem_bytes`` in MiB as in the trees.
 
-**Leaves** (``ml`` nodes) of primitive type ``k``::
+**Leaves** (``ml`` nodes) of primitive type ``k`` (``leaf_fit="physical"``, the default)::
 
-    Ê = θ_k · [1, flops, mem_bytes, input_size]     (J per call, per MFLOP, per MiB, per token)
+    Ê = (c0^κ + (c_f · flops)^κ + (c_b · mem_bytes)^κ)^(1/κ) + Σ_o c_o · x_o
     E = Ê · exp(r_k(x))                              (shape memory)
     r_k(x) = Σ_j K(x, x_j) ρ_j / (Σ_j K(x, x_j) + λ),   ρ_j = log(E_j / Ê_j)
     K(x, x_j) = exp(-‖log z(x) − log z(x_j)‖² / (2 h²)),
     z = (flops, mem_bytes, batch_size, seq_len),   h = 0.05,   λ = 1
 
-``θ_k`` minimises the relative squared error Σ ((Ê − E)/E)² over the training primitives of type
-``k``. The *shape memory* corrects the smooth form by the mean log residual ρ of the training
-primitives of the same type and (almost: within about 5 % in each of z) the same shape: on a GPU
-the same kernel on the same shape costs the same whichever model calls it, and these costs jump
-with tile and wave quantisation in ways no smooth function of FLOPs and bytes follows. Far from
-every training shape ``Σ K ≪ λ`` and the correction fades to 0, leaving the smooth form. A type
-never seen in training borrows ``θ`` of the type of the nearest training primitive in
-(log FLOPs, log bytes), with a warning: an unknown primitive is priced like the known one of the
-most similar work and traffic (``unseen_types="shared"``: one regressor fitted on all types).
+a smooth maximum (κ fitted per type: κ → ∞ the roofline's max, κ = 1 the sum) of a fixed
+per-call energy ``c0`` (launch, idle draw over the shortest kernel), compute-bound energy
+``c_f`` J/MFLOP and memory-bound energy ``c_b`` J/MiB, plus non-negative per-unit costs of any
+further ``leaf_features`` ``x_o`` (default ``input_size``, tokens per call). Every coefficient
+is positive by construction
+(fitted as logarithms), so a leaf is never predicted at or below 0 J, and beyond the training
+range the energy grows linearly in the work — it extrapolates by construction
+(:func:`physical_energy`; fitted by Levenberg–Marquardt on log residuals, started at κ = 1 from
+the non-negative linear fit). ``leaf_fit="relative"`` keeps the former form, ``θ_k · [1, flops,
+mem_bytes, input_size]`` by relative least squares, whose signed coefficients can go negative
+beyond the grid (a BERT pooler at 128 × 512). The *shape memory* corrects the smooth form by the
+mean log residual ρ of the training primitives of the same type and (almost: within about 5 % in
+each of z) the same shape: on a GPU the same kernel on the same shape costs the same whichever
+model calls it, and these costs jump with tile and wave quantisation in ways no smooth function
+of FLOPs and bytes follows. Far from every training shape ``Σ K ≪ λ`` and the correction fades
+to 0, leaving the smooth form. A type never seen in training borrows ``θ`` of the type of the
+nearest training primitive in (log FLOPs, log bytes), with a warning: an unknown primitive is
+priced like the known one of the most similar work and traffic (``unseen_types="shared"``: one
+regressor fitted on all types).
 
 **Modules**::
 
-    E = Σ_children (1 + α_{type(c)}) · E(c) + β · [Δflops, Δmem_bytes]
+    Ê = Σ_children (1 + α_{type(c)}) · E(c) + β · Δmem_bytes
+    E = Ê · exp(r_c(x))                              (module memory)
 
-``type(c)`` is the child's primitive type for a leaf and ``<module>`` for an inner child; ``Δf`` is
-how much the node's own ``f`` exceeds the sum of its children's (work done in operations not
-traced as primitives). ``α_k`` prices the glue that comes with a primitive of type ``k`` inside a
-module (reshapes and masks around attention MatMul/Softmax, the adds that combine embeddings,
+``type(c)`` is the child's primitive type for a leaf and ``<module>`` for an inner child; ``Δf``
+is how much the node's own ``f`` exceeds the sum of its children's (work done in operations not
+traced as primitives). Untraced work is element-wise (activations written as several torch
+calls, reshapes, masks): memory-bound, so it is priced by its bytes; its FLOP count is not
+comparable across models (GPT-2's MLP does 6 mJ per untraced MFLOP on device 1, BERT's
+intermediate 1.6, while per untraced MiB they differ by a factor 1.4: 0.9 and 1.3 mJ), so
+``Δflops`` is not a default
+overhead feature (``overhead_features`` can add it, a constant, or the leaf-child count). The
+*module memory* is the shape memory for inner nodes, keyed by the composition of the node's
+children (``"module: linear x3, matmul x2, softmax"``, :func:`composition_keys`) and fitted on
+the residual of each training node against its closed form on its measured children: a module of
+the same composition and shape as a training one is brought back to its measured cost, any other
+keeps the closed form. ``α_k`` prices the glue that comes with a primitive of type ``k`` inside
+a module (reshapes and masks around attention MatMul/Softmax, the adds that combine embeddings,
 residual adds next to LayerNorm): it depends on the children's primitive types, never on the
 module's class name, so it carries over to architectures not seen in training. A child type
 unseen in training gets ``α = 0``.
 
 **The root** (``model`` node)::
 
-    E = (1 + α_root) · Σ_children E(c) + β · [Δflops, Δmem_bytes]     (β of the modules)
+    E = ((1 + α_root) · Σ_children E(c) + β · Δmem_bytes) · exp(r_c(x))     (β of the modules)
 
 one factor for how a whole-model run differs from the sum of its separately measured parts.
 
@@ -49,10 +70,11 @@ values that extrapolate badly); then ``α_root`` (free sign) the same way on the
 ``training="end2end"`` then fine-tunes α, β and α_root with Adam on the relative squared error of
 every node, predicted bottom-up from the predicted leaves.
 
-What the shape memory is worth depends on the data: it brings primitives back to their measured
-cost where training models share their shapes (IrEne's six models share hidden size 768) and adds
-nothing on shapes never measured, where the smooth forms alone predict
-(``benchmarks/structure_only_bench.py`` prints both).
+What the memories are worth depends on the data: they bring primitives and modules back to their
+measured cost where training models share their shapes (IrEne's six models share hidden size 768:
+leave-one-model-out mostly measures this recall) and add nothing on shapes never measured, where
+the smooth forms alone predict (``benchmarks/structure_splits_bench.py`` holds out shapes and
+families so that no twin exists; ``benchmarks/structure_only_bench.py`` ablates the memories).
 """
 
 from __future__ import annotations
@@ -67,7 +89,14 @@ import numpy as np
 
 from irene.features import FlatForest
 from irene.model.base import TreePredictor
-from irene.model.optim import Adam, one_thread, relative_lstsq, relative_nnls, rms_scale
+from irene.model.optim import (
+    Adam,
+    levenberg_marquardt,
+    one_thread,
+    relative_lstsq,
+    relative_nnls,
+    rms_scale,
+)
 from irene.model.params import boolean, check_params, choice, integer, names_from, number
 from irene.model.state import TrainingData
 from irene.schema import NODE_TYPE_CODES, Schema, feature_names
@@ -79,6 +108,8 @@ ADDITIVE_STRUCTURE = ("flops", "mem_bytes", "num_parameters")
 #: non-additive overhead columns: a constant per node, the number of its leaf children
 OVERHEAD_EXTRAS = ("constant", "leaf_children")
 LEAF_FORMS = ("physical", "relative", "log", "roofline")
+#: leaf forms whose per-call, per-FLOP and per-byte terms a calibration can scale
+TERM_FORMS = ("physical", "relative")
 CHILD_WEIGHTS = ("per_type", "per_kind", "none")
 ROOT_WEIGHTS = ("single", "as_module")
 FITS = ("closed_form", "end2end")
@@ -312,14 +343,31 @@ class StructureRegressor(TreePredictor):
         return out
 
     def _leaf_backbone(self, flat: FlatForest, state: StructureState,
-                       types: np.ndarray) -> np.ndarray:
-        """Smooth-form prediction of every leaf (J), [N] (0 at inner nodes)."""
+                       types: np.ndarray, term_scales: np.ndarray | None = None) -> np.ndarray:
+        """Smooth-form prediction of every leaf (J), [N] (0 at inner nodes); ``term_scales``:
+        log factors on the (per-call, per-FLOP, per-byte) terms (:func:`scaled_terms`)."""
         out = np.zeros(len(flat.gold))
         for t in sorted(set(types[flat.is_leaf].tolist())):
             rows = flat.is_leaf & (types == t)
             model = state.fallback if t == SHARED_TYPE else state.leaf[t]
+            if term_scales is not None:
+                model = scaled_terms(model, term_scales)
             out[rows] = leaf_predict(model, self._columns(flat, model.features)[rows])
         return out
+
+    def term_scalable(self) -> bool:
+        """Whether every leaf regressor has separate per-call, per-FLOP and per-byte terms
+        (physical or relative forms), so a device change can scale them (calibration)."""
+        state = self._fitted()
+        return all(m.form in TERM_FORMS for m in (*state.leaf.values(), state.fallback))
+
+    def scaled_leaf_energies(self, flat: FlatForest, term_scales: np.ndarray) -> np.ndarray:
+        """Leaf energies (J), [N], with the terms of every leaf regressor scaled by
+        ``exp(term_scales)`` (per call, per FLOP, per byte) and the shape memory applied."""
+        state = self._fitted()
+        types = self._effective_types(flat, state)
+        return self._leaf_backbone(flat, state, types, term_scales) * \
+            self._memory_factor(flat, state)
 
     def _cloud_coordinates(self, flat: FlatForest) -> np.ndarray:
         """(log(flops + 0.01), log(mem_bytes)) of every node, [N, 2]."""
@@ -485,7 +533,8 @@ class StructureRegressor(TreePredictor):
         """Leaf energies (J): smooth form × shape memory (own types only), [N]."""
         state = self._fitted()
         types = self._effective_types(flat, state, warn_unseen=True)
-        return self._leaf_backbone(flat, state, types) * self._memory_factor(flat, state)
+        scales = getattr(state.calibration, "term_log_scale", None)
+        return self._leaf_backbone(flat, state, types, scales) * self._memory_factor(flat, state)
 
     def _combine(self, flat: FlatForest, leaf_energy: np.ndarray,
                  overhead_factor: float | None) -> np.ndarray:
@@ -733,7 +782,7 @@ def _fit_roofline(linear: LeafModel, x: np.ndarray, gold: np.ndarray) -> LeafMod
     lin = linear.theta[1:] / linear.scale
     p0 = np.concatenate([[linear.theta[0]], lin[other],
                          np.log(np.maximum([lin[i_f], lin[i_b]], 1e-12)), [0.0]])
-    p = _levenberg_marquardt(lambda q: _roofline(q, x, i_f, i_b, other) / gold - 1.0, p0)
+    p = levenberg_marquardt(lambda q: _roofline(q, x, i_f, i_b, other) / gold - 1.0, p0)
     return LeafModel(list(names), np.ones(len(names)), p, "roofline")
 
 
@@ -751,6 +800,22 @@ def leaf_predict(model: LeafModel, x: np.ndarray) -> np.ndarray:
         z = np.log(np.maximum(x, 1e-6)) / model.scale
         return np.exp(model.theta[0] + z @ model.theta[1:])
     return model.theta[0] + (x / model.scale) @ model.theta[1:]
+
+
+def scaled_terms(model: LeafModel, log_scale: np.ndarray) -> LeafModel:
+    """``model`` with its per-call term times ``exp(log_scale[0])``, its per-FLOP term times
+    ``exp(log_scale[1])`` and its per-byte (and other per-unit) terms times
+    ``exp(log_scale[2])``: a device that differs in fixed, compute and memory energy."""
+    if model.form not in TERM_FORMS:
+        raise ValueError(f"a {model.form} leaf regressor has no separate terms to scale")
+    theta = model.theta.astype(float).copy()
+    if model.form == "physical":
+        theta[[0, 1, 2]] += log_scale
+        theta[4:] += log_scale[2]
+    else:
+        factors = [log_scale[1] if name == "flops" else log_scale[2] for name in model.features]
+        theta *= np.exp(np.concatenate([[log_scale[0]], factors]))
+    return LeafModel(model.features, model.scale, theta, model.form)
 
 
 def _physical_columns(names: Sequence[str]) -> tuple[int, int, list[int]]:
@@ -803,8 +868,9 @@ def _fit_physical(x: np.ndarray, gold: np.ndarray, names: list[str]) -> LeafMode
     floor = np.where(size > 0, 1e-3 * energy.mean() / np.where(size > 0, size, 1.0), TINY)
     start = np.log(np.maximum(linear, floor))
     p0 = np.array([start[0], start[1], start[2], 0.0, *start[3:]])
-    p = _levenberg_marquardt(
+    p = levenberg_marquardt(
         lambda q: weight * (np.log(physical_energy(q, f, b, o)) - log_gold), p0)
+    p[3] = float(np.clip(p[3], *LOG_K_RANGE))  # store the exponent the form uses
     return LeafModel(list(names), np.ones(len(names)), p, "physical")
 
 
@@ -817,31 +883,3 @@ def _roofline(p: np.ndarray, x: np.ndarray, i_f: int, i_b: int, other: list[int]
     log_b = p[2 + n_other] + np.log(np.maximum(x[:, i_b], 1e-9))
     mean = np.exp(np.logaddexp(k * log_f, k * log_b) / k)
     return p[0] + x[:, other] @ p[1:1 + n_other] + mean
-
-
-def _levenberg_marquardt(residual, p0: np.ndarray, iterations: int = 200) -> np.ndarray:
-    """Minimise Σ residual(p)² from p0 with a forward-difference Jacobian (a few parameters)."""
-    p, damping = p0.astype(float).copy(), 1e-3
-    r = residual(p)
-    cost = float(r @ r)
-    for _ in range(iterations):
-        step = 1e-6 * np.maximum(np.abs(p), 1e-3)
-        jac = np.stack([(residual(p + np.eye(len(p))[i] * step[i]) - r) / step[i]
-                        for i in range(len(p))], axis=1)
-        jtj, jtr = jac.T @ jac, jac.T @ r
-        improved = False
-        for _ in range(10):
-            delta = np.linalg.solve(jtj + damping * np.diag(np.diag(jtj) + 1e-12), -jtr)
-            r_new = residual(p + delta)
-            cost_new = float(r_new @ r_new)
-            if np.isfinite(cost_new) and cost_new < cost:
-                p, r, improved = p + delta, r_new, True
-                damping = max(damping / 3, 1e-9)
-                if cost - cost_new < 1e-10 * cost:
-                    return p
-                cost = cost_new
-                break
-            damping *= 10
-        if not improved:
-            break
-    return p
