@@ -57,7 +57,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from irene.hardware.families import family as family_of  # noqa: E402
+from irene.hardware.families import UnknownFamily  # noqa: E402
+from irene.hardware.families import family as _family  # noqa: E402
 from irene.serving.data import MeasurementError, read_csv_rows  # noqa: E402
 
 DEFAULT_V3 = ROOT / "datasets" / "mlenergy-v3" / "llm.csv"
@@ -123,6 +124,14 @@ def _num(row: dict[str, str], key: str, where: str) -> float:
     return value
 
 
+def family_of(model_id: str, where: str = "model_id") -> str:
+    """The family of ``model_id`` (irene.hardware.families); BadInput when no rule covers it."""
+    try:
+        return _family(model_id)
+    except UnknownFamily as exc:
+        raise BadInput(f"{where}: {exc}") from None
+
+
 def _read(path: Path, needed: Sequence[str]) -> list[dict[str, str]]:
     try:
         return read_csv_rows(path, needed)
@@ -163,7 +172,8 @@ def load_v3(path: Path) -> list[Row]:
         batch = _num(r, "avg_batch_size", where)
         step_bytes, step_flops = decode_step(cache[name], batch,  # type: ignore[arg-type]
                                              float(r["output_context_mean"]))
-        rows.append(Row("v3", name, family_of(name), _gpu(r, where), r["architecture"],
+        rows.append(Row("v3", name, family_of(name, f"{where}: model_id"), _gpu(r, where),
+                        r["architecture"],
                         int(_num(r, "num_gpus", where)), batch,
                         _num(r, "activated_params_b", where), _num(r, "total_params_b", where),
                         _num(r, "output_len_mean", where), step_bytes, step_flops,
@@ -197,7 +207,7 @@ def load_table_rows(path: Path, source: str) -> list[Row]:
     rows = []
     for line, r in enumerate(raw, start=2):
         where = f"{path}:{line}"
-        if family_of(r["model_id"]) != r["family"]:
+        if family_of(r["model_id"], f"{where}: model_id") != r["family"]:
             raise BadInput(f"{where}: family: {r['family']!r} is not the family mapping's "
                            f"{family_of(r['model_id'])!r}")
         batch = _num(r, batch_field, where)
@@ -473,14 +483,24 @@ def load_all(v3: Path | None, v2: Path | None, v1: Path | None) -> list[Row]:
     return rows
 
 
+def bar(results: dict[str, dict[str, np.ndarray]], cell: str) -> str:
+    """The best median and the best p90 over the predictors in ``cell`` (the bar to beat)."""
+    done = [results[n][cell] for n in results if results[n][cell].size]
+    if not done:
+        return "-"
+    return f"{min(np.median(e) for e in done):.1f}/{min(np.percentile(e, 90) for e in done):.1f}"
+
+
 def print_table(results: dict[str, dict[str, np.ndarray]]) -> None:
-    """One line per cell, one column per predictor: median/p90 absolute % error (rows)."""
+    """One line per cell, one column per predictor: median/p90 absolute % error (rows), and the
+    best median and best p90 of any predictor."""
     names = list(results)
     cells = list(next(iter(results.values())))
     width = max(len(c) for c in cells) + 2
-    print("cell".ljust(width) + "".join(n.rjust(22) for n in names))
+    print("cell".ljust(width) + "".join(n.rjust(20) for n in names) + "best".rjust(12))
     for cell in cells:
-        print(cell.ljust(width) + "".join(summary(results[n][cell]).rjust(22) for n in names))
+        print(cell.ljust(width) + "".join(summary(results[n][cell]).rjust(20) for n in names)
+              + bar(results, cell).rjust(12))
 
 
 def main(argv: list[str] | None = None) -> int:

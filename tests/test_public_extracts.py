@@ -294,3 +294,8 @@ def test_roofline_baseline_is_the_data_sheet_bound() -> None:
     seconds = hf.roofline_seconds(row)
     assert seconds == pytest.approx(14e9 / 0.696e12)
     assert hf.fit_roofline_tdp([])([row])[0] == pytest.approx(300.0 * seconds)
+
+
+def test_bar_is_the_best_of_each_metric() -> None:
+    results = {"a": {"c": np.array([1.0, 2.0, 30.0])}, "b": {"c": np.array([5.0, 5.0, 5.0])}}
+    assert hf.bar(results, "c") == "2.0/5.0"
