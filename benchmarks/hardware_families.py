@@ -110,6 +110,7 @@ class Row:
     step_flops: float  # FLOPs of one decode step (instance)
     fp8: bool
     energy: float  # measured J/token (all GPUs)
+    task: str = ""  # the source's task (v3: gpqa, lm-arena-chat, sourcegraph-fim; v2/v1: chat...)
 
 
 # --------------------------------------------------------------------------- reading
@@ -177,7 +178,8 @@ def load_v3(path: Path) -> list[Row]:
                         int(_num(r, "num_gpus", where)), batch,
                         _num(r, "activated_params_b", where), _num(r, "total_params_b", where),
                         _num(r, "output_len_mean", where), step_bytes, step_flops,
-                        r["precision"] == "fp8", _num(r, "energy_per_token_j", where)))
+                        r["precision"] == "fp8", _num(r, "energy_per_token_j", where),
+                        r.get("task", "")))
     return rows
 
 
@@ -218,7 +220,7 @@ def load_table_rows(path: Path, source: str) -> list[Row]:
                         "dense" if arch == "decoder" else arch, int(_num(r, "num_gpus", where)),
                         batch, _num(r, "active_params_b", where),
                         _num(r, "total_params_b", where), out, step_bytes, step_flops, False,
-                        _num(r, "energy_per_token_j", where)))
+                        _num(r, "energy_per_token_j", where), r.get("task", "")))
     return rows
 
 
