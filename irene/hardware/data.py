@@ -28,15 +28,15 @@ ROOT = Path(__file__).resolve().parents[2]
 EXTRACTS = {"v3": ROOT / "datasets" / "mlenergy-v3" / "llm.csv",
             "v2": ROOT / "datasets" / "mlenergy-v2" / "llm.csv",
             "v1": ROOT / "datasets" / "mlenergy-v1" / "eager.csv"}
+#: v1's GPU names as data-sheet entries: its A100's variant is not stated; the 40 GB SXM part
+#: is assumed (as benchmarks/hardware_families.py does)
+V1_GPUS = {"A100": "A100-40GB"}
 RUNTIME_OF_VERSION = {"v3": "vllm", "v2": "vllm-0.5.4", "v1": "eager"}
 #: prompt tokens assumed per (version, task) for v2 and v1 (short prompts: v2's chat and
 #: HumanEval+ code prompts, v1's FastChat conversation template + instruction)
 PROMPT_TOKENS = {("v2", "chat"): 250.0, ("v2", "code"): 150.0, ("v1", "chat"): 150.0,
                  ("v1", "chat-concise"): 170.0, ("v1", "instruct"): 120.0,
                  ("v1", "instruct-concise"): 140.0}
-#: the independent check: v2 model-id prefixes and v1 GPUs never used in a fit
-HELD_OUT_V2_PREFIXES = ("google/gemma-2", "microsoft/phi-3")
-HELD_OUT_V1_GPUS = ("V100",)
 
 
 class HeldOutRowError(ValueError):
@@ -63,6 +63,8 @@ class FitRow:
     weight_format: str = "bf16"
     context: float = 0.0
     gpus: int = 1
+    #: used by fits (False: predicted and reported only, e.g. vLLM's data-parallel attention)
+    trainable: bool = True
 
 
 def check_not_held_out(rows: Sequence[FitRow]) -> None:
@@ -74,49 +76,39 @@ def check_not_held_out(rows: Sequence[FitRow]) -> None:
 
 
 def held_out(version: str, model_id: str, gpu: str) -> bool:
-    """Whether a row belongs to the independent check (v2 gemma-2/Phi-3, v1 V100)."""
-    key = model_id.strip().lower()
-    if version == "v2" and key.startswith(HELD_OUT_V2_PREFIXES):
-        return True
-    return version == "v1" and gpu.strip().upper().startswith(HELD_OUT_V1_GPUS)
+    """Whether a row belongs to the independent check (v2 gemma-2/Phi-3, v1 V100): the one
+    rule of :func:`irene.hardware.families.is_held_out`, applied per version."""
+    from irene.hardware.families import is_held_out
+
+    if version == "v2":
+        return is_held_out(model_id=model_id)
+    return version == "v1" and is_held_out(gpu=gpu)
 
 
 def family_of(model_id: str) -> str:
-    """The family of a model id (the unit of held-out evaluation): hw-data's rules
-    (:mod:`irene.hardware.families`) where present, else the organisation's first word."""
-    try:
-        from irene.hardware.families import family  # type: ignore[import-not-found]
-    except ImportError:  # pragma: no cover - before the families table is merged
-        return _fallback_family(model_id)
+    """The family of a model id (the unit of held-out evaluation, :mod:`.families`)."""
+    from irene.hardware.families import family
+
     return family(model_id)
-
-
-def _fallback_family(model_id: str) -> str:
-    key = model_id.lower()
-    for prefix, name in (("meta-llama/", "Llama"), ("codellama/", "Llama"), ("qwen/", "Qwen"),
-                         ("openai/gpt-oss", "gpt-oss"), ("deepseek-ai/", "DeepSeek"),
-                         ("mistralai/", "Mistral"), ("google/", "Gemma"),
-                         ("nvidia/", "Nemotron"), ("bigcode/", "StarCoder")):
-        if key.startswith(prefix):
-            return name
-    return model_id.split("/")[0]
 
 
 # --------------------------------------------------------------------------- v3
 
 def v3_rows(path: str | Path = EXTRACTS["v3"], progress: Callable = iter,
             structure: Callable | None = None) -> list[FitRow]:
-    """The v3 extract's trainable rows (tensor-parallel attention: vLLM's data-parallel
-    attention is a layout the decode step does not describe) as workloads; ``structure``: the
-    model id -> ModelStructure map (default: the built-in serving checkpoints)."""
+    """The v3 extract's rows as workloads (rows with vLLM's data-parallel attention, measured
+    for one checkpoint on B200 at 3-4x the cost of tensor-parallel attention, are marked not
+    ``trainable``: predicted and reported, never fitted); ``structure``: the model id ->
+    ModelStructure map (default: the built-in serving checkpoints)."""
     from irene.serving.data import builtin_structure, read_measurements, steps_of
 
-    rows = [r for r in read_measurements(path) if r.data_parallel == 1]
+    rows = read_measurements(path)
     steps = steps_of(rows, structure=structure or builtin_structure, progress=progress)
     return [FitRow("v3", r.model_id, family_of(r.model_id), r.task, r.gpu, "vllm",
                    r.architecture, s.work(), r.seconds_per_step, r.energy_per_token, r.batch,
                    float(s.structure.total_params()), s.structure.active_params(),
-                   s.structure.weight_format, s.workload.context, r.gpus)
+                   s.structure.weight_format, s.workload.context, r.gpus,
+                   trainable=r.data_parallel == 1)
             for r, s in zip(rows, steps, strict=True)]
 
 
@@ -172,6 +164,7 @@ def _public_rows(version: str, path: str | Path) -> list[FitRow]:
     for line, r in enumerate(raw, start=2):
         where = f"{path}:{line}"
         model_id, gpu = r["model_id"].strip(), r["gpu_model"].strip()
+        gpu = V1_GPUS.get(gpu, gpu) if version == "v1" else gpu
         if held_out(version, model_id, gpu):
             raise HeldOutRowError(f"{where}: {model_id} on {gpu} is held out (issue 21); the "
                                   "extract must not contain it")

@@ -21,7 +21,6 @@ from irene.hardware.model import (
     HardwareParams,
     NodeCost,
     compute_dtype,
-    idle_power,
     module_cost,
     primitive_cost,
 )
@@ -146,14 +145,16 @@ class WorkArrays:
 def evaluate(a: WorkArrays, gpu: GpuSpec, params: HardwareParams,
              runtime: RuntimeProfile) -> tuple[np.ndarray, np.ndarray]:
     """(seconds per step, joules per step of one GPU) of every row — the equations of
-    :func:`work_cost`, vectorised over rows and slots."""
-    from irene.hardware.model import power_terms
-
-    idle, busy, per_byte, _ = power_terms(gpu, params)
+    :func:`work_cost`, vectorised over rows and slots. ``params`` and ``runtime`` may also be
+    duck-typed objects whose numbers are arrays of shape (K, 1): the result is then (K, rows),
+    one row per parameter set (the fit's finite differences in one call)."""
+    idle = np.minimum(params.idle_scale * gpu.idle_power_w, 0.9 * gpu.power_limit_w)
     budget = gpu.power_limit_w - idle
+    busy = params.busy_share * budget
+    per_byte = params.byte_share * budget / gpu.memory_bandwidth
     limit = gpu.power_limit_w
-    time = np.zeros(len(a))
-    energy = np.zeros(len(a))
+    time: np.ndarray | float = 0.0
+    energy: np.ndarray | float = 0.0
     for j, (_, kind, dtype) in enumerate(a.slots):
         f, q, n = a.flops[:, j], a.nbytes[:, j], a.kernels[:, j]
         if not (f.any() or q.any() or n.any()):
@@ -165,16 +166,23 @@ def evaluate(a: WorkArrays, gpu: GpuSpec, params: HardwareParams,
         else:
             eff = params.eff_compute[kind] * runtime.efficiency[kind]
             if dtype in DEQUANT_FORMATS:
-                eff *= params.eff_mxfp4
-            elif dtype == "fp8" and gpu.supports("fp8"):
-                eff *= params.eff_fp8
+                eff = eff * params.eff_mxfp4
+            elif dtype == "fp8":
+                eff = eff * (params.eff_fp8_moe if kind == "moe" else 1.0)
+                eff = eff * (params.eff_fp8 if gpu.supports("fp8") else 1.0)
             peak = gpu.peak_flops(compute_dtype(dtype))
-            t_f = f / (min(eff, 1.0) * peak)
-            t_q = q / (min(params.eff_memory[kind] * runtime.efficiency[kind], 1.0)
-                       * gpu.memory_bandwidth)
+            t_f = f / (np.minimum(eff, 1.0) * peak)
+            mem = params.eff_memory[kind] * runtime.efficiency[kind]
+            if dtype in DEQUANT_FORMATS:
+                mem = mem * params.eff_mxfp4_memory
+            elif dtype == "fp8":
+                mem = mem * params.eff_fp8_memory * (params.eff_fp8_moe if kind == "moe" else 1.0)
+            t_q = q / (np.minimum(mem, 1.0) * gpu.memory_bandwidth)
             t_k = np.maximum(t_f, t_q) + params.overlap * np.minimum(t_f, t_q)
             t = np.maximum(t_k, n * runtime.dispatch_s) + n * runtime.launch_gap_s
             dynamic = per_byte * q + params.flop_share * budget / peak * f
+            if dtype == "fp8":
+                dynamic = dynamic * params.fp8_energy
         with np.errstate(divide="ignore", invalid="ignore"):
             hot = (t_k > 0) & (idle + busy + dynamic / np.where(t_k > 0, t_k, 1.0) > limit)
         stretched = dynamic / (limit - idle - busy)
@@ -182,8 +190,8 @@ def evaluate(a: WorkArrays, gpu: GpuSpec, params: HardwareParams,
         t = np.where(hot, t - t_k + stretched, t)
         e = idle * t + busy * t_kernel + dynamic
         e = np.where(hot, np.minimum(e, limit * t), e)
-        time += t
-        energy += e
-    time += runtime.step_overhead_s
-    energy += idle_power(gpu, params) * runtime.step_overhead_s
+        time = time + t
+        energy = energy + e
+    time = time + runtime.step_overhead_s + np.zeros(len(a))
+    energy = energy + idle * runtime.step_overhead_s + np.zeros(len(a))
     return time, energy

@@ -315,7 +315,7 @@ def check_fits(structure: ModelStructure, spec: GpuSpec, gpus: int) -> None:
 
 
 def _enough_gpus(structure: ModelStructure, spec: GpuSpec) -> int:
-    need = structure.weight_bytes() / (0.7 * MEMORY_FRACTION * spec.memory_bytes)
+    need = structure.weight_bytes() / (MEMORY_FRACTION * spec.memory_bytes)
     return max(1, 2 ** math.ceil(math.log2(max(need, 1.0))))
 
 
