@@ -86,10 +86,14 @@ def held_out(version: str, model_id: str, gpu: str) -> bool:
 
 
 def family_of(model_id: str) -> str:
-    """The family of a model id (the unit of held-out evaluation, :mod:`.families`)."""
-    from irene.hardware.families import family
+    """The family of a model id (the unit of held-out evaluation, :mod:`.families`); an id the
+    mapping does not cover (a user's own rows) is a family of its own."""
+    from irene.hardware.families import UnknownFamily, family
 
-    return family(model_id)
+    try:
+        return family(model_id)
+    except UnknownFamily:
+        return model_id
 
 
 # --------------------------------------------------------------------------- v3
