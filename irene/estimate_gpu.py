@@ -21,6 +21,7 @@ beyond what was measured (a GPU, runtime, phase, batch size or sequence length n
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,10 +88,47 @@ PRIOR_PROVENANCE = Provenance(
           "bound, power <= the board limit)")
 
 
-def hardware_parameters() -> tuple[HardwareParams, Provenance]:
-    """The parameters this mode uses and what they rest on (one place to change when fitted
-    parameters are shipped)."""
-    return HardwareParams(), PRIOR_PROVENANCE
+#: ML.ENERGY rows are whole generations: a prefill and its decode steps
+MEASURED_PHASES = ("prefill", "decode")
+
+
+def hardware_parameters(gpu: GpuSpec, runtime: str, *, fitted: bool = True
+                        ) -> tuple[HardwareParams, RuntimeProfile, Provenance]:
+    """The parameters, the runtime profile and what they rest on: the shipped fit
+    (:func:`irene.hardware.params.load_hardware`, digest-checked) on ``gpu`` (its fitted
+    multipliers when it was measured) under ``runtime``; ``fitted=False``: the data-sheet
+    priors. GpuEstimateError for an unknown runtime; a damaged shipped file raises its error."""
+    from irene.hardware.params import ATTRIBUTION, LICENSE, load_hardware
+
+    profile = resolve_runtime(runtime)
+    if not fitted:
+        return HardwareParams(), profile, PRIOR_PROVENANCE
+    hw = load_hardware()
+    try:
+        params = hw.fitted.params_for(gpu.name)
+    except KeyError:  # a GPU from a user's file: the shared parameters
+        params = hw.fitted.params
+    measured = []
+    for key, seen in sorted(hw.trained_on.items()):
+        gpu_name, runtime_name = key.split("/", 1)
+        measured.append(MeasuredRange(
+            gpu=gpu_name, runtime=runtime_name, phases=MEASURED_PHASES,
+            batch=(int(seen["batch"][0]), int(math.ceil(seen["batch"][1]))),
+            seq=(int(seen["context"][0]), int(math.ceil(seen["context"][1]))),
+            source=", ".join(seen.get("versions", []))))
+    error = hw.fit_info.get("in_sample_abs_pct_error", {})
+    versions = ", ".join(f"{k} ({v.get('rows', '?')} rows)" for k, v in sorted(hw.data.items()))
+    provenance = Provenance(
+        source=f"the hardware model fitted to ML.ENERGY {versions}: whole generations "
+               f"(energy per token) on {', '.join(sorted({m.gpu for m in measured}))}; "
+               f"{LICENSE}, {ATTRIBUTION.split(' (')[0]} ({hw.path})",
+        error=(f"{error.get('median', float('nan')):.1f} % median, "
+               f"{error.get('p90', float('nan')):.1f} % p90 absolute error on the generations "
+               "it was fitted on (family-out figures: benchmarks/RESULTS.md); the energy of "
+               "single nodes was never measured on a GPU — node figures are the model's split "
+               "of a step"),
+        measured=tuple(measured))
+    return params, hw.fitted.runtime(profile.name), provenance
 
 
 def resolve_gpu(name: str | None, spec_file: str | Path | None) -> GpuSpec:
@@ -203,8 +241,7 @@ def estimate_on_gpu(model: str | Any, batch_size: int | None = None,
                                f"{', '.join(DTYPES)}")
     trace_dtype, gemm_dtype = DTYPES[dtype]
     spec = resolve_gpu(gpu, gpu_spec_file)
-    profile = resolve_runtime(runtime)
-    params, provenance = hardware_parameters()
+    params, profile, provenance = hardware_parameters(spec, runtime)
     predictor = HardwarePredictor(spec, profile, params, gemm_dtype)
     estimate = GpuEstimate(gpu=spec, runtime=profile, dtype=gemm_dtype, provenance=provenance)
     if gemm_dtype == "fp8":

@@ -8,8 +8,9 @@ import json
 import pytest
 
 from irene.cli import main
-from irene.estimate_gpu import estimate_on_gpu
+from irene.estimate_gpu import estimate_on_gpu, extrapolation_warnings, hardware_parameters
 from irene.hardware import HardwareModel, HardwareParams, gpu_spec, roofline_time, runtime_profile
+from irene.hardware.model import idle_power
 from irene.hardware.trees import MFLOP, MIB, cost_tree, primitive_class
 from irene.tracing import trace_model
 from irene.tree import Node, Tree, read_trees
@@ -33,11 +34,13 @@ def configs(tmp_path_factory):
     return out
 
 
-def check_physics(tree: Tree, gpu_name: str, dtype: str, step_overhead: float) -> None:
+def check_physics(tree: Tree, gpu_name: str, dtype: str, runtime: str) -> None:
     """Every leaf: time >= its roofline bound, power <= the board limit, energy > 0; every
     module: exactly the sum of its children (the root: plus the step's idle overhead)."""
     gpu = gpu_spec(gpu_name)
-    idle = HardwareParams().idle_scale * gpu.idle_power_w
+    params, profile, _ = hardware_parameters(gpu, runtime)
+    idle = idle_power(gpu, params)
+    step_overhead = profile.step_overhead_s
     for node in tree.nodes():
         energy, time_s = node.predicted_energy, node.extra["predicted_time_s"]
         assert energy > 0 and time_s > 0
@@ -66,9 +69,12 @@ def test_command_prints_every_node_within_physics(configs, tmp_path, capsys):
     assert len(data["nodes"]) == len(list(tree.nodes()))  # every node, with --depth -1
     assert data["energy_j"] == pytest.approx(tree.root.predicted_energy)
     assert data["power_w"] <= gpu_spec("A100").power_limit_w
-    assert "priors" in data["data"] and "not measured" in data["measured_error"]
-    assert any(w.startswith("extrapolates") for w in data["warnings"])
-    check_physics(tree, "A100", "fp32", runtime_profile("eager").step_overhead_s)
+    assert "ML.ENERGY" in data["data"] and "median" in data["measured_error"]
+    # an encoder's forward pass on the 80 GB A100: never measured (v1 measured the 40 GB part)
+    assert "extrapolates: A100 was never measured (predicted from its data sheet)" in \
+        data["warnings"]
+    assert any("forward was never measured" in w for w in data["warnings"])
+    check_physics(tree, "A100", "fp32", "eager")
 
 
 def test_text_output_names_the_data_and_the_extrapolation(configs, capsys):
@@ -137,7 +143,7 @@ def test_runtime_changes_overheads_not_physics(configs):
         est = estimate_on_gpu(str(configs["bert"]), 1, 8, gpu="H100", runtime=runtime,
                               hub=False)
         times[runtime] = est.tree.root.extra["predicted_time_s"]
-        check_physics(est.tree, "H100", "fp32", runtime_profile(runtime).step_overhead_s)
+        check_physics(est.tree, "H100", "fp32", runtime)
     assert times["eager"] > times["compile"]
 
 
@@ -176,3 +182,25 @@ def test_bert_base_out_of_the_box(capsys):
     # one call traced from the same config: the same tree of nodes
     tree = trace_model("bert-base-uncased", 8, 128, timing=False, hub=False)
     assert data["nodes"][0]["scope"] == tree.root.scope
+
+
+def test_warnings_name_each_way_a_request_leaves_what_was_measured():
+    """H100 under vLLM was measured on generations (batch ~8-2000, context ~1000-7000): a decode
+    step there warns of nothing; a forward pass, an unmeasured GPU or runtime, a batch or a
+    context outside those ranges each get their line."""
+    h100 = gpu_spec("H100")
+    _, vllm, shipped = hardware_parameters(h100, "vllm")
+    assert extrapolation_warnings(shipped, h100, vllm, "decode", 64, 2000) == []
+    assert extrapolation_warnings(shipped, h100, vllm, "forward", 64, 2000) == \
+        ["extrapolates: forward was never measured here"]
+    assert extrapolation_warnings(shipped, h100, vllm, "decode", 1, 100000) == \
+        ["extrapolates: batch size 1 was never measured here",
+         "extrapolates: 100000 tokens was never measured here"]
+    l4 = gpu_spec("L4")
+    assert "extrapolates: L4 was never measured (predicted from its data sheet)" in \
+        extrapolation_warnings(shipped, l4, vllm, "decode", 64, 2000)
+    _, compiled, _ = hardware_parameters(h100, "compile")
+    assert "extrapolates: the compile runtime was never measured on H100" in \
+        extrapolation_warnings(shipped, h100, compiled, "decode", 64, 2000)
+    _, _, priors = hardware_parameters(h100, "vllm", fitted=False)
+    assert len(extrapolation_warnings(priors, h100, vllm, "decode", 64, 2000)) == 1

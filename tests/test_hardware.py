@@ -153,3 +153,37 @@ def test_hardware_package_imports_no_torch() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout.split()
     assert out == ["False", "False"]
+
+
+def test_vectorised_evaluation_matches_the_node_model() -> None:
+    """The fit's vectorised evaluation (irene.hardware.work.evaluate) computes the same
+    equations as primitive_cost + module_cost, also with parameter arrays (K, 1)."""
+    from types import SimpleNamespace
+
+    import numpy as np
+
+    from irene.hardware.work import Primitive, Work, WorkArrays, evaluate, work_cost
+
+    works = [Work((Primitive("mlp", "matmul", 2e12 * s, 1e9, "bf16", 30),
+                   Primitive("experts", "moe", 5e11, 4e9 * s, "fp8", 40),
+                   Primitive("experts", "moe", 1e11, 1e9, "mxfp4", 4),
+                   Primitive("cache", "attention", 1e10, 2e9 * s, "bf16", 8),
+                   Primitive("norms", "norm", 0.0, 1e6, "bf16", 60),
+                   Primitive("all-reduce", "comm", 0.0, 5e7, "bf16", 60)), gpus=4, tokens=64)
+             for s in (0.01, 1.0, 30.0)]
+    hot = HardwareParams(busy_share=0.6, byte_share=2.0, flop_share=2.0, overlap=0.2)
+    arrays = WorkArrays.of(works)
+    for gpu in ("H100", "A100", "L4"):
+        for params in (HardwareParams(), hot):
+            for runtime in (runtime_profile("eager"), runtime_profile("vllm")):
+                t, e = evaluate(arrays, gpu_spec(gpu), params, runtime)
+                for i, w in enumerate(works):
+                    cost = work_cost(w, gpu_spec(gpu), params, runtime)
+                    assert t[i] == pytest.approx(cost.seconds, rel=1e-9)
+                    assert e[i] == pytest.approx(cost.step.energy_j, rel=1e-9)
+                batch = SimpleNamespace(**{k: (np.full((2, 1), v) if isinstance(v, float)
+                                               else {c: np.full((2, 1), x)
+                                                     for c, x in v.items()})
+                                           for k, v in params.to_dict().items()})
+                tb, eb = evaluate(arrays, gpu_spec(gpu), batch, runtime)
+                assert tb.shape == (2, 3) and np.allclose(tb[1], t) and np.allclose(eb[0], e)

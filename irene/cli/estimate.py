@@ -43,7 +43,7 @@ SERVING_FORMATS = ("bf16", "fp8", "mxfp4")
 SERVING_PROMPT_LEN, SERVING_NEW_TOKENS = 1000, 500
 #: options of the tracing modes that --serving does not use
 TRACE_ONLY = ("batch_size", "seq_len", "predictor", "output", "html", "steps", "phase",
-              "optimizer", "context_len", "plot", "runtime", "gpu_spec")
+              "optimizer", "context_len", "plot", "runtime")
 #: options of the serving mode that the tracing modes do not use
 SERVING_ONLY = ("num_gpus", "concurrency", "serving_predictor")
 #: options of the GPU mode (no --predictor) that the predictor modes do not use
@@ -61,8 +61,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "with the split between forward, backward and optimiser). With --prompt-len "
                     "and --new-tokens: the energy of generating text (a prefill, then one "
                     "decode step per new token), per phase and per token. With --serving vllm: "
-                    "the energy per token of serving MODEL with vLLM on GPUs, from a predictor "
-                    "learned from the public ML.ENERGY v3 measurements (Apache-2.0).")
+                    "the energy per token of serving MODEL with vLLM on GPUs, from the hardware "
+                    "model fitted to the public ML.ENERGY v3, v2 and v1 measurements "
+                    "(Apache-2.0).")
     p.add_argument("model_name", metavar="MODEL",
                    help="built-in model name (see `irene models`), a directory with "
                         "config.json, or a config.json")
@@ -77,9 +78,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runtime", default="eager",
                    help="without --predictor: the runtime that drives the GPU, eager (PyTorch, "
                         "the default), compile (CUDA graphs) or vllm")
-    p.add_argument("--gpu-spec", metavar="FILE",
-                   help="without --predictor: a GPU described in a JSON or YAML file instead "
-                        "of --gpu")
     add_trace_options(p, schema=False, extra_dtypes=SERVING_FORMATS,
                       dtype_help="tracing: float32 (default), float16, bfloat16; with "
                                  "--serving: the served weight format bf16, fp8 or mxfp4 "
@@ -100,17 +98,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                              f"{SERVING_NEW_TOKENS} tokens)")
     s.add_argument("--serving", choices=("vllm",),
                    help="estimate LLM serving with vLLM instead of tracing")
-    s.add_argument("--gpu", help="GPU model from the data-sheet table (H100, A100, L4, ...; see "
-                                 "irene.hardware.gpus); with --serving: H100 or B200 "
-                                 "(measured), H200, A100 extrapolated; without --predictor: "
-                                 "default H100")
+    s.add_argument("--gpu", help="GPU model (H100, H100-PCIe, H200, B200, A100, A100-40GB, A40, "
+                                 "L40S, L4, V100, RTX-4090, RTX-3090); measured under vLLM: "
+                                 "H100, B200, A100-40GB; others from their data sheets; without "
+                                 "--predictor and --serving: every node on that GPU (default "
+                                 "H100)")
+    s.add_argument("--gpu-spec", metavar="FILE",
+                   help="a GPU of your own from a JSON/YAML file (irene.hardware.gpus."
+                        "load_gpu_spec: name, tflops, memory_bandwidth_gb_s, memory_gb, "
+                        "power_limit_w, or base + overrides)")
     s.add_argument("--num-gpus", type=positive_int,
                    help="GPUs of one instance (tensor parallel; experts spread over all); "
                         "default: the fewest that hold the weights")
     s.add_argument("--concurrency", type=positive_number, default=64.0,
                    help="sequences decoded together (vLLM's running batch; default 64)")
     s.add_argument("--serving-predictor", metavar="FILE",
-                   help="a serving predictor JSON (default: the one shipped with irene)")
+                   help="a hardware parameter JSON (scripts/fit_hardware.py; default: the one "
+                        "shipped with irene)")
     p.set_defaults(func=run)
 
 
@@ -140,13 +144,13 @@ def run(args: argparse.Namespace) -> int:
     stray = _given(args, SERVING_ONLY)
     if stray:
         raise UserError(f"{', '.join(stray)} only apply with --serving vllm")
-    if args.dtype in SERVING_FORMATS:
-        raise UserError(f"--dtype {args.dtype} is a served weight format (with --serving); "
-                        "tracing takes float32, float16 or bfloat16")
     if args.predictor is None:
         from irene.cli.estimate_gpu import run_gpu
 
         return run_gpu(args)
+    if args.dtype in SERVING_FORMATS:
+        raise UserError(f"--dtype {args.dtype} is a served weight format (with --serving); "
+                        "tracing takes float32, float16 or bfloat16")
     stray = _given(args, GPU_ONLY)
     if stray:
         raise UserError(f"{', '.join(stray)} apply without --predictor (the hardware model) or "
@@ -218,27 +222,31 @@ def run_trace(args: argparse.Namespace) -> int:
 
 
 def run_serving(args: argparse.Namespace) -> int:
+    from irene.hardware.gpus import GpuSpecError, load_gpu_spec
+    from irene.hardware.params import ParamsFormatError
     from irene.serving.estimate import ServingEstimateError, estimate_serving
-    from irene.serving.predictor import PredictorFormatError
     from irene.serving.report import estimate_json, render_estimate
 
     stray = _given(args, TRACE_ONLY)
     if stray:
         raise UserError(f"{', '.join(stray)} do not apply with --serving (it predicts from "
                         "the shipped serving predictor, no tree is traced)")
-    if not args.gpu:
-        raise UserError("--serving vllm needs --gpu (H100 or B200 measured; H200, A100 "
-                        "extrapolated)")
+    if not args.gpu and not args.gpu_spec:
+        raise UserError("--serving vllm needs --gpu (H100, B200, A100-40GB measured; others "
+                        "from their data sheets) or --gpu-spec FILE")
+    if args.gpu and args.gpu_spec:
+        raise UserError("--gpu and --gpu-spec: give one of them")
     if args.dtype in ("float32",):
         raise UserError("--dtype float32: vLLM serves these models in bf16, fp8 or mxfp4")
     try:
+        gpu = load_gpu_spec(args.gpu_spec) if args.gpu_spec else args.gpu
         estimate = estimate_serving(
-            args.model_name, gpu=args.gpu, num_gpus=args.num_gpus,
+            args.model_name, gpu=gpu, num_gpus=args.num_gpus,
             concurrency=args.concurrency,
             prompt_len=args.prompt_len or SERVING_PROMPT_LEN,
             new_tokens=args.new_tokens or SERVING_NEW_TOKENS, weight_format=args.dtype,
             predictor=args.serving_predictor, hub=not args.offline)
-    except (ServingEstimateError, PredictorFormatError) as exc:
+    except (ServingEstimateError, ParamsFormatError, GpuSpecError) as exc:
         raise UserError(str(exc)) from exc
     if args.json:
         print_json(estimate_json(estimate))

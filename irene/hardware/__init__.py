@@ -7,7 +7,13 @@ power of every node from its FLOPs and bytes.
   overheads and achievable efficiencies, not physics;
 * :mod:`irene.hardware.model` — a primitive's roofline time with fitted efficiencies and the
   runtime's overheads, its power from utilisation, never above the board limit; a module from
-  its children plus an overhead.
+  its children plus an overhead;
+* :mod:`irene.hardware.families` — the family of every public model id (the unit of held-out
+  evaluation) and the held-out check of issue 21; :mod:`irene.hardware.public_models` —
+  architecture facts of the ML.ENERGY v1/v2 checkpoints;
+* :mod:`irene.hardware.work`, :mod:`irene.hardware.data`, :mod:`irene.hardware.fit`,
+  :mod:`irene.hardware.params` — workloads, the public measurements as workloads, the fit, and
+  the shipped fitted parameters.
 
 Importing this package imports neither torch nor transformers.
 """

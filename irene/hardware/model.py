@@ -15,13 +15,14 @@ Communication (class ``comm``) moves ``Q`` bytes over the link: ``t = n · λ + 
 
 **Energy** (joules) and **power** (watts)::
 
-    E_dyn = P_busy · t_k + e_Q · Q + e_F[d] · F (+ e_L · link bytes)
+    E_dyn = P_busy · t_k + φ · (e_Q · Q + e_F[d] · F) (+ e_L · link bytes)
     E     = P_idle · t + E_dyn,          P = E / t
 
 with ``P_idle`` the GPU's idle draw, ``P_busy`` the extra static draw while kernels run,
 ``e_Q = κ_Q · (TDP − P_idle) / BW`` and ``e_F[d] = κ_F · (TDP − P_idle) / Peak[d]``: the energy
 per byte and per FLOP are *shares of the data sheet's power budget* (κ's fitted, shared by all
-GPUs), which is what lets a GPU that was never measured be predicted from its data sheet.
+GPUs), which is what lets a GPU that was never measured be predicted from its data sheet;
+``φ`` is 1, or the fitted ``fp8_energy`` for kernels on fp8 weights.
 **Never above the board limit**: when ``P`` would exceed the TDP the clocks throttle — time
 stretches to ``t' = (e_Q Q + e_F F) / (TDP − P_idle − P_busy)`` and ``P = TDP``.
 
@@ -71,6 +72,16 @@ PRIORS: dict[str, Prior] = {
                      "to the bf16 matmul efficiency (fp8 seldom doubles a GEMM)"),
     "eff_mxfp4": Prior(0.5, 0.5, 0.05, 1.0, "", "achieved share of the bf16 GEMM rate of a "
                        "GEMM on mxfp4 weights dequantised on the fly"),
+    "eff_fp8_memory": Prior(0.8, 0.5, 0.1, 1.0, "", "achieved share of the bandwidth of a kernel "
+                            "reading fp8 weights relative to bf16 ones (block scales, "
+                            "dequantising kernels)"),
+    "eff_mxfp4_memory": Prior(0.8, 0.5, 0.1, 1.0, "", "the same for mxfp4 weights"),
+    "eff_fp8_moe": Prior(0.7, 0.5, 0.05, 1.0, "", "achieved share of both rates of grouped "
+                         "expert GEMMs on fp8 weights (block-quantised MoE kernels) relative "
+                         "to the other fp8 kernels"),
+    "fp8_energy": Prior(1.0, 0.5, 0.3, 3.0, "", "dynamic energy of an fp8 kernel relative to "
+                        "its bytes and FLOPs at the data-sheet shares (scales, dequantisation, "
+                        "re-quantised activations)"),
     "eff_link": Prior(0.6, 0.4, 0.05, 1.0, "", "achieved share of the link bandwidth"),
     "link_latency_s": Prior(10e-6, 0.8, 1e-7, 1e-3, "s", "latency of one collective"),
     "idle_scale": Prior(1.0, 0.35, 0.3, 3.0, "", "idle draw / the data sheet's idle prior"),
@@ -105,6 +116,10 @@ class HardwareParams:
     overlap: float = PRIORS["overlap"].value
     eff_fp8: float = PRIORS["eff_fp8"].value
     eff_mxfp4: float = PRIORS["eff_mxfp4"].value
+    eff_fp8_memory: float = PRIORS["eff_fp8_memory"].value
+    eff_mxfp4_memory: float = PRIORS["eff_mxfp4_memory"].value
+    eff_fp8_moe: float = PRIORS["eff_fp8_moe"].value
+    fp8_energy: float = PRIORS["fp8_energy"].value
     eff_link: float = PRIORS["eff_link"].value
     link_latency_s: float = PRIORS["link_latency_s"].value
     idle_scale: float = PRIORS["idle_scale"].value
@@ -208,15 +223,28 @@ def compute_rate(gpu: GpuSpec, params: HardwareParams, runtime: RuntimeProfile, 
     eff = params.eff_compute[kind] * runtime.efficiency[kind]
     if dtype in DEQUANT_FORMATS:
         return min(eff * params.eff_mxfp4, 1.0) * gpu.peak_flops("bf16")
-    if dtype.lower() in ("fp8", "float8", "float8_e4m3fn") and gpu.supports("fp8"):
-        eff *= params.eff_fp8
+    if dtype.lower() in ("fp8", "float8", "float8_e4m3fn"):
+        eff *= params.eff_fp8_moe if kind == "moe" else 1.0
+        eff *= params.eff_fp8 if gpu.supports("fp8") else 1.0
     return min(eff, 1.0) * gpu.peak_flops(dtype)
 
 
 def memory_rate(gpu: GpuSpec, params: HardwareParams, runtime: RuntimeProfile,
-                kind: str) -> float:
-    """Achievable bytes/s of class ``kind`` on ``gpu`` under ``runtime``."""
-    return min(params.eff_memory[kind] * runtime.efficiency[kind], 1.0) * gpu.memory_bandwidth
+                kind: str, dtype: str = "bf16") -> float:
+    """Achievable bytes/s of class ``kind`` on ``gpu`` under ``runtime`` (kernels reading fp8
+    or mxfp4 weights at their own share)."""
+    return min(params.eff_memory[kind] * runtime.efficiency[kind]
+               * format_memory(params, dtype, kind), 1.0) * gpu.memory_bandwidth
+
+
+def format_memory(params: HardwareParams, dtype: str, kind: str = "matmul") -> float:
+    """The bandwidth share of a low-bit weight format relative to bf16 (1 for others; fp8
+    grouped expert GEMMs also × ``eff_fp8_moe``)."""
+    if dtype in DEQUANT_FORMATS:
+        return params.eff_mxfp4_memory
+    if dtype in ("fp8", "float8", "float8_e4m3fn"):
+        return params.eff_fp8_memory * (params.eff_fp8_moe if kind == "moe" else 1.0)
+    return 1.0
 
 
 def idle_power(gpu: GpuSpec, params: HardwareParams) -> float:
@@ -239,7 +267,7 @@ def kernel_time(flops: float, nbytes: float, dtype: str, kind: str, gpu: GpuSpec
     if kind == "comm":
         return nbytes / (params.eff_link * gpu.link_bandwidth)
     t_f = flops / compute_rate(gpu, params, runtime, kind, dtype) if flops else 0.0
-    t_q = nbytes / memory_rate(gpu, params, runtime, kind) if nbytes else 0.0
+    t_q = nbytes / memory_rate(gpu, params, runtime, kind, dtype) if nbytes else 0.0
     return max(t_f, t_q) + params.overlap * min(t_f, t_q)
 
 
@@ -258,6 +286,8 @@ def primitive_cost(flops: float, nbytes: float, dtype: str, kind: str, gpu: GpuS
         bound = nbytes / gpu.link_bandwidth
     else:
         dynamic = per_byte * nbytes + per_flop * flops
+        if dtype.lower() in ("fp8", "float8", "float8_e4m3fn"):
+            dynamic *= params.fp8_energy
         t = max(t_k, kernels * runtime.dispatch_s) + kernels * runtime.launch_gap_s
         bound = roofline_time(flops, nbytes, dtype, gpu)
     return _capped(t, t_k, dynamic, idle, busy, gpu.power_limit_w, bound)
