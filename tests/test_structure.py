@@ -314,3 +314,24 @@ def test_term_calibration_recovers_a_device_with_other_fixed_compute_and_memory_
     assert [n.predicted_energy for t in loaded.predict(target) for n in t.nodes()] == \
         pytest.approx([n.predicted_energy for t in calibrated.predict(target)
                        for n in t.nodes()], rel=1e-12)
+
+
+def test_a_directory_written_before_the_module_memory_loads_and_predicts_the_same(tmp_path):
+    """A predictor saved before ``module_memory`` existed (no such setting, no module memory in
+    its state) loads and predicts exactly as it was saved."""
+    import json
+
+    from irene.model import load_predictor
+
+    trees = forest((32, 64))
+    model = StructureRegressor(leaf_fit="relative", overhead_features=["flops", "mem_bytes"],
+                               module_memory=False).fit(trees)
+    model.save(tmp_path / "old")
+    path = tmp_path / "old" / "config.json"
+    meta = json.loads(path.read_text())
+    del meta["config"]["module_memory"], meta["state"]["module_memory_keys"]
+    path.write_text(json.dumps(meta))
+    loaded = load_predictor(tmp_path / "old")
+    assert loaded.state_.module_memory == {}
+    assert [n.predicted_energy for t in loaded.predict(trees) for n in t.nodes()] == \
+        [n.predicted_energy for t in model.predict(trees) for n in t.nodes()]
