@@ -106,9 +106,10 @@ def test_power_is_capped_at_the_board_limit_when_work_is_dense():
 def test_leaf_classes():
     assert [primitive_class(t) for t in ("Linear", "Conv1D", "MatMul", "LayerNorm",
                                          "LlamaRMSNorm", "Embedding", "GELUActivation", "Add",
-                                         "ScaledDotProductAttention")] == \
+                                         "ScaledDotProductAttention", "LinearBackward",
+                                         "LayerNormBackward", "AdamWUpdate")] == \
         ["matmul", "matmul", "matmul", "norm", "norm", "embedding", "elementwise",
-         "elementwise", "attention"]
+         "elementwise", "attention", "matmul", "norm", "elementwise"]
 
 
 def test_gpu_from_a_user_file_and_refusals(configs, tmp_path, capsys):
@@ -204,3 +205,22 @@ def test_warnings_name_each_way_a_request_leaves_what_was_measured():
         extrapolation_warnings(shipped, h100, compiled, "decode", 64, 2000)
     _, _, priors = hardware_parameters(h100, "vllm", fitted=False)
     assert len(extrapolation_warnings(priors, h100, vllm, "decode", 64, 2000)) == 1
+
+
+def test_a_training_step_costs_forward_backward_and_optimiser(configs):
+    """--phase train: the backward GEMMs are priced as GEMMs (not element-wise passes), every
+    node within physics, and the step's parts add up to it."""
+    est = estimate_on_gpu(str(configs["bert"]), 2, 16, gpu="H100", phase="train", hub=False)
+    tree = est.tree
+    check_physics(tree, "H100", "fp32", "eager")
+    parts = {c.scope: c for c in tree.root.children}
+    assert {"forward", "backward", "optimizer"} <= set(parts)
+    assert any(w == "extrapolates: train was never measured here" for w in est.warnings)
+    backward_gemms = [n for n in tree.nodes() if n.instance_type == "LinearBackward"
+                      and n.scope.startswith("backward.")]
+    assert backward_gemms
+    cost = HardwareModel(est.gpu, est.runtime, hardware_parameters(est.gpu, "eager")[0])
+    node = backward_gemms[0]
+    as_gemm = cost.primitive(node.features["flops"] * MFLOP, node.features["mem_bytes"] * MIB,
+                             dtype="fp32", kind="matmul")
+    assert node.predicted_energy == pytest.approx(as_gemm.energy_j, rel=1e-12)

@@ -35,8 +35,9 @@ TRACE_DTYPES = {"float32": "fp32", "float16": "fp16", "bfloat16": "bf16"}
 def primitive_class(instance_type: str) -> str:
     """The hardware model's class of a leaf: ``matmul`` (GEMMs: Linear, Conv1D, MatMul...),
     ``attention`` (fused SDPA), ``embedding`` (look-ups), ``norm`` (any *Norm), else
-    ``elementwise`` (activations, adds, softmax: memory-bound passes)."""
-    key = instance_type.lower()
+    ``elementwise`` (activations, adds, softmax, optimiser updates: memory-bound passes). A
+    backward node (``LinearBackward``) is of its forward primitive's class."""
+    key = instance_type.lower().removesuffix("backward")
     if key in MATMUL_TYPES:
         return "matmul"
     if key in ATTENTION_TYPES:
