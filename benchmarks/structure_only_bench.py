@@ -337,7 +337,12 @@ def main() -> None:
                 ("signed least squares", lambda: StructureRegressor(nonnegative=False)),
                 ("today (model_specs)", lambda: IreneRegressor(**TODAY))):
             for family in FAMILIES:
-                result = across_families(trees, make, family)
+                try:
+                    result = across_families(trees, make, family)
+                except PredictionError as exc:  # a signed fit can price a node below 0 J
+                    print(f"  {name + ', trained on ' + family:<50} refused: "
+                          f"{str(exc).split(': ', 1)[-1][:90]}", flush=True)
+                    continue
                 if result is not None:
                     print(one_line(f"{name}, trained on {family}", result), flush=True)
     print(f"\ntotal wall time {time.perf_counter() - total:.0f} s")
