@@ -50,33 +50,40 @@ IRENE_CONFIG = {**{k: v for k, v in json.loads(
     if not k.startswith("_")}, "feature_sets": ["model_specs"]}
 
 ABLATIONS: dict[str, dict[str, Any]] = {
-    "no shape memory (smooth leaves only)": NO_MEMORY,
+    "no shape memories (smooth forms only)": {"shape_memory": False, "module_memory": False},
+    "no leaf shape memory": NO_MEMORY,
+    "no module memory": {"module_memory": False},
     "memory bandwidth 0.2 (was 0.05)": {"memory_bandwidth": 0.2},
     "memory prior 10 (was 1)": {"memory_prior": 10.0},
     "leaves: [1, flops, bytes]": {"leaf_features": ["flops", "mem_bytes"]},
     "leaves: [1, flops, bytes, batch, seq]": {
         "leaf_features": ["flops", "mem_bytes", "batch_size", "seq_len"]},
     "leaves: all model_specs features": {"leaf_features": list(STRUCTURE_FEATURES)},
+    "leaves: linear, relative LSQ (before)": {"leaf_fit": "relative"},
     "leaves: power law (log-space fit)": {"leaf_fit": "log"},
     "leaves: smooth roofline": {"leaf_fit": "roofline"},
     "one child weight per kind (not per type)": {"child_weights": "per_kind"},
     "no child weights (w = 1)": {"child_weights": "none"},
-    "overhead: no Δflops/Δbytes term": {"overhead_features": []},
-    "overhead: Δbytes only": {"overhead_features": ["mem_bytes"]},
-    "overhead: + constant per module": {"overhead_features": ["flops", "mem_bytes", "constant"]},
+    "overhead: none": {"overhead_features": []},
+    "overhead: Δflops and Δbytes (before)": {"overhead_features": ["flops", "mem_bytes"]},
+    "overhead: + constant per module": {"overhead_features": ["mem_bytes", "constant"]},
     "overhead: + number of leaf children": {
-        "overhead_features": ["flops", "mem_bytes", "leaf_children"]},
+        "overhead_features": ["mem_bytes", "leaf_children"]},
     "root fitted like a module (own α per type, own β)": {"root_weights": "as_module"},
     "end-to-end fine-tuning (Adam) after closed form": {"training": "end2end"},
     "signed least squares for modules (α, β may be < 0)": {"nonnegative": False},
     "ridge 1e-3 on inner fits (signed least squares)": {"ridge": 1e-3},
 }
 LEAF_FORMS_NO_MEMORY: dict[str, dict[str, Any]] = {
-    "relative LSQ, [1, flops, bytes, tokens] (chosen)": {},
-    "relative LSQ, [1, flops, bytes]": {"leaf_features": ["flops", "mem_bytes"]},
+    "physical, smooth max + tokens (chosen)": {},
+    "physical, smooth max of c0, flops, bytes": {"leaf_features": ["flops", "mem_bytes"]},
+    "relative LSQ, [1, flops, bytes, tokens] (before)": {"leaf_fit": "relative"},
+    "relative LSQ, [1, flops, bytes]": {"leaf_fit": "relative",
+                                        "leaf_features": ["flops", "mem_bytes"]},
     "relative LSQ, [1, flops, bytes, batch, seq]": {
-        "leaf_features": ["flops", "mem_bytes", "batch_size", "seq_len"]},
-    "relative LSQ, all model_specs features": {"leaf_features": list(STRUCTURE_FEATURES)},
+        "leaf_fit": "relative", "leaf_features": ["flops", "mem_bytes", "batch_size", "seq_len"]},
+    "relative LSQ, all model_specs features": {"leaf_fit": "relative",
+                                               "leaf_features": list(STRUCTURE_FEATURES)},
     "power law (log-space fit)": {"leaf_fit": "log"},
     "smooth roofline c0+c_t·N+((c_f·F)^k+(c_b·B)^k)^1/k": {"leaf_fit": "roofline"},
     "end-to-end fine-tuning": {"training": "end2end"},
@@ -273,7 +280,8 @@ def main() -> None:
     worst = max(root.items(), key=lambda kv: kv[1])
     print(f"  {'model-level a·FLOPs + b·mem_bytes + c':<50} {'-':>6} {'-':>7} "
           f"{np.mean(list(root.values())):7.2f}   {worst[0][:12]:<12} {worst[1]:5.2f}")
-    sum_leaves = {"leaf_features": ["flops", "mem_bytes"], "shape_memory": False,
+    sum_leaves = {"leaf_fit": "relative", "leaf_features": ["flops", "mem_bytes"],
+                  "shape_memory": False, "module_memory": False,
                   "child_weights": "none", "overhead_features": [], "root_weights": "as_module"}
     print(one_line("per-type linear leaves (flops, bytes), Σ children",
                    lomo(trees, lambda: StructureRegressor(**sum_leaves))))
@@ -329,7 +337,12 @@ def main() -> None:
                 ("signed least squares", lambda: StructureRegressor(nonnegative=False)),
                 ("today (model_specs)", lambda: IreneRegressor(**TODAY))):
             for family in FAMILIES:
-                result = across_families(trees, make, family)
+                try:
+                    result = across_families(trees, make, family)
+                except PredictionError as exc:  # a signed fit can price a node below 0 J
+                    print(f"  {name + ', trained on ' + family:<50} refused: "
+                          f"{str(exc).split(': ', 1)[-1][:90]}", flush=True)
+                    continue
                 if result is not None:
                     print(one_line(f"{name}, trained on {family}", result), flush=True)
     print(f"\ntotal wall time {time.perf_counter() - total:.0f} s")

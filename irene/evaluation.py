@@ -18,11 +18,10 @@ from typing import Any
 import numpy as np
 from tqdm.auto import tqdm
 
-from irene.schema import NODE_TYPES
+from irene.schema import NODE_TYPES, REPORT_ORDER  # noqa: F401 (REPORT_ORDER re-exported)
 from irene.tree import Node, Tree, TreeFormatError, check_unique_keys
 
 #: node types in the order errors are reported: primitives first, as in IrEne's tables
-REPORT_ORDER: tuple[str, ...] = NODE_TYPES[::-1]
 
 
 def percent_error(predicted: float | None, measured: float | None) -> float | None:

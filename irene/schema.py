@@ -22,6 +22,8 @@ from typing import Any, Literal
 
 #: node types, root first: the whole model, its modules, the ML primitives (always leaves)
 NODE_TYPES: tuple[str, ...] = ("model", "module", "ml")
+#: the order reports list node types in (leaves first)
+REPORT_ORDER: tuple[str, ...] = NODE_TYPES[::-1]
 #: integer codes of the node types used in flattened arrays
 NODE_TYPE_CODES: dict[str, int] = {"ml": 0, "module": 1, "model": 2}
 

@@ -11,8 +11,8 @@ configuration of ``public/data/models/<org>__<model>__<task>.json`` for those ta
 row. Columns, units and sources are in ``datasets/mlenergy-v3/schema.json``; rows are sorted by
 the schema's key. Beside the CSV, ``<name>.provenance.json`` records the source (commit, files,
 row counts). Both outputs are written atomically. Bad input: one line naming the file and the
-field, exit code 2. The data are Apache-2.0 (see datasets/mlenergy-v3/README.md); the generated
-files are git-ignored, not committed.
+field, exit code 2. The data are Apache-2.0 (see datasets/mlenergy-v3/README.md); the extract
+and its provenance are committed beside the schema.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from test_model import learned_tree
 from irene.cli import main
 from irene.evaluation import percentage_errors
 from irene.model import IreneRegressor
-from irene.model.calibrate import calibrate
+from irene.model.calibrate import CalibrationRefused, calibrate, check_improves
 from irene.tree import Tree, read_trees, write_trees
 
 #: device B: Linear leaves cost 0.6 × A^1.05, the others 0.85 × A^0.97 (J), and modules do
@@ -106,6 +106,10 @@ def test_calibrate_cli_writes_a_model_that_records_both(trained, tmp_path, capsy
     assert "calibrated to it" in json.loads(capsys.readouterr().out)["energy_for"]
     assert main(["calibrate", str(tmp_path / "base"), str(tmp_path / "b.jsonl"),
                  str(tmp_path / "base")]) == 2
+    capsys.readouterr()
+    assert main(["calibrate", str(tmp_path / "base"), str(tmp_path / "b.jsonl"),
+                 str(tmp_path / "terms"), "--form", "terms"]) == 2
+    assert "--form terms" in capsys.readouterr().err and not (tmp_path / "terms").exists()
 
 
 def test_calibration_refuses_trees_without_energy(trained):
@@ -113,3 +117,38 @@ def test_calibration_refuses_trees_without_energy(trained):
     tree.root.ground_truth_energy = None
     with pytest.raises(ValueError, match="ground_truth_energy"):
         calibrate(trained, [tree])
+
+
+def test_calibrate_refuses_a_calibration_that_worsens_its_own_trees(trained, tmp_path, capsys):
+    """Leaves measured at twice device A's energy under unchanged modules and roots: the leaf
+    correction doubles every leaf and the model level gets worse on the very trees it was fitted
+    on, so the command refuses (exit 2, one line naming the file, nothing written)."""
+    trained.save(tmp_path / "base")
+    few = [t.copy() for t in forest("ab", batches=(4,), seqs=(64,))]
+    for tree in few:
+        for node in tree.nodes():
+            if node.is_leaf:
+                node.ground_truth_energy *= 2.0
+        tree.meta.update(device_name="device C", meter="simulated")
+    write_trees(few, tmp_path / "c.jsonl")
+    calibrated = calibrate(trained, few)
+    before = percentage_errors(few, trained.predict(few))
+    after = percentage_errors(few, calibrated.predict(few))
+    assert after["model"] > before["model"]  # the case the guard exists for
+    capsys.readouterr()
+    assert main(["calibrate", str(tmp_path / "base"), str(tmp_path / "c.jsonl"),
+                 str(tmp_path / "cal")]) == 2
+    # the synthetic trees bring their own NOTE line; the refusal is one line
+    err = [line for line in capsys.readouterr().err.strip().splitlines()
+           if not line.startswith("NOTE: this data set is SYNTHETIC")]
+    assert len(err) == 1 and "c.jsonl" in err[0] and "does not improve" in err[0], err
+    assert not (tmp_path / "cal").exists()
+
+
+def test_check_improves_accepts_only_a_lower_model_level_error():
+    check_improves({"ml": 9.0, "module": 9.0, "model": 5.0}, {"ml": 9.5, "module": 9.0,
+                                                              "model": 4.9})
+    for after in (5.0, 5.1):
+        with pytest.raises(CalibrationRefused, match="5.00 % -> "):
+            check_improves({"ml": 1.0, "module": 1.0, "model": 5.0},
+                           {"ml": 0.5, "module": 0.5, "model": after})

@@ -8,25 +8,31 @@ import csv
 import json
 import math
 import shutil
+from dataclasses import replace
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from irene.cli import main
-from irene.serving import predictor as predictor_module
+from irene.hardware import params as params_module
+from irene.hardware.data import v3_rows
+from irene.hardware.fit import Fitted, fit, predict_rows
+from irene.hardware.gpus import GPUS
+from irene.hardware.model import HardwareParams
+from irene.hardware.params import (
+    HardwareFile,
+    ParamsFormatError,
+    load_hardware,
+    save_hardware,
+    trained_on,
+)
+from irene.hardware.runtime import RUNTIMES
+from irene.hardware.work import work_cost
 from irene.serving.data import MeasurementError, read_measurements, steps_of
 from irene.serving.decode import Parallelism, Workload, decode_step, module_costs
 from irene.serving.estimate import estimate_serving
-from irene.serving.gpus import GPUS
-from irene.serving.model import TIME_PARAMS, GpuFit, StepArrays, calibrate
-from irene.serving.predictor import (
-    PredictorFormatError,
-    ServingPredictor,
-    load_predictor,
-    save_predictor,
-)
 from irene.serving.structure import expected_distinct_experts, structure_of
-from irene.serving.training import fit_predictor, leave_one_model_out, trained_on
 
 LLAMA = {"model_type": "llama", "vocab_size": 256, "hidden_size": 64, "intermediate_size": 160,
          "num_hidden_layers": 3, "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -36,11 +42,6 @@ MOE = {"model_type": "qwen3_moe", "vocab_size": 256, "hidden_size": 64,
        "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "num_experts": 16,
        "num_experts_per_tok": 2, "decoder_sparse_step": 1, "mlp_only_layers": [],
        "tie_word_embeddings": False}
-#: a known parameter set the synthetic measurements are generated from
-TRUE_TIME = {**{k: v[1] for k, v in TIME_PARAMS.items()}, "t0": 1e-3, "t_layer": 5e-5,
-             "eff_weights": 0.8, "eff_cache": 0.7, "eff_flops": 0.6, "overlap": 0.3}
-TRUE_ENERGY = {"idle_power_w": 150.0, "busy_power_w": 300.0, "joules_per_byte": 5e-11,
-               "joules_per_flop": 3e-13, "joules_per_link_byte": 1e-10}
 
 
 def config_of(spec: dict):
@@ -91,10 +92,14 @@ def test_expected_distinct_experts():
 def test_unsupported_config_is_refused():
     from transformers import BertConfig
 
-    with pytest.raises(ValueError, match="encoder-decoder|not a decoder|count"):
+    with pytest.raises(ValueError, match="encoder: it generates no tokens"):
         structure_of(BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=1,
                                 num_attention_heads=2, intermediate_size=64,
                                 is_encoder_decoder=True))
+    with pytest.raises(ValueError, match="encoder-decoder"):
+        structure_of(SimpleNamespace(model_type="t5x", hidden_size=32, num_hidden_layers=1,
+                                     num_attention_heads=2, intermediate_size=64,
+                                     vocab_size=64, is_encoder_decoder=True))
 
 
 # --------------------------------------------------------------------------- decode step
@@ -141,31 +146,42 @@ def test_module_costs_are_per_layer_and_module(structures):
 
 # --------------------------------------------------------------------------- fitting
 
-def synthetic_rows(path, structures, gpu="H100", time=TRUE_TIME, energy=TRUE_ENERGY, scale=1.0):
+#: a known parameter set the synthetic measurements are generated from (not the priors)
+TRUE_PARAMS = HardwareParams().with_values(overlap=0.5, byte_share=0.7, busy_share=0.25,
+                                           idle_scale=1.3)
+
+
+def true_model() -> Fitted:
+    runtime = replace(RUNTIMES["vllm"], step_overhead_s=3e-3, launch_gap_s=3e-6)
+    return Fitted(TRUE_PARAMS, {"vllm": runtime}, {})
+
+
+def synthetic_rows(path, structures, gpu="H100", model: Fitted | None = None):
     """A few measurement rows written here, their energies and throughputs generated from a
-    known parameter set."""
+    known hardware model."""
+    model = model or true_model()
     layouts = [("tiny/llama", "gpqa", 1, b) for b in (4, 16, 64, 256)] + \
               [("tiny/llama", "lm-arena-chat", 2, b) for b in (8, 32, 128)] + \
               [("tiny/moe", "lm-arena-chat", g, b) for g in (1, 2) for b in (4, 32, 256)]
     fields = ["model_id", "task", "gpu_model", "num_gpus", "data_parallel", "max_num_seqs",
               "architecture", "avg_batch_size", "output_len_mean", "output_context_mean",
               "energy_per_token_j", "avg_power_w", "output_throughput_tok_s"]
-    fit = GpuFit(gpu=GPUS[gpu], time=time, energy=energy, scale_time=scale, scale_energy=scale)
     with open(path, "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(fields)
-        for model, task, gpus, batch in layouts:
-            row = {"model_id": model, "task": task, "gpu_model": gpu, "num_gpus": gpus,
+        for model_id, task, gpus, batch in layouts:
+            row = {"model_id": model_id, "task": task, "gpu_model": gpu, "num_gpus": gpus,
                    "data_parallel": 1, "max_num_seqs": batch,
-                   "architecture": structures[model].architecture, "avg_batch_size": batch,
+                   "architecture": structures[model_id].architecture, "avg_batch_size": batch,
                    "output_len_mean": 300.0, "output_context_mean": 160.0,
                    "energy_per_token_j": 1.0, "avg_power_w": 1.0,
                    "output_throughput_tok_s": 1.0}
             m = read_one(row)
             step = steps_of([m], structure=structures.__getitem__)[0]
-            joules, seconds = fit.predict(StepArrays.of([step]))
-            row["energy_per_token_j"] = float(joules[0])
-            row["output_throughput_tok_s"] = batch / float(seconds[0])
+            cost = work_cost(step.work(), GPUS[gpu], model.params_for(gpu),
+                             model.runtime("vllm"))
+            row["energy_per_token_j"] = cost.joules_per_token
+            row["output_throughput_tok_s"] = batch / cost.seconds
             row["avg_power_w"] = row["energy_per_token_j"] * row["output_throughput_tok_s"]
             writer.writerow([row[f] for f in fields])
     return path
@@ -177,38 +193,34 @@ def read_one(row: dict):
     return _row({k: str(v) for k, v in row.items()}, "test")
 
 
+def fit_rows(path, structures):
+    return v3_rows(path, structure=structures.__getitem__)
+
+
 def test_fit_reproduces_measurements_generated_by_the_model(tmp_path, structures):
-    rows = read_measurements(synthetic_rows(tmp_path / "rows.csv", structures))
-    steps = steps_of(rows, structure=structures.__getitem__)
-    predictor = fit_predictor(rows, steps)
-    joules, seconds = predictor.fits["H100"].predict(StepArrays.of(steps))
-    measured = np.array([r.energy_per_token for r in rows])
-    assert np.max(np.abs(joules / measured - 1)) < 0.03
-    assert np.max(np.abs(seconds / np.array([r.seconds_per_step for r in rows]) - 1)) < 0.03
+    rows = fit_rows(synthetic_rows(tmp_path / "rows.csv", structures), structures)
+    result = fit(rows, starts=1, prior_weight=0.01)
+    seconds, joules = predict_rows(result.best, rows)
+    measured = np.array([r.joules_per_token for r in rows])
+    assert np.max(np.abs(joules / measured - 1)) < 0.05
+    assert np.max(np.abs(seconds / np.array([r.seconds_per_step for r in rows]) - 1)) < 0.05
+    # the prior fit is farther: the data moved the parameters
+    _, prior = predict_rows(Fitted(HardwareParams(), {}, {}), rows)
+    assert np.max(np.abs(prior / measured - 1)) > np.max(np.abs(joules / measured - 1))
 
 
-def test_leave_one_model_out_predicts_held_out_rows_only_from_others(tmp_path, structures):
-    rows = read_measurements(synthetic_rows(tmp_path / "rows.csv", structures))
-    steps = steps_of(rows, structure=structures.__getitem__)
-    p = leave_one_model_out(rows, steps)
-    assert len(p.errors()) == len(rows) and np.all(np.isfinite(p.errors()))
-    assert np.all(p.joules > 0)
-
-
-def test_calibration_recovers_a_uniform_scale_from_two_configurations(tmp_path, structures):
-    h = read_measurements(synthetic_rows(tmp_path / "h.csv", structures))
-    b = read_measurements(synthetic_rows(tmp_path / "b.csv", structures, gpu="B200",
-                                         scale=1.7))
-    source = fit_predictor(h, steps_of(h, structure=structures.__getitem__)).fits["H100"]
-    b_steps = steps_of(b, structure=structures.__getitem__)
-    arrays = StepArrays.of(b_steps[:2])
-    seconds = np.array([r.seconds_per_step for r in b[:2]])
-    joules = np.array([r.energy_per_token for r in b[:2]])
-    moved = calibrate(source, arrays, seconds, joules, gpu=GPUS["B200"])
-    predicted, _ = moved.predict(StepArrays.of(b_steps))
-    measured = np.array([r.energy_per_token for r in b])
-    assert np.median(np.abs(predicted / measured - 1)) < 0.05
-    assert moved.gpu.name == "B200" and moved.scale_time == pytest.approx(1.7, rel=0.05)
+def test_a_gpu_never_measured_is_predicted_from_its_data_sheet(tmp_path, structures):
+    rows = fit_rows(synthetic_rows(tmp_path / "h.csv", structures), structures)
+    b200 = fit_rows(synthetic_rows(tmp_path / "b.csv", structures, gpu="B200"), structures)
+    result = fit(rows, starts=1, prior_weight=0.01)
+    assert "B200" not in result.best.gpu_multipliers
+    _, joules = predict_rows(result.best, b200)
+    measured = np.array([r.joules_per_token for r in b200])
+    # the synthetic B200 shares the H100's dimensionless parameters: its data sheet suffices,
+    # up to what the fit gave the H100's own multipliers (one GPU cannot tell them apart)
+    assert np.median(np.abs(joules / measured - 1)) < 0.15
+    _, prior = predict_rows(Fitted(HardwareParams(), {}, {}), b200)
+    assert np.median(np.abs(joules / measured - 1)) < np.median(np.abs(prior / measured - 1))
 
 
 def test_bad_measurement_rows_name_the_line_and_field(tmp_path, structures):
@@ -220,58 +232,59 @@ def test_bad_measurement_rows_name_the_line_and_field(tmp_path, structures):
         read_measurements(path)
 
 
-# --------------------------------------------------------------------------- the predictor file
+# --------------------------------------------------------------------------- the parameter file
 
-def small_predictor(tmp_path, structures) -> ServingPredictor:
-    rows = read_measurements(synthetic_rows(tmp_path / "rows.csv", structures))
-    steps = steps_of(rows, structure=structures.__getitem__)
-    predictor = fit_predictor(rows, steps, source="tests")
-    # trained_on must name parameters of real models for the distance report
-    predictor.fits["H100"].trained_on = trained_on(rows, steps)
-    return predictor
+def small_hardware(tmp_path, structures) -> HardwareFile:
+    rows = fit_rows(synthetic_rows(tmp_path / "rows.csv", structures), structures)
+    result = fit(rows, starts=1, prior_weight=0.01)
+    return HardwareFile(result.best, trained_on(rows), {"v3": {"name": "synthetic", "rows": 13}},
+                        {"commit": "tests"})
 
 
-def test_predictor_round_trips_through_its_json_file(tmp_path, structures):
-    predictor = small_predictor(tmp_path, structures)
-    save_predictor(predictor, tmp_path / "p.json")
-    loaded = load_predictor(tmp_path / "p.json")
-    arrays = StepArrays.of(steps_of(read_measurements(tmp_path / "rows.csv"),
-                                    structure=structures.__getitem__))
-    assert np.allclose(loaded.fits["H100"].predict(arrays)[0],
-                       predictor.fits["H100"].predict(arrays)[0])
-    assert loaded.data["license"] == "Apache-2.0" and "Chung" in loaded.data["citation"]
+def test_parameters_round_trip_through_their_json_file(tmp_path, structures):
+    hw = small_hardware(tmp_path, structures)
+    save_hardware(hw, tmp_path / "p.json")
+    loaded = load_hardware(tmp_path / "p.json")
+    rows = fit_rows(tmp_path / "rows.csv", structures)
+    assert np.allclose(predict_rows(loaded.fitted, rows)[1], predict_rows(hw.fitted, rows)[1])
+    content = loaded.to_dict()
+    assert content["license"] == "Apache-2.0" and "Chung" in content["citation"]
 
 
 @pytest.mark.parametrize("edit, field", [
-    (lambda c: c["gpus"]["H100"]["time"].update(eff_flops=3.0), "eff_flops"),
-    (lambda c: c["gpus"]["H100"]["energy"].pop("idle_power_w"), "idle_power_w"),
-    (lambda c: c["data"].pop("license"), "license"),
-    (lambda c: c["gpus"].update(X900=c["gpus"]["H100"]), "X900"),
+    (lambda c: c["params"].update(overlap=3.0), "overlap"),
+    (lambda c: c["params"]["eff_memory"].pop("matmul"), "eff_memory"),
+    (lambda c: c.pop("license"), "license"),
+    (lambda c: c["gpu_multipliers"].update(X900={"idle": 1.0}), "X900"),
     (lambda c: c.update(format_version=99), "format_version"),
-    (lambda c: c["gpus"]["H100"]["trained_on"].update(batch=[5, 1]), "batch"),
+    (lambda c: c["runtimes"]["vllm"].update(step_overhead_s=-1), "step_overhead_s"),
+    (lambda c: c["trained_on"].update({"H100/tensorrt": {"rows": 1, "models": []}}),
+     "H100/tensorrt"),
 ])
-def test_a_damaged_predictor_file_is_refused_naming_the_field(tmp_path, structures, edit, field):
-    save_predictor(small_predictor(tmp_path, structures), tmp_path / "p.json")
+def test_a_damaged_parameter_file_is_refused_naming_the_field(tmp_path, structures, edit, field):
+    save_hardware(small_hardware(tmp_path, structures), tmp_path / "p.json")
     content = json.loads((tmp_path / "p.json").read_text())
     edit(content)
     (tmp_path / "p.json").write_text(json.dumps(content))
-    with pytest.raises(PredictorFormatError, match=field):
-        load_predictor(tmp_path / "p.json")
+    with pytest.raises(ParamsFormatError, match=field):
+        load_hardware(tmp_path / "p.json")
 
 
-def test_the_shipped_predictor_loads_and_a_tampered_copy_is_refused(tmp_path, monkeypatch):
-    shipped = load_predictor()  # digest and every field checked
-    assert set(shipped.fits) >= {"H100", "B200"}
-    assert shipped.data["license"] == "Apache-2.0"
-    copy = tmp_path / "serving_vllm.json"
-    shutil.copy(predictor_module.SHIPPED_PATH, copy)
+def test_the_shipped_parameters_load_and_a_tampered_copy_is_refused(tmp_path, monkeypatch):
+    shipped = load_hardware()  # digest and every field checked
+    assert {"H100/vllm", "B200/vllm"} <= set(shipped.trained_on)
+    assert shipped.to_dict()["license"] == "Apache-2.0"
+    assert set(shipped.data) >= {"v3"}
+    copy = tmp_path / "hardware_params.json"
+    shutil.copy(params_module.SHIPPED_PATH, copy)
     text = copy.read_text()
     # a plausible edit that passes every range check: only the digest catches it
-    copy.write_text(text.replace('"idle_power_w": 1', '"idle_power_w": 2', 1))
-    assert copy.read_text() != text
-    monkeypatch.setattr(predictor_module, "SHIPPED_PATH", copy)
-    with pytest.raises(PredictorFormatError, match="digest"):
-        load_predictor()
+    edited = text.replace('"overlap": 0.', '"overlap": 0.0', 1)
+    assert edited != text
+    copy.write_text(edited)
+    monkeypatch.setattr(params_module, "SHIPPED_PATH", copy)
+    with pytest.raises(ParamsFormatError, match="digest"):
+        load_hardware()
 
 
 # --------------------------------------------------------------------------- the estimate
@@ -289,8 +302,8 @@ def local_configs(tmp_path):
 
 @pytest.fixture()
 def predictor_file(tmp_path, structures):
-    path = tmp_path / "predictor.json"
-    save_predictor(small_predictor(tmp_path, structures), path)
+    path = tmp_path / "hardware.json"
+    save_hardware(small_hardware(tmp_path, structures), path)
     return path
 
 
@@ -381,5 +394,6 @@ def test_cli_tracing_mode_still_needs_its_options(capsys):
     assert "--batch-size" in capsys.readouterr().err
     assert main(["estimate", "gpt2", "--batch-size", "1", "--seq-len", "8", "--predictor",
                  "p", "--gpu", "H100"]) == 2
-    assert "only apply with --serving" in capsys.readouterr().err
+    # --gpu also names the GPU of the hardware model's estimate, which takes no --predictor
+    assert "--gpu apply without --predictor" in capsys.readouterr().err
 

@@ -1,7 +1,10 @@
 """``irene estimate MODEL``: predict a model's energy without a meter.
 
-Three modes:
+Four modes:
 
+* on a GPU without a predictor (``--batch-size --seq-len [--gpu GPU] [--runtime R]``, or a
+  generation ``--prompt-len --new-tokens``): every node's energy, time and power from the
+  hardware model (:mod:`irene.cli.estimate_gpu`);
 * one call (``--batch-size --seq-len --predictor``): trace MODEL and predict every node; with
   ``--phase`` a prefill, a decode step (``--context-len``) or a training step (``--phase
   train``, with the split between forward, backward and optimiser);
@@ -42,9 +45,11 @@ SERVING_FORMATS = ("bf16", "fp8", "mxfp4")
 SERVING_PROMPT_LEN, SERVING_NEW_TOKENS = 1000, 500
 #: options of the tracing modes that --serving does not use
 TRACE_ONLY = ("batch_size", "seq_len", "predictor", "output", "html", "steps", "phase",
-              "optimizer", "context_len", "plot")
+              "optimizer", "context_len", "plot", "runtime")
 #: options of the serving mode that the tracing modes do not use
-SERVING_ONLY = ("gpu", "num_gpus", "concurrency", "serving_predictor")
+SERVING_ONLY = ("num_gpus", "concurrency", "serving_predictor")
+#: options of the GPU mode (no --predictor) that the predictor modes do not use
+GPU_ONLY = ("gpu", "runtime", "gpu_spec")
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -58,8 +63,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                     "with the split between forward, backward and optimiser). With --prompt-len "
                     "and --new-tokens: the energy of generating text (a prefill, then one "
                     "decode step per new token), per phase and per token. With --serving vllm: "
-                    "the energy per token of serving MODEL with vLLM on GPUs, from a predictor "
-                    "learned from the public ML.ENERGY v3 measurements (Apache-2.0).")
+                    "the energy per token of serving MODEL with vLLM on GPUs, from the hardware "
+                    "model fitted to the public ML.ENERGY v3, v2 and v1 measurements "
+                    "(Apache-2.0).")
     p.add_argument("model_name", metavar="MODEL",
                    help="built-in model name (see `irene models`), a directory with "
                         "config.json, or a config.json")
@@ -68,7 +74,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seq-len", type=dimension, default=None,
                    help="tokens per sequence of one call")
     p.add_argument("--predictor", metavar="DIR",
-                   help="a model directory written by `irene train` (tracing modes)")
+                   help="a model directory written by `irene train` (tracing modes); without "
+                        "it: every node's energy, time and power on --gpu from the hardware "
+                        "model")
+    p.add_argument("--runtime", default="eager",
+                   help="without --predictor: the runtime that drives the GPU, eager (PyTorch, "
+                        "the default), compile (CUDA graphs) or vllm")
     add_trace_options(p, schema=False, extra_dtypes=SERVING_FORMATS,
                       dtype_help="tracing: float32 (default), float16, bfloat16; with "
                                  "--serving: the served weight format bf16, fp8 or mxfp4 "
@@ -89,14 +100,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                              f"{SERVING_NEW_TOKENS} tokens)")
     s.add_argument("--serving", choices=("vllm",),
                    help="estimate LLM serving with vLLM instead of tracing")
-    s.add_argument("--gpu", help="GPU model: H100 or B200 (measured); H200, A100 extrapolated")
+    s.add_argument("--gpu", help="GPU model (H100, H100-PCIe, H200, B200, A100, A100-40GB, A40, "
+                                 "L40S, L4, V100, RTX-4090, RTX-3090); measured under vLLM: "
+                                 "H100, B200, A100-40GB; others from their data sheets; without "
+                                 "--predictor and --serving: every node on that GPU (default "
+                                 "H100)")
+    s.add_argument("--gpu-spec", metavar="FILE",
+                   help="a GPU of your own from a JSON/YAML file (irene.hardware.gpus."
+                        "load_gpu_spec: name, tflops, memory_bandwidth_gb_s, memory_gb, "
+                        "power_limit_w, or base + overrides)")
     s.add_argument("--num-gpus", type=positive_int,
                    help="GPUs of one instance (tensor parallel; experts spread over all); "
                         "default: the fewest that hold the weights")
     s.add_argument("--concurrency", type=number_at_most(MAX_DIMENSION), default=64.0,
                    help="sequences decoded together (vLLM's running batch; default 64)")
     s.add_argument("--serving-predictor", metavar="FILE",
-                   help="a serving predictor JSON (default: the one shipped with irene)")
+                   help="a hardware parameter JSON (scripts/fit_hardware.py; default: the one "
+                        "shipped with irene)")
     p.set_defaults(func=run)
 
 
@@ -115,7 +135,7 @@ def check_outputs(args: argparse.Namespace) -> None:
 
 
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
-    defaults = {"concurrency": 64.0, "phase": "forward"}
+    defaults = {"concurrency": 64.0, "phase": "forward", "runtime": "eager"}
     return ["--" + n.replace("_", "-") for n in names
             if getattr(args, n, None) not in (None, defaults.get(n))]
 
@@ -126,12 +146,17 @@ def run(args: argparse.Namespace) -> int:
     stray = _given(args, SERVING_ONLY)
     if stray:
         raise UserError(f"{', '.join(stray)} only apply with --serving vllm")
+    if args.predictor is None:
+        from irene.cli.estimate_gpu import run_gpu
+
+        return run_gpu(args)
     if args.dtype in SERVING_FORMATS:
         raise UserError(f"--dtype {args.dtype} is a served weight format (with --serving); "
                         "tracing takes float32, float16 or bfloat16")
-    if args.predictor is None:
-        raise UserError("--predictor DIR required (or --serving vllm --gpu GPU to estimate LLM "
-                        "serving from the shipped predictor)")
+    stray = _given(args, GPU_ONLY)
+    if stray:
+        raise UserError(f"{', '.join(stray)} apply without --predictor (the hardware model) or "
+                        "with --serving")
     if args.prompt_len is not None or args.new_tokens is not None:
         if args.phase != "forward":
             raise UserError("--phase is for one call; a generation (--prompt-len, --new-tokens) "
@@ -199,27 +224,31 @@ def run_trace(args: argparse.Namespace) -> int:
 
 
 def run_serving(args: argparse.Namespace) -> int:
+    from irene.hardware.gpus import GpuSpecError, load_gpu_spec
+    from irene.hardware.params import ParamsFormatError
     from irene.serving.estimate import ServingEstimateError, estimate_serving
-    from irene.serving.predictor import PredictorFormatError
     from irene.serving.report import estimate_json, render_estimate
 
     stray = _given(args, TRACE_ONLY)
     if stray:
         raise UserError(f"{', '.join(stray)} do not apply with --serving (it predicts from "
                         "the shipped serving predictor, no tree is traced)")
-    if not args.gpu:
-        raise UserError("--serving vllm needs --gpu (H100 or B200 measured; H200, A100 "
-                        "extrapolated)")
+    if not args.gpu and not args.gpu_spec:
+        raise UserError("--serving vllm needs --gpu (H100, B200, A100-40GB measured; others "
+                        "from their data sheets) or --gpu-spec FILE")
+    if args.gpu and args.gpu_spec:
+        raise UserError("--gpu and --gpu-spec: give one of them")
     if args.dtype in ("float32",):
         raise UserError("--dtype float32: vLLM serves these models in bf16, fp8 or mxfp4")
     try:
+        gpu = load_gpu_spec(args.gpu_spec) if args.gpu_spec else args.gpu
         estimate = estimate_serving(
-            args.model_name, gpu=args.gpu, num_gpus=args.num_gpus,
+            args.model_name, gpu=gpu, num_gpus=args.num_gpus,
             concurrency=args.concurrency,
             prompt_len=args.prompt_len or SERVING_PROMPT_LEN,
             new_tokens=args.new_tokens or SERVING_NEW_TOKENS, weight_format=args.dtype,
             predictor=args.serving_predictor, hub=not args.offline)
-    except (ServingEstimateError, PredictorFormatError) as exc:
+    except (ServingEstimateError, ParamsFormatError, GpuSpecError) as exc:
         raise UserError(str(exc)) from exc
     if args.json:
         print_json(estimate_json(estimate))

@@ -9,7 +9,7 @@ from irene.cli.options import add_json_option, print_json, read_input_trees
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    from irene.evaluation import REPORT_ORDER
+    from irene.schema import REPORT_ORDER  # not irene.evaluation: building the parser stays light
 
     p = sub.add_parser("evaluate", help="mean absolute percentage error per node type",
                        description="Compare PRED's predicted_energy with GOLD's "

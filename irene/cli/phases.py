@@ -62,7 +62,8 @@ def phase_context_lens(args: argparse.Namespace) -> list[int]:
         if not given or not all(given):
             raise UserError("--phase decode needs --context-len L (or --context-lens) >= 1: "
                             "the tokens already in the KV cache")
-        seqs = args.seq_lens or ([args.seq_len] if args.seq_len is not None else [1])
+        seqs = getattr(args, "seq_lens", None) or (
+            [args.seq_len] if args.seq_len is not None else [1])  # estimate has no --seq-lens
         if seqs != [1]:
             raise UserError("--phase decode feeds one token per sequence: drop --seq-len "
                             "(or give 1)")

@@ -13,6 +13,13 @@ few parameters that carry exactly those differences and keeps everything that is
 * one factor on the module overhead term (the work a module does beyond its children), fitted
   in closed form on the inner nodes after the leaves are corrected.
 
+A structure predictor whose leaves keep their per-call, per-FLOP and per-byte terms apart (the
+physical leaf form, or the relative one) is calibrated more physically, with three numbers for
+every primitive type at once (``form="terms"``, the default for it): the device's fixed energy
+per call (launch, idle draw), its energy per FLOP and its energy per byte, as factors on the
+fitted terms (``term_log_scale``: their logarithms, fitted on the calibration trees' leaves by
+Levenberg–Marquardt on log residuals, lightly pulled towards 1), plus the overhead factor.
+
 The child weights and the leaf regressors themselves are unchanged. The calibrated model is a
 new model directory that records both what the predictor was trained on and what it was
 calibrated on.
@@ -42,6 +49,13 @@ SLOPE_PRIOR = 0.05
 EXPONENT_RANGE = (0.5, 1.5)
 #: leaves a type needs in the calibration trees to get a correction of its own
 MIN_LEAVES = 3
+#: pull of the term scales towards 1 (weight of log scale² against the mean squared log
+#: residual of the leaves)
+TERM_PRIOR = 1e-3
+#: bound of a term's log scale (a factor of about 150 either way)
+TERM_RANGE = 5.0
+#: calibration forms: per-type power laws, term scales, or terms where the predictor has them
+FORMS = ("auto", "power_law", "terms")
 
 
 @dataclass
@@ -56,6 +70,14 @@ class Calibration:
     exponent: np.ndarray
     overhead_factor: float
     calibrated_on: TrainingData = field(default_factory=TrainingData)
+    #: log factors on the (per-call, per-FLOP, per-byte) leaf terms (``form="terms"``; the
+    #: power-law rows are then the identity)
+    term_log_scale: np.ndarray | None = None
+
+    @property
+    def form(self) -> str:
+        """``terms`` or ``power_law``."""
+        return "power_law" if self.term_log_scale is None else "terms"
 
     def index(self, keys: np.ndarray) -> np.ndarray:
         """Row of each node's type key in :attr:`leaf_types` (the shared row when absent)."""
@@ -72,18 +94,43 @@ class Calibration:
 
     def to_dict(self) -> dict:
         return {"leaf_types": list(self.leaf_types), "overhead_factor": self.overhead_factor,
-                "calibrated_on": self.calibrated_on.to_dict()}
+                "calibrated_on": self.calibrated_on.to_dict(), "form": self.form}
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {"calibration.log_scale": self.log_scale, "calibration.exponent": self.exponent}
+        out = {"calibration.log_scale": self.log_scale, "calibration.exponent": self.exponent}
+        if self.term_log_scale is not None:
+            out["calibration.term_log_scale"] = self.term_log_scale
+        return out
 
 
-def calibrate(model: TreePredictor, trees: Sequence[Tree]) -> TreePredictor:
+class CalibrationRefused(ValueError):
+    """A calibration that does not improve the trees it was fitted on (the message says by how
+    much it fails)."""
+
+
+def check_improves(before: dict[str, float], after: dict[str, float]) -> None:
+    """Refuse (:class:`CalibrationRefused`) a calibration whose model-level error on its own
+    calibration trees (mean absolute %, ``before``/``after`` as from
+    :func:`irene.evaluation.percentage_errors`) is not lower than the uncalibrated model's: a
+    correction that cannot even fit the trees it saw is not a device change, and writing it
+    would make every later prediction worse without a word."""
+    if not after["model"] < before["model"]:
+        raise CalibrationRefused(
+            f"the calibration does not improve its own calibration trees (model-level error "
+            f"{before['model']:.2f} % -> {after['model']:.2f} %); nothing written: measure "
+            "trees of other shapes or models, or keep the uncalibrated predictor")
+
+
+def calibrate(model: TreePredictor, trees: Sequence[Tree], form: str = "auto") -> TreePredictor:
     """A copy of the fitted ``model`` calibrated to the hardware the measured ``trees`` come
-    from (every node needs a ground truth, in J).
+    from (every node needs a ground truth, in J). ``form``: ``terms`` (scale the per-call,
+    per-FLOP and per-byte terms of every leaf), ``power_law`` (a power-law correction per
+    primitive type) or ``auto`` (terms where the predictor has them, see the module docstring).
 
     Raises ValueError when the trees do not fit the model (schema, features) or are too few.
     """
+    if form not in FORMS:
+        raise ValueError(f"form must be one of {', '.join(FORMS)}, got {form!r}")
     trees = list(trees)
     if not trees:
         raise ValueError("calibration needs at least one measured tree")
@@ -93,6 +140,12 @@ def calibrate(model: TreePredictor, trees: Sequence[Tree]) -> TreePredictor:
     base.state_.calibration = None
     base._check_trees(trees)
     flat = FlatForest.from_trees(trees, base.state_.feature_names)
+    scalable = getattr(base, "term_scalable", None)
+    if form == "terms" and not (scalable and scalable()):
+        raise ValueError("this predictor's leaves have no separate per-call, per-FLOP and "
+                         "per-byte terms to scale: use form='power_law'")
+    if form == "terms" or (form == "auto" and scalable and scalable()):
+        return _calibrate_terms(base, flat, trees)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # unseen types get the shared correction
         leaf_base = base._leaf_energies(flat)
@@ -102,6 +155,33 @@ def calibrate(model: TreePredictor, trees: Sequence[Tree]) -> TreePredictor:
                                         flat.gold[leaf_rows])
     calibration.calibrated_on = TrainingData.of(trees, base.schema)
     corrected = calibration.apply(leaf_base, calibration.index(keys))
+    calibration.overhead_factor = _fit_overhead_factor(base, flat, corrected)
+    base.state_.calibration = calibration
+    return base
+
+
+def _calibrate_terms(base: TreePredictor, flat: FlatForest, trees: list[Tree]) -> TreePredictor:
+    """Term scales fitted on the leaves, then the overhead factor (see the module docstring)."""
+    from irene.model.optim import levenberg_marquardt
+
+    leaf = flat.is_leaf
+    log_gold = np.log(flat.gold[leaf])
+    weight = 1.0 / np.sqrt(leaf.sum())
+    prior = np.sqrt(TERM_PRIOR)
+
+    def residual(scales: np.ndarray) -> np.ndarray:
+        energy = base.scaled_leaf_energies(flat, scales)[leaf]
+        return np.concatenate([weight * (np.log(np.maximum(energy, 1e-300)) - log_gold),
+                               prior * scales])
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # unseen types: priced like their nearest known type
+        scales = np.clip(levenberg_marquardt(residual, np.zeros(3)), -TERM_RANGE, TERM_RANGE)
+        corrected = base.scaled_leaf_energies(flat, scales)
+    calibration = Calibration(leaf_types=[SHARED_TYPE], log_scale=np.zeros(1),
+                              exponent=np.ones(1), overhead_factor=1.0,
+                              calibrated_on=TrainingData.of(trees, base.schema),
+                              term_log_scale=scales)
     calibration.overhead_factor = _fit_overhead_factor(base, flat, corrected)
     base.state_.calibration = calibration
     return base

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -104,3 +104,32 @@ def rms_scale(x: np.ndarray) -> np.ndarray:
     """Root mean square of each column (1 where a column is all zeros)."""
     scale = np.sqrt(np.mean(x**2, axis=0))
     return np.where(scale > 0, scale, 1.0)
+
+
+def levenberg_marquardt(residual: Callable[[np.ndarray], np.ndarray], p0: np.ndarray,
+                        iterations: int = 200) -> np.ndarray:
+    """Minimise Σ residual(p)² from p0 with a forward-difference Jacobian (a few parameters)."""
+    p, damping = p0.astype(float).copy(), 1e-3
+    r = residual(p)
+    cost = float(r @ r)
+    for _ in range(iterations):
+        step = 1e-6 * np.maximum(np.abs(p), 1e-3)
+        jac = np.stack([(residual(p + np.eye(len(p))[i] * step[i]) - r) / step[i]
+                        for i in range(len(p))], axis=1)
+        jtj, jtr = jac.T @ jac, jac.T @ r
+        improved = False
+        for _ in range(10):
+            delta = np.linalg.solve(jtj + damping * np.diag(np.diag(jtj) + 1e-12), -jtr)
+            r_new = residual(p + delta)
+            cost_new = float(r_new @ r_new)
+            if np.isfinite(cost_new) and cost_new < cost:
+                p, r, improved = p + delta, r_new, True
+                damping = max(damping / 3, 1e-9)
+                if cost - cost_new < 1e-10 * cost:
+                    return p
+                cost = cost_new
+                break
+            damping *= 10
+        if not improved:
+            break
+    return p

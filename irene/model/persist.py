@@ -156,7 +156,7 @@ def _read_tensors(path: Path) -> dict[str, np.ndarray]:
 
 def _read_calibration(meta: Any, tensors: dict[str, np.ndarray], path: Path):
     """The checked :class:`~irene.model.calibrate.Calibration` of a model directory, or None."""
-    from irene.model.calibrate import EXPONENT_RANGE, Calibration
+    from irene.model.calibrate import EXPONENT_RANGE, TERM_RANGE, Calibration
     from irene.model.params import SHARED_TYPE
 
     if meta is None:
@@ -185,9 +185,19 @@ def _read_calibration(meta: Any, tensors: dict[str, np.ndarray], path: Path):
         calibrated_on = TrainingData.from_dict(meta.get("calibrated_on") or {})
     except ValueError as exc:
         raise ModelFormatError(f"{path}: calibration: {exc}") from exc
+    form = meta.get("form", "power_law")  # absent before term calibrations existed
+    terms = None
+    if form == "terms":
+        terms = tensors.get("calibration.term_log_scale")
+        if terms is None or terms.shape != (3,) or not np.all(np.abs(terms) <= TERM_RANGE):
+            raise ModelFormatError(f"{path.parent / TENSOR_FILE}: tensor "
+                                   "'calibration.term_log_scale' missing or not 3 numbers "
+                                   f"within ±{TERM_RANGE:g}")
+    elif form != "power_law":
+        raise ModelFormatError(f"{path}: calibration.form must be power_law or terms")
     return Calibration(leaf_types=types, log_scale=arrays["log_scale"],
                        exponent=arrays["exponent"], overhead_factor=float(factor),
-                       calibrated_on=calibrated_on)
+                       calibrated_on=calibrated_on, term_log_scale=terms)
 
 
 def load_model(directory: str | os.PathLike) -> TreePredictor:

@@ -5,39 +5,60 @@ For predicting energy *before* running a model on the target hardware: it reads 
 per tree) — no latency, utilisation or energy reading. Energies are joules per call; ``flops`` is
 in MFLOP and ``mem_bytes`` in MiB as in the trees.
 
-**Leaves** (``ml`` nodes) of primitive type ``k``::
+**Leaves** (``ml`` nodes) of primitive type ``k`` (``leaf_fit="physical"``, the default)::
 
-    Ê = θ_k · [1, flops, mem_bytes, input_size]     (J per call, per MFLOP, per MiB, per token)
+    Ê = (c0^κ + (c_f · flops)^κ + (c_b · mem_bytes)^κ)^(1/κ) + Σ_o c_o · x_o
     E = Ê · exp(r_k(x))                              (shape memory)
     r_k(x) = Σ_j K(x, x_j) ρ_j / (Σ_j K(x, x_j) + λ),   ρ_j = log(E_j / Ê_j)
     K(x, x_j) = exp(-‖log z(x) − log z(x_j)‖² / (2 h²)),
     z = (flops, mem_bytes, batch_size, seq_len),   h = 0.05,   λ = 1
 
-``θ_k`` minimises the relative squared error Σ ((Ê − E)/E)² over the training primitives of type
-``k``. The *shape memory* corrects the smooth form by the mean log residual ρ of the training
-primitives of the same type and (almost: within about 5 % in each of z) the same shape: on a GPU
-the same kernel on the same shape costs the same whichever model calls it, and these costs jump
-with tile and wave quantisation in ways no smooth function of FLOPs and bytes follows. Far from
-every training shape ``Σ K ≪ λ`` and the correction fades to 0, leaving the smooth form. A type
-never seen in training borrows ``θ`` of the type of the nearest training primitive in
-(log FLOPs, log bytes), with a warning: an unknown primitive is priced like the known one of the
-most similar work and traffic (``unseen_types="shared"``: one regressor fitted on all types).
+a smooth maximum (κ fitted per type: κ → ∞ the roofline's max, κ = 1 the sum) of a fixed
+per-call energy ``c0`` (launch, idle draw over the shortest kernel), compute-bound energy
+``c_f`` J/MFLOP and memory-bound energy ``c_b`` J/MiB, plus non-negative per-unit costs of any
+further ``leaf_features`` ``x_o`` (default ``input_size``, tokens per call). Every coefficient
+is positive by construction
+(fitted as logarithms), so a leaf is never predicted at or below 0 J, and beyond the training
+range the energy grows linearly in the work — it extrapolates by construction
+(:func:`physical_energy`; fitted by Levenberg–Marquardt on log residuals, started at κ = 1 from
+the non-negative linear fit). ``leaf_fit="relative"`` keeps the former form, ``θ_k · [1, flops,
+mem_bytes, input_size]`` by relative least squares, whose signed coefficients can go negative
+beyond the grid (a BERT pooler at 128 × 512). The *shape memory* corrects the smooth form by the
+mean log residual ρ of the training primitives of the same type and (almost: within about 5 % in
+each of z) the same shape: on a GPU the same kernel on the same shape costs the same whichever
+model calls it, and these costs jump with tile and wave quantisation in ways no smooth function
+of FLOPs and bytes follows. Far from every training shape ``Σ K ≪ λ`` and the correction fades
+to 0, leaving the smooth form. A type never seen in training borrows ``θ`` of the type of the
+nearest training primitive in (log FLOPs, log bytes), with a warning: an unknown primitive is
+priced like the known one of the most similar work and traffic (``unseen_types="shared"``: one
+regressor fitted on all types).
 
 **Modules**::
 
-    E = Σ_children (1 + α_{type(c)}) · E(c) + β · [Δflops, Δmem_bytes]
+    Ê = Σ_children (1 + α_{type(c)}) · E(c) + β · Δmem_bytes
+    E = Ê · exp(r_c(x))                              (module memory)
 
-``type(c)`` is the child's primitive type for a leaf and ``<module>`` for an inner child; ``Δf`` is
-how much the node's own ``f`` exceeds the sum of its children's (work done in operations not
-traced as primitives). ``α_k`` prices the glue that comes with a primitive of type ``k`` inside a
-module (reshapes and masks around attention MatMul/Softmax, the adds that combine embeddings,
+``type(c)`` is the child's primitive type for a leaf and ``<module>`` for an inner child; ``Δf``
+is how much the node's own ``f`` exceeds the sum of its children's (work done in operations not
+traced as primitives). Untraced work is element-wise (activations written as several torch
+calls, reshapes, masks): memory-bound, so it is priced by its bytes; its FLOP count is not
+comparable across models (GPT-2's MLP does 6 mJ per untraced MFLOP on device 1, BERT's
+intermediate 1.6, while per untraced MiB they differ by a factor 1.4: 0.9 and 1.3 mJ), so
+``Δflops`` is not a default
+overhead feature (``overhead_features`` can add it, a constant, or the leaf-child count). The
+*module memory* is the shape memory for inner nodes, keyed by the composition of the node's
+children (``"module: linear x3, matmul x2, softmax"``, :func:`composition_keys`) and fitted on
+the residual of each training node against its closed form on its measured children: a module of
+the same composition and shape as a training one is brought back to its measured cost, any other
+keeps the closed form. ``α_k`` prices the glue that comes with a primitive of type ``k`` inside
+a module (reshapes and masks around attention MatMul/Softmax, the adds that combine embeddings,
 residual adds next to LayerNorm): it depends on the children's primitive types, never on the
 module's class name, so it carries over to architectures not seen in training. A child type
 unseen in training gets ``α = 0``.
 
 **The root** (``model`` node)::
 
-    E = (1 + α_root) · Σ_children E(c) + β · [Δflops, Δmem_bytes]     (β of the modules)
+    E = ((1 + α_root) · Σ_children E(c) + β · Δmem_bytes) · exp(r_c(x))     (β of the modules)
 
 one factor for how a whole-model run differs from the sum of its separately measured parts.
 
@@ -49,10 +70,11 @@ values that extrapolate badly); then ``α_root`` (free sign) the same way on the
 ``training="end2end"`` then fine-tunes α, β and α_root with Adam on the relative squared error of
 every node, predicted bottom-up from the predicted leaves.
 
-What the shape memory is worth depends on the data: it brings primitives back to their measured
-cost where training models share their shapes (IrEne's six models share hidden size 768) and adds
-nothing on shapes never measured, where the smooth forms alone predict
-(``benchmarks/structure_only_bench.py`` prints both).
+What the memories are worth depends on the data: they bring primitives and modules back to their
+measured cost where training models share their shapes (IrEne's six models share hidden size 768:
+leave-one-model-out mostly measures this recall) and add nothing on shapes never measured, where
+the smooth forms alone predict (``benchmarks/structure_splits_bench.py`` holds out shapes and
+families so that no twin exists; ``benchmarks/structure_only_bench.py`` ablates the memories).
 """
 
 from __future__ import annotations
@@ -67,7 +89,14 @@ import numpy as np
 
 from irene.features import FlatForest
 from irene.model.base import TreePredictor
-from irene.model.optim import Adam, one_thread, relative_lstsq, relative_nnls, rms_scale
+from irene.model.optim import (
+    Adam,
+    levenberg_marquardt,
+    one_thread,
+    relative_lstsq,
+    relative_nnls,
+    rms_scale,
+)
 from irene.model.params import boolean, check_params, choice, integer, names_from, number
 from irene.model.state import TrainingData
 from irene.schema import NODE_TYPE_CODES, Schema, feature_names
@@ -78,7 +107,9 @@ STRUCTURE_FEATURES = tuple(feature_names(["model_specs"]))
 ADDITIVE_STRUCTURE = ("flops", "mem_bytes", "num_parameters")
 #: non-additive overhead columns: a constant per node, the number of its leaf children
 OVERHEAD_EXTRAS = ("constant", "leaf_children")
-LEAF_FORMS = ("relative", "log", "roofline")
+LEAF_FORMS = ("physical", "relative", "log", "roofline")
+#: leaf forms whose per-call, per-FLOP and per-byte terms a calibration can scale
+TERM_FORMS = ("physical", "relative")
 CHILD_WEIGHTS = ("per_type", "per_kind", "none")
 ROOT_WEIGHTS = ("single", "as_module")
 FITS = ("closed_form", "end2end")
@@ -88,6 +119,7 @@ MODULE_CHILD = "<module>"  # the child "type" of an inner child
 SHARED_TYPE = "<shared>"  # unseen types predicted by the regressor fitted on all primitives
 RESIDUAL_CLIP = 3.0  # |log residual| kept by the shape memory (a factor of 20)
 TINY = 1e-12  # J: floor of a backbone value inside the memory's log residual
+LOG_K_RANGE = (-3.0, 4.0)  # log of the physical form's smooth-max exponent k
 
 #: setting -> check (see irene.model.params)
 RULES = {
@@ -96,6 +128,7 @@ RULES = {
     "unseen_types": choice(UNSEEN_TYPES),
     "fallback_features": names_from(STRUCTURE_FEATURES),
     "shape_memory": boolean,
+    "module_memory": boolean,
     "memory_features": names_from(STRUCTURE_FEATURES),
     "memory_bandwidth": number(0, 10, low_open=True),
     "memory_prior": number(0, 1e6, low_open=True),
@@ -118,7 +151,8 @@ class LeafModel:
 
     ``theta`` multiplies the design ``[1, features / scale]`` (relative and log fits; the log fit
     reads log features and predicts ``exp``); the roofline fit reads ``theta`` as
-    ``[c0, c_other..., log c_f, log c_b, log k]``.
+    ``[c0, c_other..., log c_f, log c_b, log k]``; the physical fit as
+    ``[log c0, log c_f, log c_b, log k, log c_other...]`` (see :func:`physical_energy`).
     """
 
     features: list[str]
@@ -130,6 +164,8 @@ class LeafModel:
         """How many parameters ``theta`` holds for this form and these features."""
         if self.form == "roofline":
             return 1 + (len(self.features) - 2) + 3
+        if self.form == "physical":
+            return 4 + (len(self.features) - 2)
         return len(self.features) + 1
 
 
@@ -166,6 +202,7 @@ class StructureState:
     leaf_cloud: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
     leaf_cloud_type: list[str] = field(default_factory=list)
     calibration: Any = None
+    module_memory: dict[str, ShapeMemory] = field(default_factory=dict)
 
 
 class StructureRegressor(TreePredictor):
@@ -183,6 +220,8 @@ class StructureRegressor(TreePredictor):
     shape_memory, memory_features, memory_bandwidth, memory_prior : the kernel-smoothed residual
         correction per type: on, its shape coordinates, the kernel width h (in log units) and the
         prior weight λ that fades it away from training shapes.
+    module_memory : the same correction for inner nodes, per composition of their children
+        (same shape coordinates, width and prior).
     child_weights : ``per_type`` (one α per child primitive type), ``per_kind`` (one per parent
         kind) or ``none``.
     overhead_features : Δ columns of the module overhead (``flops``, ``mem_bytes``,
@@ -197,14 +236,14 @@ class StructureRegressor(TreePredictor):
     estimator = "structure"
 
     def __init__(self, *, leaf_features: tuple[str, ...] = ("flops", "mem_bytes", "input_size"),
-                 leaf_fit: str = "relative", unseen_types: str = "nearest",
+                 leaf_fit: str = "physical", unseen_types: str = "nearest",
                  fallback_features: tuple[str, ...] = ("flops", "mem_bytes"),
-                 shape_memory: bool = True,
+                 shape_memory: bool = True, module_memory: bool = True,
                  memory_features: tuple[str, ...] = ("flops", "mem_bytes", "batch_size",
                                                      "seq_len"),
                  memory_bandwidth: float = 0.05, memory_prior: float = 1.0,
                  child_weights: str = "per_type",
-                 overhead_features: tuple[str, ...] = ("flops", "mem_bytes"),
+                 overhead_features: tuple[str, ...] = ("mem_bytes",),
                  root_weights: str = "single", nonnegative: bool = True, ridge: float = 0.0,
                  training: str = "closed_form", epochs: int = 300, learning_rate: float = 0.01,
                  tol: float = 1e-4, n_iter_no_change: int = 10) -> None:
@@ -213,6 +252,7 @@ class StructureRegressor(TreePredictor):
         self.unseen_types = unseen_types
         self.fallback_features = _listed(fallback_features)
         self.shape_memory = shape_memory
+        self.module_memory = module_memory
         self.memory_features = _listed(memory_features)
         self.memory_bandwidth = memory_bandwidth
         self.memory_prior = memory_prior
@@ -234,9 +274,10 @@ class StructureRegressor(TreePredictor):
         """ValueError naming the first invalid setting, TypeError for an unknown one."""
         check_params(params, RULES)
         merged = {**cls.defaults(), **params}
-        if merged["leaf_fit"] == "roofline" and \
+        if merged["leaf_fit"] in ("roofline", "physical") and \
                 not {"flops", "mem_bytes"} <= set(merged["leaf_features"]):
-            raise ValueError("leaf_fit='roofline' needs flops and mem_bytes among leaf_features")
+            raise ValueError(f"leaf_fit={merged['leaf_fit']!r} needs flops and mem_bytes among "
+                             "leaf_features")
 
     # ---------------------------------------------------------------------------------- fit
     def _feature_names(self) -> list[str]:
@@ -263,6 +304,8 @@ class StructureRegressor(TreePredictor):
         if self.shape_memory:
             state.memory = self._build_memory(flat, backbone, types)
         self._fit_inner(flat, state)
+        if self.module_memory:
+            state.module_memory = self._build_module_memory(flat, state)
         self.state_ = state
         if self.training == "end2end":
             self._finetune(flat)
@@ -300,14 +343,31 @@ class StructureRegressor(TreePredictor):
         return out
 
     def _leaf_backbone(self, flat: FlatForest, state: StructureState,
-                       types: np.ndarray) -> np.ndarray:
-        """Smooth-form prediction of every leaf (J), [N] (0 at inner nodes)."""
+                       types: np.ndarray, term_scales: np.ndarray | None = None) -> np.ndarray:
+        """Smooth-form prediction of every leaf (J), [N] (0 at inner nodes); ``term_scales``:
+        log factors on the (per-call, per-FLOP, per-byte) terms (:func:`scaled_terms`)."""
         out = np.zeros(len(flat.gold))
         for t in sorted(set(types[flat.is_leaf].tolist())):
             rows = flat.is_leaf & (types == t)
             model = state.fallback if t == SHARED_TYPE else state.leaf[t]
+            if term_scales is not None:
+                model = scaled_terms(model, term_scales)
             out[rows] = leaf_predict(model, self._columns(flat, model.features)[rows])
         return out
+
+    def term_scalable(self) -> bool:
+        """Whether every leaf regressor has separate per-call, per-FLOP and per-byte terms
+        (physical or relative forms), so a device change can scale them (calibration)."""
+        state = self._fitted()
+        return all(m.form in TERM_FORMS for m in (*state.leaf.values(), state.fallback))
+
+    def scaled_leaf_energies(self, flat: FlatForest, term_scales: np.ndarray) -> np.ndarray:
+        """Leaf energies (J), [N], with the terms of every leaf regressor scaled by
+        ``exp(term_scales)`` (per call, per FLOP, per byte) and the shape memory applied."""
+        state = self._fitted()
+        types = self._effective_types(flat, state)
+        return self._leaf_backbone(flat, state, types, term_scales) * \
+            self._memory_factor(flat, state)
 
     def _cloud_coordinates(self, flat: FlatForest) -> np.ndarray:
         """(log(flops + 0.01), log(mem_bytes)) of every node, [N, 2]."""
@@ -331,15 +391,56 @@ class StructureRegressor(TreePredictor):
                                     np.bincount(inverse).astype(float))
         return memory
 
+    def _build_module_memory(self, flat: FlatForest,
+                             state: StructureState) -> dict[str, ShapeMemory]:
+        """Per composition of children (:func:`composition_keys`), the log residual of every
+        training inner node against its closed form evaluated on its *measured* children:
+        modules of the same composition and shape as a training one are brought back to its
+        measured cost; others (new compositions, new shapes) keep the closed form."""
+        arrays = self._structure_arrays(flat, state)
+        overhead = (arrays["delta"] * state.beta[arrays["inner_kind"]]).sum(axis=1)
+        weight = 1.0 + state.alpha[arrays["parent_kind"], arrays["ctype"]]
+        child = flat.parent >= 0
+        closed = overhead + np.bincount(flat.parent[child], weights=(weight * flat.gold)[child],
+                                        minlength=len(flat.gold))
+        inner = ~flat.is_leaf
+        residual = np.zeros(len(flat.gold))
+        residual[inner] = np.clip(np.log(flat.gold[inner] / np.maximum(closed[inner], TINY)),
+                                  -RESIDUAL_CLIP, RESIDUAL_CLIP)
+        keys = composition_keys(flat)
+        shapes = self._log_shape(flat)
+        memory = {}
+        for key in sorted(set(keys[inner].tolist())):
+            rows = keys == key
+            unique, inverse = np.unique(shapes[rows], axis=0, return_inverse=True)
+            inverse = inverse.ravel()
+            memory[key] = ShapeMemory(unique, np.bincount(inverse, weights=residual[rows]),
+                                      np.bincount(inverse).astype(float))
+        return memory
+
     def _memory_factor(self, flat: FlatForest, state: StructureState) -> np.ndarray:
         """exp(r_k(x)) for every leaf of a type with a memory, 1 elsewhere, [N]."""
+        keys = np.where(flat.is_leaf, flat.instance_type, "").astype(object)
+        return self._recall(flat, state.memory, keys)
+
+    def _module_factor(self, flat: FlatForest, state: StructureState) -> np.ndarray:
+        """exp(r_c(x)) for every inner node whose composition ``c`` has a module memory, 1
+        elsewhere (leaves included), [N]."""
+        if not state.module_memory:
+            return np.ones(len(flat.gold))
+        return self._recall(flat, state.module_memory, composition_keys(flat))
+
+    def _recall(self, flat: FlatForest, memories: dict[str, ShapeMemory],
+                keys: np.ndarray) -> np.ndarray:
+        """The kernel-smoothed memory correction exp(r) of every node whose key has a memory
+        (1 elsewhere), [N]."""
         factor = np.ones(len(flat.gold))
-        if not state.memory:
+        if not memories:
             return factor
         shapes = self._log_shape(flat)
         h2 = self.memory_bandwidth ** 2
-        for t, mem in state.memory.items():
-            rows = np.flatnonzero(flat.is_leaf & (flat.instance_type == t))
+        for t, mem in memories.items():
+            rows = np.flatnonzero(keys == t)
             if not rows.size:
                 continue
             unique, inverse = np.unique(shapes[rows], axis=0, return_inverse=True)
@@ -432,14 +533,16 @@ class StructureRegressor(TreePredictor):
         """Leaf energies (J): smooth form × shape memory (own types only), [N]."""
         state = self._fitted()
         types = self._effective_types(flat, state, warn_unseen=True)
-        return self._leaf_backbone(flat, state, types) * self._memory_factor(flat, state)
+        scales = getattr(state.calibration, "term_log_scale", None)
+        return self._leaf_backbone(flat, state, types, scales) * self._memory_factor(flat, state)
 
     def _combine(self, flat: FlatForest, leaf_energy: np.ndarray,
                  overhead_factor: float | None) -> np.ndarray:
         state = self._fitted()
         beta = state.beta * (1.0 if overhead_factor is None else overhead_factor)
-        return self._aggregate(flat, leaf_energy, state.alpha, beta,
-                               self._structure_arrays(flat, state))
+        arrays = self._structure_arrays(flat, state)
+        arrays["factor"] = self._module_factor(flat, state)
+        return self._aggregate(flat, leaf_energy, state.alpha, beta, arrays)
 
     def _type_keys(self, flat: FlatForest) -> np.ndarray:
         inner = np.array([f"<{k}>" for k in INNER_KINDS], dtype=object)
@@ -449,15 +552,17 @@ class StructureRegressor(TreePredictor):
     @staticmethod
     def _aggregate(flat: FlatForest, leaf_pred: np.ndarray, alpha: np.ndarray,
                    beta: np.ndarray, arrays: dict[str, Any]) -> np.ndarray:
-        """Bottom-up: inner = Σ (1 + α[kind(parent), type(child)])·child + β[kind]·Δx."""
+        """Bottom-up: inner = (Σ (1 + α[kind(parent), type(child)])·child + β[kind]·Δx) ·
+        factor (the module memory's, ``arrays["factor"]``, 1 when absent)."""
         n = len(leaf_pred)
+        factor = arrays.get("factor", np.ones(n))
         overhead = (arrays["delta"] * beta[arrays["inner_kind"]]).sum(axis=1)
         pred = np.where(flat.is_leaf, leaf_pred, overhead)
         weight = 1.0 + alpha[arrays["parent_kind"], arrays["ctype"]]
         for idx in arrays["levels"]:
-            pred = pred + np.bincount(flat.parent[idx], weights=weight[idx] * pred[idx],
-                                      minlength=n)
-        return pred
+            pred = pred + np.bincount(flat.parent[idx],
+                                      weights=weight[idx] * factor[idx] * pred[idx], minlength=n)
+        return pred * factor
 
     # ------------------------------------------------------------------------- end to end
     def _finetune(self, flat: FlatForest) -> None:
@@ -477,7 +582,7 @@ class StructureRegressor(TreePredictor):
                 ("leaf_pred", leaf_pred), ("delta", arrays["delta"]), ("gold", flat.gold),
                 ("parent", flat.parent), ("ctype", arrays["ctype"]),
                 ("parent_kind", arrays["parent_kind"]), ("inner_kind", arrays["inner_kind"]),
-                ("is_leaf", flat.is_leaf))}
+                ("is_leaf", flat.is_leaf), ("factor", self._module_factor(flat, state)))}
             levels = [torch.from_numpy(i) for i in arrays["levels"]]
             # β is learned in units of the RMS of its column, so one learning rate fits all
             unit = torch.from_numpy(rms_scale(arrays["delta"][~flat.is_leaf]))
@@ -505,8 +610,9 @@ class StructureRegressor(TreePredictor):
                 pred = torch.where(t["is_leaf"], t["leaf_pred"], overhead)
                 weight = 1.0 + alpha[t["parent_kind"], t["ctype"]]
                 for idx in levels:
-                    pred = pred.index_add(0, t["parent"][idx], weight[idx] * pred[idx])
-                return pred
+                    pred = pred.index_add(0, t["parent"][idx],
+                                          weight[idx] * t["factor"][idx] * pred[idx])
+                return pred * t["factor"]
 
             learned = {"alpha": self.child_weights != "none", "beta": bool(free["beta"].numel()),
                        "root": single_root}
@@ -539,7 +645,8 @@ class StructureRegressor(TreePredictor):
                 "forms": {t: state.leaf[t].form for t in types},
                 "fallback_form": state.fallback.form, "memory_types": sorted(state.memory),
                 "child_types": state.child_types, "trained_types": state.trained_types,
-                "leaf_cloud_type": state.leaf_cloud_type}
+                "leaf_cloud_type": state.leaf_cloud_type,
+                "module_memory_keys": sorted(state.module_memory)}
         arrays: dict[str, np.ndarray] = {"alpha": state.alpha, "beta": state.beta,
                                          "leaf_cloud": state.leaf_cloud,
                                          "fallback.scale": state.fallback.scale,
@@ -552,6 +659,11 @@ class StructureRegressor(TreePredictor):
             arrays[f"memory.{i}.log_shape"] = memory.log_shape
             arrays[f"memory.{i}.residual_sum"] = memory.residual_sum
             arrays[f"memory.{i}.count"] = memory.count
+        for i, key in enumerate(sorted(state.module_memory)):
+            memory = state.module_memory[key]
+            arrays[f"module_memory.{i}.log_shape"] = memory.log_shape
+            arrays[f"module_memory.{i}.residual_sum"] = memory.residual_sum
+            arrays[f"module_memory.{i}.count"] = memory.count
         return meta, arrays
 
     def state_from_payload(self, meta: dict[str, Any], arrays: dict[str, np.ndarray], *,
@@ -598,6 +710,13 @@ class StructureRegressor(TreePredictor):
             shape = array(f"memory.{i}.log_shape", (None, len(self.memory_features)))
             memory[t] = ShapeMemory(shape, array(f"memory.{i}.residual_sum", (len(shape),)),
                                     array(f"memory.{i}.count", (len(shape),)))
+        module_memory = {}  # absent from directories written before it existed: none
+        keys = strings("module_memory_keys") if "module_memory_keys" in meta else []
+        for i, key in enumerate(keys):
+            shape = array(f"module_memory.{i}.log_shape", (None, len(self.memory_features)))
+            module_memory[key] = ShapeMemory(
+                shape, array(f"module_memory.{i}.residual_sum", (len(shape),)),
+                array(f"module_memory.{i}.count", (len(shape),)))
         child_types, cloud_type = strings("child_types"), strings("leaf_cloud_type")
         if child_types != [*types, MODULE_CHILD] or not set(cloud_type) <= set(types):
             raise ValueError("child types or the primitive cloud do not match the leaf types")
@@ -608,7 +727,25 @@ class StructureRegressor(TreePredictor):
             beta=array("beta", (2, len(self.overhead_features))),
             trained_types=strings("trained_types"),
             leaf_cloud=array("leaf_cloud", (len(cloud_type), 2)), leaf_cloud_type=cloud_type,
-            calibration=calibration)
+            calibration=calibration, module_memory=module_memory)
+
+
+def composition_keys(flat: FlatForest) -> np.ndarray:
+    """A key per inner node naming its kind and the multiset of its children's types (a leaf
+    child by its primitive type, an inner child as ``<module>``), e.g.
+    ``"module: linear x3, matmul x2, softmax"``; "" at leaves, [N]. Module class names are never
+    read: two modules of different classes with the same children share a key."""
+    kinds = np.where(flat.is_leaf, flat.instance_type, MODULE_CHILD)
+    children: dict[int, dict[str, int]] = {}
+    for index in np.flatnonzero(flat.parent >= 0).tolist():
+        counts = children.setdefault(int(flat.parent[index]), {})
+        counts[kinds[index]] = counts.get(kinds[index], 0) + 1
+    keys = np.full(len(flat.gold), "", dtype=object)
+    for index, counts in children.items():
+        kind = INNER_KINDS[min(max(int(flat.node_type[index]) - 1, 0), 1)]
+        keys[index] = f"{kind}: " + ", ".join(
+            k if n == 1 else f"{k} x{n}" for k, n in sorted(counts.items()))
+    return keys
 
 
 def _listed(value: Any) -> Any:
@@ -621,6 +758,8 @@ def fit_leaf(x: np.ndarray, gold: np.ndarray, names: Sequence[str], form: str) -
     and energies ``gold`` [M] (J): ``relative`` = linear with a constant, relative least
     squares; ``log`` = a power law (least squares on log energy and log features); ``roofline`` =
     :func:`_roofline`, started from the relative fit."""
+    if form == "physical":
+        return _fit_physical(x, gold, list(names))
     if form == "log":
         z = np.log(np.maximum(x, 1e-6))
         scale = rms_scale(z)
@@ -643,12 +782,15 @@ def _fit_roofline(linear: LeafModel, x: np.ndarray, gold: np.ndarray) -> LeafMod
     lin = linear.theta[1:] / linear.scale
     p0 = np.concatenate([[linear.theta[0]], lin[other],
                          np.log(np.maximum([lin[i_f], lin[i_b]], 1e-12)), [0.0]])
-    p = _levenberg_marquardt(lambda q: _roofline(q, x, i_f, i_b, other) / gold - 1.0, p0)
+    p = levenberg_marquardt(lambda q: _roofline(q, x, i_f, i_b, other) / gold - 1.0, p0)
     return LeafModel(list(names), np.ones(len(names)), p, "roofline")
 
 
 def leaf_predict(model: LeafModel, x: np.ndarray) -> np.ndarray:
     """Energy (J) of primitives with raw features ``x`` [M, len(model.features)]."""
+    if model.form == "physical":
+        i_f, i_b, other = _physical_columns(model.features)
+        return physical_energy(model.theta, x[:, i_f], x[:, i_b], x[:, other])
     if model.form == "roofline":
         names = model.features
         i_f, i_b = names.index("flops"), names.index("mem_bytes")
@@ -660,6 +802,78 @@ def leaf_predict(model: LeafModel, x: np.ndarray) -> np.ndarray:
     return model.theta[0] + (x / model.scale) @ model.theta[1:]
 
 
+def scaled_terms(model: LeafModel, log_scale: np.ndarray) -> LeafModel:
+    """``model`` with its per-call term times ``exp(log_scale[0])``, its per-FLOP term times
+    ``exp(log_scale[1])`` and its per-byte (and other per-unit) terms times
+    ``exp(log_scale[2])``: a device that differs in fixed, compute and memory energy."""
+    if model.form not in TERM_FORMS:
+        raise ValueError(f"a {model.form} leaf regressor has no separate terms to scale")
+    theta = model.theta.astype(float).copy()
+    if model.form == "physical":
+        theta[[0, 1, 2]] += log_scale
+        theta[4:] += log_scale[2]
+    else:
+        factors = [log_scale[1] if name == "flops" else log_scale[2] for name in model.features]
+        theta *= np.exp(np.concatenate([[log_scale[0]], factors]))
+    return LeafModel(model.features, model.scale, theta, model.form)
+
+
+def _physical_columns(names: Sequence[str]) -> tuple[int, int, list[int]]:
+    i_f, i_b = names.index("flops"), names.index("mem_bytes")
+    return i_f, i_b, [i for i in range(len(names)) if i not in (i_f, i_b)]
+
+
+def physical_energy(p: np.ndarray, flops: np.ndarray, mem_bytes: np.ndarray,
+                    other: np.ndarray) -> np.ndarray:
+    """Energy (J) of primitives from MFLOP ``flops`` [M], MiB ``mem_bytes`` [M] and further
+    non-negative features ``other`` [M, O]::
+
+        E = (c0^k + (c_f·flops)^k + (c_b·bytes)^k)^(1/k) + Σ_o c_o·x_o
+
+    a smooth maximum of a fixed per-call cost (launch, idle draw over the shortest kernel),
+    compute-bound and memory-bound energy (k → ∞: the roofline max; k = 1: their sum), plus
+    non-negative per-unit costs of the other features. ``p = [log c0, log c_f, log c_b, log k,
+    log c_o...]``: every coefficient is positive by construction, so the energy is > 0 for any
+    input and grows linearly in the work beyond the training range."""
+    k = math.exp(float(np.clip(p[3], *LOG_K_RANGE)))
+    terms = np.stack([np.full(len(flops), p[0]),
+                      p[1] + np.log(np.maximum(flops, 0.0) + TINY),
+                      p[2] + np.log(np.maximum(mem_bytes, 0.0) + TINY)])
+    with np.errstate(over="ignore"):  # trial steps of the fit may overflow: inf, rejected
+        energy = np.exp(np.logaddexp.reduce(k * terms, axis=0) / k)
+    if other.shape[1]:
+        energy = energy + np.maximum(other, 0.0) @ np.exp(p[4:])
+    return energy
+
+
+def _fit_physical(x: np.ndarray, gold: np.ndarray, names: list[str]) -> LeafModel:
+    """:func:`physical_energy` fitted by Levenberg–Marquardt on log residuals (relative error
+    both ways), on the distinct feature rows (a row measured n times counts n times, at its
+    mean log energy), started from k = 1 and each term's median share of the energy."""
+    i_f, i_b, other = _physical_columns(names)
+    unique, inverse, count = np.unique(x, axis=0, return_inverse=True, return_counts=True)
+    inverse = inverse.ravel()
+    log_gold = np.bincount(inverse, weights=np.log(gold)) / count
+    weight = np.sqrt(count / count.sum())
+    f, b, o = unique[:, i_f], unique[:, i_b], unique[:, other]
+    energy = np.exp(log_gold)
+
+    # start at k = 1, where the form is linear: the non-negative relative least-squares fit
+    design = np.column_stack([np.ones(len(f)), f, b, o])
+    scale = rms_scale(design)
+    linear = relative_nnls(design / scale, energy, energy) / scale
+    # a term the data cannot identify (a column that is 0 on every row, e.g. the FLOPs of a
+    # look-up) starts, and stays, negligible: 1e-3 of the mean energy at the mean column value
+    size = np.abs(design).mean(axis=0)
+    floor = np.where(size > 0, 1e-3 * energy.mean() / np.where(size > 0, size, 1.0), TINY)
+    start = np.log(np.maximum(linear, floor))
+    p0 = np.array([start[0], start[1], start[2], 0.0, *start[3:]])
+    p = levenberg_marquardt(
+        lambda q: weight * (np.log(physical_energy(q, f, b, o)) - log_gold), p0)
+    p[3] = float(np.clip(p[3], *LOG_K_RANGE))  # store the exponent the form uses
+    return LeafModel(list(names), np.ones(len(names)), p, "physical")
+
+
 def _roofline(p: np.ndarray, x: np.ndarray, i_f: int, i_b: int, other: list[int]) -> np.ndarray:
     """c0 + x_other·c + ((c_f·flops)^k + (c_b·bytes)^k)^(1/k), p = [c0, c..., log c_f,
     log c_b, log k]; the generalised mean in log space (flops = 0 allowed)."""
@@ -669,31 +883,3 @@ def _roofline(p: np.ndarray, x: np.ndarray, i_f: int, i_b: int, other: list[int]
     log_b = p[2 + n_other] + np.log(np.maximum(x[:, i_b], 1e-9))
     mean = np.exp(np.logaddexp(k * log_f, k * log_b) / k)
     return p[0] + x[:, other] @ p[1:1 + n_other] + mean
-
-
-def _levenberg_marquardt(residual, p0: np.ndarray, iterations: int = 200) -> np.ndarray:
-    """Minimise Σ residual(p)² from p0 with a forward-difference Jacobian (a few parameters)."""
-    p, damping = p0.astype(float).copy(), 1e-3
-    r = residual(p)
-    cost = float(r @ r)
-    for _ in range(iterations):
-        step = 1e-6 * np.maximum(np.abs(p), 1e-3)
-        jac = np.stack([(residual(p + np.eye(len(p))[i] * step[i]) - r) / step[i]
-                        for i in range(len(p))], axis=1)
-        jtj, jtr = jac.T @ jac, jac.T @ r
-        improved = False
-        for _ in range(10):
-            delta = np.linalg.solve(jtj + damping * np.diag(np.diag(jtj) + 1e-12), -jtr)
-            r_new = residual(p + delta)
-            cost_new = float(r_new @ r_new)
-            if np.isfinite(cost_new) and cost_new < cost:
-                p, r, improved = p + delta, r_new, True
-                damping = max(damping / 3, 1e-9)
-                if cost - cost_new < 1e-10 * cost:
-                    return p
-                cost = cost_new
-                break
-            damping *= 10
-        if not improved:
-            break
-    return p

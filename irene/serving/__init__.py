@@ -1,14 +1,13 @@
-"""LLM serving energy per token without a meter, learned from public measurements.
+"""LLM serving energy per token without a meter: the vLLM decode step as a workload of the one
+hardware model (:mod:`irene.hardware`).
 
-* :mod:`irene.serving.structure` — weights, KV cache and state of a decoder LLM from its
-  ``transformers`` config (analytic: no model is built);
+* :mod:`irene.serving.structure` — weights, KV cache and state of a decoder LLM from its config
+  (analytic: no model is built);
 * :mod:`irene.serving.decode` — what one steady-state decode step reads, computes and
-  communicates, per layer and module, and how parallelism splits it over GPUs;
-* :mod:`irene.serving.model` — the predictor: a roofline step time with fitted efficiencies and
-  overheads, and a utilisation-dependent power; energy per token = power × time / tokens;
-* :mod:`irene.serving.data`, :mod:`irene.serving.training` — measured rows (the ML.ENERGY v3
-  extract) and fitting / leave-one-model-out / transfer;
-* :mod:`irene.serving.predictor` — the shipped predictor file (JSON, digest-pinned, validated);
+  communicates, per layer and module, how parallelism splits it over GPUs, and the step as a
+  :class:`~irene.hardware.work.Work` of the hardware model;
+* :mod:`irene.serving.data` — measured rows (the ML.ENERGY v3 extract) and their decode steps;
+  fitting lives in :mod:`irene.hardware.fit` (all data versions, one model);
 * :mod:`irene.serving.estimate`, :mod:`irene.serving.report` — ``irene estimate MODEL
-  --serving vllm``.
+  --serving vllm`` with the shipped parameters (:mod:`irene.hardware.params`).
 """

@@ -11,8 +11,7 @@ output (``output_context_mean``) plus its prompt, and prompts are prefilled in t
 state one representative prompt length per task (:data:`TASK_PROMPT_TOKENS`): GPQA's question
 with four choices and an instruction (~250 tokens), LMArena conversations whose earlier turns the
 benchmark concatenates into the prompt (~750), Sourcegraph fill-in-the-middle code context,
-prefix and suffix (~1,500). They are assumptions, not measurements; ``benchmarks/
-serving_predictor.py --prompts`` shows how the held-out errors move with them.
+prefix and suffix (~1,500). They are assumptions, not measurements.
 """
 
 from __future__ import annotations

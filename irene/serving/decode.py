@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from irene.serving.structure import (
     CACHE_BYTES,
@@ -39,6 +40,20 @@ from irene.serving.structure import (
     ModelStructure,
     expected_distinct_experts,
 )
+
+if TYPE_CHECKING:
+    from irene.hardware.work import Work
+
+
+#: the hardware model's primitive class of each module's GEMMs (its cache work is "attention")
+MODULE_CLASS = {"attention": "matmul", "mlp": "matmul", "experts": "moe",
+                "shared_experts": "matmul", "router": "matmul", "mamba": "matmul",
+                "norms": "norm", "embedding": "embedding", "head": "matmul"}
+#: kernels per layer of each module: (GEMM part, cache part) — QKV, rotary, cache write and
+#: output projection; gate-up, activation, down; router top-k, two grouped GEMMs, combine; ...
+KERNELS: dict[str, tuple[float, float]] = {
+    "attention": (4, 1), "mlp": (3, 0), "experts": (4, 0), "shared_experts": (3, 0),
+    "router": (1, 0), "mamba": (4, 1), "norms": (2, 0), "embedding": (1, 0), "head": (2, 0)}
 
 
 class ServingInputError(ValueError):
@@ -161,6 +176,49 @@ class DecodeStep:
             out[c.module] += getattr(c, field)
         return out
 
+    def work(self, dtype: str = "bf16") -> Work:
+        """This step as a workload of the hardware model (:mod:`irene.hardware.work`): per
+        module one GEMM primitive (weights read, GEMM FLOPs; routed experts as class ``moe``,
+        in the served format) and one cache primitive (KV cache / state read, attention FLOPs,
+        class ``attention``), the tensor-parallel all-reduces and expert exchanges as ``comm``;
+        kernel counts per module and layer from :data:`KERNELS`; ``dtype`` the activation
+        dtype (bf16; fp16 for the eager fp16 runs). Tokens: the step's output tokens."""
+        from irene.hardware.work import Primitive, Work
+
+        layers: dict[str, set[int]] = {}
+        sums: dict[str, dict[str, float]] = {}
+        for c in self.costs:
+            layers.setdefault(c.module, set()).add(c.layer)
+            slot = sums.setdefault(c.module, dict.fromkeys(
+                ("weight_bytes", "gemm_flops", "low_precision_flops", "cache_bytes",
+                 "attention_flops"), 0.0))
+            for key in slot:
+                slot[key] += getattr(c, key)
+        prims: list[Primitive] = []
+        fmt = self.structure.weight_format
+        for module, v in sums.items():
+            n = len(layers[module])
+            gemm_kernels, cache_kernels = KERNELS[module]
+            if module == "experts" and fmt in ("mxfp4",):
+                gemm_dtype = fmt
+            elif v["gemm_flops"] and v["low_precision_flops"] >= 0.5 * v["gemm_flops"]:
+                gemm_dtype = "fp8"
+            else:
+                gemm_dtype = dtype
+            if v["weight_bytes"] or v["gemm_flops"]:
+                prims.append(Primitive(module, MODULE_CLASS[module], v["gemm_flops"],
+                                       v["weight_bytes"], gemm_dtype, gemm_kernels * n))
+            if v["cache_bytes"] or v["attention_flops"]:
+                prims.append(Primitive(f"{module} cache", "attention", v["attention_flops"],
+                                       v["cache_bytes"], dtype, cache_kernels * n))
+        if self.allreduces:
+            prims.append(Primitive("all-reduce", "comm", 0.0, self.allreduce_bytes, dtype,
+                                   self.allreduces))
+        if self.expert_exchanges:
+            prims.append(Primitive("expert exchange", "comm", 0.0, self.expert_exchange_bytes,
+                                   dtype, self.expert_exchanges))
+        return Work(tuple(prims), gpus=self.parallel.gpus, tokens=self.workload.batch)
+
     def features(self) -> dict[str, float]:
         """The step's structure features, per GPU: bytes (weights, of which routed experts; KV
         cache), FLOPs (GEMM, of which fp8; attention), collectives and their bytes, the tokens
@@ -228,6 +286,11 @@ def module_costs(structure: ModelStructure, workload: Workload) -> list[ModuleCo
         add(layer, module, weight_bytes=numel * element * read, gemm_flops=flops,
             low_precision_flops=low)
 
+    if structure.tied_embeddings and (-1, "head") not in acc:
+        # the head multiplies by the (shared) embedding matrix: read whole, GEMM per logit row
+        numel = structure.vocab_size * structure.hidden_size
+        add(-1, "head", weight_bytes=numel * FORMAT_BYTES["bf16"],
+            gemm_flops=2.0 * numel * (batch + lam))
     records: list[ModuleCost] = []
     for (layer, module), v in sorted(acc.items()):
         extra: dict[str, float | int | bool] = {}

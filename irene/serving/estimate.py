@@ -1,11 +1,14 @@
 """``irene estimate MODEL --serving vllm``: energy per token of serving an LLM, without a meter.
 
 :func:`estimate_serving` counts the model's decode step (:mod:`irene.serving.structure`,
-:mod:`irene.serving.decode`) for the requested GPUs and workload, and predicts with the shipped
-predictor (:mod:`irene.serving.predictor`, learned from the ML.ENERGY v3 measurements): J per
-output token, J per request, average power, tokens per second, inter-token latency, and the
-breakdown of a token's energy over modules and layers. It also says how far the request lies
-from what was measured and warns when it extrapolates.
+:mod:`irene.serving.decode`) for the requested GPUs and workload and evaluates it as a workload
+of the one hardware model (:mod:`irene.hardware`) under the vLLM runtime profile, with the
+shipped fitted parameters (:mod:`irene.hardware.params`, fitted to the ML.ENERGY v3, v2 and v1
+measurements): J per output token, J per request, average power (never above the board limit),
+tokens per second, inter-token latency, and the breakdown of a token's energy over modules and
+layers. It refuses what cannot run (weights that do not fit the GPUs' memory), says how far the
+request lies from what was measured and warns when it extrapolates. A local ``config.json`` is
+read as JSON: no torch, no transformers.
 
 **Fitted to measurements: the total** (time per step, power, energy per token). **Modelled: the
 shares** (how that total splits over modules and layers, from the same time/energy equations
@@ -18,12 +21,13 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
+from irene.hardware.gpus import GPUS, GpuSpec, gpu_spec
+from irene.hardware.model import HardwareParams
+from irene.hardware.params import HardwareFile, load_hardware
+from irene.hardware.runtime import RuntimeProfile
+from irene.hardware.work import WorkCost, work_cost
+from irene.serving.data import TASK_PROMPT_TOKENS
 from irene.serving.decode import DecodeStep, Parallelism, ServingInputError, Workload, shard
-from irene.serving.gpus import GPUS, GpuSpec, gpu_spec
-from irene.serving.model import ENERGY_PARAMS, GpuFit, StepArrays, energy_design
-from irene.serving.predictor import ServingPredictor, load_predictor
 from irene.serving.structure import MODULES, ModelStructure, structure_of
 
 #: served weight formats a user may ask for (``--dtype``), and the names accepted for them
@@ -38,6 +42,10 @@ FITTED_VS_MODELLED = ("fitted to measurements: the total (time per step, power, 
                       "layers, from the same equations applied module by module)")
 #: how much of a GPU's memory vLLM may use (its default gpu_memory_utilization)
 MEMORY_FRACTION = 0.9
+#: the runtime profile of the serving estimate
+RUNTIME = "vllm"
+#: model types whose embeddings are tied when config.json does not say (their defaults)
+TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3", "gemma3_text"}
 
 
 class ServingEstimateError(ValueError):
@@ -83,13 +91,8 @@ def resolve_structure(model: str, weight_format: str | None, hub: bool) -> \
         tuple[str, ModelStructure, list[str]]:
     """(canonical name, structure in the served format, notes) of a built-in name or local
     config (a Hub id only with ``hub``)."""
-    from irene.tracing.registry import _builtin_name, load_config
-    from irene.tracing.serving_models import SERVING_FACTS
-
-    name = _builtin_name(model) or model
-    config = load_config(model, hub=hub)
+    config, name, facts = _config(model, hub)
     notes: list[str] = []
-    facts = SERVING_FACTS.get(name)
     fmt = weight_format
     if fmt is None:
         fmt = facts.weight_format if facts else _format_of_config(config)
@@ -117,6 +120,49 @@ def resolve_structure(model: str, weight_format: str | None, hub: bool) -> \
     return name, structure, notes + structure.notes
 
 
+def _config(model: str, hub: bool) -> tuple[Any, str, Any]:
+    """(config, canonical name, published serving facts or None): a local ``config.json``
+    (file or directory) is read as JSON into attributes — no torch, no transformers; built-in
+    names and Hub ids go through :func:`irene.tracing.registry.load_config`."""
+    from pathlib import Path
+
+    path = Path(model).expanduser()
+    if path.is_dir() and (path / "config.json").is_file():
+        path = path / "config.json"
+    if path.is_file() and path.suffix == ".json":
+        return json_config(path), model, None
+    from irene.tracing.registry import _builtin_name, load_config
+    from irene.tracing.serving_models import SERVING_FACTS
+
+    name = _builtin_name(model) or model
+    return load_config(model, hub=hub), name, SERVING_FACTS.get(name)
+
+
+def json_config(path: Any) -> Any:
+    """A ``config.json`` as nested attribute objects (``quantization_config`` kept a dict;
+    ``tie_word_embeddings`` defaulted per model type); ServingEstimateError naming the file."""
+    import json
+    from types import SimpleNamespace
+
+    from irene.files import read_small_text
+
+    try:
+        data = json.loads(read_small_text(path, limit=1 << 22))
+    except (OSError, ValueError) as exc:
+        raise ServingEstimateError(f"{path}: cannot read a JSON config ({exc})") from None
+    if not isinstance(data, dict):
+        raise ServingEstimateError(f"{path}:1: expected a JSON object of config fields")
+
+    def convert(obj: dict[str, Any]) -> SimpleNamespace:
+        out = {k: (convert(v) if isinstance(v, dict) and k != "quantization_config" else v)
+               for k, v in obj.items()}
+        if "tie_word_embeddings" not in out:
+            out["tie_word_embeddings"] = out.get("model_type") in TIED_BY_DEFAULT
+        return SimpleNamespace(**out)
+
+    return convert(data)
+
+
 def _format_of_config(config: Any) -> str:
     """The served weight format a ``config.json`` declares (``quantization_config``), else bf16."""
     quant = getattr(config, "quantization_config", None) or {}
@@ -141,14 +187,79 @@ def default_gpus(structure: ModelStructure, gpu: GpuSpec) -> int:
 
 # --------------------------------------------------------------------------- the estimate
 
-def estimate_serving(model: str, *, gpu: str = "H100", num_gpus: int | None = None,
+@dataclass(frozen=True)
+class ServingModel:
+    """The hardware model the estimate uses on one GPU: its parameters, the vLLM runtime, what
+    that GPU was fitted on ({} when never measured) and where the numbers come from."""
+
+    gpu: GpuSpec
+    params: HardwareParams
+    runtime: RuntimeProfile
+    trained: dict[str, Any]
+    origin: str
+    hardware: HardwareFile
+
+
+def serving_model(hardware: HardwareFile, spec: GpuSpec) -> tuple[ServingModel, list[str]]:
+    """The model for ``spec`` and warnings: a GPU measured under vLLM uses its fitted
+    multipliers; any other is predicted from its data sheet with the shared fit (warned)."""
+    runtime = hardware.fitted.runtime(RUNTIME)
+    trained = hardware.trained(spec.name, RUNTIME)
+    warnings: list[str] = []
+    if trained:
+        origin = f"fitted on {trained['rows']} {spec.name} rows under vLLM"
+    else:
+        measured = sorted({k.split("/")[0] for k in hardware.trained_on if k.endswith(
+            f"/{RUNTIME}")})
+        origin = f"{spec.name} data sheet with the shared fit (not measured)"
+        warnings.append(f"{spec.name} was not measured under vLLM: predicted from its data "
+                        "sheet (peak FLOP/s, bandwidth, board limit, link) with the parameters "
+                        f"shared by all GPUs (extrapolating; measured: {', '.join(measured)})")
+        if not spec.fp8:
+            warnings.append(f"{spec.name} has no fp8 tensor cores: fp8 weights are multiplied "
+                            "at the bf16 rate")
+    params = hardware.fitted.params_for(spec.name) if spec.name in GPUS \
+        and GPUS[spec.name] == spec else hardware.fitted.params
+    reference = trained or merged_trained(hardware, RUNTIME)
+    return ServingModel(spec, params, runtime, reference, origin, hardware), warnings
+
+
+def merged_trained(hardware: HardwareFile, runtime: str) -> dict[str, Any]:
+    """What every GPU measured under ``runtime`` was fitted on, together (the reference of a GPU
+    that was never measured): union of models, architectures, formats; ranges widened."""
+    entries = [v for k, v in hardware.trained_on.items() if k.endswith(f"/{runtime}")]
+    if not entries:
+        return {}
+    out: dict[str, Any] = {"rows": sum(e["rows"] for e in entries), "model_params": {}}
+    for key in ("models", "architectures", "formats", "tasks"):
+        out[key] = sorted({v for e in entries for v in e.get(key, [])})
+    for key in ("batch", "active_params", "total_params", "gpus", "context"):
+        spans = [e[key] for e in entries if key in e]
+        if spans:
+            out[key] = [min(s[0] for s in spans), max(s[1] for s in spans)]
+    for e in entries:
+        out["model_params"].update(e.get("model_params", {}))
+    return out
+
+
+def _spec_of(gpu: str | GpuSpec) -> GpuSpec:
+    if isinstance(gpu, GpuSpec):
+        return gpu
+    try:
+        return gpu_spec(gpu)
+    except KeyError as exc:
+        raise ServingEstimateError(str(exc.args[0])) from None
+
+
+def estimate_serving(model: str, *, gpu: str | GpuSpec = "H100", num_gpus: int | None = None,
                      concurrency: float = 64, prompt_len: float = 1000,
                      new_tokens: float = 500, weight_format: str | None = None,
-                     predictor: ServingPredictor | str | None = None,
+                     predictor: HardwareFile | str | None = None,
                      hub: bool = True) -> ServingEstimate:
-    """Estimate serving ``model`` with vLLM on ``num_gpus`` × ``gpu`` at ``concurrency``
-    sequences decoded together, requests of ``prompt_len`` prompt and ``new_tokens`` output
-    tokens (see the module docstring)."""
+    """Estimate serving ``model`` with vLLM on ``num_gpus`` × ``gpu`` (a name or a spec, e.g.
+    from ``--gpu-spec FILE``) at ``concurrency`` sequences decoded together, requests of
+    ``prompt_len`` prompt and ``new_tokens`` output tokens; ``predictor``: a hardware parameter
+    file (default: the shipped one). See the module docstring."""
     from irene.limits import MAX_DIMENSION
 
     for label, value, low in (("concurrency", concurrency, 1), ("prompt length", prompt_len, 0),
@@ -157,12 +268,8 @@ def estimate_serving(model: str, *, gpu: str = "H100", num_gpus: int | None = No
                 or not low <= value <= MAX_DIMENSION:
             raise ServingEstimateError(f"{label} must be a number from {low} to "
                                        f"{MAX_DIMENSION}, got {value!r}")
-    try:
-        spec = gpu_spec(gpu)
-    except KeyError as exc:
-        raise ServingEstimateError(str(exc.args[0])) from None
-    if not isinstance(predictor, ServingPredictor):
-        predictor = load_predictor(predictor)
+    spec = _spec_of(gpu)
+    hardware = predictor if isinstance(predictor, HardwareFile) else load_hardware(predictor)
     name, structure, notes = resolve_structure(model, weight_format, hub)
     gpus = num_gpus or default_gpus(structure, spec)
     try:
@@ -174,105 +281,103 @@ def estimate_serving(model: str, *, gpu: str = "H100", num_gpus: int | None = No
     if heads and heads % parallel.tensor:
         raise ServingEstimateError(f"{gpus} GPUs: vLLM's tensor parallelism needs the {heads} "
                                    "attention heads to divide evenly over the GPUs")
-    fit, warnings = _fit_for(predictor, spec)
+    check_fits(structure, spec, gpus)
+    chosen, warnings = serving_model(hardware, spec)
     step = shard(structure, workload, parallel)
-    arrays = StepArrays.of([step])
-    joules, seconds = (float(v[0]) for v in fit.predict(arrays))
-    breakdown, per_layer = energy_breakdown(fit, step)
-    warnings += extrapolation_warnings(fit, name, structure, step, spec)
+    cost = work_cost(step.work(), spec, chosen.params, chosen.runtime)
+    breakdown, per_layer = energy_breakdown(chosen, step, cost)
+    warnings += extrapolation_warnings(chosen.trained, name, structure, step, spec)
     if num_gpus is None:
         notes.append(f"{gpus} GPU(s): the fewest whose memory holds the weights (--num-gpus)")
+    seconds = cost.seconds
+    joules = cost.joules_per_token
     tokens_per_s = workload.batch / seconds
-    power = joules * tokens_per_s
     return ServingEstimate(
         model=name, gpu=spec.name, num_gpus=gpus, concurrency=workload.batch,
         prompt_len=workload.prompt_len, new_tokens=workload.output_len,
         weight_format=structure.weight_format, architecture=structure.architecture,
         total_params=float(structure.total_params()), active_params=structure.active_params(),
         joules_per_token=joules, joules_per_request=joules * workload.output_len,
-        power_w=power, power_per_gpu_w=power / gpus, tokens_per_s=tokens_per_s,
-        seconds_per_step=seconds, breakdown=breakdown, per_layer=per_layer,
-        features=step.features(), distance=distance_to_data(fit, name, structure, step),
-        warnings=warnings, notes=notes, provenance=provenance(predictor, fit))
+        power_w=cost.power_per_gpu_w * gpus, power_per_gpu_w=cost.power_per_gpu_w,
+        tokens_per_s=tokens_per_s, seconds_per_step=seconds, breakdown=breakdown,
+        per_layer=per_layer, features=step.features(),
+        distance=distance_to_data(chosen, name, structure, step),
+        warnings=warnings, notes=notes, provenance=provenance(chosen))
 
 
-def _fit_for(predictor: ServingPredictor, spec: GpuSpec) -> tuple[GpuFit, list[str]]:
-    """The fit for ``spec``: measured, or the H100 fit moved to its data sheet (warned)."""
-    if spec.name in predictor.fits:
-        return predictor.fits[spec.name], []
-    base = predictor.fits.get("H100") or next(iter(predictor.fits.values()))
-    moved = GpuFit(gpu=spec, time=dict(base.time), energy=dict(base.energy),
-                   origin=f"{base.gpu.name} fit scaled to the {spec.name} data sheet",
-                   trained_on=base.trained_on)
-    warning = (f"{spec.name} was not measured: the {base.gpu.name} fit is scaled to the "
-               f"{spec.name} data sheet (bandwidth, FLOP/s, NVLink); power and efficiencies "
-               f"are {base.gpu.name}'s. Measured GPUs: {', '.join(predictor.fits)}")
-    if not spec.fp8:
-        warning += f"; {spec.name} has no fp8 tensor cores (fp8 GEMMs counted at bf16 rate)"
-    return moved, [warning]
+def check_fits(structure: ModelStructure, spec: GpuSpec, gpus: int) -> None:
+    """ServingEstimateError saying why, when the weights alone do not fit in vLLM's share of
+    the GPUs' memory (nothing that cannot run gets a number)."""
+    need = structure.weight_bytes() / gpus
+    room = MEMORY_FRACTION * spec.memory_bytes
+    if need > room:
+        raise ServingEstimateError(
+            f"cannot run: the {structure.weight_format} weights alone need "
+            f"{need / 1e9:.0f} GB per GPU on {gpus} × {spec.name}, more than vLLM's "
+            f"{MEMORY_FRACTION:.0%} of its {spec.memory_bytes / 1e9:.0f} GB; use more GPUs "
+            f"(--num-gpus {_enough_gpus(structure, spec)}) or a smaller weight format")
 
 
-def energy_breakdown(fit: GpuFit, step: DecodeStep) -> tuple[dict[str, float],
-                                                             list[dict[str, Any]]]:
-    """J per output token per module (plus ``communication`` and ``fixed overhead``), and per
-    layer and module; the parts sum to the predicted total. Modelled shares (see module)."""
-    arrays = StepArrays.of([step])
-    t = fit.times(arrays)
-    c = fit.energy_coefficients()
-    e = dict(zip(ENERGY_PARAMS, c, strict=True))
+def _enough_gpus(structure: ModelStructure, spec: GpuSpec) -> int:
+    need = structure.weight_bytes() / (MEMORY_FRACTION * spec.memory_bytes)
+    return max(1, 2 ** math.ceil(math.log2(max(need, 1.0))))
+
+
+def energy_breakdown(chosen: ServingModel, step: DecodeStep, cost: WorkCost) \
+        -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """J per output token per module (plus ``communication`` and ``fixed overhead``: the
+    runtime's per-step host time at idle draw), and per layer and module; the parts sum to
+    the total. Modelled shares (see module)."""
     g, batch = float(step.parallel.gpus), step.workload.batch
-    module_time = (t.weights + t.cache)[0]
-    module_bytes = (arrays.weights + arrays.cache)[0]
-    module_flops = (arrays.gemm + arrays.attention)[0]
-    per_module = g * ((e["idle_power_w"] + e["busy_power_w"]) * module_time
-                      + e["joules_per_byte"] * module_bytes + e["joules_per_flop"] * module_flops)
-    communication = g * (e["idle_power_w"] * t.communication[0] + e["joules_per_link_byte"]
-                         * (arrays.allreduce_bytes[0] + arrays.exchange_bytes[0]))
-    fixed = g * e["idle_power_w"] * t.fixed[0]
-    total = float(energy_design(arrays, t.total, t.kernels)[0] @ c)
-    parts = {m: float(v) / batch for m, v in zip(MODULES, per_module, strict=True) if v > 0}
-    parts["communication"] = float(communication) / batch
-    parts["fixed overhead"] = float(fixed) / batch
-    assert abs(sum(parts.values()) * batch - total) <= 1e-6 * max(total, 1e-12)
-    return parts, _per_layer(fit, step, parts)
+    parts: dict[str, float] = {}
+    for prim, c in cost.primitives:
+        module = "communication" if prim.kind == "comm" else prim.name.removesuffix(" cache")
+        parts[module] = parts.get(module, 0.0) + g * c.energy_j / batch
+    fixed = cost.step.energy_j - sum(c.energy_j for _, c in cost.primitives)
+    parts["fixed overhead"] = g * fixed / batch
+    parts.setdefault("communication", 0.0)
+    total = cost.joules_per_token
+    assert abs(sum(parts.values()) - total) <= 1e-6 * max(total, 1e-12)
+    return parts, _per_layer(chosen, step, parts)
 
 
-def _per_layer(fit: GpuFit, step: DecodeStep, parts: dict[str, float]) -> list[dict[str, Any]]:
+def _per_layer(chosen: ServingModel, step: DecodeStep,
+               parts: dict[str, float]) -> list[dict[str, Any]]:
     """Each layer's J/token per module: every module's total shared over layers in proportion
-    to that layer's modelled kernel time for it (layer -1: embedding, head, final norm)."""
+    to that layer's modelled energy for it (layer -1: embedding, head, final norm)."""
     layers = sorted({c.layer for c in step.costs})
-    index = {layer: i for i, layer in enumerate(layers)}
-    by_layer = [[] for _ in layers]
-    for c in step.costs:
-        by_layer[index[c.layer]].append(c)
-    rows = [DecodeStep(step.structure, step.workload, step.parallel, tuple(cs), 0, 0, 0, 0, 0)
-            for cs in by_layer]
-    t = fit.times(StepArrays.of(rows))
-    weight = t.weights + t.cache  # layers × modules
-    shares = weight / np.where(weight.sum(0) > 0, weight.sum(0), 1.0)
+    per: dict[int, dict[str, float]] = {}
+    for layer in layers:
+        costs = tuple(c for c in step.costs if c.layer == layer)
+        one = DecodeStep(step.structure, step.workload, step.parallel, costs, 0, 0, 0, 0, 0)
+        c = work_cost(one.work(), chosen.gpu, chosen.params, chosen.runtime)
+        slot = per.setdefault(layer, {})
+        for prim, pc in c.primitives:
+            key = prim.name.removesuffix(" cache")
+            slot[key] = slot.get(key, 0.0) + pc.energy_j
+    sums = {m: sum(per[layer].get(m, 0.0) for layer in layers) for m in MODULES}
     out = []
-    for i, layer in enumerate(layers):
+    for layer in layers:
         entry: dict[str, Any] = {"layer": layer}
-        for j, module in enumerate(MODULES):
-            if module in parts and shares[i, j] > 0:
-                entry[module] = float(parts[module] * shares[i, j])
+        for module in MODULES:
+            if module in parts and sums[module] > 0 and per[layer].get(module, 0.0) > 0:
+                entry[module] = float(parts[module] * per[layer][module] / sums[module])
         out.append(entry)
     return out
 
 
 # --------------------------------------------------------------------------- distance
 
-def distance_to_data(fit: GpuFit, name: str, structure: ModelStructure,
+def distance_to_data(chosen: ServingModel, name: str, structure: ModelStructure,
                      step: DecodeStep) -> dict[str, Any]:
-    """How the request compares with what the fit was trained on: whether the model was
-    measured, the nearest measured model by parameters, and each quantity against its range."""
-    trained = fit.trained_on
+    """How the request compares with what the GPU was fitted on: whether the GPU and model
+    were measured, the nearest measured model by parameters, each quantity against its range."""
+    trained = chosen.trained
     active, total = structure.active_params(), float(structure.total_params())
-    nearest = _nearest_model(fit, structure)
     return {
-        "gpu_measured": bool(trained) and fit.origin.startswith("fitted"),
+        "gpu_measured": chosen.origin.startswith("fitted"),
         "model_measured": name in trained.get("models", []),
-        "nearest_measured_model": nearest,
+        "nearest_measured_model": _nearest_model(trained, structure),
         "architecture_measured": structure.architecture in trained.get("architectures", []),
         "format_measured": structure.weight_format in trained.get("formats", []),
         "active_params": active, "active_params_range": trained.get("active_params"),
@@ -283,10 +388,10 @@ def distance_to_data(fit: GpuFit, name: str, structure: ModelStructure,
     }
 
 
-def _nearest_model(fit: GpuFit, structure: ModelStructure) -> dict[str, Any] | None:
+def _nearest_model(trained: dict[str, Any], structure: ModelStructure) -> dict[str, Any] | None:
     """The measured model closest in (log active, log total) parameters."""
     best: tuple[float, str, float, float] | None = None
-    for model, (active, total) in fit.trained_on.get("model_params", {}).items():
+    for model, (active, total) in trained.get("model_params", {}).items():
         d = math.hypot(math.log(structure.active_params() / active),
                        math.log(structure.total_params() / total))
         if best is None or d < best[0]:
@@ -297,10 +402,9 @@ def _nearest_model(fit: GpuFit, structure: ModelStructure) -> dict[str, Any] | N
             "total_params_ratio": structure.total_params() / best[3]}
 
 
-def extrapolation_warnings(fit: GpuFit, name: str, structure: ModelStructure,
+def extrapolation_warnings(trained: dict[str, Any], name: str, structure: ModelStructure,
                            step: DecodeStep, spec: GpuSpec) -> list[str]:
     """One line per way the request leaves the measured data."""
-    trained = fit.trained_on
     out = []
 
     def outside(label: str, value: float, key: str, unit: str = "") -> None:
@@ -314,9 +418,9 @@ def extrapolation_warnings(fit: GpuFit, name: str, structure: ModelStructure,
     outside("concurrency", step.workload.batch, "batch", " sequences")
     outside("GPU count", float(step.parallel.gpus), "gpus")
     outside("context", step.workload.context, "context", " tokens")
-    if structure.architecture not in trained.get("architectures", []):
+    if trained and structure.architecture not in trained.get("architectures", []):
         out.append(f"architecture {structure.architecture!r} was not measured on {spec.name}")
-    if structure.weight_format not in trained.get("formats", []):
+    if trained and structure.weight_format not in trained.get("formats", []):
         out.append(f"weight format {structure.weight_format} was not measured on {spec.name}")
     if structure.architecture == "hybrid" and name not in trained.get("models", []):
         out.append("Mamba hybrids were measured for two Nemotron Nano models only")
@@ -351,10 +455,17 @@ def _fmt(value: float) -> str:
     return f"{value:.4g}"
 
 
-def provenance(predictor: ServingPredictor, fit: GpuFit) -> dict[str, Any]:
-    """Where the numbers come from: data, licence, citation, predictor file, fit origin."""
-    return {**predictor.data, "predictor": predictor.path, "fit": fit.origin,
-            "source": predictor.source, "prompt_tokens_assumed": predictor.prompt_tokens,
+def provenance(chosen: ServingModel) -> dict[str, Any]:
+    """Where the numbers come from: data, licence, citation, parameter file, fit origin."""
+    hw = chosen.hardware
+    return {"name": "; ".join(v.get("name", k) for k, v in sorted(hw.data.items())),
+            "license": hw.to_dict()["license"],
+            "attribution": hw.to_dict()["attribution"], "citation": hw.to_dict()["citation"],
+            "predictor": hw.path, "fit": chosen.origin,
+            "source": "; ".join(f"{k}: {v.get('source_commit', '?')}"
+                                for k, v in sorted(hw.data.items())),
+            "runtime": chosen.runtime.description,
+            "prompt_tokens_assumed": dict(TASK_PROMPT_TOKENS),
             "fitted_vs_modelled": FITTED_VS_MODELLED}
 
 

@@ -7,8 +7,7 @@ name ``named_parameters()`` gives it in ``transformers``
 (milliseconds for DeepSeek-V3's 671B parameters), needs no memory, and lets a served format be
 described by the same regular expressions on parameter names as
 :class:`irene.tracing.serving_models.ServingFacts`. ``tests/test_serving.py`` checks names and
-counts against ``named_parameters()`` on the meta device for tiny Llama-style and MoE configs;
-``benchmarks/serving_predictor.py --check-structures`` does so for every measured checkpoint.
+counts against ``named_parameters()`` on the meta device for tiny Llama-style and MoE configs.
 
 Supported families (``config.model_type``): Llama / Mistral / Qwen2 / Qwen3 style decoders
 (grouped-query attention, gated MLP), Gemma 3 (text), Mixtral / Qwen3-MoE / Qwen2-MoE,
@@ -43,6 +42,12 @@ CACHE_BYTES = 2.0
 #: model types read with the Llama-style accounting without a note
 LLAMA_STYLE = {"llama", "mistral", "qwen2", "qwen3", "granite", "olmo2", "phi3", "starcoder2"}
 MOE_STYLE = {"mixtral", "qwen3_moe", "qwen2_moe", "olmoe"}
+#: decoders whose MLP is plain (up projection, activation, down projection: ``mlp.c_fc``,
+#: ``mlp.c_proj``), not gated
+PLAIN_MLP = {"starcoder2"}
+#: encoder-only models: they generate no tokens, so there is no decode step to serve
+ENCODER_ONLY = {"bert", "roberta", "distilbert", "albert", "electra", "deberta", "deberta-v2",
+                "xlm-roberta", "mpnet", "camembert", "modernbert", "ernie"}
 
 
 class UnsupportedArchitecture(ValueError):
@@ -111,6 +116,9 @@ class ModelStructure:
     weight_format: str = "bf16"
     quantized: str = ""
     notes: list[str] = field(default_factory=list)
+    #: the output head reuses the input embedding matrix (no ``lm_head`` tensor stored, but the
+    #: head GEMM still runs every step)
+    tied_embeddings: bool = False
 
     @property
     def is_moe(self) -> bool:
@@ -226,6 +234,10 @@ def structure_of(config: PretrainedConfig, *, weight_format: str = "bf16",
                 raise UnsupportedArchitecture(
                     f"model type {model_type or '?'!r}: not a decoder LLM this estimate can "
                     f"count (config has no {needed!r})")
+        if model_type in ENCODER_ONLY:
+            raise UnsupportedArchitecture(
+                f"model type {model_type!r} is an encoder: it generates no tokens, so there is "
+                "no decode step to serve (estimate its forward pass without --serving)")
         if getattr(config, "is_encoder_decoder", False):
             raise UnsupportedArchitecture(f"model type {model_type!r}: encoder-decoder models "
                                           "are not supported (decoder-only LLMs only)")
@@ -352,7 +364,8 @@ class _Decoder:
     def add_layer(self, i: int, kind: str) -> None:
         p = f"model.layers.{i}"
         qk_norm = self.c.model_type in ("qwen3", "qwen3_moe", "olmo2")
-        self.add_gqa(p, i, kind, bool(_get(self.c, "attention_bias", default=False)), qk_norm)
+        self.add_gqa(p, i, kind, bool(_get(self.c, "attention_bias", "use_bias", default=False)),
+                     qk_norm)
         if self.is_moe_layer(i):
             ffn = _int(self.c, "moe_intermediate_size", "intermediate_size")
             self.linear(f"{p}.{self.mlp_prefix}.gate", self.hidden, self.experts, "router", i)
@@ -361,6 +374,11 @@ class _Decoder:
             if shared:
                 self.add_gated_mlp(f"{p}.mlp.shared_expert", shared, "shared_experts", i)
                 self.linear(f"{p}.mlp.shared_expert_gate", self.hidden, 1, "router", i)
+        elif self.c.model_type in PLAIN_MLP:
+            bias = bool(_get(self.c, "use_bias", "mlp_bias", default=False))
+            ffn = _int(self.c, "intermediate_size")
+            self.linear(f"{p}.mlp.c_fc", self.hidden, ffn, "mlp", i, bias)
+            self.linear(f"{p}.mlp.c_proj", ffn, self.hidden, "mlp", i, bias)
         else:
             self.add_gated_mlp(f"{p}.{self.mlp_prefix}", _int(self.c, "intermediate_size"), "mlp",
                                i, bool(_get(self.c, "mlp_bias", default=False)))
@@ -375,7 +393,8 @@ class _Decoder:
             model_type=str(self.c.model_type), hidden_size=self.hidden, num_layers=self.layers,
             vocab_size=self.vocab, tensors=self.tensors, attention=self.attention,
             recurrent=self.recurrent, experts=self.experts if moe else 0,
-            experts_per_token=self.top_k if moe else 0, attention_heads=self.heads)
+            experts_per_token=self.top_k if moe else 0, attention_heads=self.heads,
+            tied_embeddings=not any(t.module == "head" for t in self.tensors))
 
 
 class _Gemma3(_Decoder):
