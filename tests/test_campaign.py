@@ -471,9 +471,9 @@ def test_meter_check_reads_the_nvml_counter_period(monkeypatch):
     assert any("meter: nvml" in line for line in result.lines())
 
 
-def test_the_readme_example_plan_is_valid(tmp_path):
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    example = text.split("<!-- section: campaigns -->")[1].split("```yaml\n")[1].split("```")[0]
+def test_the_documented_example_plan_is_valid(tmp_path):
+    text = (REPO / "docs" / "campaigns.md").read_text(encoding="utf-8")
+    example = text.split("```yaml\n")[1].split("```")[0]
     shutil.copytree(TINY, tmp_path / "tiny")
     (tmp_path / "plan.yaml").write_text(example)
     plan = load_plan(tmp_path / "plan.yaml")
