@@ -188,7 +188,7 @@ def test_unavailable_variants_say_why(cpu_run):
     assert "CUDA" in rows["prune-2:4"].reason and rows["prune-2:4"].latency_s is None
     if not has("openvino"):
         assert rows["openvino"].status == "unavailable"
-        assert "irene[openvino]" in rows["openvino"].reason
+        assert "'.[openvino]'" in rows["openvino"].reason
     table = markdown_table(cpu_run)
     assert "unavailable: needs a CUDA device" in table
     assert NO_METER_LINE in table and "energy/inf" not in table
@@ -207,7 +207,7 @@ def test_missing_package_and_failing_recipe_become_rows(tiny_gpt2_dir, monkeypat
     assert rows["sdpa"].status == "failed"
     assert rows["sdpa"].reason == "RuntimeError: kernel exploded"
     assert rows["onnxruntime"].status == "unavailable"
-    assert "onnxruntime is not installed (pip install 'irene[onnx]')" in rows["onnxruntime"].reason
+    assert "onnxruntime is not installed (pip install -e '.[onnx]')" in rows["onnxruntime"].reason
     assert rows["prune-l1-30"].ok and rows["eager"].ok         # the run went on
 
 
@@ -318,7 +318,7 @@ def test_cli_default_runs_is_ten():
 def test_a_saved_run_is_a_section_of_the_report(cpu_run, tmp_path, capsys):
     import json
 
-    from test_report_fixtures import bert_like_tree
+    from support.trees import bert_like_tree
 
     from irene.bench.run import BenchRun
     from irene.tree import write_trees

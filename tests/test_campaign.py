@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
+from support.campaign import FAST, TINY, quiet, write_plan
 
 from irene.campaign import (
     BudgetTooSmall,
@@ -40,27 +40,6 @@ from irene.tracing import build_model, trace_model
 from irene.tree import Node, Tree, place_nodes, read_trees
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "configs" / "plans" / "tiny"
-FAST = {"warmup": 0, "runs": 1, "min_run_seconds": 0.001}
-
-
-def write_plan(directory: Path, **overrides) -> Path:
-    """A plan in ``directory`` (tiny configs copied beside it) with the keys given."""
-    if not (directory / "tiny").exists():
-        shutil.copytree(TINY, directory / "tiny")
-    plan = {"name": "test", "output": str(directory / "out" / "trees.jsonl"),
-            "models": ["tiny/bert", "tiny/gpt2"],
-            "grid": {"batch_sizes": [1], "seq_lens": [4, 8]},
-            "dtypes": ["float32"], "attn": "eager", "device": "cpu", "meter": "simulated",
-            "protocol": dict(FAST)}
-    plan.update(overrides)
-    path = directory / "plan.yaml"
-    path.write_text(yaml.safe_dump(plan, sort_keys=False))
-    return path
-
-
-def quiet() -> RunOptions:
-    return RunOptions(progress=False)
 
 
 # -- plans --------------------------------------------------------------------------------------
@@ -454,7 +433,7 @@ def test_summary_spread_and_children_over_parent():
 
 
 def test_meter_check_reads_the_nvml_counter_period(monkeypatch):
-    from test_measure_nvml import FakeGpu, FakePynvml
+    from support.fakes import FakeGpu, FakePynvml
 
     from irene.campaign.metercheck import check_meter
     from irene.measure.nvml import NvmlMeter

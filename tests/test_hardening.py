@@ -463,7 +463,7 @@ def test_version(capsys):
 # -- 14. the report's scatter samples every node type fairly ----------------------------------
 
 def test_scatter_keeps_every_node_type_when_sampling():
-    from test_report_fixtures import bert_like_tree
+    from support.trees import bert_like_tree
 
     from irene.evaluation import pair_within
     from irene.report.html import sample_per_type, scatter_svg
@@ -487,7 +487,7 @@ def test_energy_tick_labels_are_distinct_on_a_narrow_axis():
 
 
 def test_energy_vs_seq_len_subtitle_names_only_the_lines_drawn(tmp_path):
-    from test_report_fixtures import bert_like_tree
+    from support.trees import bert_like_tree
 
     from irene.report import plots
 

@@ -9,7 +9,7 @@ from io import StringIO
 import pytest
 from matplotlib.figure import Figure
 from rich.console import Console
-from test_report_fixtures import bert_like_tree, toy_tree
+from support.trees import bert_like_tree, toy_tree
 
 import irene.report.plots as plots
 from irene.cli import main

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import transformers as T
+from support.models import tiny_model
 
 from irene.measure import MeasurementCache, Protocol, SimulatedMeter
 from irene.tracing import trace_model
@@ -18,23 +19,15 @@ FAST = Protocol(warmup=0, runs=1, min_run_seconds=0.0)
 
 
 def tiny_bert() -> T.PreTrainedModel:
-    config = T.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-                          num_attention_heads=4, intermediate_size=64,
-                          max_position_embeddings=64)
-    return T.AutoModel.from_config(config)
+    return tiny_model("bert")
 
 
 def tiny_gpt2() -> T.PreTrainedModel:
-    config = T.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=64,
-                          bos_token_id=None, eos_token_id=None)
-    return T.AutoModel.from_config(config)
+    return tiny_model("gpt2")
 
 
 def tiny_llama() -> T.PreTrainedModel:
-    config = T.LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                           max_position_embeddings=64)
-    return T.AutoModel.from_config(config)
+    return tiny_model("llama")
 
 
 @pytest.fixture(scope="module")
