@@ -294,22 +294,40 @@ class LockedError(OutputError):
 @contextlib.contextmanager
 def exclusive_lock(path: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive lock for writing ``path`` (a ``.NAME.lock`` file beside it) for the
-    block; LockedError at once if another process holds it. The lock dies with the process."""
+    block; LockedError at once if another process holds it. The lock dies with the process;
+    the lock file is removed when the block ends (a killed process leaves it, harmlessly)."""
     target = resolve_output(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     lock_path = target.parent / f".{target.name}.lock"
-    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+    fd = _locked_file(lock_path, path)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            raise LockedError(f"{path}: another irene process (pid {holder}) is writing this "
-                              "file; wait for it to finish or write elsewhere") from exc
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock_path)  # while still holding it: a waiter then retries on a new file
+        os.close(fd)
+
+
+def _locked_file(lock_path: Path, path: str | os.PathLike) -> int:
+    """An open descriptor of ``lock_path`` holding its exclusive lock. If the previous holder
+    removed the file between our open and our lock, open the new one (it is the lock now)."""
+    while True:
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise LockedError(f"{path}: another irene process (pid {holder}) is writing this "
+                              "file; wait for it to finish or write elsewhere") from exc
+        try:
+            current = os.stat(lock_path).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:
+            return fd
         os.close(fd)

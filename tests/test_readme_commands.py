@@ -125,7 +125,7 @@ def test_readme_command_runs(command: str, sample: str | None, workdir: Path):
     assert done.returncode == 0, \
         f"{where}README command fails: {command}\n{done.stderr[-2000:]}"
     assert command not in PENDING, f"README command now works: remove it from PENDING: {command}"
-    assert done.stdout.strip(), f"README command prints nothing: {command}"
+    assert (done.stdout + done.stderr).strip(), f"README command prints nothing: {command}"
     if "-o" in words:
         assert (workdir / words[words.index("-o") + 1]).exists(), command
     if sample is not None:  # the sample output, chunk by chunk between "..." lines

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from irene.report import measured_word
-from irene.report.format import format_energy, format_percent
+from irene.report.format import energy_text, format_energy, format_percent
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -101,6 +101,7 @@ def render_generation(estimate: GenerationEstimate, console: Console, *,
     """Print the estimate: the phases table, how the decode sum was formed, energy per token at
     the traced context lengths, then the breakdown of each phase."""
     from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
     from irene.report.breakdown import explain_tree
@@ -110,8 +111,9 @@ def render_generation(estimate: GenerationEstimate, console: Console, *,
     if line is not None:
         console.print(line)
     p, n, b = estimate.prompt_len, estimate.new_tokens, estimate.batch_size
-    console.print(f"[bold]{estimate.model_name}[/bold]: {b} sequence(s) × {p}-token prompt, "
-                  f"{n} new tokens each ({estimate.generated_tokens} generated) — predicted")
+    console.print(f"[bold]{escape(estimate.model_name)}[/bold]: {b} sequence(s) × {p}-token "
+                  f"prompt, {n} new tokens each ({estimate.generated_tokens} generated) — "
+                  "predicted")
     table = Table(box=box.SIMPLE_HEAD)
     for column in ("phase", "energy", "share", "per token"):
         table.add_column(column, justify="left" if column == "phase" else "right")
@@ -122,7 +124,7 @@ def render_generation(estimate: GenerationEstimate, console: Console, *,
     table.add_row("decode", format_energy(estimate.decode_j),
                   format_percent(estimate.decode_j / total),
                   f"{format_energy(estimate.decode_per_token_j)} / new token")
-    table.add_row("[bold]total[/bold]", f"[bold]{format_energy(total)}[/bold]", "100 %",
+    table.add_row("[bold]total[/bold]", f"[bold]{energy_text(total)}[/bold]", "100 %",
                   f"[bold]{format_energy(estimate.per_generated_token_j)}[/bold] / new token")
     console.print(table)
     console.print(decode_sum_text(estimate))
