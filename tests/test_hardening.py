@@ -480,9 +480,9 @@ def test_scatter_keeps_every_node_type_when_sampling():
 # -- 15. figures say what they draw --------------------------------------------------------
 
 def test_energy_tick_labels_are_distinct_on_a_narrow_axis():
-    from irene.report.plots import _EnergyFormatter
+    from irene.report.figures import EnergyFormatter
 
-    labels = _EnergyFormatter().format_ticks([1.6, 1.8, 2.0, 2.2, 2.4])
+    labels = EnergyFormatter().format_ticks([1.6, 1.8, 2.0, 2.2, 2.4])
     assert len(set(labels)) == 5 and labels[2] == "2.0 J"
 
 

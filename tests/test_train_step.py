@@ -18,9 +18,9 @@ from support.trees import synthetic_energy
 from irene.cli import main
 from irene.measure import Protocol, SimulatedMeter
 from irene.model import IreneRegressor
+from irene.tracing.optimizers import OPTIMIZERS
 from irene.tracing.train_replay import BackwardReplay, recorded_call
 from irene.tracing.train_step import (
-    OPTIMIZERS,
     build_training_model,
     run_step,
     step_inputs,

@@ -140,7 +140,7 @@ class CampaignCache(MeasurementCache):
         cache = cls(context, path, enabled=enabled)
         if path is None or not path.exists():
             return cache
-        data = _read_cache_file(path)
+        data = read_cache_file(path)
         saved = CacheContext.from_dict(data["context"])
         differences = context.differences(saved)
         if differences:
@@ -246,7 +246,7 @@ class _TreeView(MeasurementCache):
         return self.owner.get_or_measure(signature, measure)
 
 
-def _read_cache_file(path: Path) -> dict[str, Any]:
+def read_cache_file(path: Path) -> dict[str, Any]:
     from irene.files import read_small_text
 
     try:

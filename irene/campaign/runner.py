@@ -324,9 +324,9 @@ def _saved_signatures(output: Path) -> set[str]:
     path = cache_path(output)
     if not path.exists():
         return set()
-    from irene.campaign.cache import _read_cache_file
+    from irene.campaign.cache import read_cache_file
 
-    return set(_read_cache_file(path)["entries"])
+    return set(read_cache_file(path)["entries"])
 
 
 def _budget_seconds(plan: Plan, options: RunOptions) -> float | None:

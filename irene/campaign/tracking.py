@@ -204,10 +204,10 @@ class Tracker:
 
 
 def _relative_spread(node: Any) -> float | None:
-    from irene.campaign.summary import _spread
+    from irene.campaign.summary import node_spread
 
-    spread = _spread(node, "energy")
-    return spread if spread is not None else _spread(node, "time")
+    spread = node_spread(node, "energy")
+    return spread if spread is not None else node_spread(node, "time")
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -49,10 +49,20 @@ class ModelFormatError(ValueError):
 # saving
 
 
-def estimators() -> dict[str, type]:
-    """Predictor classes by the name ``config.json`` records (:data:`irene.model.ESTIMATORS`)."""
-    from irene.model import ESTIMATORS
+#: predictor classes by the name users and model directories give them (``config.json``'s
+#: ``estimator``); every :class:`~irene.model.base.TreePredictor` subclass with a name is
+#: entered when it is defined (:func:`register`)
+ESTIMATORS: dict[str, type[TreePredictor]] = {}
 
+
+def register(cls: type[TreePredictor]) -> None:
+    """Enter a predictor class under its ``estimator`` name (classes without one are skipped)."""
+    if cls.estimator:
+        ESTIMATORS[cls.estimator] = cls
+
+
+def estimators() -> dict[str, type[TreePredictor]]:
+    """Predictor classes by the name ``config.json`` records (:data:`ESTIMATORS`)."""
     return ESTIMATORS
 
 
@@ -146,9 +156,9 @@ def _read_tensors(path: Path) -> dict[str, np.ndarray]:
 
 
 def _read_calibration(meta: Any, tensors: dict[str, np.ndarray], path: Path):
-    """The checked :class:`~irene.model.calibrate.Calibration` of a model directory, or None."""
-    from irene.model.calibrate import EXPONENT_RANGE, Calibration
+    """The checked :class:`~irene.model.state.Calibration` of a model directory, or None."""
     from irene.model.params import SHARED_TYPE
+    from irene.model.state import EXPONENT_RANGE, Calibration
 
     if meta is None:
         return None

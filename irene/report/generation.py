@@ -302,7 +302,7 @@ def plot_generation(estimate: GenerationEstimate, path: str | os.PathLike) -> Pa
     traced points, the whole generation's average), and the prefill/decode split (J)."""
     from matplotlib.figure import Figure
 
-    from irene.report.plots import _save
+    from irene.report.figures import save_figure
 
     figure = Figure(figsize=(11, 4.2), layout="constrained")
     left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.6, 1]})
@@ -329,7 +329,7 @@ def plot_generation(estimate: GenerationEstimate, path: str | os.PathLike) -> Pa
     right.yaxis.set_major_formatter(_joules())
     right.set_title(f"prefill / decode split ({estimate.prompt_len} + {estimate.new_tokens} "
                     f"tokens × {estimate.batch_size})")
-    return _save(figure, path, [estimate.prefill])
+    return save_figure(figure, path, [estimate.prefill])
 
 
 def plot_decode_energy_per_token(trees: Sequence[Tree], path: str | os.PathLike) -> Path:
@@ -338,15 +338,15 @@ def plot_decode_energy_per_token(trees: Sequence[Tree], path: str | os.PathLike)
     as a dotted horizontal line where prefill trees are present."""
     from matplotlib.figure import Figure
 
-    from irene.report.plots import _CYCLE, _energy_axis, _require, _save
+    from irene.report.figures import COLOUR_CYCLE, energy_axis, require_data, save_figure
 
     series = decode_series(trees)
-    _require(any(s.per_token for s in series), "no decode tree carries an energy")
+    require_data(any(s.per_token for s in series), "no decode tree carries an energy")
     measured = measured_word(trees)
     figure = Figure(figsize=(7.5, 4.6), layout="constrained")
     axis = figure.add_subplot()
     for i, item in enumerate(series):
-        colour = _CYCLE[i % len(_CYCLE)]
+        colour = COLOUR_CYCLE[i % len(COLOUR_CYCLE)]
         for source, values in item.per_token.items():
             axis.plot(item.context_lens, values, marker="o" if source == "measured" else "x",
                       linestyle="-" if source == "measured" else "--", color=colour,
@@ -360,11 +360,11 @@ def plot_decode_energy_per_token(trees: Sequence[Tree], path: str | os.PathLike)
                                    "token")
     axis.set_xlabel("context length (tokens in the KV cache)")
     axis.set_ylabel("energy per generated token")
-    _energy_axis(axis, "y")
+    energy_axis(axis, "y")
     axis.grid(True, alpha=0.3)
     axis.legend(frameon=False, fontsize=7)
     axis.set_title("Decode: energy per generated token against context length")
-    return _save(figure, path, trees)
+    return save_figure(figure, path, trees)
 
 
 def _joules():

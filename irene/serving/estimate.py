@@ -83,10 +83,10 @@ def resolve_structure(model: str, weight_format: str | None, hub: bool) -> \
         tuple[str, ModelStructure, list[str]]:
     """(canonical name, structure in the served format, notes) of a built-in name or local
     config (a Hub id only with ``hub``)."""
-    from irene.tracing.registry import _builtin_name, load_config
+    from irene.tracing.registry import builtin_name, load_config
     from irene.tracing.serving_models import SERVING_FACTS
 
-    name = _builtin_name(model) or model
+    name = builtin_name(model) or model
     config = load_config(model, hub=hub)
     notes: list[str] = []
     facts = SERVING_FACTS.get(name)

@@ -179,7 +179,7 @@ def list_models() -> list[str]:
     return list(BUILTIN_MODELS)
 
 
-def _builtin_name(name: str) -> str | None:
+def builtin_name(name: str) -> str | None:
     if name in BUILTIN_MODELS:
         return name
     if name in ALIASES:
@@ -200,7 +200,7 @@ def load_config(name_or_path: str, *, hub: bool = True) -> PretrainedConfig:
 
     Raises :class:`UnknownModelError` listing the built-in names when nothing matches.
     """
-    builtin = _builtin_name(name_or_path)
+    builtin = builtin_name(name_or_path)
     if builtin is not None:
         return BUILTIN_MODELS[builtin]()
     path = Path(name_or_path).expanduser()
@@ -341,3 +341,30 @@ def lm_head_class(config: Any) -> type:
     if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         return AutoModelForCausalLM
     raise ValueError(f"{config.model_type!r} has no masked- or causal-LM head in transformers")
+
+
+def make_inputs(model: PreTrainedModel, batch_size: int, seq_len: int, *,
+                seed: int = 0) -> dict[str, Any]:
+    """Random token ids (batch_size x seq_len) for the model, on its device (fixed seed)."""
+    import inspect
+
+    import torch
+
+    if batch_size < 1 or seq_len < 1:
+        raise ValueError(f"batch size and sequence length must be >= 1, got {batch_size}, "
+                         f"{seq_len}")
+    config = model.config
+    limit = max_sequence_length(config)
+    if limit is not None and seq_len > limit:
+        raise ValueError(f"sequence length {seq_len} exceeds the {limit} positions of "
+                         f"{type(model).__name__}")
+    vocab = int(getattr(config, "vocab_size", 0) or 2)
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1 if vocab > 1 else 0, vocab, (batch_size, seq_len), generator=generator)
+    device = next(model.parameters()).device
+    inputs: dict[str, Any] = {"input_ids": ids.to(device)}
+    if getattr(config, "is_encoder_decoder", False):
+        inputs["decoder_input_ids"] = inputs["input_ids"]
+    if "use_cache" in inspect.signature(model.forward).parameters:
+        inputs["use_cache"] = False  # no KV cache: replays must not grow a shared cache
+    return inputs
