@@ -22,7 +22,9 @@ def add_measure_arguments(parser: argparse.ArgumentParser, *, default_meter: str
     group = parser.add_argument_group("measurement")
     group.add_argument("--meter", default=default_meter, metavar="SPEC",
                        help="energy meter: none (features and times only), auto, nvml, rapl, "
-                            "wattmeter:PATH.csv, or several joined by + (default: %(default)s)")
+                            "wattmeter:PATH.csv, or several joined by +; simulated: 50 W x "
+                            "time, no measurement, for demos and tests on a machine without a "
+                            "meter (default: %(default)s)")
     group.add_argument("--runs", type=int, default=default_runs,
                        help="measured runs; values are medians (default: %(default)s)")
     group.add_argument("--warmup", type=int, default=_DEFAULT.warmup,
