@@ -180,8 +180,7 @@ def test_llama_layer_accounts_for_rmsnorm_silu_and_rotary():
 
 def test_shared_module_instance_gets_a_leaf_under_each_caller():
     # openai-gpt's MLPs all call one shared activation object (a module-level instance)
-    config = T.OpenAIGPTConfig(vocab_size=100, n_embd=32, n_layer=3, n_head=4, n_positions=64)
-    tree = trace_model(T.AutoModel.from_config(config), B, S, timing=False)
+    tree = trace_model(tiny_model("openai-gpt", n_layer=3), B, S, timing=False)
     acts = [n for n in tree.nodes() if n.instance_type == "NewGELUActivation"]
     assert [n.parent_name for n in acts] == [f"root.h.{i}.mlp" for i in range(3)]
     assert [n.scope for n in acts] == [f"root.h.{i}.mlp.act" for i in range(3)]

@@ -218,13 +218,10 @@ def test_decode_step_of_every_decoder_family(name, attn):
 
 
 def test_encoders_and_models_without_a_cache_are_refused():
-    bert = T.AutoModel.from_config(T.BertConfig(
-        vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=64))
+    bert = tiny_model("bert", num_hidden_layers=1)
     with pytest.raises(PhaseError, match="decoder-only"):
         trace_model(bert, 1, 1, timing=False, phase="decode", context_len=3)
-    gpt1 = T.AutoModel.from_config(T.OpenAIGPTConfig(vocab_size=100, n_embd=32, n_layer=1,
-                                                     n_head=4, n_positions=64))
+    gpt1 = tiny_model("openai-gpt", n_layer=1)
     with pytest.raises(PhaseError, match="KV cache"):
         trace_model(gpt1, 1, 4, timing=False, phase="prefill")
 
