@@ -1,8 +1,8 @@
 """The package's import structure: no import circles, no private names used across modules.
 
-Every ``import`` of an ``irene`` module counts, at module level or inside a function (a lazy
-import is still a dependency), except those under ``if TYPE_CHECKING:`` (never run). A circle
-is a strongly connected component of that graph; a private name is one with a leading
+Every ``import`` of an ``irene`` module counts: at module level, inside a function (a lazy
+import is still a dependency) and under ``if TYPE_CHECKING:`` (a type is a dependency too). A
+circle is a strongly connected component of that graph; a private name is one with a leading
 underscore (``from irene.x import _helper``) imported by another module.
 """
 
@@ -20,15 +20,6 @@ def module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _type_checking_only(tree: ast.Module) -> set[int]:
-    """ids of the import nodes under ``if TYPE_CHECKING:``."""
-    skipped: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            skipped |= {id(n) for stmt in node.body for n in ast.walk(stmt)}
-    return skipped
-
-
 def import_graph() -> tuple[dict[str, set[str]], list[tuple[str, str, str]]]:
     """(module -> the irene modules it imports, [(importer, module, private name)])."""
     paths = {module_name(p): p for p in PACKAGE.rglob("*.py")}
@@ -37,10 +28,7 @@ def import_graph() -> tuple[dict[str, set[str]], list[tuple[str, str, str]]]:
     for name, path in paths.items():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-        skipped = _type_checking_only(tree)
         for node in ast.walk(tree):
-            if id(node) in skipped:
-                continue
             if isinstance(node, ast.ImportFrom):
                 base = node.module or ""
                 if node.level:

@@ -20,7 +20,7 @@ import json
 import os
 import stat
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from safetensors import SafetensorError
@@ -29,8 +29,9 @@ from safetensors.numpy import load, save
 from irene.files import check_replaceable_dir, directory_unit, read_small_text
 from irene.model.state import TrainingData
 
-if TYPE_CHECKING:
-    from irene.model.base import TreePredictor
+#: a :class:`~irene.model.base.TreePredictor` (not imported here: the base class imports this
+#: module to save, load and register its subclasses)
+Predictor = Any
 
 FORMAT_NAME = "irene-regressor"
 FORMAT_VERSION = 2
@@ -52,21 +53,21 @@ class ModelFormatError(ValueError):
 #: predictor classes by the name users and model directories give them (``config.json``'s
 #: ``estimator``); every :class:`~irene.model.base.TreePredictor` subclass with a name is
 #: entered when it is defined (:func:`register`)
-ESTIMATORS: dict[str, type[TreePredictor]] = {}
+ESTIMATORS: dict[str, type[Predictor]] = {}
 
 
-def register(cls: type[TreePredictor]) -> None:
+def register(cls: type[Predictor]) -> None:
     """Enter a predictor class under its ``estimator`` name (classes without one are skipped)."""
     if cls.estimator:
         ESTIMATORS[cls.estimator] = cls
 
 
-def estimators() -> dict[str, type[TreePredictor]]:
+def estimators() -> dict[str, type[Predictor]]:
     """Predictor classes by the name ``config.json`` records (:data:`ESTIMATORS`)."""
     return ESTIMATORS
 
 
-def save_model(model: TreePredictor, directory: str | os.PathLike) -> None:
+def save_model(model: Predictor, directory: str | os.PathLike) -> None:
     """Write a fitted model to ``directory`` as one unit (see the module docstring).
 
     ``directory`` must be a new path, an empty directory, or a model directory written by irene
@@ -191,7 +192,7 @@ def _read_calibration(meta: Any, tensors: dict[str, np.ndarray], path: Path):
                        calibrated_on=calibrated_on)
 
 
-def load_model(directory: str | os.PathLike) -> TreePredictor:
+def load_model(directory: str | os.PathLike) -> Predictor:
     """Read and check a model directory; raise :class:`ModelFormatError` naming what is wrong."""
     from irene.schema import schema_of_meta
 

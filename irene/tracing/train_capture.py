@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -35,6 +36,7 @@ from torch import nn
 from irene.tracing.backward_flops import training_flop_counter_mode
 from irene.tracing.capture import ForwardCapture, Record, tensors_in
 from irene.tracing.flops import tensor_bytes
+from irene.tracing.optimizers import OptimizerSpec
 
 #: autograd node type that writes a parameter's ``.grad`` (stops the ownership walk)
 _ACCUMULATE = "AccumulateGrad"
@@ -314,3 +316,22 @@ class BackwardAttribution:
         finally:
             for handle in handles:
                 handle.remove()
+
+
+@dataclass
+class TracedStep:
+    """Everything :func:`irene.tracing.train_step.run_step` produced: the records of the step
+    and what the replays of :mod:`irene.tracing.train_replay` need."""
+
+    model: Any
+    inputs: dict[str, Any]
+    spec: OptimizerSpec
+    capture: TrainingCapture
+    attribution: BackwardAttribution
+    step: Record
+    forward: Record
+    backward: Record
+    optimizer: Record
+    source: dict[int, Record]  # id(backward record) -> the forward / Other record it mirrors
+    optimizer_flops_counted: int
+    retained: torch.Tensor | None = None  # the step's loss while its graph is retained

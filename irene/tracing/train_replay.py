@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -40,9 +40,7 @@ from irene.measure import Measurement, MeasurementCache, Meter, Protocol, measur
 from irene.measure.sampler import Sampler
 from irene.tracing.capture import Record, call_function, is_inplace, signature_of, tensors_in
 from irene.tracing.optimizers import OptimizerSpec, trained_parameters, unique_parameters
-
-if TYPE_CHECKING:
-    from irene.tracing.train_step import TracedStep
+from irene.tracing.train_capture import TracedStep
 
 
 def recorded_call(record: Record) -> tuple[Callable, tuple, dict]:

@@ -74,7 +74,7 @@ from irene.tracing.optimizers import (
 )
 from irene.tracing.registry import load_config, torch_dtype
 from irene.tracing.schemas import trace_rules
-from irene.tracing.train_capture import BackwardAttribution, TrainingCapture
+from irene.tracing.train_capture import BackwardAttribution, TracedStep, TrainingCapture
 from irene.tree import Tree
 
 if TYPE_CHECKING:
@@ -388,25 +388,6 @@ def _ancestors(record: Record, *, stop: Record) -> Iterable[Record]:
 
 # --------------------------------------------------------------------------------------------
 # tracing
-
-
-@dataclass
-class TracedStep:
-    """Everything :func:`run_step` produced: the records of the step and what the replays of
-    :mod:`irene.tracing.train_replay` need."""
-
-    model: Any
-    inputs: dict[str, Any]
-    spec: OptimizerSpec
-    capture: TrainingCapture
-    attribution: BackwardAttribution
-    step: Record
-    forward: Record
-    backward: Record
-    optimizer: Record
-    source: dict[int, Record]  # id(backward record) -> the forward / Other record it mirrors
-    optimizer_flops_counted: int
-    retained: torch.Tensor | None = None  # the step's loss while its graph is retained
 
 
 def run_step(model: PreTrainedModel, inputs: dict[str, Any], spec: OptimizerSpec, *,
