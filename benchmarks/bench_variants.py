@@ -1,11 +1,11 @@
-"""The side-by-side benchmark of runtime engines and optimisations quoted in the README.
+"""The side-by-side benchmark of runtime engines and optimisations quoted in benchmarks/RESULTS.md.
 
 Runs :func:`irene.bench.run_bench` (what ``irene bench`` runs) and prints the comparison as a
 Markdown table with the run's settings, the machine's load before and after, and the wall time.
 With ``--repeats R`` the whole comparison runs R times (the machine is shared and timings drift
 with its load): the table is the first repetition's, followed by each variant's median latency
 in every repetition and the median of those.
-Defaults are the README's: codeparrot-small (random weights), batch 1 x 128 tokens, one CPU
+Defaults are RESULTS.md's: codeparrot-small (random weights), batch 1 x 128 tokens, one CPU
 thread, 10 runs, no meter. Usage::
 
     python3 benchmarks/bench_variants.py [--model codeparrot-small] [--variants V1,V2,..]

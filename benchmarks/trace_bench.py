@@ -228,7 +228,7 @@ def profile(args: argparse.Namespace) -> None:
     from irene.tracing.capture import ForwardCapture
     from irene.tracing.flops import flop_counter_mode
     from irene.tracing.meta import META_SUBSTITUTES, meta_shims
-    from irene.tracing.trace import make_inputs
+    from irene.tracing.registry import make_inputs
     inputs = make_inputs(model, args.batch_size, args.seq_len)
     with torch.no_grad(), meta_shims():
         model(**inputs)

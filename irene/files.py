@@ -570,23 +570,41 @@ def _open_lock(lock: Path, path: str | os.PathLike) -> int:
 @contextlib.contextmanager
 def exclusive_lock(path: str | os.PathLike) -> Iterator[None]:
     """Hold an exclusive lock for writing ``path`` (a ``.NAME.lock`` file beside it) for the
-    block; LockedError at once if another process holds it. The lock dies with the process.
-    The lock file is never opened through a link (:func:`_open_lock`)."""
+    block; LockedError at once if another process holds it. The lock dies with the process;
+    the lock file is removed when the block ends (a killed process leaves it, harmlessly). The
+    lock file is never opened through a link (:func:`_open_lock`)."""
     lock = lock_path(path)
     with output_errors(path, lock.parent):
         lock.parent.mkdir(parents=True, exist_ok=True)
-    fd = _open_lock(lock, path)
+    fd = _locked_file(lock, path)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
-            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
-            raise LockedError(f"{path}: another irene process (pid {holder}) is writing this "
-                              "file; wait for it to finish or write elsewhere") from exc
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield
     finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(lock)  # while still holding it: a waiter then retries on a new file
+        os.close(fd)
+
+
+def _locked_file(lock: Path, path: str | os.PathLike) -> int:
+    """An open descriptor of ``lock`` holding its exclusive lock. If the previous holder
+    removed the file between our open and our lock, open the new one (it is the lock now)."""
+    while True:
+        fd = _open_lock(lock, path)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as exc:
+            holder = os.pread(fd, 64, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+                raise
+            raise LockedError(f"{path}: another irene process (pid {holder}) is writing this "
+                              "file; wait for it to finish or write elsewhere") from exc
+        try:
+            current = os.stat(lock).st_ino
+        except FileNotFoundError:
+            current = None
+        if current == os.fstat(fd).st_ino:
+            return fd
         os.close(fd)

@@ -11,6 +11,7 @@ import sys
 import pytest
 import torch
 import transformers as T
+from support.models import bert_config, gpt2_config
 
 from irene.bench import VARIANTS, compare_logits, load_model, parse_variants, run_bench
 from irene.bench import variants as variants_module
@@ -44,8 +45,8 @@ def has(module: str) -> bool:
 @pytest.fixture(scope="module")
 def tiny_gpt2_dir(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tiny-gpt2")
-    T.GPT2Config(n_layer=2, n_embd=64, n_head=4, vocab_size=256, n_positions=64,
-                 bos_token_id=0, eos_token_id=0).save_pretrained(directory)
+    gpt2_config(n_embd=64, vocab_size=256, bos_token_id=0, eos_token_id=0).save_pretrained(
+        directory)
     return directory
 
 
@@ -113,7 +114,8 @@ def test_parse_variants_puts_the_reference_first_and_names_unknown_ones():
 # -- the model ----------------------------------------------------------------------------------
 
 def test_local_directory_with_weights_is_loaded_not_redrawn(tmp_path):
-    config = T.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=32)
+    config = gpt2_config(n_layer=1, n_head=2, vocab_size=64, n_positions=32, bos_token_id=50256,
+                         eos_token_id=50256)
     torch.manual_seed(123)
     saved = T.GPT2LMHeadModel(config).eval()
     saved.save_pretrained(tmp_path / "real")
@@ -129,8 +131,7 @@ def test_local_directory_with_weights_is_loaded_not_redrawn(tmp_path):
 
 
 def test_encoder_models_get_their_masked_lm_head(tmp_path):
-    T.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                 intermediate_size=64, max_position_embeddings=64).save_pretrained(tmp_path)
+    bert_config(num_hidden_layers=1).save_pretrained(tmp_path)
     run = run_bench(str(tmp_path), ["eager", "torchscript"], batch_size=1, seq_len=8,
                     protocol=FAST)
     assert run.model_class == "BertForMaskedLM"
@@ -188,7 +189,7 @@ def test_unavailable_variants_say_why(cpu_run):
     assert "CUDA" in rows["prune-2:4"].reason and rows["prune-2:4"].latency_s is None
     if not has("openvino"):
         assert rows["openvino"].status == "unavailable"
-        assert "irene[openvino]" in rows["openvino"].reason
+        assert "'.[openvino]'" in rows["openvino"].reason
     table = markdown_table(cpu_run)
     assert "unavailable: needs a CUDA device" in table
     assert NO_METER_LINE in table and "energy/inf" not in table
@@ -207,13 +208,13 @@ def test_missing_package_and_failing_recipe_become_rows(tiny_gpt2_dir, monkeypat
     assert rows["sdpa"].status == "failed"
     assert rows["sdpa"].reason == "RuntimeError: kernel exploded"
     assert rows["onnxruntime"].status == "unavailable"
-    assert "onnxruntime is not installed (pip install 'irene[onnx]')" in rows["onnxruntime"].reason
+    assert "onnxruntime is not installed (pip install -e '.[onnx]')" in rows["onnxruntime"].reason
     assert rows["prune-l1-30"].ok and rows["eager"].ok         # the run went on
 
 
 def test_compile_runs_and_matches_the_reference(tmp_path):
-    T.GPT2Config(n_layer=1, n_embd=32, n_head=2, vocab_size=64, n_positions=32,
-                 bos_token_id=0, eos_token_id=0).save_pretrained(tmp_path)
+    gpt2_config(n_layer=1, n_head=2, vocab_size=64, n_positions=32, bos_token_id=0,
+                eos_token_id=0).save_pretrained(tmp_path)
     run = run_bench(str(tmp_path), ["compile"], batch_size=1, seq_len=8, protocol=FAST)
     compiled = by_name(run)["compile"]
     assert compiled.status == "ok", compiled.reason
@@ -318,7 +319,7 @@ def test_cli_default_runs_is_ten():
 def test_a_saved_run_is_a_section_of_the_report(cpu_run, tmp_path, capsys):
     import json
 
-    from test_report_fixtures import bert_like_tree
+    from support.trees import bert_like_tree
 
     from irene.bench.run import BenchRun
     from irene.tree import write_trees

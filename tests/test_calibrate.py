@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from test_model import learned_tree
+from support.trees import learned_tree
 
 from irene.cli import main
 from irene.evaluation import percentage_errors

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from support.campaign import FAST, TINY, quiet, write_plan
 
 from irene.campaign import (
     BudgetTooSmall,
@@ -39,27 +39,6 @@ from irene.tracing import build_model, trace_model
 from irene.tree import Node, Tree, place_nodes, read_trees
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = REPO / "configs" / "plans" / "tiny"
-FAST = {"warmup": 0, "runs": 1, "min_run_seconds": 0.001}
-
-
-def write_plan(directory: Path, **overrides) -> Path:
-    """A plan in ``directory`` (tiny configs copied beside it) with the keys given."""
-    if not (directory / "tiny").exists():
-        shutil.copytree(TINY, directory / "tiny")
-    plan = {"name": "test", "output": str(directory / "out" / "trees.jsonl"),
-            "models": ["tiny/bert", "tiny/gpt2"],
-            "grid": {"batch_sizes": [1], "seq_lens": [4, 8]},
-            "dtypes": ["float32"], "attn": "eager", "device": "cpu", "meter": "simulated",
-            "protocol": dict(FAST)}
-    plan.update(overrides)
-    path = directory / "plan.yaml"
-    path.write_text(yaml.safe_dump(plan, sort_keys=False))
-    return path
-
-
-def quiet() -> RunOptions:
-    return RunOptions(progress=False)
 
 
 # -- plans --------------------------------------------------------------------------------------
@@ -515,7 +494,7 @@ def test_summary_spread_and_children_over_parent():
 
 
 def test_meter_check_reads_the_nvml_counter_period(monkeypatch):
-    from test_measure_nvml import FakeGpu, FakePynvml
+    from support.fakes import FakeGpu, FakePynvml
 
     from irene.campaign.metercheck import check_meter
     from irene.measure.nvml import NvmlMeter
@@ -545,9 +524,9 @@ def test_meter_check_reads_the_nvml_counter_period(monkeypatch):
     assert any("meter: nvml" in line for line in result.lines())
 
 
-def test_the_readme_example_plan_is_valid(tmp_path):
-    text = (REPO / "README.md").read_text(encoding="utf-8")
-    example = text.split("<!-- section: campaigns -->")[1].split("```yaml\n")[1].split("```")[0]
+def test_the_documented_example_plan_is_valid(tmp_path):
+    text = (REPO / "docs" / "campaigns.md").read_text(encoding="utf-8")
+    example = text.split("```yaml\n")[1].split("```")[0]
     shutil.copytree(TINY, tmp_path / "tiny")
     (tmp_path / "plan.yaml").write_text(example)
     plan = load_plan(tmp_path / "plan.yaml")

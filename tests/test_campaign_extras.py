@@ -9,7 +9,7 @@ import os
 import signal
 
 import pytest
-from test_campaign import quiet, write_plan
+from support.campaign import quiet, write_plan
 
 from irene.campaign import RunOptions, load_plan, run_plan
 from irene.cli import main
@@ -98,7 +98,7 @@ def test_ray_missing_is_a_clear_error(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(builtins, "__import__", no_ray)
     path = write_plan(tmp_path, protocol=FAST)
     assert main(["run", str(path), "--ray", "--no-progress"]) == 2
-    assert "pip install 'irene[ray]'" in capsys.readouterr().err
+    assert "pip install -e '.[ray]'" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 
 

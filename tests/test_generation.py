@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 import pytest
 import transformers as T
+from support.models import bert_config, llama_config
 
 from irene.cli import main
 from irene.estimate import estimate_tree
@@ -126,9 +127,7 @@ def test_every_step_is_traced_when_there_are_few():
 
 
 def tiny_llama_config() -> T.LlamaConfig:
-    return T.LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=96)
+    return llama_config(max_position_embeddings=96)
 
 
 def test_phase_and_context_are_tree_level_features():
@@ -285,8 +284,7 @@ def test_estimate_cli_refuses_bad_generation_input(generation_setup, argv, messa
 def test_estimate_cli_refuses_an_encoder(generation_setup, tmp_path, capsys):
     _, _, predictor = generation_setup
     bert = tmp_path / "bert"
-    T.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-                 intermediate_size=64, max_position_embeddings=64).save_pretrained(bert)
+    bert_config(num_hidden_layers=1).save_pretrained(bert)
     assert main(["estimate", str(bert), "--prompt-len", "8", "--new-tokens", "4",
                  "--predictor", str(predictor), "--offline"]) == 2
     assert "decoder-only" in capsys.readouterr().err

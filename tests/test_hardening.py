@@ -467,7 +467,7 @@ def test_version(capsys):
 # -- 14. the report's scatter samples every node type fairly ----------------------------------
 
 def test_scatter_keeps_every_node_type_when_sampling():
-    from test_report_fixtures import bert_like_tree
+    from support.trees import bert_like_tree
 
     from irene.evaluation import pair_within
     from irene.report.html import sample_per_type, scatter_svg
@@ -484,14 +484,14 @@ def test_scatter_keeps_every_node_type_when_sampling():
 # -- 15. figures say what they draw --------------------------------------------------------
 
 def test_energy_tick_labels_are_distinct_on_a_narrow_axis():
-    from irene.report.plots import _EnergyFormatter
+    from irene.report.figures import EnergyFormatter
 
-    labels = _EnergyFormatter().format_ticks([1.6, 1.8, 2.0, 2.2, 2.4])
+    labels = EnergyFormatter().format_ticks([1.6, 1.8, 2.0, 2.2, 2.4])
     assert len(set(labels)) == 5 and labels[2] == "2.0 J"
 
 
 def test_energy_vs_seq_len_subtitle_names_only_the_lines_drawn(tmp_path):
-    from test_report_fixtures import bert_like_tree
+    from support.trees import bert_like_tree
 
     from irene.report import plots
 

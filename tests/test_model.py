@@ -8,11 +8,12 @@ import warnings
 
 import numpy as np
 import pytest
+from support.trees import learned_tree
 
 from irene.evaluation import leave_one_model_out, percentage_errors
 from irene.model import IreneRegressor, ModelFormatError
 from irene.synthetic import DEFAULT_ARCHS, make_synthetic_trees
-from irene.tree import FEATURE_FIELDS, Node, Tree, place_nodes
+from irene.tree import FEATURE_FIELDS, Node, Tree
 
 SMALL = dict(batch_sizes=(1, 8), seq_lens=(32, 128))
 
@@ -20,42 +21,6 @@ SMALL = dict(batch_sizes=(1, 8), seq_lens=(32, 128))
 @pytest.fixture(scope="module")
 def synthetic():
     return make_synthetic_trees(**SMALL)
-
-
-def learned_tree(name: str, layers: int, width: int, batch: int, seq: int, *,
-                 power: float = 1.0) -> Tree:
-    """A tree the model has to learn: leaf costs differ per primitive type (linear in FLOPs and
-    bytes, or with ``power`` != 1 a power law ``∝ FLOPs^power · bytes^0.1``); every module costs
-    1.03 × the sum of its children plus 40 µJ per MiB it moves beyond them."""
-    tokens = batch * seq
-
-    def leaf(scope: str, kind: str, flops: float, mem: float) -> Node:
-        feats = dict.fromkeys(FEATURE_FIELDS, 0.0) | {"flops": flops, "mem_bytes": mem}
-        a = {"Linear": 2e-6, "Softmax": 6e-6, "LayerNorm": 5e-6}[kind]
-        energy = (a * flops + 3e-5 * mem + 1e-5 if power == 1.0
-                  else 50 * a * flops ** power * mem ** 0.1)
-        return Node(id=scope, scope=scope, parent_name="", level=0, instance_type=kind,
-                    type="ml", features=feats, ground_truth_energy=float(energy))
-
-    def inner(scope: str, kind: str, children: list[Node], own_mib: float,
-              node_type: str = "module") -> Node:
-        feats = {k: sum(c.features[k] for c in children) for k in FEATURE_FIELDS}
-        feats["mem_bytes"] += own_mib
-        energy = 1.03 * sum(c.ground_truth_energy for c in children) + 4e-5 * own_mib
-        return Node(id=scope, scope=scope, parent_name="", level=0, instance_type=kind,
-                    type=node_type, features=feats, ground_truth_energy=float(energy),
-                    children=children)
-
-    blocks = []
-    for i in range(layers):
-        p, fl, mib = f"root.layer.{i}", 2.0 * tokens * width * width / 1e6, tokens * width / 2**17
-        blocks.append(inner(p, "Block", [
-            leaf(f"{p}.fc1", "Linear", fl, mib),
-            leaf(f"{p}.sm", "Softmax", 5.0 * batch * seq * seq / 1e6, batch * seq * seq / 2**17),
-            leaf(f"{p}.fc2", "Linear", 2 * fl, 1.5 * mib),
-            leaf(f"{p}.ln", "LayerNorm", 5.0 * tokens * width / 1e6, mib)], mib / 2))
-    root = inner("root", "Model", [inner("root.encoder", "Encoder", blocks, 0.0)], 0.0, "model")
-    return Tree(name, batch, seq, place_nodes(root))
 
 
 def learned_forest(power: float = 1.0) -> list[Tree]:

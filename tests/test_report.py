@@ -8,7 +8,7 @@ from io import StringIO
 
 import pytest
 from rich.console import Console
-from test_report_fixtures import bert_like_tree, toy_tree
+from support.trees import bert_like_tree, toy_tree
 
 from irene.cli import main
 from irene.evaluation import error_stats, merge_predictions, pair_within

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_report_fixtures import bert_like_tree
+from support.trees import bert_like_tree
 
 from irene.report.html import write_report
 

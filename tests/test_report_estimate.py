@@ -7,7 +7,7 @@ import json
 import warnings
 
 import pytest
-from test_report_fixtures import bert_like_tree, synthetic_energy
+from support.trees import bert_like_tree, synthetic_energy
 
 from irene.cli import main
 from irene.estimate import unsupplied_features, zero_features

@@ -7,7 +7,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from test_report_fixtures import bert_like_tree, toy_tree
+from support.trees import bert_like_tree, toy_tree
 
 from irene.cli import main
 from irene.report.compare import compare_trees

@@ -9,8 +9,9 @@ from io import StringIO
 import pytest
 from matplotlib.figure import Figure
 from rich.console import Console
-from test_report_fixtures import bert_like_tree, toy_tree
+from support.trees import bert_like_tree, toy_tree
 
+import irene.report.figures as figure_files
 import irene.report.plots as plots
 from irene.cli import main
 from irene.datasets import is_synthetic, resolve_dataset
@@ -59,13 +60,13 @@ def figure_texts(figure: Figure) -> list[str]:
 def drawn(monkeypatch):
     """Figures as handed to the file writer (after labelling), by file name; still written."""
     figures: dict[str, Figure] = {}
-    write = plots._write
+    write = figure_files.write_figure
 
     def capture(figure, path):
         figures[path.name] = figure
         return write(figure, path)
 
-    monkeypatch.setattr(plots, "_write", capture)
+    monkeypatch.setattr(figure_files, "write_figure", capture)
     return figures
 
 
@@ -107,7 +108,7 @@ def test_every_figure_of_synthetic_trees_carries_the_label(tmp_path, drawn):
     for name, figure in drawn.items():
         red = [t for t in figure.texts if t.get_text() == SYNTHETIC_LABEL]
         assert len(red) == 1, name
-        assert red[0].get_color() == plots.SYNTHETIC_COLOUR and red[0].get_visible()
+        assert red[0].get_color() == figure_files.SYNTHETIC_COLOUR and red[0].get_visible()
     for name in ("predicted_vs_measured.png", "cv_predicted_vs_measured.png"):
         texts = figure_texts(drawn[name])
         assert f"{SYNTHETIC_MEASURED} energy per call" in texts
@@ -130,8 +131,9 @@ def test_figures_of_real_trees_carry_no_label(tmp_path, drawn):
 
 def test_label_figure_only_labels_synthetic_trees():
     figure = Figure()
-    assert plots.label_figure(figure, real_trees()) is None and not figure.texts
-    assert plots.label_figure(figure, [marked(toy_tree(), meter="simulated")]) == SYNTHETIC_LABEL
+    assert figure_files.label_figure(figure, real_trees()) is None and not figure.texts
+    simulated = [marked(toy_tree(), meter="simulated")]
+    assert figure_files.label_figure(figure, simulated) == SYNTHETIC_LABEL
     assert [t.get_text() for t in figure.texts] == [SYNTHETIC_LABEL]
 
 

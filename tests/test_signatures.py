@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import torch
 import transformers as T
+from support.models import tiny_model
 from torch import nn
 
 from irene.measure import MeasurementCache, Protocol
@@ -14,19 +15,13 @@ from irene.tracing.capture import ForwardCapture
 B, S = 2, 8
 
 
+
 def _bert(**kw) -> T.PreTrainedModel:
-    config = T.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-                          num_attention_heads=4, intermediate_size=64,
-                          max_position_embeddings=64, **kw)
-    return T.AutoModel.from_config(config)
+    return tiny_model("bert", **kw)
 
 
 def _roberta() -> T.PreTrainedModel:
-    config = T.RobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-                             num_attention_heads=4, intermediate_size=64,
-                             max_position_embeddings=66, type_vocab_size=1, layer_norm_eps=1e-5,
-                             pad_token_id=1)
-    return T.AutoModel.from_config(config)
+    return tiny_model("roberta", type_vocab_size=1, layer_norm_eps=1e-5)
 
 
 def _signatures(tree) -> dict[str, str]:

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 import transformers as T
+from support.models import tiny_model
 
 from irene.measure import MeasurementCache, Protocol, SimulatedMeter
 from irene.tracing import trace_model
@@ -18,23 +19,15 @@ FAST = Protocol(warmup=0, runs=1, min_run_seconds=0.0)
 
 
 def tiny_bert() -> T.PreTrainedModel:
-    config = T.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-                          num_attention_heads=4, intermediate_size=64,
-                          max_position_embeddings=64)
-    return T.AutoModel.from_config(config)
+    return tiny_model("bert")
 
 
 def tiny_gpt2() -> T.PreTrainedModel:
-    config = T.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=64,
-                          bos_token_id=None, eos_token_id=None)
-    return T.AutoModel.from_config(config)
+    return tiny_model("gpt2")
 
 
 def tiny_llama() -> T.PreTrainedModel:
-    config = T.LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                           max_position_embeddings=64)
-    return T.AutoModel.from_config(config)
+    return tiny_model("llama")
 
 
 @pytest.fixture(scope="module")
@@ -187,8 +180,7 @@ def test_llama_layer_accounts_for_rmsnorm_silu_and_rotary():
 
 def test_shared_module_instance_gets_a_leaf_under_each_caller():
     # openai-gpt's MLPs all call one shared activation object (a module-level instance)
-    config = T.OpenAIGPTConfig(vocab_size=100, n_embd=32, n_layer=3, n_head=4, n_positions=64)
-    tree = trace_model(T.AutoModel.from_config(config), B, S, timing=False)
+    tree = trace_model(tiny_model("openai-gpt", n_layer=3), B, S, timing=False)
     acts = [n for n in tree.nodes() if n.instance_type == "NewGELUActivation"]
     assert [n.parent_name for n in acts] == [f"root.h.{i}.mlp" for i in range(3)]
     assert [n.scope for n in acts] == [f"root.h.{i}.mlp.act" for i in range(3)]

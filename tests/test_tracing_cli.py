@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-import transformers as T
+from support.models import bert_config
 
 from irene.cli import main
 from irene.tracing import BUILTIN_MODELS, UnknownModelError, build_model, list_models
@@ -18,9 +18,7 @@ IRENE_MODELS = ["bert-base-uncased", "distilbert-base-uncased", "roberta-base", 
 
 @pytest.fixture()
 def tiny_config_dir(tmp_path):
-    config = T.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=1,
-                          num_attention_heads=4, intermediate_size=64,
-                          max_position_embeddings=64)
+    config = bert_config(num_hidden_layers=1)
     directory = tmp_path / "tiny-bert"
     config.save_pretrained(directory)
     return directory

@@ -10,6 +10,7 @@ import warnings
 import pytest
 import torch
 import transformers as T
+from support.models import tiny_model
 
 from irene.cli import main
 from irene.measure import MeasurementCache, Protocol, SimulatedMeter
@@ -25,31 +26,19 @@ ID = 8  # bytes per int64 token / position id
 
 
 def tiny_gpt2(attn: str = "eager") -> T.PreTrainedModel:
-    config = T.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=64,
-                          bos_token_id=None, eos_token_id=None)
-    return T.AutoModel.from_config(config, attn_implementation=attn).eval()
+    return tiny_model("gpt2", attn)
 
 
 def tiny_llama(attn: str = "eager") -> T.PreTrainedModel:
-    config = T.LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                           max_position_embeddings=64)
-    return T.AutoModel.from_config(config, attn_implementation=attn).eval()
+    return tiny_model("llama", attn)
 
 
 def tiny_neox(attn: str = "eager") -> T.PreTrainedModel:
-    config = T.GPTNeoXConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-                             num_attention_heads=4, intermediate_size=64,
-                             max_position_embeddings=64, rotary_pct=0.25,
-                             bos_token_id=0, eos_token_id=0)
-    return T.AutoModel.from_config(config, attn_implementation=attn).eval()
+    return tiny_model("neox", attn)
 
 
 def tiny_phi(attn: str = "eager") -> T.PreTrainedModel:
-    config = T.PhiConfig(vocab_size=100, hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=64,
-                         bos_token_id=0, eos_token_id=0)
-    return T.AutoModel.from_config(config, attn_implementation=attn).eval()
+    return tiny_model("phi", attn)
 
 
 DECODERS = {"gpt2": tiny_gpt2, "llama": tiny_llama, "neox": tiny_neox, "phi": tiny_phi}
@@ -240,13 +229,10 @@ def test_decode_step_of_every_decoder_family(name, attn):
 
 
 def test_encoders_and_models_without_a_cache_are_refused():
-    bert = T.AutoModel.from_config(T.BertConfig(
-        vocab_size=100, hidden_size=32, num_hidden_layers=1, num_attention_heads=4,
-        intermediate_size=64, max_position_embeddings=64))
+    bert = tiny_model("bert", num_hidden_layers=1)
     with pytest.raises(PhaseError, match="decoder-only"):
         trace_model(bert, 1, 1, timing=False, phase="decode", context_len=3)
-    gpt1 = T.AutoModel.from_config(T.OpenAIGPTConfig(vocab_size=100, n_embd=32, n_layer=1,
-                                                     n_head=4, n_positions=64))
+    gpt1 = tiny_model("openai-gpt", n_layer=1)
     with pytest.raises(PhaseError, match="KV cache"):
         trace_model(gpt1, 1, 4, timing=False, phase="prefill")
 

@@ -11,7 +11,7 @@ output passes); a 2-D ``Linear``/``Conv1D`` is ``addmm`` (input + weight + outpu
 from __future__ import annotations
 
 import pytest
-import transformers as T
+from support.models import tiny_model
 
 from irene.cli import main
 from irene.tracing import trace_model
@@ -24,16 +24,12 @@ SCORES = B * HEADS * S * S
 
 
 def tiny_bert():
-    config = T.BertConfig(vocab_size=100, hidden_size=H, num_hidden_layers=1,
-                          num_attention_heads=HEADS, intermediate_size=INTER,
-                          max_position_embeddings=64)
-    return T.AutoModel.from_config(config, attn_implementation="eager")
+    return tiny_model("bert", "eager", num_hidden_layers=1, hidden_size=H,
+                      num_attention_heads=HEADS, intermediate_size=INTER)
 
 
 def tiny_gpt2():
-    config = T.GPT2Config(vocab_size=100, n_embd=H, n_layer=1, n_head=HEADS, n_positions=64,
-                          bos_token_id=None, eos_token_id=None)
-    return T.AutoModel.from_config(config, attn_implementation="eager")
+    return tiny_model("gpt2", "eager", n_layer=1, n_embd=H, n_head=HEADS)
 
 
 def linear3d(n_in: int, n_out: int) -> tuple[int, int]:

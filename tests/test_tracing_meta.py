@@ -4,6 +4,16 @@ from __future__ import annotations
 
 import pytest
 import transformers as T
+from support.models import (
+    bert_config,
+    distilbert_config,
+    gpt2_config,
+    llama_config,
+    neox_config,
+    openai_gpt_config,
+    phi_config,
+    roberta_config,
+)
 
 from irene.cli import main
 from irene.measure import Protocol
@@ -12,49 +22,6 @@ from irene.tracing.meta import META_SHIMS, MetaTraceError, meta_shims
 from irene.tree import read_trees
 
 B, S = 2, 8
-
-
-def bert() -> T.PretrainedConfig:
-    return T.BertConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-                        num_attention_heads=4, intermediate_size=64, max_position_embeddings=64)
-
-
-def gpt2() -> T.PretrainedConfig:
-    return T.GPT2Config(vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=64,
-                        bos_token_id=None, eos_token_id=None)
-
-
-def llama() -> T.PretrainedConfig:
-    return T.LlamaConfig(vocab_size=100, hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=64)
-
-
-def neox() -> T.PretrainedConfig:
-    return T.GPTNeoXConfig(vocab_size=100, hidden_size=32, intermediate_size=64,
-                           num_hidden_layers=2, num_attention_heads=4,
-                           max_position_embeddings=64, rotary_pct=0.25)
-
-
-def phi() -> T.PretrainedConfig:
-    return T.PhiConfig(vocab_size=100, hidden_size=32, intermediate_size=64,
-                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                       max_position_embeddings=64, partial_rotary_factor=0.5)
-
-
-def roberta() -> T.PretrainedConfig:
-    return T.RobertaConfig(vocab_size=100, hidden_size=32, num_hidden_layers=2,
-                           num_attention_heads=4, intermediate_size=64,
-                           max_position_embeddings=66, pad_token_id=1)
-
-
-def distilbert() -> T.PretrainedConfig:
-    return T.DistilBertConfig(vocab_size=100, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
-                              max_position_embeddings=64)
-
-
-def openai_gpt() -> T.PretrainedConfig:
-    return T.OpenAIGPTConfig(vocab_size=100, n_embd=32, n_layer=2, n_head=4, n_positions=64)
 
 
 def comparable(tree) -> list[tuple]:
@@ -70,7 +37,7 @@ def comparable(tree) -> list[tuple]:
 
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
-@pytest.mark.parametrize("make", [bert, gpt2, llama, neox, phi])
+@pytest.mark.parametrize("make", [bert_config, gpt2_config, llama_config, neox_config, phi_config])
 def test_meta_trace_equals_real_trace_node_by_node(make, attn):
     real_model = build_model(make(), attn=attn)
     meta_model = build_model(make(), attn=attn, device="meta")
@@ -88,15 +55,15 @@ def test_meta_trace_equals_real_trace_node_by_node(make, attn):
 
 @pytest.mark.parametrize("attn", ["eager", "sdpa"])
 def test_meta_trace_equals_real_trace_in_bfloat16(attn):
-    real = trace_model(build_model(llama(), attn=attn, dtype="bfloat16"), B, S, timing=False,
+    real = trace_model(build_model(llama_config(), attn=attn, dtype="bfloat16"), B, S, timing=False,
                        attn=attn, dtype="bfloat16", model_name="m")
-    meta = trace_model(build_model(llama(), attn=attn, dtype="bfloat16", device="meta"), B, S,
-                       timing=False, attn=attn, dtype="bfloat16", model_name="m")
+    meta = trace_model(build_model(llama_config(), attn=attn, dtype="bfloat16", device="meta"),
+                       B, S, timing=False, attn=attn, dtype="bfloat16", model_name="m")
     assert meta.root.extra["dtype"] == "bfloat16"
     assert comparable(real) == comparable(meta)
 
 
-@pytest.mark.parametrize("make", [roberta, distilbert, openai_gpt])
+@pytest.mark.parametrize("make", [roberta_config, distilbert_config, openai_gpt_config])
 def test_meta_trace_equals_real_trace_for_irene_models(make):
     real = trace_model(build_model(make()), B, S, timing=False, model_name="m")
     meta = trace_model(build_model(make(), device="meta"), B, S, timing=False, model_name="m")
@@ -115,7 +82,7 @@ def test_seven_billion_parameters_trace_on_meta():
     assert layer.features["mem_bytes"] * 2**20 == (16 * 4096 + 4096 * 11008 + 16 * 11008) * 4
 
 
-@pytest.mark.parametrize("make", [bert, gpt2])
+@pytest.mark.parametrize("make", [bert_config, gpt2_config])
 def test_meta_trace_equals_real_trace_under_irene2021(make):
     real = trace_model(build_model(make()), B, S, timing=False, schema="irene2021")
     meta = trace_model(build_model(make(), device="meta"), B, S, timing=False,
@@ -125,7 +92,7 @@ def test_meta_trace_equals_real_trace_under_irene2021(make):
 
 def test_features_only_by_name_runs_on_meta_without_weights(tmp_path):
     directory = tmp_path / "tiny"
-    gpt2().save_pretrained(directory)
+    gpt2_config().save_pretrained(directory)
     tree = trace_model(str(directory), B, S, timing=False, hub=False)
     assert tree.meta["traced_on"] == "meta" and tree.meta["device"] == "cpu"
     real = trace_model(build_model(str(directory), hub=False), B, S, timing=False,
@@ -139,7 +106,7 @@ def test_features_only_by_name_runs_on_meta_without_weights(tmp_path):
 
 def test_cli_no_timing_traces_on_meta(tmp_path):
     directory = tmp_path / "tiny"
-    bert().save_pretrained(directory)
+    bert_config().save_pretrained(directory)
     out = tmp_path / "t.jsonl"
     assert main(["trace", str(directory), "--batch-size", "2", "--seq-len", "8", "--no-timing",
                  "--offline", "-o", str(out)]) == 0
@@ -150,7 +117,7 @@ def test_cli_no_timing_traces_on_meta(tmp_path):
 
 def test_features_for_a_cuda_target_trace_without_a_gpu(tmp_path):
     directory = tmp_path / "tiny"
-    gpt2().save_pretrained(directory)
+    gpt2_config().save_pretrained(directory)
     tree = trace_model(str(directory), B, S, timing=False, hub=False, device="cuda")
     assert tree.meta["device"] == "cuda" and tree.meta["traced_on"] == "meta"
     cpu = trace_model(str(directory), B, S, timing=False, hub=False)
@@ -159,7 +126,7 @@ def test_features_for_a_cuda_target_trace_without_a_gpu(tmp_path):
 
 def test_meta_model_cannot_be_timed():
     with pytest.raises(ValueError, match="meta device has no weights"):
-        trace_model(build_model(bert(), device="meta"), B, S)
+        trace_model(build_model(bert_config(), device="meta"), B, S)
 
 
 def test_value_dependent_code_on_meta_is_refused_or_traced_for_real(monkeypatch, tmp_path):
@@ -169,9 +136,9 @@ def test_value_dependent_code_on_meta_is_refused_or_traced_for_real(monkeypatch,
 
     monkeypatch.setattr(meta_module, "META_SHIMS", [])
     with pytest.raises(ValueError, match="reads tensor values"):
-        trace_model(build_model(gpt2(), device="meta"), B, S, timing=False)
+        trace_model(build_model(gpt2_config(), device="meta"), B, S, timing=False)
     directory = tmp_path / "tiny"
-    gpt2().save_pretrained(directory)
+    gpt2_config().save_pretrained(directory)
     with pytest.warns(RuntimeWarning, match="real weights"):
         tree = trace_model(str(directory), B, S, timing=False, hub=False)
     assert tree.meta["traced_on"] == "cpu"

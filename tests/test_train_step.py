@@ -11,14 +11,16 @@ import warnings
 import pytest
 import torch
 import transformers as T
-from test_report_fixtures import synthetic_energy
+from support.models import HEADS, INTER, LAYERS, VOCAB, bert_config, gpt2_config, llama_config
+from support.models import HIDDEN as H
+from support.trees import synthetic_energy
 
 from irene.cli import main
 from irene.measure import Protocol, SimulatedMeter
 from irene.model import IreneRegressor
+from irene.tracing.optimizers import OPTIMIZERS
 from irene.tracing.train_replay import BackwardReplay, recorded_call
 from irene.tracing.train_step import (
-    OPTIMIZERS,
     build_training_model,
     run_step,
     step_inputs,
@@ -27,25 +29,7 @@ from irene.tracing.train_step import (
 from irene.tree import read_trees, write_trees
 
 B, S = 2, 8
-H, LAYERS, INTER, HEADS, VOCAB = 32, 2, 64, 4, 100
 FAST = Protocol(warmup=0, runs=1, min_run_seconds=0.0)
-
-
-def bert_config() -> T.BertConfig:
-    return T.BertConfig(vocab_size=VOCAB, hidden_size=H, num_hidden_layers=LAYERS,
-                        num_attention_heads=HEADS, intermediate_size=INTER,
-                        max_position_embeddings=64)
-
-
-def gpt2_config() -> T.GPT2Config:
-    return T.GPT2Config(vocab_size=VOCAB, n_embd=H, n_layer=LAYERS, n_head=HEADS, n_positions=64,
-                        bos_token_id=None, eos_token_id=None)
-
-
-def llama_config() -> T.LlamaConfig:
-    return T.LlamaConfig(vocab_size=VOCAB, hidden_size=H, intermediate_size=INTER,
-                         num_hidden_layers=LAYERS, num_attention_heads=HEADS,
-                         num_key_value_heads=2, max_position_embeddings=64)
 
 
 @pytest.fixture(scope="module")

@@ -170,11 +170,12 @@ def render_table(run: BenchRun, console: Any = None) -> None:
     """Print the comparison as a rich table, with the run's description above and the notes
     below."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     console = console if console is not None else Console(highlight=False)
     columns = table_columns(run)
-    table = Table(title=f"irene bench · {run.model}", caption=describe_run(run),
+    table = Table(title=f"irene bench · {escape(run.model)}", caption=escape(describe_run(run)),
                   caption_justify="left", header_style="bold")
     for name in columns:
         numeric = name not in ("variant", "notes")

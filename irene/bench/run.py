@@ -271,7 +271,7 @@ def _load_weights(cls: Any, path: Path, config: Any) -> tuple[nn.Module, dict[st
 
 def make_bench_inputs(model: nn.Module, batch_size: int, seq_len: int) -> dict[str, Any]:
     """The fixed inputs every variant gets: random token ids (seed 0), ``use_cache=False``."""
-    from irene.tracing.trace import make_inputs
+    from irene.tracing.registry import make_inputs
 
     return make_inputs(model, batch_size, seq_len, seed=0)
 

@@ -36,8 +36,8 @@ from irene.bench.catalog import CONTROL, REFERENCE, SUMMARIES
 #: the variant every other one is compared with
 #: the fraction of weights ``prune-l1-30`` zeroes in each pruned layer
 PRUNE_AMOUNT = 0.3
-ONNX_HINT = "pip install 'irene[onnx]'"
-OPENVINO_HINT = "pip install 'irene[openvino]'"
+ONNX_HINT = "pip install -e '.[onnx]'"
+OPENVINO_HINT = "pip install -e '.[openvino]'"
 
 
 class VariantUnavailable(RuntimeError):

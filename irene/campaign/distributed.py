@@ -1,4 +1,4 @@
-"""Plan items over a Ray cluster (optional extra: ``pip install irene[ray]``).
+"""Plan items over a Ray cluster (optional extra: ``pip install -e '.[ray]'``).
 
 One task per item: ``num_gpus=1`` for a CUDA plan (one measuring task per GPU; Ray sets
 ``CUDA_VISIBLE_DEVICES``, so the task measures its own GPU and NVML meters that GPU only),
@@ -48,7 +48,7 @@ def import_ray() -> Any:
     try:
         import ray
     except ImportError as exc:
-        raise RayUnavailable("--ray needs Ray: pip install 'irene[ray]' (or pip install "
+        raise RayUnavailable("--ray needs Ray: pip install -e '.[ray]' (or pip install "
                              "ray)") from exc
     return ray
 

@@ -104,7 +104,7 @@ class HardwareProfile:
 #: measured here); 0.5 s per tree (NVML sampler start, metadata, an fsync'd append); 15 s to
 #: start a run (CUDA context, NVML, the output checked); planning an item on fake tensors
 #: ~1.5 ms per node. These are estimates until checked against a run on an H100 (see the
-#: campaigns section of the README).
+#: docs/campaigns.md).
 H100_SXM = HardwareProfile(
     name="h100-sxm", description="NVIDIA H100 SXM5 80 GB (datasheet peaks x eager efficiency)",
     matmul_flops={"float16": 600e12, "bfloat16": 600e12, "float32": 45e12},

@@ -61,8 +61,7 @@ class FeaturePass:
 
         from irene.tracing.build import build_tree, prune
         from irene.tracing.capture import ForwardCapture
-        from irene.tracing.registry import torch_dtype
-        from irene.tracing.trace import make_inputs
+        from irene.tracing.registry import make_inputs, torch_dtype
 
         device = planning_device(item.device)
         key = (item.source, item.dtype, item.attn, device)

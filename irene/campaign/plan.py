@@ -623,9 +623,9 @@ def _model_source(name: str, plan_path: Path, hub: bool, check: _Checker,
                   where: tuple) -> str:
     """What to build for a model name: a built-in name, a local path (relative to the plan
     file, else to the current directory), or a Hub name when ``hub`` is on."""
-    from irene.tracing.registry import _builtin_name
+    from irene.tracing.registry import builtin_name
 
-    if _builtin_name(name) is not None:
+    if builtin_name(name) is not None:
         return name
     for base in (plan_path.parent, Path.cwd()):
         candidate = (base / name).expanduser()
@@ -649,12 +649,12 @@ def _check_positions(entry: ModelEntry, check: _Checker, where: tuple,
     built)."""
     from irene.tracing.registry import (
         UnknownModelError,
-        _builtin_name,
+        builtin_name,
         load_config,
         max_sequence_length,
     )
 
-    if _builtin_name(entry.source) is None and not os.path.exists(entry.source):
+    if builtin_name(entry.source) is None and not os.path.exists(entry.source):
         return  # a Hub name: its config is fetched when the model is built
     try:
         config = load_config(entry.source, hub=False)

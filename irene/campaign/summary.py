@@ -26,7 +26,7 @@ SUMMARY_FORMAT = "irene-campaign-summary"
 WIDE = 0.10
 
 
-def _spread(node: Node, what: str) -> float | None:
+def node_spread(node: Node, what: str) -> float | None:
     if what == "energy":
         median = node.ground_truth_energy
         lo, hi = node.extra.get("energy_p10"), node.extra.get("energy_p90")
@@ -58,7 +58,7 @@ def spread_summary(trees: Iterable[Tree], what: str) -> dict[str, Any]:
     every: list[float] = []
     for tree in trees:
         for node in tree.nodes():
-            spread = _spread(node, what)
+            spread = node_spread(node, what)
             if spread is None:
                 continue
             by_type[node.type].append(spread)

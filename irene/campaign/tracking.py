@@ -1,4 +1,4 @@
-"""Experiment tracking with MLflow (optional extra: ``pip install irene[mlflow]``; off unless
+"""Experiment tracking with MLflow (optional extra: ``pip install -e '.[mlflow]'``; off unless
 ``--mlflow`` is given).
 
 One MLflow run per ``irene run``, in the experiment named after the plan, so campaigns on many
@@ -45,7 +45,7 @@ def import_mlflow() -> Any:
     try:
         import mlflow
     except ImportError as exc:
-        raise TrackingError("--mlflow needs MLflow: pip install 'irene[mlflow]' (or pip "
+        raise TrackingError("--mlflow needs MLflow: pip install -e '.[mlflow]' (or pip "
                             "install mlflow-skinny)") from exc
     return mlflow
 
@@ -204,10 +204,10 @@ class Tracker:
 
 
 def _relative_spread(node: Any) -> float | None:
-    from irene.campaign.summary import _spread
+    from irene.campaign.summary import node_spread
 
-    spread = _spread(node, "energy")
-    return spread if spread is not None else _spread(node, "time")
+    spread = node_spread(node, "energy")
+    return spread if spread is not None else node_spread(node, "time")
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -82,7 +82,7 @@ def check_device(device: str) -> None:
 def probe_host(plan: Plan) -> HostInfo:
     """Open (and close) the plan's meter on this machine and say what it measures with."""
     from irene.measure import open_meter
-    from irene.tracing.trace import _device_name
+    from irene.tracing.trace import describe_device
 
     check_device(plan.device)
     name, domains, window = "none", [], 0.0
@@ -93,7 +93,7 @@ def probe_host(plan: Plan) -> HostInfo:
                 name, domains, window = meter.name, meter.domains(), meter.min_window_s
             finally:
                 meter.close()
-    return HostInfo(hostname=socket.gethostname(), hardware=_device_name(plan.device),
+    return HostInfo(hostname=socket.gethostname(), hardware=describe_device(plan.device),
                     device_type="cuda" if plan.device.startswith("cuda") else "cpu",
                     cpu_model=cpu_model() or platform.machine() or "unknown", meter=name,
                     meter_domains=list(domains), meter_window_s=window, versions=versions())

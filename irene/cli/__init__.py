@@ -15,14 +15,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from irene.cli.errors import UserError
+
 #: the subcommands, in the order ``irene --help`` lists them (each is irene.cli.<name>)
 COMMANDS = ("models", "trace", "run", "train", "predict", "evaluate", "crossvalidate",
             "calibrate", "estimate", "explain", "report", "plot", "compare", "export", "bench",
             "serve", "load", "serve-bench")
-
-
-class UserError(Exception):
-    """An error caused by the user's input: printed as one line, exit code 2."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,8 +54,11 @@ def dispatch(args: argparse.Namespace) -> int:
 
     (Not named ``run``: importing the ``irene run`` command's module, :mod:`irene.cli.run`,
     binds that name on this package.)"""
+    from irene.cli.options import result_stdout
+
     try:
-        return int(args.func(args) or 0)
+        with result_stdout(args):
+            return int(args.func(args) or 0)
     except user_errors() as exc:
         print(f"irene {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2

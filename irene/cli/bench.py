@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import sys
 import textwrap
 from collections.abc import Iterable, Iterator
@@ -11,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from irene.cli import UserError
-from irene.cli.options import add_force_option
+from irene.cli.options import add_force_option, add_json_option, print_result, result_stream
 from irene.measure.options import add_measure_arguments, protocol_from_args
 
 
@@ -45,8 +44,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     bench.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     add_measure_arguments(bench, default_runs=10, dedup=False)
     out = bench.add_argument_group("output")
-    out.add_argument("--json", action="store_true",
-                     help="print the whole run as JSON on stdout instead of the table")
+    add_json_option(out, quiet="the median latency in s of the first variant that ran "
+                               "(the reference, eager by default)")
     out.add_argument("-o", "--output", metavar="ROWS.jsonl|.csv",
                      help="write one row per variant (JSONL or CSV, by the suffix)")
     out.add_argument("--figure", metavar="FILE.png|.svg", help="draw latency, energy (or size) "
@@ -164,7 +163,13 @@ def _console() -> Any:
 
 
 def run_bench_command(args: argparse.Namespace) -> int:
-    from irene.bench.report import plot_bench, render_table, run_json, write_bench_page, write_rows
+    from irene.bench.report import (
+        plot_bench,
+        render_table,
+        run_json,
+        write_bench_page,
+        write_rows,
+    )
     from irene.bench.run import BenchModelError, run_bench
 
     variants = _variants(args.variants)
@@ -174,21 +179,21 @@ def run_bench_command(args: argparse.Namespace) -> int:
     protocol = _protocol(args)
     _check_model(args.model, args.seq_len)
     meter = _open_meter(args.meter)
-    # under --json stdout carries the JSON alone: anything a library prints goes to stderr
-    quiet = contextlib.redirect_stdout(sys.stderr) if args.json else contextlib.nullcontext()
-    try:
-        with quiet:
-            run = run_bench(args.model, variants, batch_size=args.batch_size,
-                            seq_len=args.seq_len, device=args.device, protocol=protocol,
-                            meter=meter, progress=_progress)
+    try:  # under --json/--quiet anything a library prints goes to stderr (result_stdout)
+        run = run_bench(args.model, variants, batch_size=args.batch_size,
+                        seq_len=args.seq_len, device=args.device, protocol=protocol,
+                        meter=meter, progress=_progress)
     except BenchModelError as exc:
         raise UserError(str(exc)) from exc
     finally:
         if meter is not None:
             meter.close()
-    if args.json:
-        print(run_json(run))
-    else:
+    ran = [r.latency_s for r in run.results if r.ok and r.latency_s is not None]
+    if args.quiet and not ran:
+        raise UserError(f"{args.model}: no variant ran, no latency to print")
+    if args.json:  # the run as `irene report --bench` reads it back
+        print(run_json(run), file=result_stream())
+    elif not print_result(args, None, ran[0] if ran else 0.0):
         render_table(run, _console())
     if args.output:
         print(f"wrote {write_rows(run, args.output)}", file=sys.stderr)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from irene.cli import UserError
-from irene.cli.options import input_paths, read_input_trees
+from irene.cli.options import add_json_option, input_paths, print_result, read_input_trees
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -28,6 +28,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "terms where the predictor has them")
     p.add_argument("out_dir", help="directory for the calibrated predictor (new, empty, or an "
                                    "earlier predictor)")
+    add_json_option(p, quiet="the model-level error % on the calibration trees after calibrating")
     p.set_defaults(func=run)
 
 
@@ -63,6 +64,12 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"{args.measured}: {exc}") from exc
     calibrated.save(args.out_dir)
     cal = calibrated.state_.calibration
+    result = {"model_dir": args.model_dir, "out_dir": args.out_dir, "trees": len(trees),
+              "calibrated_on": cal.calibrated_on.hardware_text(),
+              "overhead_factor": cal.overhead_factor,
+              "error_before_pct": before, "error_after_pct": after}
+    if print_result(args, result, float(after["model"])):
+        return 0
     print(f"calibrated {args.model_dir} (trained on {base.training_data.hardware_text()}) to "
           f"{cal.calibrated_on.hardware_text()} from {len(trees)} trees: "
           + (f"{len(cal.leaf_types) - 1} primitive types with their own correction"

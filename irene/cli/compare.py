@@ -7,7 +7,15 @@ import json
 from pathlib import Path
 
 from irene.cli import UserError
-from irene.cli.options import add_energy_option, add_trace_options, console, depth, pair
+from irene.cli.options import (
+    add_energy_option,
+    add_json_option,
+    add_trace_options,
+    console,
+    depth,
+    pair,
+    print_result,
+)
 from irene.tree import Tree
 
 
@@ -33,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--figure", metavar="FILE.png|.svg", help="also draw the comparison")
     add_trace_options(p, schema=False)
     add_energy_option(p)
+    add_json_option(p, quiet="B minus A, in J per call")
     p.set_defaults(func=run)
 
 
@@ -52,6 +61,8 @@ def is_trees_file(text: str) -> bool:
 
 
 def _side(operand: str, side: str, args: argparse.Namespace, index: int, out) -> Tree:
+    from rich.markup import escape
+
     from irene.estimate import EstimateError, estimate_tree
     from irene.report.select import select_tree
     from irene.tree import read_trees
@@ -69,12 +80,12 @@ def _side(operand: str, side: str, args: argparse.Namespace, index: int, out) ->
                         "give --predictor DIR to estimate it")
     if picks["batch_size"] is None or picks["seq_len"] is None:
         raise UserError(f"{side} ({operand!r}) is a model: give --batch-size and --seq-len")
-    out.print(f"estimating {side}: {operand} (batch {picks['batch_size']}, "
+    out.print(f"estimating {side}: {escape(operand)} (batch {picks['batch_size']}, "
               f"seq {picks['seq_len']}) ...")
     try:
         return estimate_tree(operand, picks["batch_size"], picks["seq_len"], args.predictor,
                              device=args.device, dtype=args.dtype, attn=args.attn,
-                             warn=lambda text: out.print(text, style="yellow"))
+                             warn=lambda text: out.print(text, style="yellow", markup=False))
     except (EstimateError, ValueError) as exc:
         raise UserError(f"{side} ({operand}): {exc}") from exc
 
@@ -96,7 +107,8 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     label_a, label_b = labels(args.a, args.b, tree_a, tree_b)
-    render_comparison(comparison, label_a, label_b, out)
+    if not print_result(args, comparison_json(comparison, label_a, label_b), comparison.diff_j):
+        render_comparison(comparison, label_a, label_b, out)
     if args.figure:
         from irene.report.plots import plot_comparison
 
@@ -106,6 +118,22 @@ def run(args: argparse.Namespace) -> int:
             raise UserError(str(exc)) from exc
         out.print(f"wrote {args.figure}")
     return 0
+
+
+def comparison_json(comparison, label_a: str, label_b: str) -> dict:
+    """The comparison as JSON: totals (J per call), B − A, B / A, the module rows and the
+    per-primitive-type energies."""
+    return {"a": {"label": label_a, "model": comparison.tree_a.model_name,
+                  "source": comparison.source_a, "total_j": comparison.total_a},
+            "b": {"label": label_b, "model": comparison.tree_b.model_name,
+                  "source": comparison.source_b, "total_j": comparison.total_b},
+            "diff_j": comparison.diff_j, "ratio": comparison.ratio,
+            "modules": [{"key": r.key, "name": r.name, "depth": r.depth,
+                         "type": r.instance_type, "energy_a_j": r.energy_a,
+                         "energy_b_j": r.energy_b, "diff_j": r.diff_j, "ratio": r.ratio}
+                        for r in comparison.rows],
+            "types": [{"type": name, "energy_a_j": a, "energy_b_j": b}
+                      for name, a, b in comparison.types]}
 
 
 def labels(a: str, b: str, tree_a: Tree, tree_b: Tree) -> tuple[str, str]:

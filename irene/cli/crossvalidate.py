@@ -8,7 +8,14 @@ import time
 from pathlib import Path
 
 from irene.cli import UserError
-from irene.cli.options import add_config_options, input_paths, load_config, read_input_trees
+from irene.cli.options import (
+    add_config_options,
+    add_json_option,
+    input_paths,
+    load_config,
+    print_result,
+    read_input_trees,
+)
 
 RESULT_FILE = "crossvalidation.json"
 
@@ -22,6 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out_dir", help="directory for crossvalidation.json, predictions, figures")
     add_config_options(p)
     p.add_argument("--no-plots", action="store_true", help="do not draw figures")
+    add_json_option(p, quiet="the overall model-level MAPE %")
     p.set_defaults(func=run)
 
 
@@ -62,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
             handle.write("\n")
         if not args.no_plots:
             _plot(trees, cv, staging)
+    if print_result(args, result, float(cv.overall["model"])):
+        return 0
     print(("SYNTHETIC DATA — " if synthetic else "")
           + "leave-one-model-out mean absolute percentage error:")
     print(cv.table())

@@ -24,12 +24,13 @@ from irene.cli.options import (
     add_json_option,
     add_trace_options,
     add_view_options,
+    check_outputs,
     console,
     depth,
     dimension,
     number_at_most,
     positive_int,
-    print_json,
+    print_result,
 )
 from irene.cli.phases import (
     add_generation_arguments,
@@ -89,7 +90,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="with --phase train: also the energy of N training steps")
     add_generation_arguments(p)
     add_view_options(p)
-    add_json_option(p)
+    add_json_option(p, quiet="the total energy in J (a call or --steps N training steps; a "
+                               "generation: all of it; --serving: J per output token)")
     p.add_argument("-o", "--output", metavar="TREES.jsonl",
                    help="also save the predicted tree(s) (JSONL)")
     p.add_argument("--html", metavar="REPORT.html", help="also write an HTML report")
@@ -118,20 +120,6 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="a hardware parameter JSON (scripts/fit_hardware.py; default: the one "
                         "shipped with irene)")
     p.set_defaults(func=run)
-
-
-def check_outputs(args: argparse.Namespace) -> None:
-    """Refuse outputs that would destroy data, before any work: an existing trees file is only
-    replaced with --force (estimate writes one tree)."""
-    from irene.files import file_kind, guard_output
-
-    if args.output:
-        guard_output(args.output, kind="trees", force=args.force)
-        if file_kind(args.output) == "trees" and not args.force:
-            raise UserError(f"{args.output}: already holds trees; estimate writes one tree and "
-                            "would replace them: give another path, or --force")
-    if args.html:
-        guard_output(args.html, kind="html", force=args.force)
 
 
 def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
@@ -185,8 +173,8 @@ def run_trace(args: argparse.Namespace) -> int:
     try:
         tree = estimate_tree(args.model_name, args.batch_size, args.seq_len, args.predictor,
                              device=args.device, dtype=args.dtype or "float32", attn=args.attn,
-                             progress=not args.json, hub=not args.offline,
-                             warn=lambda text: notes.print(text, style="yellow"),
+                             progress=not (args.json or args.quiet), hub=not args.offline,
+                             warn=lambda text: notes.print(text, style="yellow", markup=False),
                              context_len=context_len, **phase)
     except (EstimateError, ValueError) as exc:
         raise UserError(str(exc)) from exc
@@ -197,7 +185,7 @@ def run_trace(args: argparse.Namespace) -> int:
 
         split = training_split(tree, source="predicted", depth=depth(args) or 3,
                                steps=args.steps or 1)
-    if args.json:
+    if args.json or args.quiet:
         from irene.report.breakdown import breakdown_json
 
         data = breakdown_json(breakdown, note=energy_for(tree, breakdown.source))
@@ -205,7 +193,7 @@ def run_trace(args: argparse.Namespace) -> int:
             from irene.report.training import split_json
 
             data["training"] = split_json(split, top=args.top)
-        print_json(data)
+        print_result(args, data, breakdown.total_j * (args.steps or 1))
     else:
         render_breakdown(breakdown, out)
         if split is not None:
@@ -250,8 +238,6 @@ def run_serving(args: argparse.Namespace) -> int:
             predictor=args.serving_predictor, hub=not args.offline)
     except (ServingEstimateError, ParamsFormatError, GpuSpecError) as exc:
         raise UserError(str(exc)) from exc
-    if args.json:
-        print_json(estimate_json(estimate))
-    else:
+    if not print_result(args, estimate_json(estimate), estimate.joules_per_token):
         render_estimate(estimate, console(), top=args.top)
     return 0

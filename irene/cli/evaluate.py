@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from irene.cli import UserError
-from irene.cli.options import add_json_option, print_json, read_input_trees
+from irene.cli.options import add_json_option, print_result, read_input_trees
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("pred", help="JSONL trees with predicted_energy (same trees)")
     p.add_argument("--node_types", "--node-types", default=",".join(REPORT_ORDER),
                    help="comma-separated node types (default: ml,module,model)")
-    add_json_option(p)
+    add_json_option(p, quiet="the MAPE % of the last node type asked for (default: model)")
     p.set_defaults(func=run)
 
 
@@ -32,8 +32,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--node_types: unknown node type(s) {bad}; choose from {REPORT_ORDER}")
     paired = pair_predictions(read_input_trees(args.gold), read_input_trees(args.pred))
     mape = mape_by_node_type(paired, node_types)
-    if args.json:
-        print_json(mape)
+    if print_result(args, mape, float(mape[node_types[-1]])):
         return 0
     print(f"{'node type':<10} {'nodes':>7} {'MAPE %':>8} {'median %':>9} {'p90 %':>7} "
           f"{'max %':>8} {'bias %':>8}")

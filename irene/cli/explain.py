@@ -11,7 +11,7 @@ from irene.cli.options import (
     add_view_options,
     console,
     depth,
-    print_json,
+    print_result,
     read_input_trees,
 )
 
@@ -27,7 +27,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_tree_choice(p)
     add_view_options(p)
     add_energy_option(p)
-    add_json_option(p)
+    add_json_option(p, quiet="the energy of the tree (J per call)")
     p.add_argument("--no-group", action="store_true",
                    help="list repeated layers one by one in the top lists")
     p.set_defaults(func=run)
@@ -58,12 +58,10 @@ def run(args: argparse.Namespace) -> int:
 
     split = training.training_split(tree, source=breakdown.source, depth=depth(args) or 3) \
         if training.is_training_step(tree) else None
-    if args.json:
-        data = breakdown_json(breakdown, note=energy_for(tree, breakdown.source))
-        if split is not None:
-            data["training"] = training.split_json(split, top=args.top)
-        print_json(data)
-    else:
+    data = breakdown_json(breakdown, note=energy_for(tree, breakdown.source))
+    if split is not None:
+        data["training"] = training.split_json(split, top=args.top)
+    if not print_result(args, data, breakdown.total_j):
         render_breakdown(breakdown, console())
         if split is not None:
             training.render_training(split, console(), top=args.top)

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 
 from irene.cli import UserError
-from irene.cli.options import add_force_option, input_paths, read_many
+from irene.cli.options import (
+    add_force_option,
+    add_json_option,
+    input_paths,
+    print_result,
+    read_many,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -18,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="trees files, directories of them, or a built-in data set")
     p.add_argument("-o", "--output", required=True, metavar="NODES.csv|NODES.jsonl")
     add_force_option(p)
+    add_json_option(p, quiet="the path of the table written")
     p.set_defaults(func=run)
 
 
@@ -31,5 +38,7 @@ def run(args: argparse.Namespace) -> int:
     guard_output(args.output, kind=kind, inputs=input_paths(args.trees), force=args.force)
     trees = read_many(args.trees)
     rows = write_node_table(trees, args.output)
-    print(f"wrote {rows} node rows of {len(trees)} trees to {args.output}")
+    if not print_result(args, {"output": args.output, "rows": rows, "trees": len(trees)},
+                        args.output):
+        print(f"wrote {rows} node rows of {len(trees)} trees to {args.output}")
     return 0

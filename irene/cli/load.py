@@ -8,7 +8,7 @@ import textwrap
 from typing import Any
 
 from irene.cli import UserError
-from irene.cli.options import add_json_option, positive_int, positive_number
+from irene.cli.options import add_json_option, positive_int, positive_number, print_result
 
 METER_HELP = ("energy meter read over the whole run: nvml, rapl, wattmeter:LOG.csv, simulated "
               "(tests), cpu-model[:TDP_W] (estimated, not measured: TDP x CPU utilisation of "
@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_load_arguments(load)
     load.add_argument("-o", "--output", metavar="RUN_DIR", required=True,
                       help="directory for the run's files (new, empty, or an earlier run's)")
-    add_json_option(load)
+    add_json_option(load, quiet="the run's total energy in J (measured or estimated)")
     load.set_defaults(func=run_load_command)
 
 
@@ -106,11 +106,7 @@ def run_load_command(args: argparse.Namespace) -> int:
         if meter is not None:
             meter.close()
     write_run(run, args.output)
-    if args.json:
-        from irene.cli.options import print_json
-
-        print_json(run.summary)
-    else:
+    if not print_result(args, run.summary, float(run.attribution.total_j)):
         print(summary_text(run.summary))
     print(f"wrote {args.output}/requests.csv, requests.jsonl, intervals.csv, summary.json",
           file=sys.stderr)

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from typing import Any, TextIO
 
-from irene.cli import UserError
+from irene.cli.errors import UserError
 from irene.tree import Tree
 
 # --------------------------------------------------------------------------------------------
@@ -162,9 +163,16 @@ def add_force_option(parser: argparse.ArgumentParser) -> None:
                         help="replace an existing output file of another kind")
 
 
-def add_json_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true",
-                        help="print the result as JSON (machine-readable) instead of text")
+def add_json_option(parser: argparse.ArgumentParser, *, quiet: str) -> None:
+    """``--json`` (the result as JSON) and ``--quiet`` (only ``quiet``, the one number or path
+    the command is asked for), one or the other: every command takes both. While the command
+    runs, :func:`result_stdout` keeps stdout for the result alone."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--json", action="store_true",
+                       help="print the result as JSON (machine-readable) on stdout instead of "
+                            "text; notes and progress go to stderr")
+    group.add_argument("--quiet", action="store_true",
+                       help=f"print only {quiet}, on one line, nothing else on stdout")
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -178,6 +186,20 @@ def add_config_options(parser: argparse.ArgumentParser) -> None:
                         help="override one configuration key; VALUE is JSON "
                              "(--set epochs=50 --set 'feature_sets=[\"model_specs\"]'), "
                              "repeatable")
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """``irene estimate``'s -o and --html: refuse outputs that would destroy data, before any
+    work: an existing trees file is only replaced with --force (estimate writes one tree)."""
+    from irene.files import file_kind, guard_output
+
+    if args.output:
+        guard_output(args.output, kind="trees", force=args.force)
+        if file_kind(args.output) == "trees" and not args.force:
+            raise UserError(f"{args.output}: already holds trees; estimate writes one tree and "
+                            "would replace them: give another path, or --force")
+    if args.html:
+        guard_output(args.html, kind="html", force=args.force)
 
 
 # --------------------------------------------------------------------------------------------
@@ -294,6 +316,45 @@ def print_synthetic_line(trees: list[Tree]) -> None:
         console().print(line)
 
 
+#: the streams command results go to (innermost last) while :func:`result_stdout` sends
+#: everything else printed on stdout to stderr
+_RESULT_STREAMS: list[TextIO] = []
+
+
+@contextlib.contextmanager
+def result_stdout(args: argparse.Namespace) -> Iterator[None]:
+    """Run a command: with ``--json`` or ``--quiet`` its stdout carries the result alone
+    (:func:`print_json`, :func:`print_result`); anything else printed (notes, tables a library
+    prints) goes to stderr."""
+    if not (getattr(args, "json", False) or getattr(args, "quiet", False)):
+        yield
+        return
+    _RESULT_STREAMS.append(sys.stdout)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        _RESULT_STREAMS.pop()
+
+
+def result_stream() -> TextIO:
+    """Where a command's result goes: stdout as it was before :func:`result_stdout`."""
+    return _RESULT_STREAMS[-1] if _RESULT_STREAMS else sys.stdout
+
+
 def print_json(data: Any) -> None:
-    """``data`` as indented JSON on stdout."""
-    print(json.dumps(data, indent=2, allow_nan=False, default=str))
+    """``data`` as indented JSON on the result stream (stdout)."""
+    print(json.dumps(data, indent=2, allow_nan=False, default=str), file=result_stream())
+
+
+def print_result(args: argparse.Namespace, data: Any, quiet: float | int | str) -> bool:
+    """With ``--json`` print ``data``, with ``--quiet`` only ``quiet`` (a number: full
+    precision, no unit); True if printed (the command then prints no text)."""
+    if getattr(args, "json", False):
+        print_json(data)
+        return True
+    if getattr(args, "quiet", False):
+        text = f"{quiet:.6g}" if isinstance(quiet, float) else str(quiet)
+        print(text, file=result_stream())
+        return True
+    return False

@@ -8,7 +8,13 @@ import argparse
 from typing import Any
 
 from irene.cli import UserError
-from irene.cli.options import context_length, dimension, int_list, positive_number
+from irene.cli.options import (
+    check_outputs,
+    context_length,
+    dimension,
+    int_list,
+    positive_number,
+)
 from irene.schema import OPTIMIZER_NAMES, PHASE_CODES
 
 #: the workloads a tree can be (irene.schema.PHASE_CODES)
@@ -99,7 +105,6 @@ def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
 def run_generation(args: argparse.Namespace) -> int:
     """``irene estimate MODEL --prompt-len P --new-tokens N``: predict, print (or --json),
     and write the traced trees (-o), the HTML page (--html) and the figure (--plot)."""
-    from irene.cli.estimate import check_outputs
     from irene.cli.options import console
     from irene.estimate import EstimateError
     from irene.files import guard_output
@@ -125,8 +130,8 @@ def run_generation(args: argparse.Namespace) -> int:
             tolerance_pct=args.decode_tolerance, device=args.device,
             dtype=args.dtype or "float32",
             attn=args.attn,
-            progress=not args.json, hub=not args.offline,
-            warn=lambda text: notes.print(text, style="yellow"))
+            progress=not (args.json or args.quiet), hub=not args.offline,
+            warn=lambda text: notes.print(text, style="yellow", markup=False))
     except (EstimateError, ValueError) as exc:
         raise UserError(str(exc)) from exc
     _show(estimate, args, out)
@@ -135,13 +140,13 @@ def run_generation(args: argparse.Namespace) -> int:
 
 
 def _show(estimate, args: argparse.Namespace, out) -> None:
-    from irene.cli.options import depth, print_json
+    from irene.cli.options import depth, print_result
     from irene.report import energy_for
 
-    if args.json:
+    if args.json or args.quiet:
         data = estimate.to_json(depth=depth(args), top=args.top)
         data["energy_for"] = energy_for(estimate.prefill, "predicted")
-        print_json(data)
+        print_result(args, data, estimate.total_j)
         return
     from irene.report.generation import render_generation
 

@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 
 from irene.cli import UserError
-from irene.cli.options import add_energy_option, print_synthetic_line, read_many
+from irene.cli.options import (
+    add_energy_option,
+    add_json_option,
+    print_result,
+    print_synthetic_line,
+    read_many,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -20,6 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="output directory (default figures/)")
     p.add_argument("--format", choices=("png", "svg"), default="png")
     add_energy_option(p)
+    add_json_option(p, quiet="the output directory")
     p.set_defaults(func=run)
 
 
@@ -32,6 +39,8 @@ def run(args: argparse.Namespace) -> int:
         written = plot_all(trees, args.output, fmt=args.format, source=args.energy)
     except ValueError as exc:
         raise UserError(str(exc)) from exc
-    for path in written:
-        print(f"wrote {path}")
+    if not print_result(args, {"output": args.output, "written": [str(p) for p in written]},
+                        args.output):
+        for path in written:
+            print(f"wrote {path}")
     return 0

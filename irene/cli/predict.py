@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from irene.cli.options import add_force_option, input_paths, read_input_trees
+from irene.cli.options import (
+    add_force_option,
+    add_json_option,
+    input_paths,
+    print_result,
+    read_input_trees,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -16,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("out", help="JSONL output: the trees with predicted_energy on every node")
     p.add_argument("model_dir", help="a predictor written by 'irene train'")
     add_force_option(p)
+    add_json_option(p, quiet="the mean predicted energy of the trees' models (J per call)")
     p.set_defaults(func=run)
 
 
@@ -29,7 +36,14 @@ def run(args: argparse.Namespace) -> int:
     guard_output(args.out, kind="trees", inputs=inputs, force=args.force)
     model = load_predictor(args.model_dir)
     trees = read_input_trees(args.data)
-    write_trees(model.predict(trees), args.out)
+    predicted = model.predict(trees)
+    write_trees(predicted, args.out)
+    roots = [t.root.predicted_energy for t in predicted]
+    mean = sum(roots) / len(roots) if roots else 0.0
+    if print_result(args, {"output": args.out, "trees": len(trees),
+                           "energy_for": model.energy_for, "mean_model_energy_j": mean,
+                           "model_energy_j": roots}, mean):
+        return 0
     print(f"wrote {len(trees)} trees with predicted_energy to {args.out} "
           f"(energies for: {model.energy_for})")
     return 0

@@ -9,8 +9,10 @@ from irene.cli import UserError
 from irene.cli.options import (
     add_energy_option,
     add_force_option,
+    add_json_option,
     input_paths,
     positive_int,
+    print_result,
     print_synthetic_line,
     read_many,
 )
@@ -37,6 +39,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "(repeatable)")
     add_energy_option(p)
     add_force_option(p)
+    add_json_option(p, quiet="the path of the page written")
     p.set_defaults(func=run)
 
 
@@ -105,6 +108,9 @@ def run(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise UserError(str(exc)) from exc
     size = Path(args.output).stat().st_size
+    if print_result(args, {"output": args.output, "trees": len(trees), "bytes": size},
+                    args.output):
+        return 0
     print(f"wrote {args.output} ({len(trees)} trees, {size / 1024:.0f} KiB); open it in any "
           f"browser: {Path(args.output).resolve().as_uri()}")
     return 0

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from irene.cli import UserError
-from irene.cli.options import number_at_most
+from irene.cli.options import add_json_option, number_at_most, print_result
 from irene.limits import MAX_MINUTES
 
 if TYPE_CHECKING:
@@ -39,15 +38,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     run.add_argument("--ray", nargs="?", const="", default=None, metavar="ADDRESS",
                      help="spread the items over a Ray cluster: no ADDRESS starts a local "
                           "instance; auto, HOST:6379 or ray://HOST:10001 join one "
-                          "(pip install 'irene[ray]')")
+                          "(pip install -e '.[ray]')")
     run.add_argument("--mlflow", nargs="?", const="", default=None, metavar="URI",
                      help="log the run to MLflow: no URI uses MLFLOW_TRACKING_URI or "
-                          "mlruns/ beside the output (pip install 'irene[mlflow]')")
+                          "mlruns/ beside the output (pip install -e '.[mlflow]')")
     run.add_argument("--check-meter", action="store_true",
                      help="only check the plan's meter here (energy counter, update period, "
                           "idle power) and exit")
-    run.add_argument("--json", action="store_true",
-                     help="print the dry run, meter check or run result as JSON")
+    add_json_option(run, quiet="the number of trees written (--dry-run: the expected minutes; "
+                               "--check-meter: the meter's update period in s)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
     run.set_defaults(func=run_command)
 
@@ -92,9 +91,7 @@ def _check_meter(plan: Plan, args: argparse.Namespace) -> int:
         result = check_meter(meter, idle_seconds=plan.protocol.idle_seconds)
     finally:
         meter.close()
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-    else:
+    if not print_result(args, result.to_dict(), result.update_period_s or 0.0):
         print("\n".join(result.lines()))
     return 0
 
@@ -113,9 +110,7 @@ def _dry_run(plan: Plan, args: argparse.Namespace) -> int:
         print("note: --dry-run estimates one host and logs nothing; --ray/--mlflow ignored",
               file=sys.stderr)
     result = dry_run(plan, _options(args))
-    if args.json:
-        print(json.dumps(result.to_dict(), indent=2))
-    else:
+    if not print_result(args, result.to_dict(), result.total_s / 60):
         print(format_dry_run(result))
     return 0
 
@@ -163,15 +158,13 @@ def _run(plan: Plan, args: argparse.Namespace) -> int:
     from irene.campaign.summary import format_summary
 
     result = run_plan(plan, _options(args))
-    if args.json:
-        print(json.dumps({"output": str(result.output), "written": result.written,
-                          "already": result.already, "measured": result.measured,
-                          "reused": result.reused, "seconds": result.seconds,
-                          "deferred": [i.label() for i in result.deferred],
-                          "failed": result.failed, "retried": result.retried,
-                          "summary": str(result.summary_path) if result.summary_path else None},
-                         indent=2))
-    else:
+    data = {"output": str(result.output), "written": result.written,
+            "already": result.already, "measured": result.measured,
+            "reused": result.reused, "seconds": result.seconds,
+            "deferred": [i.label() for i in result.deferred],
+            "failed": result.failed, "retried": result.retried,
+            "summary": str(result.summary_path) if result.summary_path else None}
+    if not print_result(args, data, result.written):
         print(f"{plan.output}: wrote {result.written} tree(s) in {result.seconds / 60:.1f} min "
               f"({result.measured} node measurements made, {result.reused} reused); "
               f"{result.already} were already there")

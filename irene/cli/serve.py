@@ -8,7 +8,7 @@ import sys
 import textwrap
 
 from irene.cli import UserError
-from irene.cli.options import positive_int
+from irene.cli.options import add_json_option, positive_int, print_result
 
 #: the runtimes, declared here so building the parser imports no torch
 RUNTIMES = ("torch", "torchscript", "onnxruntime", "openvino")
@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
             "POST /generate {\"prompt\": ..., \"max_new_tokens\": N, \"stream\": false} returns "
             "the completion, tokens in and out and the server's time marks; GET /health says "
             "what is served. SIGTERM (or Ctrl-C) stops it once the requests in flight end. "
-            "Needs the serve extra: pip install 'irene[serve]'.", width=90))
+            "Needs the serve extra: pip install -e '.[serve]' (from a checkout).", width=90))
     serve.add_argument("model", metavar="MODEL",
                        help="built-in name (random weights) or a local directory / config.json; "
                             "never downloaded")
@@ -41,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        help="seed of the random weights (default %(default)s)")
     serve.add_argument("--threads", type=positive_int, default=None, metavar="N",
                        help="torch / ONNX Runtime / OpenVINO threads (default: torch's)")
+    add_json_option(serve, quiet="the number of requests served, when the server stops")
     serve.set_defaults(func=run_serve_command)
 
 
@@ -49,7 +50,8 @@ def _require_serve_extra() -> None:
 
     missing = [m for m in ("fastapi", "uvicorn") if importlib.util.find_spec(m) is None]
     if missing:
-        raise UserError(f"{', '.join(missing)} not installed: pip install 'irene[serve]'")
+        raise UserError(f"{', '.join(missing)} not installed: pip install -e '.[serve]' "
+                        "(from a checkout)")
 
 
 def load_state(args: argparse.Namespace):  # -> irene.serve.app.ServerState
@@ -148,4 +150,7 @@ def run_serve_command(args: argparse.Namespace) -> int:
                         "address of this machine)")
     print(f"irene serve: stopped ({state.served} served, {state.dropped} dropped)",
           file=sys.stderr, flush=True)
+    print_result(args, {"model": args.model, "runtime": args.runtime, "device": args.device,
+                        "url": f"http://{args.host}:{args.port}", "served": state.served,
+                        "dropped": state.dropped}, state.served)
     return 0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from irene.cli import UserError
 from irene.cli.load import add_load_arguments, open_meter_arg, progress_bar, read_prompt_arg
-from irene.cli.options import add_force_option, positive_int
+from irene.cli.options import add_force_option, add_json_option, positive_int, print_result
 from irene.cli.serve import RUNTIMES
 
 
@@ -36,8 +36,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="wait this long for a server to answer (default %(default)s)")
     add_load_arguments(p)
     out = p.add_argument_group("output")
-    out.add_argument("--json", action="store_true",
-                     help="print the whole comparison as JSON on stdout instead of the table")
+    add_json_option(out, quiet="the runtime with the lowest median J/request")
     out.add_argument("--figure", metavar="FILE.png|.svg",
                      help="box plots of J/request and latency per runtime")
     out.add_argument("--html", metavar="PAGE.html", help="a self-contained HTML page")
@@ -68,9 +67,9 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 def run_serve_bench_command(args: argparse.Namespace) -> int:
     import importlib.util
-    import json
 
     from irene.serve.bench import (
+        best_runtime,
         describe,
         markdown_table,
         plot_serve_bench,
@@ -81,7 +80,8 @@ def run_serve_bench_command(args: argparse.Namespace) -> int:
 
     missing = [m for m in ("fastapi", "uvicorn", "httpx") if importlib.util.find_spec(m) is None]
     if missing:
-        raise UserError(f"{', '.join(missing)} not installed: pip install 'irene[serve]'")
+        raise UserError(f"{', '.join(missing)} not installed: pip install -e '.[serve]' "
+                        "(from a checkout)")
     runtimes = parse_runtimes(args.runtimes)
     from irene.cli.bench import check_device
 
@@ -102,9 +102,7 @@ def run_serve_bench_command(args: argparse.Namespace) -> int:
                                 on_request=lambda: bar.update(1))
     finally:
         bar.close()
-    if args.json:
-        print(json.dumps(bench, indent=2, default=str))
-    else:
+    if not print_result(args, bench, best_runtime(bench)):
         print(describe(bench))
         print(markdown_table(bench))
         for key in ("j_per_request", "latency_s"):

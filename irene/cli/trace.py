@@ -10,7 +10,13 @@ import warnings
 from pathlib import Path
 
 from irene.cli import UserError
-from irene.cli.options import add_trace_options, dimension, int_list
+from irene.cli.options import (
+    add_json_option,
+    add_trace_options,
+    dimension,
+    int_list,
+    print_result,
+)
 from irene.cli.phases import add_phase_arguments, phase_context_lens, phase_options
 from irene.limits import MAX_PLAN_ITEMS
 from irene.measure.options import add_measure_arguments, protocol_from_args
@@ -45,6 +51,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     trace.add_argument("--offline", action="store_true",
                        help="never look MODEL up on the Hub")
     add_measure_arguments(trace)
+    add_json_option(trace, quiet="the number of trees written (0: all were already there)")
     trace.set_defaults(func=run)
 
 
@@ -107,15 +114,18 @@ def run(args: argparse.Namespace) -> int:
             print(repaired, file=sys.stderr)
         meter = _open_meter(args)
         try:
-            _trace_all(args, todo_all, protocol, meter)
+            written = _trace_all(args, todo_all, protocol, meter)
         finally:
             if meter is not None:
                 meter.close()
+    print_result(args, {"output": str(args.output), "model": args.model, "written": written,
+                        "already": len(todo_all) - written}, written)
     return 0
 
 
 def _trace_all(args: argparse.Namespace, todo_all: list[tuple[int, int, int]], protocol,
-               meter) -> None:
+               meter) -> int:
+    """Trace and append the combinations not yet in the output; the number of trees written."""
     from tqdm import tqdm
 
     from irene.measure import MeasurementCache
@@ -134,7 +144,7 @@ def _trace_all(args: argparse.Namespace, todo_all: list[tuple[int, int, int]], p
         print(f"{args.output}: {len(todo_all) - len(todo)} of {len(todo_all)} combinations "
               "already traced with these settings, skipping them", file=sys.stderr)
     if not todo:
-        return
+        return 0
     model, trace = _model_and_tracer(args)
     cache = MeasurementCache(enabled=protocol.dedup)
     for batch_size, seq_len, context_len in tqdm(todo, desc=f"trace {args.model}", unit="tree"):
@@ -155,6 +165,7 @@ def _trace_all(args: argparse.Namespace, todo_all: list[tuple[int, int, int]], p
             print(f"warning: {item.message}", file=sys.stderr)
         append_tree(tree, args.output)
     print(f"{args.output}: wrote {len(todo)} tree(s) of {args.model}", file=sys.stderr)
+    return len(todo)
 
 
 def _model_and_tracer(args: argparse.Namespace):  # -> (model or name, trace one tree)

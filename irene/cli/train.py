@@ -5,7 +5,13 @@ from __future__ import annotations
 import argparse
 import time
 
-from irene.cli.options import add_config_options, load_config, read_input_trees
+from irene.cli.options import (
+    add_config_options,
+    add_json_option,
+    load_config,
+    print_result,
+    read_input_trees,
+)
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -16,6 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model_dir", help="directory to write the predictor to (new, empty, or an "
                                      "earlier predictor)")
     add_config_options(p)
+    add_json_option(p, quiet="the training-set MAPE % at model level")
     p.set_defaults(func=run)
 
 
@@ -33,6 +40,12 @@ def run(args: argparse.Namespace) -> int:
     errors = percentage_errors(trees, model.predict(trees))  # checked before the swap: a
     model.save(args.model_dir)  # model whose predictions fail never replaces an earlier one
     data = model.training_data
+    result = {"model_dir": args.model_dir, "predictor": repr(model), "trees": data.trees,
+              "models": list(data.models), "schema": model.schema,
+              "features": model.required_features(), "fit_seconds": round(fit_s, 3),
+              "energy_for": data.hardware_text(), "training_errors_pct": errors}
+    if print_result(args, result, float(errors["model"])):
+        return 0
     print(f"trained {model!r} on {data.trees} trees ({len(data.models)} models, schema "
           f"{model.schema}) in {fit_s:.1f} s; features: {', '.join(model.required_features())}")
     print(f"energies are for: {data.hardware_text()}")

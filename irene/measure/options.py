@@ -23,7 +23,8 @@ def add_measure_arguments(parser: argparse.ArgumentParser, *, default_meter: str
     group.add_argument("--meter", default=default_meter, metavar="SPEC",
                        help="energy meter: none (features and times only), auto, nvml, rapl, "
                             "wattmeter:PATH.csv, cpu-model[:TDP_W] (estimated, not measured), or "
-                            "several joined by + (default: %(default)s)")
+                            "several joined by +; simulated: 50 W x time, no measurement, for "
+                            "demos and tests on a machine without a meter (default: %(default)s)")
     group.add_argument("--runs", type=int, default=default_runs,
                        help="measured runs; values are medians (default: %(default)s)")
     group.add_argument("--warmup", type=int, default=_DEFAULT.warmup,

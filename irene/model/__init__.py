@@ -12,13 +12,13 @@ Both follow :class:`~irene.model.base.TreePredictor`: ``fit(trees)``, ``predict(
 """
 
 from irene.model.base import PredictionError, TreePredictor
-from irene.model.persist import ModelFormatError, load_model
+from irene.model.persist import ESTIMATORS, ModelFormatError, load_model
 from irene.model.regressor import DEFAULT_CONFIG, IreneRegressor
 from irene.model.state import FittedState, TrainingData
 from irene.model.structure import StructureRegressor
 
-#: predictor classes by the name users and model directories give them
-ESTIMATORS = {cls.estimator: cls for cls in (IreneRegressor, StructureRegressor)}
+# ESTIMATORS: predictor classes by the name users and model directories give them (each
+# TreePredictor subclass with a name enters itself when it is defined: persist.register)
 
 
 def load_predictor(directory: str) -> TreePredictor:

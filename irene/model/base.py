@@ -26,6 +26,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from irene.features import FlatForest, drop_leaky_features
+from irene.model import persist
 from irene.model.state import TrainingData
 from irene.schema import Schema, schema_of_meta
 from irene.tree import Tree, check_unique_keys, require_energy
@@ -43,6 +44,10 @@ class TreePredictor:
     estimator: ClassVar[str] = ""
 
     state_: Any = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        persist.register(cls)  # a named predictor can be loaded from its directory
 
     # ---------------------------------------------------------------- scikit-learn conventions
     @classmethod
@@ -173,21 +178,15 @@ class TreePredictor:
     # ------------------------------------------------------------------------- persistence
     def save(self, directory: str) -> None:
         """Write config.json (JSON) and tensors.safetensors into ``directory``, as one unit."""
-        from irene.model.persist import save_model
-
         self._fitted()
-        save_model(self, directory)
+        persist.save_model(self, directory)
 
     @classmethod
     def load(cls, directory: str):
         """Load a model directory written by :meth:`save`; never unpickles anything."""
-        from irene.model.persist import load_model
-
-        model = load_model(directory)
+        model = persist.load_model(directory)
         if cls is not TreePredictor and not isinstance(model, cls):
-            from irene.model.persist import ModelFormatError
-
-            raise ModelFormatError(f"{directory}: holds a {type(model).__name__}, not a "
+            raise persist.ModelFormatError(f"{directory}: holds a {type(model).__name__}, not a "
                                    f"{cls.__name__}")
         return model
 

@@ -30,14 +30,13 @@ from __future__ import annotations
 import copy
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 
 from irene.features import FlatForest
 from irene.model.base import TreePredictor
 from irene.model.params import SHARED_TYPE
-from irene.model.state import TrainingData
+from irene.model.state import EXPONENT_RANGE, TERM_RANGE, Calibration, TrainingData
 from irene.tree import Tree, check_unique_keys, require_energy
 
 #: ridge penalty (per leaf) pulling a type's log ratio towards the shared one
@@ -45,62 +44,14 @@ SHRINKAGE = 0.05
 #: ridge penalty (per leaf) pulling an exponent towards its prior (the shared one; 1 for the
 #: shared): an exponent is only fitted where the leaf energies span a range of sizes
 SLOPE_PRIOR = 0.05
-#: exponents outside this range are not a device change but a fit gone wrong
-EXPONENT_RANGE = (0.5, 1.5)
 #: leaves a type needs in the calibration trees to get a correction of its own
 MIN_LEAVES = 3
 #: pull of the term scales towards 1 (weight of log scale² against the mean squared log
 #: residual of the leaves)
 TERM_PRIOR = 1e-3
 #: bound of a term's log scale (a factor of about 150 either way)
-TERM_RANGE = 5.0
 #: calibration forms: per-type power laws, term scales, or terms where the predictor has them
 FORMS = ("auto", "power_law", "terms")
-
-
-@dataclass
-class Calibration:
-    """A fitted correction (see the module docstring). ``leaf_types`` [C] (lower-cased, the
-    shared correction last); ``log_scale`` [C] and ``exponent`` [C]: ``E_new = exp(log_scale) ·
-    E_base^exponent`` per type; ``overhead_factor``: multiplies the module overhead;
-    ``calibrated_on``: the measured trees used."""
-
-    leaf_types: list[str]
-    log_scale: np.ndarray
-    exponent: np.ndarray
-    overhead_factor: float
-    calibrated_on: TrainingData = field(default_factory=TrainingData)
-    #: log factors on the (per-call, per-FLOP, per-byte) leaf terms (``form="terms"``; the
-    #: power-law rows are then the identity)
-    term_log_scale: np.ndarray | None = None
-
-    @property
-    def form(self) -> str:
-        """``terms`` or ``power_law``."""
-        return "power_law" if self.term_log_scale is None else "terms"
-
-    def index(self, keys: np.ndarray) -> np.ndarray:
-        """Row of each node's type key in :attr:`leaf_types` (the shared row when absent)."""
-        lookup = {k: i for i, k in enumerate(self.leaf_types)}
-        shared = lookup[SHARED_TYPE]
-        return np.array([lookup.get(k, shared) for k in keys.tolist()], dtype=np.int64)
-
-    def apply(self, leaf_energy: np.ndarray, index: np.ndarray) -> np.ndarray:
-        """Corrected leaf energies (J) from base ones (J), per node type row ``index``
-        (non-positive base values stay as they are: the prediction check reports them)."""
-        safe = np.maximum(leaf_energy, 1e-300)
-        corrected = np.exp(self.log_scale[index] + self.exponent[index] * np.log(safe))
-        return np.where(leaf_energy > 0, corrected, leaf_energy)
-
-    def to_dict(self) -> dict:
-        return {"leaf_types": list(self.leaf_types), "overhead_factor": self.overhead_factor,
-                "calibrated_on": self.calibrated_on.to_dict(), "form": self.form}
-
-    def arrays(self) -> dict[str, np.ndarray]:
-        out = {"calibration.log_scale": self.log_scale, "calibration.exponent": self.exponent}
-        if self.term_log_scale is not None:
-            out["calibration.term_log_scale"] = self.term_log_scale
-        return out
 
 
 class CalibrationRefused(ValueError):

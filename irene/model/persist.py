@@ -23,7 +23,7 @@ import os
 import stat
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 from safetensors import SafetensorError
@@ -38,8 +38,9 @@ from irene.files import (
 )
 from irene.model.state import TrainingData
 
-if TYPE_CHECKING:
-    from irene.model.base import TreePredictor
+#: a :class:`~irene.model.base.TreePredictor` (not imported here: the base class imports this
+#: module to save, load and register its subclasses)
+Predictor = Any
 
 FORMAT_NAME = "irene-regressor"
 FORMAT_VERSION = 2
@@ -58,14 +59,24 @@ class ModelFormatError(ValueError):
 # saving
 
 
-def estimators() -> dict[str, type]:
-    """Predictor classes by the name ``config.json`` records (:data:`irene.model.ESTIMATORS`)."""
-    from irene.model import ESTIMATORS
+#: predictor classes by the name users and model directories give them (``config.json``'s
+#: ``estimator``); every :class:`~irene.model.base.TreePredictor` subclass with a name is
+#: entered when it is defined (:func:`register`)
+ESTIMATORS: dict[str, type[Predictor]] = {}
 
+
+def register(cls: type[Predictor]) -> None:
+    """Enter a predictor class under its ``estimator`` name (classes without one are skipped)."""
+    if cls.estimator:
+        ESTIMATORS[cls.estimator] = cls
+
+
+def estimators() -> dict[str, type[Predictor]]:
+    """Predictor classes by the name ``config.json`` records (:data:`ESTIMATORS`)."""
     return ESTIMATORS
 
 
-def save_model(model: TreePredictor, directory: str | os.PathLike) -> None:
+def save_model(model: Predictor, directory: str | os.PathLike) -> None:
     """Write a fitted model to ``directory`` as one unit (see the module docstring).
 
     ``directory`` must be a new path, an empty directory, or a model directory written by irene
@@ -155,9 +166,9 @@ def _read_tensors(path: Path) -> dict[str, np.ndarray]:
 
 
 def _read_calibration(meta: Any, tensors: dict[str, np.ndarray], path: Path):
-    """The checked :class:`~irene.model.calibrate.Calibration` of a model directory, or None."""
-    from irene.model.calibrate import EXPONENT_RANGE, TERM_RANGE, Calibration
+    """The checked :class:`~irene.model.state.Calibration` of a model directory, or None."""
     from irene.model.params import SHARED_TYPE
+    from irene.model.state import EXPONENT_RANGE, TERM_RANGE, Calibration
 
     if meta is None:
         return None
@@ -200,7 +211,7 @@ def _read_calibration(meta: Any, tensors: dict[str, np.ndarray], path: Path):
                        calibrated_on=calibrated_on, term_log_scale=terms)
 
 
-def load_model(directory: str | os.PathLike) -> TreePredictor:
+def load_model(directory: str | os.PathLike) -> Predictor:
     """Read and check a model directory; raise :class:`ModelFormatError` naming what is wrong."""
     from irene.schema import schema_of_meta
 

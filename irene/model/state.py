@@ -11,14 +11,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, fields
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from irene.model.params import SHARED_TYPE
 from irene.schema import Schema
-
-if TYPE_CHECKING:
-    from irene.model.calibrate import Calibration
 
 
 @dataclass
@@ -108,7 +106,7 @@ class FittedState:
     (times ``overhead_unit`` [2]); ``weight_a`` [2, P], ``weight_b`` [2]: the child-weight
     networks; ``schema``: the feature schema of the training trees; ``training_data``: what it
     was trained on; ``calibration``: a correction to other hardware
-    (:class:`~irene.model.calibrate.Calibration`), or None.
+    (:class:`Calibration`), or None.
     """
 
     feature_names: list[str]
@@ -143,3 +141,54 @@ class FittedState:
                 "leaf_delta": (t, leaf), "overhead_beta": (2, a), "overhead_scale": (a,),
                 "overhead_unit": (2,), "beta_delta": (2, a), "weight_a": (2, n_weight_inputs),
                 "weight_b": (2,)}
+
+
+#: exponents outside this range are not a device change but a fit gone wrong
+EXPONENT_RANGE = (0.5, 1.5)
+#: the largest |log factor| a term calibration may apply (a factor of e^5 ~ 150)
+TERM_RANGE = 5.0
+
+
+@dataclass
+class Calibration:
+    """A fitted correction (see the module docstring). ``leaf_types`` [C] (lower-cased, the
+    shared correction last); ``log_scale`` [C] and ``exponent`` [C]: ``E_new = exp(log_scale) ·
+    E_base^exponent`` per type; ``overhead_factor``: multiplies the module overhead;
+    ``calibrated_on``: the measured trees used."""
+
+    leaf_types: list[str]
+    log_scale: np.ndarray
+    exponent: np.ndarray
+    overhead_factor: float
+    calibrated_on: TrainingData = field(default_factory=TrainingData)
+    #: log factors on the (per-call, per-FLOP, per-byte) leaf terms (``form="terms"``; the
+    #: power-law rows are then the identity)
+    term_log_scale: np.ndarray | None = None
+
+    @property
+    def form(self) -> str:
+        """``terms`` or ``power_law``."""
+        return "power_law" if self.term_log_scale is None else "terms"
+
+    def index(self, keys: np.ndarray) -> np.ndarray:
+        """Row of each node's type key in :attr:`leaf_types` (the shared row when absent)."""
+        lookup = {k: i for i, k in enumerate(self.leaf_types)}
+        shared = lookup[SHARED_TYPE]
+        return np.array([lookup.get(k, shared) for k in keys.tolist()], dtype=np.int64)
+
+    def apply(self, leaf_energy: np.ndarray, index: np.ndarray) -> np.ndarray:
+        """Corrected leaf energies (J) from base ones (J), per node type row ``index``
+        (non-positive base values stay as they are: the prediction check reports them)."""
+        safe = np.maximum(leaf_energy, 1e-300)
+        corrected = np.exp(self.log_scale[index] + self.exponent[index] * np.log(safe))
+        return np.where(leaf_energy > 0, corrected, leaf_energy)
+
+    def to_dict(self) -> dict:
+        return {"leaf_types": list(self.leaf_types), "overhead_factor": self.overhead_factor,
+                "calibrated_on": self.calibrated_on.to_dict(), "form": self.form}
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        out = {"calibration.log_scale": self.log_scale, "calibration.exponent": self.exponent}
+        if self.term_log_scale is not None:
+            out["calibration.term_log_scale"] = self.term_log_scale
+        return out

@@ -32,6 +32,23 @@ def format_energy(joules: float | None, digits: int = 3) -> str:
     return f"{value:.{decimals}f} {unit}"
 
 
+#: joules in one watt-hour
+J_PER_WH = 3600.0
+#: the smallest energy shown in watt-hours beside joules (0.01 Wh = 36 J): below it Wh says less
+MIN_WH_SHOWN = 0.01
+
+
+def energy_text(joules: float | None, digits: int = 3) -> str:
+    """An energy as :func:`format_energy` gives it, with watt-hours (Wh, or kWh from 1 kWh on)
+    beside from 0.01 Wh up: ``453.7`` -> ``"454 J (0.126 Wh)"``, ``7.2e6`` -> ``"7200 kJ (2
+    kWh)"``; smaller energies are joules only. The one place energies for a person get Wh."""
+    text = format_energy(joules, digits)
+    if joules is None or not math.isfinite(joules) or abs(joules) / J_PER_WH < MIN_WH_SHOWN:
+        return text
+    wh = joules / J_PER_WH
+    return f"{text} ({wh / 1000:.3g} kWh)" if abs(wh) >= 1000 else f"{text} ({wh:.3g} Wh)"
+
+
 def format_percent(fraction: float | None, decimals: int = 1) -> str:
     """A fraction as percent text: ``0.613`` -> ``"61.3 %"``; ``None`` -> ``"—"``."""
     if fraction is None:

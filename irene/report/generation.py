@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from irene.report import measured_word
-from irene.report.format import format_energy, format_percent
+from irene.report.format import energy_text, format_energy, format_percent
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -101,6 +101,7 @@ def render_generation(estimate: GenerationEstimate, console: Console, *,
     """Print the estimate: the phases table, how the decode sum was formed, energy per token at
     the traced context lengths, then the breakdown of each phase."""
     from rich import box
+    from rich.markup import escape
     from rich.table import Table
 
     from irene.report.breakdown import explain_tree
@@ -110,8 +111,9 @@ def render_generation(estimate: GenerationEstimate, console: Console, *,
     if line is not None:
         console.print(line)
     p, n, b = estimate.prompt_len, estimate.new_tokens, estimate.batch_size
-    console.print(f"[bold]{estimate.model_name}[/bold]: {b} sequence(s) × {p}-token prompt, "
-                  f"{n} new tokens each ({estimate.generated_tokens} generated) — predicted")
+    console.print(f"[bold]{escape(estimate.model_name)}[/bold]: {b} sequence(s) × {p}-token "
+                  f"prompt, {n} new tokens each ({estimate.generated_tokens} generated) — "
+                  "predicted")
     table = Table(box=box.SIMPLE_HEAD)
     for column in ("phase", "energy", "share", "per token"):
         table.add_column(column, justify="left" if column == "phase" else "right")
@@ -122,7 +124,7 @@ def render_generation(estimate: GenerationEstimate, console: Console, *,
     table.add_row("decode", format_energy(estimate.decode_j),
                   format_percent(estimate.decode_j / total),
                   f"{format_energy(estimate.decode_per_token_j)} / new token")
-    table.add_row("[bold]total[/bold]", f"[bold]{format_energy(total)}[/bold]", "100 %",
+    table.add_row("[bold]total[/bold]", f"[bold]{energy_text(total)}[/bold]", "100 %",
                   f"[bold]{format_energy(estimate.per_generated_token_j)}[/bold] / new token")
     console.print(table)
     console.print(decode_sum_text(estimate))
@@ -300,7 +302,7 @@ def plot_generation(estimate: GenerationEstimate, path: str | os.PathLike) -> Pa
     traced points, the whole generation's average), and the prefill/decode split (J)."""
     from matplotlib.figure import Figure
 
-    from irene.report.plots import _save
+    from irene.report.figures import save_figure
 
     figure = Figure(figsize=(11, 4.2), layout="constrained")
     left, right = figure.subplots(1, 2, gridspec_kw={"width_ratios": [1.6, 1]})
@@ -327,7 +329,7 @@ def plot_generation(estimate: GenerationEstimate, path: str | os.PathLike) -> Pa
     right.yaxis.set_major_formatter(_joules())
     right.set_title(f"prefill / decode split ({estimate.prompt_len} + {estimate.new_tokens} "
                     f"tokens × {estimate.batch_size})")
-    return _save(figure, path, [estimate.prefill])
+    return save_figure(figure, path, [estimate.prefill])
 
 
 def plot_decode_energy_per_token(trees: Sequence[Tree], path: str | os.PathLike) -> Path:
@@ -336,15 +338,15 @@ def plot_decode_energy_per_token(trees: Sequence[Tree], path: str | os.PathLike)
     as a dotted horizontal line where prefill trees are present."""
     from matplotlib.figure import Figure
 
-    from irene.report.plots import _CYCLE, _energy_axis, _require, _save
+    from irene.report.figures import COLOUR_CYCLE, energy_axis, require_data, save_figure
 
     series = decode_series(trees)
-    _require(any(s.per_token for s in series), "no decode tree carries an energy")
+    require_data(any(s.per_token for s in series), "no decode tree carries an energy")
     measured = measured_word(trees)
     figure = Figure(figsize=(7.5, 4.6), layout="constrained")
     axis = figure.add_subplot()
     for i, item in enumerate(series):
-        colour = _CYCLE[i % len(_CYCLE)]
+        colour = COLOUR_CYCLE[i % len(COLOUR_CYCLE)]
         for source, values in item.per_token.items():
             axis.plot(item.context_lens, values, marker="o" if source == "measured" else "x",
                       linestyle="-" if source == "measured" else "--", color=colour,
@@ -358,11 +360,11 @@ def plot_decode_energy_per_token(trees: Sequence[Tree], path: str | os.PathLike)
                                    "token")
     axis.set_xlabel("context length (tokens in the KV cache)")
     axis.set_ylabel("energy per generated token")
-    _energy_axis(axis, "y")
+    energy_axis(axis, "y")
     axis.grid(True, alpha=0.3)
     axis.legend(frameon=False, fontsize=7)
     axis.set_title("Decode: energy per generated token against context length")
-    return _save(figure, path, trees)
+    return save_figure(figure, path, trees)
 
 
 def _joules():

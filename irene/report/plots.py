@@ -17,93 +17,22 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import Formatter, FuncFormatter, LogLocator, MaxNLocator, NullFormatter
+from matplotlib.ticker import FuncFormatter
 
 from irene.evaluation import REPORT_ORDER, PairedNodes, merge_predictions, pair_within
-from irene.files import atomic_write
 from irene.report import NODE_TYPE_COLOURS, measured_word, synthetic_label
 from irene.report.breakdown import energy_source, primitive_type_shares
 from irene.report.compare import Comparison
+from irene.report.figures import (
+    COLOUR_CYCLE,
+    FORMATS,
+    energy_axis,
+    require_data,
+    save_figure,
+)
 from irene.report.format import format_energy
 from irene.schema import NODE_TYPES
 from irene.tree import Tree
-
-FORMATS = ("png", "svg")
-_CYCLE = ("#2f6fb3", "#e67e22", "#2e9e5b", "#c0392b", "#8e44ad", "#16a085", "#7f8c8d",
-          "#d4ac0d", "#34495e", "#e84393")
-
-
-SYNTHETIC_COLOUR = "#c0392b"
-
-
-def label_figure(figure: Figure, trees: Sequence[Tree]) -> str | None:
-    """Put the synthetic-data label in red above ``figure`` when ``trees`` are not real
-    measurements; returns the label written (None when there is nothing to say)."""
-    label = synthetic_label(trees)
-    if label:
-        figure.text(0.5, 1.0, label, ha="center", va="bottom", color=SYNTHETIC_COLOUR,
-                    fontsize=13, fontweight="bold")
-    return label
-
-
-def _save(figure: Figure, path: str | os.PathLike, trees: Sequence[Tree]) -> Path:
-    """Label ``figure`` if ``trees`` are synthetic (:func:`label_figure`), then write it."""
-    label_figure(figure, trees)
-    return _write(figure, path)
-
-
-def _write(figure: Figure, path: str | os.PathLike) -> Path:
-    """Write ``figure`` to ``path`` (format from the suffix: .png or .svg), atomically."""
-    path = Path(path)
-    fmt = path.suffix.lstrip(".").lower()
-    if fmt not in FORMATS:
-        raise ValueError(f"{path}: figures are written as {' or '.join(FORMATS)}, not {fmt!r}")
-    metadata = {"Date": None} if fmt == "svg" else {}
-    with atomic_write(path, "wb") as handle:
-        figure.savefig(handle, format=fmt, dpi=150, bbox_inches="tight", metadata=metadata)
-    return path
-
-
-class _EnergyFormatter(Formatter):
-    """Tick labels with units (``1 mJ``, ``20 µJ``) and as many significant digits as it takes
-    to tell every label on the axis apart (two ticks never read the same)."""
-
-    def __call__(self, value: float, pos: int | None = None) -> str:
-        return format_energy(value, 1)
-
-    def format_ticks(self, values) -> list[str]:
-        distinct = len({v for v in values if v > 0})
-        for digits in range(1, 7):
-            labels = [format_energy(v, digits) if v > 0 else "" for v in values]
-            if len({label for label in labels if label}) == distinct:
-                break
-        return labels
-
-
-def _energy_axis(axis, which: str = "y") -> None:
-    """Make ``which`` axis logarithmic with ticks that read ``1 mJ``, ``20 µJ`` ...
-
-    Call after the data is drawn: spans under two decades get ticks at 1, 2 and 5 × 10^k,
-    spans under half a decade evenly spaced ticks; labels get the digits they need.
-    """
-    target = axis.yaxis if which == "y" else axis.xaxis
-    (axis.set_yscale if which == "y" else axis.set_xscale)("log")
-    axis.autoscale_view()
-    low, high = axis.get_ylim() if which == "y" else axis.get_xlim()
-    decades = math.log10(max(high, 1e-300) / max(low, 1e-300))
-    if decades < 0.5:
-        target.set_major_locator(MaxNLocator(nbins=5))
-    else:
-        subs = (1.0, 2.0, 5.0) if decades < 2 else (1.0,)
-        target.set_major_locator(LogLocator(base=10, subs=subs))
-    target.set_major_formatter(_EnergyFormatter())
-    target.set_minor_formatter(NullFormatter())
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
-
 
 # --------------------------------------------------------------------------------------------
 # accuracy figures (need trees with both energies)
@@ -111,7 +40,7 @@ def _require(condition: bool, message: str) -> None:
 
 def _paired(trees: Sequence[Tree]) -> PairedNodes:
     paired = pair_within(trees)
-    _require(len(paired) > 0, "no node has both predicted_energy and ground_truth_energy")
+    require_data(len(paired) > 0, "no node has both predicted_energy and ground_truth_energy")
     return paired
 
 
@@ -148,15 +77,15 @@ def plot_predicted_vs_measured(trees: Sequence[Tree], path: str | os.PathLike) -
                                    " the scale")
     axis.set_xlim(low, high)
     axis.set_ylim(low, high)
-    _energy_axis(axis, "x")
-    _energy_axis(axis, "y")
+    energy_axis(axis, "x")
+    energy_axis(axis, "y")
     measured = measured_word(trees)
     axis.set_xlabel(f"{measured} energy per call")
     axis.set_ylabel("predicted energy per call")
     axis.set_title(f"Predicted vs {measured} energy, every node")
     axis.grid(True, which="major", alpha=0.3)
     axis.legend(loc="upper left", frameon=False)
-    return _save(figure, path, trees)
+    return save_figure(figure, path, trees)
 
 
 def _signed_errors(paired: PairedNodes, keys: np.ndarray) -> dict[str, np.ndarray]:
@@ -188,7 +117,7 @@ def plot_error_distribution(trees: Sequence[Tree], path: str | os.PathLike,
     truth = "synthetic" if synthetic_label(trees) else "measured"
     left.set_ylabel(f"error: (predicted − {truth}) / {truth}  [%]")
     figure.suptitle("Distribution of the prediction error")
-    return _save(figure, path, trees)
+    return save_figure(figure, path, trees)
 
 
 def _boxes(axis, data: list[list[float]], labels: list[str], colours: list[str]) -> None:
@@ -212,7 +141,7 @@ def _boxes(axis, data: list[list[float]], labels: list[str], colours: list[str])
 def plot_energy_vs_seq_len(trees: Sequence[Tree], path: str | os.PathLike) -> Path:
     """Model-level energy against sequence length: one panel per batch size, one colour per
     model; measured energy as solid lines with dots, predicted as dashed lines with crosses."""
-    _require(bool(trees), "no trees to plot")
+    require_data(bool(trees), "no trees to plot")
     batch_sizes = sorted({t.batch_size for t in trees})
     models = list(dict.fromkeys(t.model_name for t in trees))
     columns = min(3, len(batch_sizes))
@@ -224,7 +153,7 @@ def plot_energy_vs_seq_len(trees: Sequence[Tree], path: str | os.PathLike) -> Pa
     for index, batch_size in enumerate(batch_sizes):
         axis = axes[index // columns][index % columns]
         for m, model in enumerate(models):
-            colour = _CYCLE[m % len(_CYCLE)]
+            colour = COLOUR_CYCLE[m % len(COLOUR_CYCLE)]
             mine = sorted((t for t in trees if t.model_name == model
                            and t.batch_size == batch_size), key=lambda t: t.seq_len)
             for field, style, marker, suffix in (
@@ -239,12 +168,12 @@ def plot_energy_vs_seq_len(trees: Sequence[Tree], path: str | os.PathLike) -> Pa
                     drawn.add(field)
         axis.set_xscale("log", base=2)
         axis.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
-        _energy_axis(axis, "y")
+        energy_axis(axis, "y")
         axis.set_title(f"batch size {batch_size}")
         axis.set_xlabel("sequence length (tokens)")
         axis.set_ylabel("energy per call")
         axis.grid(True, which="major", alpha=0.3)
-    _require(bool(drawn), "no tree carries a model-level energy")
+    require_data(bool(drawn), "no tree carries a model-level energy")
     for index in range(len(batch_sizes), rows * columns):
         axes[index // columns][index % columns].set_visible(False)
     handles, labels = axes[0][0].get_legend_handles_labels()
@@ -259,7 +188,7 @@ def plot_energy_vs_seq_len(trees: Sequence[Tree], path: str | os.PathLike) -> Pa
     lines = [text for name, text in (("ground_truth_energy", f"solid: {measured}"),
                                      ("predicted_energy", "dashed: predicted")) if name in drawn]
     figure.suptitle(f"Energy vs sequence length ({', '.join(lines)})")
-    return _save(figure, path, trees)
+    return save_figure(figure, path, trees)
 
 
 # --------------------------------------------------------------------------------------------
@@ -272,7 +201,7 @@ def plot_primitive_breakdown(trees: Sequence[Tree], path: str | os.PathLike, *,
     """Share of energy per primitive type: one horizontal stacked bar per tree (per model,
     averaged over its trees, when there are more than ``max_bars`` trees); the ``max_types``
     largest types get a colour, the rest is "other"."""
-    _require(bool(trees), "no trees to plot")
+    require_data(bool(trees), "no trees to plot")
     if len(trees) == 1:
         return _plot_type_shares(trees[0], path, source)
     bars: dict[str, dict[str, float]] = {}
@@ -301,7 +230,7 @@ def plot_primitive_breakdown(trees: Sequence[Tree], path: str | os.PathLike, *,
     for i, kind in enumerate(segments):
         widths = [100 * (sum(v for k, v in bars[b].items() if k not in kept) if kind == "other"
                          else bars[b].get(kind, 0.0)) for b in labels]
-        colour = "#c8ccd4" if kind == "other" else _CYCLE[i % len(_CYCLE)]
+        colour = "#c8ccd4" if kind == "other" else COLOUR_CYCLE[i % len(COLOUR_CYCLE)]
         axis.barh(labels, widths, left=left, color=colour, label=kind, edgecolor="white",
                   linewidth=0.5)
         for y, (x0, w) in enumerate(zip(left, widths, strict=True)):
@@ -315,7 +244,7 @@ def plot_primitive_breakdown(trees: Sequence[Tree], path: str | os.PathLike, *,
     title = "Energy per primitive type" + (" (mean per model)" if by_model else "")
     axis.set_title(title)
     figure.legend(loc="outside lower center", ncol=min(5, len(segments)), frameon=False)
-    return _save(figure, path, trees)
+    return save_figure(figure, path, trees)
 
 
 def _plot_type_shares(tree: Tree, path: str | os.PathLike, source: str) -> Path:
@@ -334,7 +263,7 @@ def _plot_type_shares(tree: Tree, path: str | os.PathLike, source: str) -> Path:
     axis.set_xlabel("share of the primitives' energy [%]")
     axis.set_title(f"Energy per primitive type · {tree.label}")
     axis.grid(True, axis="x", alpha=0.3)
-    return _save(figure, path, [tree])
+    return save_figure(figure, path, [tree])
 
 
 # --------------------------------------------------------------------------------------------
@@ -360,7 +289,7 @@ def plot_comparison(comparison: Comparison, path: str | os.PathLike, *, label_a:
     ratio = f" (B = {comparison.ratio:.2f} × A)" if comparison.ratio else ""
     figure.suptitle(f"A: {label_a} {format_energy(comparison.total_a)}   ·   "
                     f"B: {label_b} {format_energy(comparison.total_b)}{ratio}")
-    return _save(figure, path, [comparison.tree_a, comparison.tree_b])
+    return save_figure(figure, path, [comparison.tree_a, comparison.tree_b])
 
 
 def _paired_bars(axis, labels: list[str], a: list[float | None], b: list[float | None],
@@ -368,15 +297,15 @@ def _paired_bars(axis, labels: list[str], a: list[float | None], b: list[float |
     positions = range(len(labels))
     height = 0.38
     axis.barh([p - height / 2 for p in positions], [v or 0.0 for v in a], height=height,
-              color=_CYCLE[0], label=f"A: {label_a}")
+              color=COLOUR_CYCLE[0], label=f"A: {label_a}")
     axis.barh([p + height / 2 for p in positions], [v or 0.0 for v in b], height=height,
-              color=_CYCLE[1], label=f"B: {label_b}")
+              color=COLOUR_CYCLE[1], label=f"B: {label_b}")
     axis.set_yticks(list(positions), labels, fontsize=8)
     axis.invert_yaxis()
     positive = [v for v in a + b if v]
     if positive:
         axis.set_xlim(min(positive) / 2, max(positive) * 2)
-        _energy_axis(axis, "x")
+        energy_axis(axis, "x")
     axis.set_xlabel("energy per call")
     axis.grid(True, axis="x", alpha=0.3)
     axis.legend(loc="lower right", frameon=False, fontsize=8)
@@ -396,7 +325,7 @@ def plot_all(trees: Sequence[Tree], out_dir: str | os.PathLike, *, fmt: str = "p
     """
     from irene.report.generation import has_decode_series, plot_decode_energy_per_token
 
-    _require(fmt in FORMATS, f"figure format must be one of {FORMATS}, got {fmt!r}")
+    require_data(fmt in FORMATS, f"figure format must be one of {FORMATS}, got {fmt!r}")
     out = Path(out_dir)
     written = [plot_primitive_breakdown(trees, out / f"primitive_breakdown.{fmt}",
                                         source=source)]
@@ -420,7 +349,7 @@ def plot_crossvalidation(gold_trees: Sequence[Tree], pred_trees: Sequence[Tree],
     ``gold_trees`` carry ground truth; ``pred_trees`` the held-out predictions of the same trees
     (matched by model/batch size/seq len and node id). Returns the paths written.
     """
-    _require(fmt in FORMATS, f"figure format must be one of {FORMATS}, got {fmt!r}")
+    require_data(fmt in FORMATS, f"figure format must be one of {FORMATS}, got {fmt!r}")
     merged = merge_predictions(gold_trees, pred_trees)
     out = Path(out_dir)
     written = [plot_predicted_vs_measured(merged, out / f"cv_predicted_vs_measured.{fmt}"),
@@ -455,4 +384,4 @@ def plot_error_by_model(trees: Sequence[Tree], path: str | os.PathLike) -> Path:
     axis.set_title("Error per model and node type")
     axis.grid(True, axis="y", alpha=0.3)
     axis.legend(frameon=False)
-    return _save(figure, path, trees)
+    return save_figure(figure, path, trees)

@@ -20,7 +20,7 @@ from rich.text import Text
 from irene.report import energy_for, measured_word, per_call_text, synthetic_label
 from irene.report.breakdown import Breakdown, Hotspot, NodeRow
 from irene.report.compare import Comparison
-from irene.report.format import format_energy, format_error, format_percent
+from irene.report.format import energy_text, format_energy, format_error, format_percent
 from irene.tree import Tree
 
 _TYPE_STYLE = {"model": "bold magenta", "module": "cyan", "ml": "green"}
@@ -70,7 +70,7 @@ def header(breakdown: Breakdown) -> Panel:
     lines.append(_SOURCE_TEXT[breakdown.source].replace("measured", measured, 1),
                  style="yellow")
     lines.append("\ntotal: ")
-    lines.append(format_energy(breakdown.total_j), style="bold")
+    lines.append(energy_text(breakdown.total_j), style="bold")
     lines.append(" " + per_call_text(tree))
     if breakdown.source == "predicted" and breakdown.measured_total_j is not None:
         lines.append(f"   {measured}: {format_energy(breakdown.measured_total_j)}")
@@ -208,8 +208,8 @@ def render_comparison(comparison: Comparison, label_a: str, label_b: str,
     summary.append(f"{label_a}  ({comparison.tree_a.label}, {source_a})\n")
     summary.append("B: ", style="bold")
     summary.append(f"{label_b}  ({comparison.tree_b.label}, {source_b})\n")
-    summary.append(f"total A {format_energy(comparison.total_a)}  ·  "
-                   f"total B {format_energy(comparison.total_b)}  ·  B − A ")
+    summary.append(f"total A {energy_text(comparison.total_a)}  ·  "
+                   f"total B {energy_text(comparison.total_b)}  ·  B − A ")
     summary.append(_signed_energy(comparison.diff_j), style="bold")
     if comparison.ratio is not None:
         summary.append(f"  (B = {comparison.ratio:.2f} × A)")

@@ -21,7 +21,7 @@ from rich.table import Table
 from rich.text import Text
 
 from irene.report.breakdown import Source, energy_source, node_energy, scope_pattern
-from irene.report.format import format_energy, format_percent
+from irene.report.format import energy_text, format_energy, format_percent
 from irene.tree import Node, Tree
 
 PASSES = ("forward", "backward", "optimizer")
@@ -146,11 +146,11 @@ def render_training(split: TrainingSplit, console: Console, top: int = 10) -> No
     head = Text()
     head.append("Training step", style="bold")
     head.append(f" ({tree.key.optimizer or 'optimiser'}): ")
-    head.append(format_energy(split.total_j), style="bold")
+    head.append(energy_text(split.total_j), style="bold")
     head.append(" per step")
     if split.steps > 1:
         head.append(f"  ·  {split.steps} steps: ")
-        head.append(format_energy(split.total_run_j), style="bold")
+        head.append(energy_text(split.total_run_j), style="bold")
     console.print(head)
     passes = Table(box=box.SIMPLE_HEAD, pad_edge=False, title="Forward / backward / optimiser",
                    title_justify="left", title_style="bold")

@@ -11,7 +11,7 @@
 * :mod:`irene.serve.prompts`: the shipped HumanEval prompts and a user's prompt files.
 
 Nothing here is imported by ``irene --help``: fastapi, uvicorn and httpx are the ``serve``
-extra (``pip install 'irene[serve]'``).
+extra (``pip install -e '.[serve]'``).
 """
 
-SERVE_HINT = "pip install 'irene[serve]'"
+SERVE_HINT = "pip install -e '.[serve]'"

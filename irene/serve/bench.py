@@ -211,6 +211,12 @@ def runtime_row(result: RuntimeResult) -> dict[str, Any]:
     return row
 
 
+def best_runtime(bench: dict[str, Any]) -> str:
+    """The runtime with the lowest median J/request among those that ran ("-" when none did)."""
+    ran = [r for r in bench["runtimes"] if r["ok"] and r.get("j_per_request") is not None]
+    return min(ran, key=lambda r: r["j_per_request"])["runtime"] if ran else "-"
+
+
 # --------------------------------------------------------------------------------------------
 # reporting
 

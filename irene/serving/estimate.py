@@ -131,23 +131,22 @@ def _config(model: str, hub: bool) -> tuple[Any, str, Any]:
         path = path / "config.json"
     if path.is_file() and path.suffix == ".json":
         return json_config(path), model, None
-    from irene.tracing.registry import _builtin_name, load_config
+    from irene.tracing.registry import builtin_name, load_config
     from irene.tracing.serving_models import SERVING_FACTS
 
-    name = _builtin_name(model) or model
+    name = builtin_name(model) or model
     return load_config(model, hub=hub), name, SERVING_FACTS.get(name)
 
 
 def json_config(path: Any) -> Any:
     """A ``config.json`` as nested attribute objects (``quantization_config`` kept a dict;
     ``tie_word_embeddings`` defaulted per model type); ServingEstimateError naming the file."""
-    import json
     from types import SimpleNamespace
 
-    from irene.files import read_small_text
+    from irene.files import loads_json, read_small_text
 
     try:
-        data = json.loads(read_small_text(path, limit=1 << 22))
+        data = loads_json(read_small_text(path, limit=1 << 22))
     except (OSError, ValueError) as exc:
         raise ServingEstimateError(f"{path}: cannot read a JSON config ({exc})") from None
     if not isinstance(data, dict):

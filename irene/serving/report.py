@@ -16,18 +16,20 @@ def estimate_json(estimate: ServingEstimate) -> dict[str, Any]:
 def render_estimate(e: ServingEstimate, out: Any, top: int = 10) -> None:
     """Print ``e`` on the rich console ``out``: the totals, the breakdown, the distance to the
     measured data, warnings, and where the numbers come from."""
+    from rich.markup import escape
     from rich.table import Table
+
+    from irene.report.format import energy_text
 
     title = (f"{e.model} served with vLLM on {e.num_gpus} × {e.gpu} ({e.weight_format} weights,"
              f" {e.architecture}, {e.total_params / 1e9:.3g}B parameters, "
              f"{e.active_params / 1e9:.3g}B active)")
-    out.print(f"[bold]{title}[/bold]")
+    out.print(f"[bold]{escape(title)}[/bold]")
     out.print(f"workload: {e.concurrency:g} sequences decoded together, {e.prompt_len:g}-token "
               f"prompts, {e.new_tokens:g} new tokens per request")
     totals = Table(show_header=False, box=None, padding=(0, 2))
     totals.add_row("energy per output token", f"[bold]{e.joules_per_token:.4g} J[/bold]")
-    totals.add_row("energy per request", f"{e.joules_per_request:.4g} J "
-                   f"({e.joules_per_request / 3600:.3g} Wh)")
+    totals.add_row("energy per request", energy_text(e.joules_per_request, 4))
     totals.add_row("average power", f"{e.power_w:.0f} W ({e.power_per_gpu_w:.0f} W per GPU)")
     totals.add_row("throughput", f"{e.tokens_per_s:.0f} output tokens/s")
     totals.add_row("time per decode step", f"{e.seconds_per_step * 1e3:.1f} ms "

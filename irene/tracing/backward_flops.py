@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch.utils import flop_counter
 
-from irene.tracing.flops import _as_4d, _float_numel, _raw, extra_flop_formulas
+from irene.tracing.flops import as_4d, extra_flop_formulas, float_numel, raw_count
 
 aten = torch.ops.aten
 
@@ -64,27 +64,27 @@ def _mask(output_mask: Any, index: int) -> bool:
     return bool(output_mask[index]) if output_mask is not None else True
 
 
-@_raw
+@raw_count
 def _softmax_backward(grad: torch.Tensor, *args: Any, out_val: Any = None, **kwargs: Any) -> int:
-    return SOFTMAX_BACKWARD_COST * _float_numel(grad)
+    return SOFTMAX_BACKWARD_COST * float_numel(grad)
 
 
-@_raw
+@raw_count
 def _layer_norm_backward(grad: torch.Tensor, x: torch.Tensor, shape: Any, mean: Any, rstd: Any,
                          weight: Any = None, bias: Any = None, output_mask: Any = None,
                          *args: Any, out_val: Any = None, **kwargs: Any) -> int:
-    return _norm_backward(_float_numel(x), input_grad=_mask(output_mask, 0),
+    return _norm_backward(float_numel(x), input_grad=_mask(output_mask, 0),
                           weight_grad=weight is not None and _mask(output_mask, 1),
                           bias_grad=bias is not None and _mask(output_mask, 2))
 
 
-@_raw
+@raw_count
 def _group_norm_backward(grad: torch.Tensor, x: torch.Tensor, mean: Any, rstd: Any,
                          weight: Any = None, *args: Any, out_val: Any = None,
                          **kwargs: Any) -> int:
     # (N, C, HxW, group, output_mask) follow the weight; the bias is not passed
     output_mask = args[4] if len(args) > 4 else kwargs.get("output_mask")
-    return _norm_backward(_float_numel(x), input_grad=_mask(output_mask, 0),
+    return _norm_backward(float_numel(x), input_grad=_mask(output_mask, 0),
                           weight_grad=weight is not None and _mask(output_mask, 1),
                           bias_grad=output_mask is not None and _mask(output_mask, 2))
 
@@ -96,41 +96,41 @@ def _norm_backward(elements: int, *, input_grad: bool, weight_grad: bool,
     return per * elements
 
 
-@_raw
+@raw_count
 def _rms_norm_backward(grad: torch.Tensor, x: torch.Tensor, shape: Any, rstd: Any,
                        weight: Any = None, output_mask: Any = None, *args: Any,
                        out_val: Any = None, **kwargs: Any) -> int:
     per = RMS_NORM_BACKWARD_COST if _mask(output_mask, 0) else 0
     if weight is not None and _mask(output_mask, 1):
         per += NORM_WEIGHT_GRAD_COST
-    return per * _float_numel(x)
+    return per * float_numel(x)
 
 
-@_raw
+@raw_count
 def _gelu_backward(grad: torch.Tensor, x: torch.Tensor, *args: Any, out_val: Any = None,
                    approximate: str = "none", **kwargs: Any) -> int:
     if args:
         approximate = args[0]
-    return GELU_BACKWARD_COST.get(approximate, GELU_BACKWARD_COST["none"]) * _float_numel(grad)
+    return GELU_BACKWARD_COST.get(approximate, GELU_BACKWARD_COST["none"]) * float_numel(grad)
 
 
 def _pointwise_backward(cost: int) -> Callable[..., int]:
-    return _raw(lambda grad, *args, out_val=None, **kwargs: cost * _float_numel(grad))
+    return raw_count(lambda grad, *args, out_val=None, **kwargs: cost * float_numel(grad))
 
 
-@_raw
+@raw_count
 def _embedding_backward(grad: torch.Tensor, *args: Any, out_val: Any = None,
                         **kwargs: Any) -> int:
-    return _float_numel(grad)
+    return float_numel(grad)
 
 
-@_raw
+@raw_count
 def _nll_loss(x: torch.Tensor, target: torch.Tensor, *args: Any, out_val: Any = None,
               **kwargs: Any) -> int:
     return _numel(target)
 
 
-@_raw
+@raw_count
 def _nll_loss_backward(grad: torch.Tensor, x: torch.Tensor, target: torch.Tensor, *args: Any,
                        out_val: Any = None, **kwargs: Any) -> int:
     return _numel(target)
@@ -139,14 +139,14 @@ def _nll_loss_backward(grad: torch.Tensor, x: torch.Tensor, target: torch.Tensor
 def sdpa_backward_flops(grad_out: torch.Size, q: torch.Size, k: torch.Size, v: torch.Size, *,
                         masked: bool = False) -> int:
     """FLOPs of scaled-dot-product attention backward (see the module docstring)."""
-    g4, q4, k4, v4 = (_as_4d(s) for s in (grad_out, q, k, v))
+    g4, q4, k4, v4 = (as_4d(s) for s in (grad_out, q, k, v))
     scores = q4[0] * q4[1] * q4[2] * k4[2]
     per_score = ATTENTION_BACKWARD_SCORE_COST + (1 if masked else 0)
     return flop_counter.sdpa_backward_flop_count(g4, q4, k4, v4) + per_score * scores
 
 
 def _sdpa_backward_with(mask_position: int | None) -> Callable[..., int]:
-    @_raw
+    @raw_count
     def count(grad: torch.Tensor, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
               *args: Any, out_val: Any = None, **kwargs: Any) -> int:
         mask = kwargs.get("attn_mask", kwargs.get("attn_bias"))

@@ -157,7 +157,7 @@ def normalise_name(func: Any) -> str:
     return name
 
 
-def _is_inplace(func: Any) -> bool:
+def is_inplace(func: Any) -> bool:
     name = getattr(func, "__name__", "")
     return (name.startswith("__i") and name.endswith("__")) or \
         (name.endswith("_") and not name.startswith("_"))
@@ -170,7 +170,7 @@ def function_type(op: str) -> str:
     return "".join(part.capitalize() for part in op.split("_") if part) or "Function"
 
 
-def _tensors(value: Any) -> list[torch.Tensor]:
+def tensors_in(value: Any) -> list[torch.Tensor]:
     return [t for t in tree_leaves(value) if isinstance(t, torch.Tensor)]
 
 
@@ -387,7 +387,7 @@ class ForwardCapture(TorchFunctionMode):
         elif record.signature not in self._recorded_work and record.module is not None:
             self._recorded_work.add(record.signature)
             cargs, ckwargs = _clone_inputs(frame.args, frame.kwargs)
-            record.replay = functools.partial(_call, record.module, cargs, ckwargs)
+            record.replay = functools.partial(call_function, record.module, cargs, ckwargs)
 
     def _should_record(self, signature: str) -> bool:
         if not self.record_inputs:
@@ -454,7 +454,7 @@ class ForwardCapture(TorchFunctionMode):
             self._note_in_body(record)
             frame = _Frame(record, self._flops(), record.calls == 1, args, kwargs)
             if frame.first:
-                inputs = _tensors((args, kwargs))
+                inputs = tensors_in((args, kwargs))
                 record.input_shapes = _shapes(inputs)
                 frame.input_spec = (_spec(args), _spec(kwargs))
                 # a module's signature is replaced by its work signature when its call ends;
@@ -477,17 +477,17 @@ class ForwardCapture(TorchFunctionMode):
             record = frame.record
             if record is None:
                 return
-            outputs = _tensors(output)
+            outputs = tensors_in(output)
             if frame.first:
                 record.output_shapes = _shapes(outputs)
-                record.dtype = _dtype_of(outputs, _tensors((args, kwargs)))
+                record.dtype = _dtype_of(outputs, tensors_in((args, kwargs)))
             if record.kind != "leaf":
                 if frame.first:
                     self._set_work_signature(record, frame)
                 return
             self._opaque -= 1
             flops = self._flops() - frame.flops_before
-            inputs = _tensors((frame.args, frame.kwargs))
+            inputs = tensors_in((frame.args, frame.kwargs))
             if self._counter is not None:  # a cost table charged the calls as they ran
                 record.flops += flops
                 params = list(module.parameters())
@@ -512,7 +512,7 @@ class ForwardCapture(TorchFunctionMode):
             return func(*args, **kwargs)
         op = normalise_name(func)
         return self._run_leaf_call("function", op, function_type(op), func, args, kwargs,
-                                   inplace=_is_inplace(func))
+                                   inplace=is_inplace(func))
 
     def _costed_call(self, func: Callable, args: tuple, kwargs: dict) -> Any:
         """A call under a schema with a cost table: a function leaf if the schema says so (in a
@@ -521,7 +521,7 @@ class ForwardCapture(TorchFunctionMode):
         leaves = self.schema.function_leaves or {}
         if op in leaves and not self._opaque and self._stack[-1].record is not None:
             return self._run_leaf_call("function", op, leaves[op], func, args, kwargs,
-                                       inplace=_is_inplace(func))
+                                       inplace=is_inplace(func))
         out = self.substitutes.get(op, func)(*args, **kwargs)
         target = next((f.record for f in reversed(self._stack) if f.record is not None), None)
         if target is not None:
@@ -581,8 +581,8 @@ class ForwardCapture(TorchFunctionMode):
         """A function/composite leaf under ``parent``; its ``mem_bytes`` is ``nbytes`` (default:
         the bytes of its distinct inputs and outputs) plus ``extra_bytes`` (what the call moves
         beyond its tensor arguments, e.g. a KV cache it reads and grows)."""
-        inputs = _tensors((args, kwargs))
-        outputs = _tensors(out)
+        inputs = tensors_in((args, kwargs))
+        outputs = tensors_in(out)
         params = {id(t): t for t in inputs if isinstance(t, nn.Parameter)}
         base = f"{parent.scope}.{op}"
         scope = self._unique_scope(base) if self.schema.unique_function_scopes else base
@@ -611,11 +611,11 @@ def replay_of(fn: Callable, args: tuple, kwargs: dict) -> Callable[[], Any]:
                 if not isinstance(v, (torch.Tensor, nn.Module))
                 and callable(getattr(v, "reset_for_replay", None))}
     if not stateful:
-        return functools.partial(_call, fn, args, kwargs)
+        return functools.partial(call_function, fn, args, kwargs)
     return functools.partial(_call_from_start, tuple(stateful.values()), fn, args, kwargs)
 
 
-def _call(fn: Callable, args: tuple, kwargs: dict) -> Any:
+def call_function(fn: Callable, args: tuple, kwargs: dict) -> Any:
     return fn(*args, **kwargs)
 
 

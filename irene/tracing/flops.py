@@ -72,7 +72,7 @@ def _first_tensor(value: Any) -> torch.Tensor | None:
     return None
 
 
-def _float_numel(value: Any) -> int:
+def float_numel(value: Any) -> int:
     """Elements of the first tensor in ``value`` if it is floating point (or complex), else 0."""
     t = _first_tensor(value)
     if t is None or not (t.is_floating_point() or t.is_complex()):
@@ -80,71 +80,71 @@ def _float_numel(value: Any) -> int:
     return t.numel()
 
 
-def _raw(fn: Callable[..., int]) -> Callable[..., int]:
+def raw_count(fn: Callable[..., int]) -> Callable[..., int]:
     fn._get_raw = True  # FlopCounterMode passes the tensors themselves, not their shapes
     return fn
 
 
 def _pointwise(cost: int) -> Callable[..., int]:
-    return _raw(lambda *args, out_val=None, **kwargs: cost * _float_numel(out_val))
+    return raw_count(lambda *args, out_val=None, **kwargs: cost * float_numel(out_val))
 
 
 def _reduction(cost: int) -> Callable[..., int]:
     def count(*args: Any, out_val: Any = None, **kwargs: Any) -> int:
-        return cost * _float_numel(args[0]) if _float_numel(out_val) else 0
-    return _raw(count)
+        return cost * float_numel(args[0]) if float_numel(out_val) else 0
+    return raw_count(count)
 
 
-@_raw
+@raw_count
 def _addmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *args: Any,
            out_val: Any = None, **kwargs: Any) -> int:
-    return flop_counter.mm_flop(a.shape, b.shape) + _float_numel(out_val)
+    return flop_counter.mm_flop(a.shape, b.shape) + float_numel(out_val)
 
 
-@_raw
+@raw_count
 def _baddbmm(bias: torch.Tensor, a: torch.Tensor, b: torch.Tensor, *args: Any,
              out_val: Any = None, **kwargs: Any) -> int:
-    return flop_counter.bmm_flop(a.shape, b.shape) + _float_numel(out_val)
+    return flop_counter.bmm_flop(a.shape, b.shape) + float_numel(out_val)
 
 
-@_raw
+@raw_count
 def _softmax(*args: Any, out_val: Any = None, **kwargs: Any) -> int:
-    return SOFTMAX_COST * _float_numel(out_val)
+    return SOFTMAX_COST * float_numel(out_val)
 
 
-@_raw
+@raw_count
 def _layer_norm(x: torch.Tensor, shape: Any, weight: Any = None, bias: Any = None, *args: Any,
                 out_val: Any = None, **kwargs: Any) -> int:
     per = NORM_COST + (weight is not None) + (bias is not None)
-    return per * _float_numel(x)
+    return per * float_numel(x)
 
 
-@_raw
+@raw_count
 def _group_norm(x: torch.Tensor, weight: Any = None, bias: Any = None, *args: Any,
                 out_val: Any = None, **kwargs: Any) -> int:
     per = NORM_COST + (weight is not None) + (bias is not None)
-    return per * _float_numel(x)
+    return per * float_numel(x)
 
 
-@_raw
+@raw_count
 def _rms_norm(x: torch.Tensor, shape: Any, weight: Any = None, *args: Any, out_val: Any = None,
               **kwargs: Any) -> int:
-    return (RMS_NORM_COST + (weight is not None)) * _float_numel(x)
+    return (RMS_NORM_COST + (weight is not None)) * float_numel(x)
 
 
-@_raw
+@raw_count
 def _batch_norm(x: torch.Tensor, weight: Any = None, bias: Any = None, *args: Any,
                 out_val: Any = None, **kwargs: Any) -> int:
     per = BATCH_NORM_COST + (weight is not None) + (bias is not None)
-    return per * _float_numel(x)
+    return per * float_numel(x)
 
 
-@_raw
+@raw_count
 def _gelu(x: torch.Tensor, *args: Any, out_val: Any = None, approximate: str = "none",
           **kwargs: Any) -> int:
     if args:
         approximate = args[0]
-    return GELU_COST.get(approximate, GELU_COST["none"]) * _float_numel(out_val)
+    return GELU_COST.get(approximate, GELU_COST["none"]) * float_numel(out_val)
 
 
 def sdpa_flops(q: torch.Size, k: torch.Size, v: torch.Size, *, masked: bool = False) -> int:
@@ -152,13 +152,13 @@ def sdpa_flops(q: torch.Size, k: torch.Size, v: torch.Size, *, masked: bool = Fa
 
     Leading dimensions other than (batch, heads) are folded into the batch.
     """
-    q4, k4, v4 = (_as_4d(s) for s in (q, k, v))
+    q4, k4, v4 = (as_4d(s) for s in (q, k, v))
     scores = q4[0] * q4[1] * q4[2] * k4[2]
     per_score = ATTENTION_SCORE_COST + (1 if masked else 0)
     return flop_counter.sdpa_flop_count(q4, k4, v4) + per_score * scores
 
 
-def _as_4d(shape: Iterable[int]) -> tuple[int, int, int, int]:
+def as_4d(shape: Iterable[int]) -> tuple[int, int, int, int]:
     dims = list(shape)
     while len(dims) < 4:
         dims.insert(0, 1)
@@ -169,7 +169,7 @@ def _as_4d(shape: Iterable[int]) -> tuple[int, int, int, int]:
 
 
 def _sdpa_with(mask_position: int | None) -> Callable[..., int]:
-    @_raw
+    @raw_count
     def count(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *args: Any, out_val: Any = None,
               **kwargs: Any) -> int:
         mask = kwargs.get("attn_mask", kwargs.get("attn_bias"))

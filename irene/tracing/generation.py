@@ -296,7 +296,7 @@ def prepare_step(model: PreTrainedModel, phase: str, batch_size: int, seq_len: i
     """The inputs of one ``phase`` call of ``model``: random token ids (batch_size x seq_len)
     and, for ``prefill``/``decode``, a :class:`StepCache` already holding ``context_len`` tokens
     per sequence (random keys and values), marked as the state every replay starts from."""
-    from irene.tracing.trace import make_inputs
+    from irene.tracing.registry import make_inputs
 
     check_phase(phase, seq_len, context_len)
     inputs = make_inputs(model, batch_size, seq_len, seed=seed, context_len=context_len)

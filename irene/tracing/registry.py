@@ -199,7 +199,7 @@ def list_models() -> list[str]:
     return list(BUILTIN_MODELS)
 
 
-def _builtin_name(name: str) -> str | None:
+def builtin_name(name: str) -> str | None:
     if name in BUILTIN_MODELS:
         return name
     if name in ALIASES:
@@ -222,14 +222,14 @@ def load_config(name_or_path: str, *, hub: bool = True) -> PretrainedConfig:
     """
     config = _find_config(name_or_path, hub=hub)
     path = Path(name_or_path).expanduser()
-    where = str(path / "config.json") if _builtin_name(name_or_path) is None and path.is_dir() \
+    where = str(path / "config.json") if builtin_name(name_or_path) is None and path.is_dir() \
         else name_or_path
     check_config(config, where)
     return config
 
 
 def _find_config(name_or_path: str, *, hub: bool) -> PretrainedConfig:
-    builtin = _builtin_name(name_or_path)
+    builtin = builtin_name(name_or_path)
     if builtin is not None:
         return BUILTIN_MODELS[builtin]()
     path = Path(name_or_path).expanduser()
@@ -577,3 +577,33 @@ def lm_head_class(config: Any) -> type:
     if config.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
         return AutoModelForCausalLM
     raise ValueError(f"{config.model_type!r} has no masked- or causal-LM head in transformers")
+
+
+def make_inputs(model: PreTrainedModel, batch_size: int, seq_len: int, *,
+                seed: int = 0, context_len: int = 0) -> dict[str, Any]:
+    """Random token ids (batch_size x seq_len) for the model, on its device (fixed seed);
+    ValueError before anything is allocated when the call (with ``context_len`` cached tokens)
+    is beyond :func:`check_call_size`."""
+    import inspect
+
+    import torch
+
+    if batch_size < 1 or seq_len < 1:
+        raise ValueError(f"batch size and sequence length must be >= 1, got {batch_size}, "
+                         f"{seq_len}")
+    config = model.config
+    device = next(model.parameters()).device
+    check_call_size(config, batch_size, seq_len, context_len, allocates=device.type != "meta")
+    limit = max_sequence_length(config)
+    if limit is not None and seq_len > limit:
+        raise ValueError(f"sequence length {seq_len} exceeds the {limit} positions of "
+                         f"{type(model).__name__}")
+    vocab = int(getattr(config, "vocab_size", 0) or 2)
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(1 if vocab > 1 else 0, vocab, (batch_size, seq_len), generator=generator)
+    inputs: dict[str, Any] = {"input_ids": ids.to(device)}
+    if getattr(config, "is_encoder_decoder", False):
+        inputs["decoder_input_ids"] = inputs["input_ids"]
+    if "use_cache" in inspect.signature(model.forward).parameters:
+        inputs["use_cache"] = False  # no KV cache: replays must not grow a shared cache
+    return inputs

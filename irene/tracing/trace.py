@@ -10,7 +10,6 @@ weights, no arithmetic; :mod:`irene.tracing.meta`) and record ``meta["traced_on"
 
 from __future__ import annotations
 
-import inspect
 import platform
 import time
 import warnings
@@ -34,12 +33,7 @@ from irene.tracing.meta import (
     is_value_dependent_error,
     meta_shims,
 )
-from irene.tracing.registry import (
-    build_model,
-    check_call_size,
-    max_sequence_length,
-    torch_dtype,
-)
+from irene.tracing.registry import build_model, torch_dtype
 from irene.tracing.schemas import TraceSchema, trace_rules
 from irene.tree import Tree, TreeKey, tree_key
 
@@ -62,32 +56,6 @@ COUNTING = {
 }
 
 
-def make_inputs(model: PreTrainedModel, batch_size: int, seq_len: int, *,
-                seed: int = 0, context_len: int = 0) -> dict[str, Any]:
-    """Random token ids (batch_size x seq_len) for the model, on its device (fixed seed);
-    ValueError before anything is allocated when the call (with ``context_len`` cached tokens)
-    is beyond :func:`irene.tracing.registry.check_call_size`."""
-    if batch_size < 1 or seq_len < 1:
-        raise ValueError(f"batch size and sequence length must be >= 1, got {batch_size}, "
-                         f"{seq_len}")
-    config = model.config
-    device = next(model.parameters()).device
-    check_call_size(config, batch_size, seq_len, context_len, allocates=device.type != "meta")
-    limit = max_sequence_length(config)
-    if limit is not None and seq_len > limit:
-        raise ValueError(f"sequence length {seq_len} exceeds the {limit} positions of "
-                         f"{type(model).__name__}")
-    vocab = int(getattr(config, "vocab_size", 0) or 2)
-    generator = torch.Generator().manual_seed(seed)
-    ids = torch.randint(1 if vocab > 1 else 0, vocab, (batch_size, seq_len), generator=generator)
-    inputs: dict[str, Any] = {"input_ids": ids.to(device)}
-    if getattr(config, "is_encoder_decoder", False):
-        inputs["decoder_input_ids"] = inputs["input_ids"]
-    if "use_cache" in inspect.signature(model.forward).parameters:
-        inputs["use_cache"] = False  # no KV cache: replays must not grow a shared cache
-    return inputs
-
-
 def _prepare(model: str | PreTrainedModel, *, device: str, dtype: str, attn: str,
              hub: bool) -> PreTrainedModel:
     """The model to trace on ``device`` (``"meta"``: built or kept without weights)."""
@@ -104,13 +72,13 @@ def _prepare(model: str | PreTrainedModel, *, device: str, dtype: str, attn: str
     return model
 
 
-def _sync(device: str) -> Any:
+def device_sync(device: str) -> Any:
     if device.startswith("cuda"):
         return torch.cuda.synchronize
     return None
 
 
-def _device_name(device: str) -> str:
+def describe_device(device: str) -> str:
     """The hardware a tree speaks for: the GPU's name, or the CPU model (``/proc/cpuinfo``),
     so trees of two CPU hosts are told apart."""
     if device.startswith("cuda"):
@@ -132,7 +100,7 @@ def _units(phase: str, schema: TraceSchema) -> dict[str, str]:
     return out
 
 
-def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, timing: bool,
+def trace_metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, timing: bool,
               meter: Meter | None, protocol: Protocol, sampler: Sampler | None,
               counted_flops: int, cache: MeasurementCache | None, seconds: float,
               schema: TraceSchema, traced_on: str,
@@ -150,7 +118,7 @@ def _metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str, tim
         "context_len": context_len,
         "device": device,
         "traced_on": traced_on,
-        "device_name": _device_name(device),
+        "device_name": describe_device(device),
         "dtype": dtype,
         "attn": attn,
         "architecture": type(model).__name__,
@@ -183,7 +151,7 @@ def planned_key(model_name: str, batch_size: int, seq_len: int, *, device: str, 
     training step (:mod:`irene.tracing.train_step`)."""
     meta: dict[str, Any] = {"schema": trace_rules(schema).record, "phase": phase,
                             "context_len": context_len,
-                            "device": device, "device_name": _device_name(device),
+                            "device": device, "device_name": describe_device(device),
                             "dtype": dtype, "attn": attn}
     if optimizer is not None:
         meta["optimizer"] = optimizer
@@ -270,13 +238,13 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
             measurements, sampler, conditions = timed_measurements(
                 lambda cache, sampler, bar: measure_records(
                     list(root.walk()), meter=meter, protocol=protocol, cache=cache,
-                    sampler=sampler, sync=_sync(device), progress=bar),
+                    sampler=sampler, sync=device_sync(device), progress=bar),
                 root_id=id(root), what=f"{name} {batch_size}x{seq_len} (whole model)",
                 device=device, protocol=protocol, cache=cache,
-                progress=_progress_bar(name, batch_size, seq_len) if progress else None)
+                progress=replay_progress_bar(name, batch_size, seq_len) if progress else None)
         finally:
             step.restore()
-    meta = _metadata(built, device=device, dtype=dtype, attn=attn, timing=timing, meter=meter,
+    meta = trace_metadata(built, device=device, dtype=dtype, attn=attn, timing=timing, meter=meter,
                      protocol=protocol, sampler=sampler, counted_flops=capture.counted_flops,
                      cache=cache if timing else None, seconds=time.perf_counter() - start,
                      schema=rules, traced_on="meta" if on_meta else device,
@@ -342,7 +310,7 @@ def _capture(model: PreTrainedModel, step: Step, *, record_inputs: bool, dedup: 
     return capture
 
 
-def _progress_bar(name: str, batch_size: int, seq_len: int) -> Any:
+def replay_progress_bar(name: str, batch_size: int, seq_len: int) -> Any:
     from tqdm import tqdm
 
     def wrap(items: list) -> Any:

@@ -27,14 +27,16 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from irene.tracing.backward_flops import training_flop_counter_mode
-from irene.tracing.capture import ForwardCapture, Record, _tensors
+from irene.tracing.capture import ForwardCapture, Record, tensors_in
 from irene.tracing.flops import tensor_bytes
+from irene.tracing.optimizers import OptimizerSpec
 
 #: autograd node type that writes a parameter's ``.grad`` (stops the ownership walk)
 _ACCUMULATE = "AccumulateGrad"
@@ -93,7 +95,7 @@ class TrainingCapture(ForwardCapture):
             record = frame.record
             boundary = None
             if record is not None:
-                inputs = _tensors((args, kwargs))
+                inputs = tensors_in((args, kwargs))
                 if frame.first:
                     self.grad_flags[id(record)] = [t.requires_grad for t in inputs]
                 if record.kind == "leaf":
@@ -111,10 +113,10 @@ class TrainingCapture(ForwardCapture):
             return
         self._internal = True
         try:
-            outputs = _tensors(output)
+            outputs = tensors_in(output)
             if record.kind == "leaf" and boundary is not None:
                 self._claim(record, outputs, boundary)
-                self._add_backward_bytes(record, _tensors((args, kwargs)), outputs,
+                self._add_backward_bytes(record, tensors_in((args, kwargs)), outputs,
                                          list(module.parameters()))
             if frame.first and record.replay is not None:
                 self._hook_output_grads(record, outputs)
@@ -130,7 +132,7 @@ class TrainingCapture(ForwardCapture):
             return super()._run_leaf_call(kind, op, itype, func, args, kwargs, inplace=inplace)
         was_internal, self._internal = self._internal, True
         try:
-            inputs = _tensors((args, kwargs))
+            inputs = tensors_in((args, kwargs))
             boundary = _grad_fns(inputs)
             flags = [t.requires_grad for t in inputs]
             sizes = [(t, t.requires_grad) for t in inputs]
@@ -140,7 +142,7 @@ class TrainingCapture(ForwardCapture):
         out = super()._run_leaf_call(kind, op, itype, func, args, kwargs, inplace=inplace)
         was_internal, self._internal = self._internal, True
         try:
-            outputs = _tensors(out)
+            outputs = tensors_in(out)
             if len(parent.children) == count:  # no forward FLOPs: not a leaf
                 if any(t.grad_fn is not None and t.grad_fn not in boundary for t in outputs):
                     self._claim(self._other_record(parent), outputs, boundary)
@@ -314,3 +316,22 @@ class BackwardAttribution:
         finally:
             for handle in handles:
                 handle.remove()
+
+
+@dataclass
+class TracedStep:
+    """Everything :func:`irene.tracing.train_step.run_step` produced: the records of the step
+    and what the replays of :mod:`irene.tracing.train_replay` need."""
+
+    model: Any
+    inputs: dict[str, Any]
+    spec: OptimizerSpec
+    capture: TrainingCapture
+    attribution: BackwardAttribution
+    step: Record
+    forward: Record
+    backward: Record
+    optimizer: Record
+    source: dict[int, Record]  # id(backward record) -> the forward / Other record it mirrors
+    optimizer_flops_counted: int
+    retained: torch.Tensor | None = None  # the step's loss while its graph is retained

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
@@ -38,17 +38,15 @@ from torch.utils._pytree import tree_map
 
 from irene.measure import Measurement, MeasurementCache, Meter, Protocol, measure_callable
 from irene.measure.sampler import Sampler
-from irene.tracing.capture import Record, _call, _is_inplace, _tensors, signature_of
-from irene.tracing.train_step import OptimizerSpec, trained_parameters, unique_parameters
-
-if TYPE_CHECKING:
-    from irene.tracing.train_step import TracedStep
+from irene.tracing.capture import Record, call_function, is_inplace, signature_of, tensors_in
+from irene.tracing.optimizers import OptimizerSpec, trained_parameters, unique_parameters
+from irene.tracing.train_capture import TracedStep
 
 
 def recorded_call(record: Record) -> tuple[Callable, tuple, dict]:
     """(function, args, kwargs) a forward record was first called with (its recorded inputs)."""
     replay = record.replay
-    if replay is None or getattr(replay, "func", None) is not _call:
+    if replay is None or getattr(replay, "func", None) is not call_function:
         raise RuntimeError(f"{record.scope}: no recorded inputs to replay")
     fn, args, kwargs = replay.args
     return fn, args, kwargs
@@ -82,7 +80,7 @@ def _parameters_of(fn: Callable, args: tuple, kwargs: dict) -> list[torch.Tensor
     if isinstance(fn, nn.Module):
         return [p for p in fn.parameters() if p.requires_grad]
     seen: dict[int, torch.Tensor] = {}
-    for t in _tensors((args, kwargs)):
+    for t in tensors_in((args, kwargs)):
         if isinstance(t, nn.Parameter) and t.requires_grad:
             seen.setdefault(id(t), t)
     return list(seen.values())
@@ -91,7 +89,7 @@ def _parameters_of(fn: Callable, args: tuple, kwargs: dict) -> list[torch.Tensor
 def forward_replay(record: Record, flags: list[bool]) -> Callable[[], None]:
     """Replay a forward node as the step runs it: gradients on, inputs requiring them again."""
     fn, args, kwargs = recorded_call(record)
-    if _is_inplace(fn):
+    if is_inplace(fn):
         return lambda: _no_grad_call(fn, args, kwargs)
     new_args, new_kwargs, _ = _with_grad_inputs(args, kwargs, flags, inplace=False)
 
@@ -119,12 +117,12 @@ class BackwardReplay:
 
     def prepare(self) -> None:
         """Recompute the forward with gradients and keep its graph."""
-        inplace = _is_inplace(self.fn)
+        inplace = is_inplace(self.fn)
         with torch.enable_grad():
             args, kwargs, leaves = _with_grad_inputs(self.args, self.kwargs, self.flags,
                                                      inplace=inplace)
             out = self.fn(*args, **kwargs)
-        outputs = _tensors(out)
+        outputs = tensors_in(out)
         chosen = [(outputs[i], g) for i, g in sorted(self.grads.items())
                   if i < len(outputs) and outputs[i].requires_grad]
         chosen = independent_outputs(chosen)

@@ -53,22 +53,28 @@ from __future__ import annotations
 import copy
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from irene.measure import MeasurementCache, Meter, Protocol
-from irene.schema import DEFAULT_SCHEMA, MFLOP, OPTIMIZER_NAMES
+from irene.schema import DEFAULT_SCHEMA, MFLOP
 from irene.tracing.backward_flops import BACKWARD_FLOP_CONVENTION, training_flop_counter_mode
 from irene.tracing.build import build_tree, prune
 from irene.tracing.capture import Record, signature_of
 from irene.tracing.flops import FLOP_CONVENTION, tensor_bytes
 from irene.tracing.meta import meta_shims
+from irene.tracing.optimizers import (
+    DEFAULT_OPTIMIZER,
+    OptimizerSpec,
+    get_optimizer,
+    trained_parameters,
+)
 from irene.tracing.registry import load_config, torch_dtype
 from irene.tracing.schemas import trace_rules
-from irene.tracing.train_capture import BackwardAttribution, TrainingCapture
+from irene.tracing.train_capture import BackwardAttribution, TracedStep, TrainingCapture
 from irene.tree import Tree
 
 if TYPE_CHECKING:
@@ -88,48 +94,6 @@ TRAIN_FLOPS_UNIT = (f"MFLOP (1e6 FLOPs) per training step; forward: {FLOP_CONVEN
 
 # --------------------------------------------------------------------------------------------
 # optimisers
-
-
-@dataclass(frozen=True)
-class OptimizerSpec:
-    """An optimiser the tracer builds: ``name`` (CLI/metadata), ``label`` (node type),
-    ``settings`` (keyword arguments, recorded in the tree) and the FLOPs per element of one
-    steady-state step (``flops_per_element`` plus ``flops_per_tensor``)."""
-
-    name: str
-    label: str
-    settings: dict[str, Any] = field(default_factory=dict)
-    flops_per_element: int = 0
-    flops_per_tensor: int = 0
-
-    def make(self, params: Iterable[torch.Tensor], *,
-             foreach: bool | None = None) -> torch.optim.Optimizer:
-        """The optimiser over ``params`` (``foreach=None``: PyTorch's default implementation
-        for the device; False: the single-tensor loop, whose FLOPs the counter sees)."""
-        cls = {"adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[self.name]
-        return cls(list(params), foreach=foreach, **self.settings)
-
-    def expected_flops(self, numel: int, tensors: int = 1) -> int:
-        """FLOPs of one steady-state step over ``tensors`` tensors holding ``numel`` elements."""
-        return self.flops_per_element * numel + self.flops_per_tensor * tensors
-
-
-#: the optimisers (AdamW: weight decay 1, two moment updates 2 + 3, denominator 3, update 2 =
-#: 11 per element, +1 for the step counter; SGD with momentum: buffer 2, update 1)
-OPTIMIZERS: dict[str, OptimizerSpec] = {
-    "adamw": OptimizerSpec("adamw", "AdamW", {"lr": 1e-4, "weight_decay": 0.01}, 11, 1),
-    "sgd": OptimizerSpec("sgd", "SGD", {"lr": 1e-3, "momentum": 0.9}, 3, 0),
-}
-DEFAULT_OPTIMIZER = OPTIMIZER_NAMES[0]
-assert tuple(OPTIMIZERS) == OPTIMIZER_NAMES, "irene.schema.OPTIMIZER_NAMES lists the optimisers"
-
-
-def get_optimizer(name: str) -> OptimizerSpec:
-    """The :class:`OptimizerSpec` called ``name``; ValueError listing the known ones."""
-    try:
-        return OPTIMIZERS[name.lower()]
-    except KeyError:
-        raise ValueError(f"unknown optimizer {name!r}; known: {', '.join(OPTIMIZERS)}") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -239,8 +203,8 @@ def loss_description(model: nn.Module) -> str:
 
 def step_inputs(model: PreTrainedModel, batch_size: int, seq_len: int, *,
                 seed: int = 0) -> dict[str, Any]:
-    """Random token ids (:func:`irene.tracing.trace.make_inputs`) with ``labels`` = the ids."""
-    from irene.tracing.trace import make_inputs
+    """Random token ids (:func:`irene.tracing.registry.make_inputs`) with ``labels`` = the ids."""
+    from irene.tracing.registry import make_inputs
 
     inputs = make_inputs(model, batch_size, seq_len, seed=seed)
     inputs["labels"] = inputs["input_ids"].clone()
@@ -362,17 +326,6 @@ def parameter_cost(spec: OptimizerSpec, shape: torch.Size, dtype: torch.dtype) -
     return ParameterCost(counter.get_total_flops(), tensor_bytes([param, param.grad, *state]))
 
 
-def unique_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """(name, parameter) of every distinct trainable parameter (tied weights once, first name)."""
-    return [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-
-
-def trained_parameters(model: nn.Module) -> list[tuple[str, nn.Parameter]]:
-    """(name, parameter) of every distinct parameter that received a gradient in the backward
-    pass (tied weights once, under their first name): the ones an optimiser step updates."""
-    return [(n, p) for n, p in model.named_parameters() if p.requires_grad and p.grad is not None]
-
-
 def optimizer_records(model: nn.Module, spec: OptimizerSpec, step: Record,
                       forward_paths: set[str]) -> Record:
     """The ``optimizer`` records: one ``<Label>Update`` leaf per updated parameter tensor, under
@@ -442,25 +395,6 @@ def _ancestors(record: Record, *, stop: Record) -> Iterable[Record]:
 # tracing
 
 
-@dataclass
-class TracedStep:
-    """Everything :func:`run_step` produced: the records of the step and what the replays of
-    :mod:`irene.tracing.train_replay` need."""
-
-    model: Any
-    inputs: dict[str, Any]
-    spec: OptimizerSpec
-    capture: TrainingCapture
-    attribution: BackwardAttribution
-    step: Record
-    forward: Record
-    backward: Record
-    optimizer: Record
-    source: dict[int, Record]  # id(backward record) -> the forward / Other record it mirrors
-    optimizer_flops_counted: int
-    retained: torch.Tensor | None = None  # the step's loss while its graph is retained
-
-
 def run_step(model: PreTrainedModel, inputs: dict[str, Any], spec: OptimizerSpec, *,
              record_inputs: bool, dedup: bool) -> TracedStep:
     """Capture the forward pass, attribute the backward pass, count the optimiser step, and
@@ -524,12 +458,17 @@ def trace_train_step(model: str | PretrainedConfig | PreTrainedModel, batch_size
     ``model``: a built-in name, local path or Hub name, a ``transformers`` config, or a model
     (with an LM head it is trained in place: its weights change; a base model's config is used
     to build the model with its head). ``optimizer``: ``"adamw"`` or ``"sgd"``
-    (:data:`OPTIMIZERS`). ``timing``: replay every node alone under ``protocol``; with
-    ``meter`` also ``ground_truth_energy`` (J per training step). Without timing the step runs
-    on the meta device (shapes only). Other arguments as in
+    (:data:`irene.tracing.optimizers.OPTIMIZERS`). ``timing``: replay every node alone under
+    ``protocol``; with ``meter`` also ``ground_truth_energy`` (J per training step). Without
+    timing the step runs on the meta device (shapes only). Other arguments as in
     :func:`irene.tracing.trace.trace_model`.
     """
-    from irene.tracing.trace import _metadata, _progress_bar, _sync, timed_measurements
+    from irene.tracing.trace import (
+        device_sync,
+        replay_progress_bar,
+        timed_measurements,
+        trace_metadata,
+    )
     from irene.tracing.train_replay import measure_step
 
     start = time.perf_counter()
@@ -556,13 +495,13 @@ def trace_train_step(model: str | PretrainedConfig | PreTrainedModel, batch_size
             measurements, sampler, conditions = timed_measurements(
                 lambda cache, sampler, bar: measure_step(
                     st, meter=meter, protocol=protocol, cache=cache, sampler=sampler,
-                    sync=_sync(device), progress=bar),
+                    sync=device_sync(device), progress=bar),
                 root_id=id(st.step), what=f"{name} {batch_size}x{seq_len} (whole training step)",
                 device=device, protocol=protocol, cache=cache,
-                progress=_progress_bar(name, batch_size, seq_len) if progress else None)
+                progress=replay_progress_bar(name, batch_size, seq_len) if progress else None)
         finally:
             st.retained = None
-    meta = _metadata(built, device=device, dtype=dtype, attn=attn, timing=timing, meter=meter,
+    meta = trace_metadata(built, device=device, dtype=dtype, attn=attn, timing=timing, meter=meter,
                      protocol=protocol, sampler=sampler, counted_flops=0,
                      cache=cache if timing else None, seconds=time.perf_counter() - start,
                      schema=rules, traced_on=device if timing else "meta",

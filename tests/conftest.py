@@ -1,0 +1,28 @@
+"""Shared test set-up. The helpers every test file may import live in ``tests/support/``
+(tiny models: :mod:`support.models`; trees: :mod:`support.trees`; campaign plans:
+:mod:`support.campaign`; a fake pynvml: :mod:`support.fakes`); test files never import each
+other. This file puts ``tests/`` on the import path (whatever pytest's import mode) and offers
+the tiny models as fixtures too.
+
+Markers (pyproject.toml): ``slow`` (over 10 s; the quick loop is ``pytest -m "not slow"``),
+``gpu``, ``rapl``, ``browser``, ``ray``, ``mlflow`` (skipped where the hardware or extra is absent).
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+if str(TESTS) not in sys.path:
+    sys.path.insert(0, str(TESTS))
+
+
+@pytest.fixture()
+def tiny_model():
+    """The factory :func:`support.models.tiny_model`: ``tiny_model("gpt2", "eager", n_layer=1)``."""
+    from support.models import tiny_model as factory
+
+    return factory
