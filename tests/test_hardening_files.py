@@ -422,27 +422,27 @@ def test_export_escapes_formula_cells(tmp_path):
 
 # -- shipped data survives a checkout that converts line ends ----------------------------------
 
-def test_the_shipped_predictor_loads_after_crlf_conversion(tmp_path, monkeypatch):
-    from irene.serving import predictor
+def test_the_shipped_hardware_parameters_load_after_crlf_conversion(tmp_path, monkeypatch):
+    from irene.hardware import params
 
-    text = predictor.SHIPPED_PATH.read_bytes()
-    copy = tmp_path / "serving_vllm.json"
+    text = params.SHIPPED_PATH.read_bytes()
+    copy = tmp_path / "hardware_params.json"
     copy.write_bytes(text.replace(b"\n", b"\r\n"))
-    monkeypatch.setattr(predictor, "SHIPPED_PATH", copy)
-    assert predictor.load_predictor().fits
+    monkeypatch.setattr(params, "SHIPPED_PATH", copy)
+    assert params.load_hardware().fitted
     copy.write_bytes(text.replace(b'"format"', b' "format"', 1))  # any other change is refused
-    with pytest.raises(predictor.PredictorFormatError, match="digest"):
-        predictor.load_predictor()
+    with pytest.raises(params.ParamsFormatError, match="digest"):
+        params.load_hardware()
 
 
 def test_gitattributes_keep_shipped_data_byte_exact():
     check = subprocess.run(["git", "-C", str(REPO), "check-attr", "text", "eol", "binary", "--",
-                            "irene/data/serving_vllm.json",
+                            "irene/data/hardware_params.json",
                             "irene/data/synthetic_demo_trees.jsonl.gz"],
                            capture_output=True, text=True)
     if check.returncode != 0:
         pytest.skip("not a git checkout")
-    assert "irene/data/serving_vllm.json: eol: lf" in check.stdout
+    assert "irene/data/hardware_params.json: eol: lf" in check.stdout
     assert "irene/data/synthetic_demo_trees.jsonl.gz: binary: set" in check.stdout
 
 

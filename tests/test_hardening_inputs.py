@@ -281,17 +281,19 @@ def test_report_names_the_node_that_lacks_the_energy(two, tmp_path, capsys):
 
 # -- the GPU a serving estimate answers for ---------------------------------------------------
 
-@pytest.mark.parametrize("gpu", ["h100-pcie", "H100 NVL", "A100-PCIe-40GB"])
-def test_an_unmeasured_gpu_variant_is_refused(gpu, capsys):
+@pytest.mark.parametrize("gpu", ["H100 NVL", "A100-PCIe-80GB", "H100-SXM-96GB"])
+def test_an_unknown_gpu_variant_is_refused(gpu, capsys):
     refused(["estimate", "Qwen/Qwen3-8B", "--serving", "vllm", "--gpu", gpu], capsys,
-            repr(gpu), "only the SXM part")
+            repr(gpu), "unknown GPU")
 
 
-def test_the_sxm_part_is_named_plainly():
-    from irene.serving.gpus import GPUS, gpu_spec
+def test_gpu_variants_are_named_plainly_never_mapped_to_another_part():
+    from irene.hardware.gpus import gpu_spec
 
     for name in ("H100", "h100", "H100-SXM", "h100 sxm5", "H100_SXM"):
-        assert gpu_spec(name) is GPUS["H100"]
+        assert gpu_spec(name).name == gpu_spec("H100").name
+    assert gpu_spec("h100-pcie").name != gpu_spec("H100").name
+    assert gpu_spec("h100-pcie").power_limit_w < gpu_spec("H100").power_limit_w
 
 
 # -- bench model directories ------------------------------------------------------------------
