@@ -101,7 +101,8 @@ def test_complete_configs_are_still_traced_and_estimated(tmp_path):
     out = tmp_path / "out.jsonl"
     assert main(trace_argv(config_dir(tmp_path, LLAMA, "llama"), out)) == 0
     assert len(read_trees(out)) == 1
-    assert main(serving_argv(config_dir(tmp_path, MIXTRAL, "mixtral"), "--json")) == 0
+    assert main(serving_argv(config_dir(tmp_path, MIXTRAL, "mixtral"), "--json", "--prompt-len",
+                             "16", "--new-tokens", "16")) == 0
 
 
 def test_weights_beyond_memory_are_refused_before_the_build(tmp_path, monkeypatch, capsys):
@@ -359,3 +360,8 @@ def test_a_plan_naming_an_incomplete_config_is_refused(tmp_path, capsys):
 def test_bench_sizes_are_bounded_before_the_model_is_built(args, needle, tmp_path, capsys):
     model = gpt2_dir(tmp_path, "gpt2")
     refused(["bench", str(model), *args], capsys, needle)
+
+
+def test_a_serving_request_beyond_the_positions_is_refused(capsys):
+    refused(serving_argv("Qwen/Qwen3-8B", "--prompt-len", "1000000", "--new-tokens", "1000"),
+            capsys, "Qwen/Qwen3-8B", "exceed its 40960 positions")

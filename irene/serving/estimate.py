@@ -24,7 +24,7 @@ from irene.serving.decode import DecodeStep, Parallelism, ServingInputError, Wor
 from irene.serving.gpus import GPUS, GpuSpec, gpu_spec
 from irene.serving.model import ENERGY_PARAMS, GpuFit, StepArrays, energy_design
 from irene.serving.predictor import ServingPredictor, load_predictor
-from irene.serving.structure import MODULES, ModelStructure, structure_of
+from irene.serving.structure import MODULES, ModelStructure, structure_of, text_config
 
 #: served weight formats a user may ask for (``--dtype``), and the names accepted for them
 WEIGHT_FORMATS = {"bf16": "bf16", "bfloat16": "bf16", "float16": "bf16", "fp16": "bf16",
@@ -83,7 +83,7 @@ def resolve_structure(model: str, weight_format: str | None, hub: bool) -> \
         tuple[str, ModelStructure, list[str]]:
     """(canonical name, structure in the served format, notes) of a built-in name or local
     config (a Hub id only with ``hub``)."""
-    from irene.tracing.registry import _builtin_name, load_config
+    from irene.tracing.registry import _builtin_name, load_config, max_sequence_length
     from irene.tracing.serving_models import SERVING_FACTS
 
     name = _builtin_name(model) or model
@@ -114,6 +114,7 @@ def resolve_structure(model: str, weight_format: str | None, hub: bool) -> \
         structure = structure_of(config, weight_format=fmt, quantized=quantized)
     except ValueError as exc:
         raise ServingEstimateError(f"{model}: {exc}") from exc
+    structure.max_positions = max_sequence_length(text_config(config)) or 0
     return name, structure, notes + structure.notes
 
 
@@ -164,6 +165,11 @@ def estimate_serving(model: str, *, gpu: str = "H100", num_gpus: int | None = No
     if not isinstance(predictor, ServingPredictor):
         predictor = load_predictor(predictor)
     name, structure, notes = resolve_structure(model, weight_format, hub)
+    positions = structure.max_positions
+    if positions and prompt_len + new_tokens > positions:
+        raise ServingEstimateError(f"{name}: a {prompt_len:g}-token prompt and {new_tokens:g} new "
+                                   f"tokens exceed its {positions} positions "
+                                   "(max_position_embeddings): vLLM refuses such requests")
     gpus = num_gpus or default_gpus(structure, spec)
     try:
         workload = Workload.of_requests(float(concurrency), float(prompt_len), float(new_tokens))

@@ -111,6 +111,8 @@ class ModelStructure:
     weight_format: str = "bf16"
     quantized: str = ""
     notes: list[str] = field(default_factory=list)
+    #: the most tokens (prompt + output) a sequence may hold (0: not declared)
+    max_positions: int = 0
 
     @property
     def is_moe(self) -> bool:
