@@ -78,6 +78,9 @@ def two(tmp_path_factory) -> Path:
     ({**LLAMA, "hidden_size": "abc"}, "'hidden_size'"),
     ({**LLAMA, "quantization_config": "fp8"}, "'quantization_config' must be an object"),
     ({**LLAMA, "num_hidden_layers": 10**8}, f"from 1 to {limits.MAX_LAYERS}"),
+    (json.dumps(LLAMA).replace('"vocab_size": 128', '"vocab_size": ' + "9" * 5000),
+     "'vocab_size' must be a finite number"),
+    ("[" * DEEP + "]" * DEEP, "nested too deeply"),
     ({**LLAMA, "hidden_size": 1 << 17, "intermediate_size": 1 << 18, "num_hidden_layers": 1000,
       "num_attention_heads": 1024, "num_key_value_heads": 1024}, "parameters, more than"),
 ])

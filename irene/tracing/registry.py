@@ -16,6 +16,7 @@ as in IrEne's data.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -314,6 +315,10 @@ def check_config_fields(raw: Any, where: str) -> None:
     model_type = raw.get("model_type")
     if not isinstance(model_type, str) or not model_type:
         raise ConfigError(f"{where}: field 'model_type' missing or not a string")
+    for key, value in raw.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: field {key!r} must be a finite number, got {value!r} "
+                              "(or an integer of hundreds of digits)")
     quant = raw.get("quantization_config")
     if quant is not None and not isinstance(quant, dict):
         raise ConfigError(f"{where}: field 'quantization_config' must be an object, got "
