@@ -78,6 +78,9 @@ def two(tmp_path_factory) -> Path:
     ({**LLAMA, "hidden_size": "abc"}, "'hidden_size'"),
     ({**LLAMA, "quantization_config": "fp8"}, "'quantization_config' must be an object"),
     ({**LLAMA, "num_hidden_layers": 10**8}, f"from 1 to {limits.MAX_LAYERS}"),
+    (json.dumps(LLAMA).replace('"vocab_size": 128', '"vocab_size": ' + "9" * 5000),
+     "'vocab_size' must be a finite number"),
+    ("[" * DEEP + "]" * DEEP, "nested too deeply"),
     ({**LLAMA, "hidden_size": 1 << 17, "intermediate_size": 1 << 18, "num_hidden_layers": 1000,
       "num_attention_heads": 1024, "num_key_value_heads": 1024}, "parameters, more than"),
 ])
@@ -101,7 +104,8 @@ def test_complete_configs_are_still_traced_and_estimated(tmp_path):
     out = tmp_path / "out.jsonl"
     assert main(trace_argv(config_dir(tmp_path, LLAMA, "llama"), out)) == 0
     assert len(read_trees(out)) == 1
-    assert main(serving_argv(config_dir(tmp_path, MIXTRAL, "mixtral"), "--json")) == 0
+    assert main(serving_argv(config_dir(tmp_path, MIXTRAL, "mixtral"), "--json", "--prompt-len",
+                             "16", "--new-tokens", "16")) == 0
 
 
 def test_weights_beyond_memory_are_refused_before_the_build(tmp_path, monkeypatch, capsys):
@@ -361,3 +365,8 @@ def test_a_plan_naming_an_incomplete_config_is_refused(tmp_path, capsys):
 def test_bench_sizes_are_bounded_before_the_model_is_built(args, needle, tmp_path, capsys):
     model = gpt2_dir(tmp_path, "gpt2")
     refused(["bench", str(model), *args], capsys, needle)
+
+
+def test_a_serving_request_beyond_the_positions_is_refused(capsys):
+    refused(serving_argv("Qwen/Qwen3-8B", "--prompt-len", "1000000", "--new-tokens", "1000"),
+            capsys, "Qwen/Qwen3-8B", "exceed its 40960 positions")

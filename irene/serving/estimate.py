@@ -28,7 +28,7 @@ from irene.hardware.runtime import RuntimeProfile
 from irene.hardware.work import WorkCost, work_cost
 from irene.serving.data import TASK_PROMPT_TOKENS
 from irene.serving.decode import DecodeStep, Parallelism, ServingInputError, Workload, shard
-from irene.serving.structure import MODULES, ModelStructure, structure_of
+from irene.serving.structure import MODULES, ModelStructure, structure_of, text_config
 
 #: served weight formats a user may ask for (``--dtype``), and the names accepted for them
 WEIGHT_FORMATS = {"bf16": "bf16", "bfloat16": "bf16", "float16": "bf16", "fp16": "bf16",
@@ -117,6 +117,7 @@ def resolve_structure(model: str, weight_format: str | None, hub: bool) -> \
         structure = structure_of(config, weight_format=fmt, quantized=quantized)
     except ValueError as exc:
         raise ServingEstimateError(f"{model}: {exc}") from exc
+    structure.max_positions = max_positions(text_config(config))
     return name, structure, notes + structure.notes
 
 
@@ -130,7 +131,7 @@ def _config(model: str, hub: bool) -> tuple[Any, str, Any]:
     if path.is_dir() and (path / "config.json").is_file():
         path = path / "config.json"
     if path.is_file() and path.suffix == ".json":
-        return json_config(path), model, None
+        return checked_json_config(path), model, None
     from irene.tracing.registry import builtin_name, load_config
     from irene.tracing.serving_models import SERVING_FACTS
 
@@ -138,9 +139,50 @@ def _config(model: str, hub: bool) -> tuple[Any, str, Any]:
     return load_config(model, hub=hub), name, SERVING_FACTS.get(name)
 
 
-def json_config(path: Any) -> Any:
+#: sizes a decoder's config.json must declare for the serving count (none filled by default)
+SERVING_SIZES = ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads")
+#: GPT-2-style names of those sizes (named in the message when the file uses that style)
+GPT2_NAMES = {"hidden_size": "n_embd", "num_hidden_layers": "n_layer",
+              "num_attention_heads": "n_head"}
+
+
+def max_positions(config: Any) -> int:
+    """The most tokens a sequence of ``config`` may hold (0: not declared)."""
+    value = getattr(config, "max_position_embeddings", None)
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def checked_json_config(path: Any) -> Any:
+    """:func:`json_config`, refused (ServingEstimateError naming the file and field) when a size
+    of :data:`SERVING_SIZES` is missing or the values are impossible or beyond
+    :mod:`irene.limits` (:func:`irene.tracing.registry.check_config`, the tracer's rule) —
+    without importing torch or transformers."""
+    from irene.tracing.registry import ConfigError, check_config, check_config_object
+
+    config, raw = json_config(path, with_raw=True)
+    text = text_config(config)
+    try:
+        check_config_object(raw, str(path))
+    except ConfigError as exc:
+        raise ServingEstimateError(str(exc)) from None
+    gpt2_style = any(hasattr(text, n) for n in GPT2_NAMES.values())
+    for name in SERVING_SIZES:
+        if getattr(text, name, None) is None and getattr(text, GPT2_NAMES.get(name, name),
+                                                         None) is None:
+            shown = GPT2_NAMES.get(name, name) if gpt2_style else name
+            raise ServingEstimateError(f"{path}: field {shown!r} missing: a decoder LLM's "
+                                       "config.json must declare every size (none is assumed)")
+    try:
+        check_config(text, str(path))
+    except ConfigError as exc:
+        raise ServingEstimateError(str(exc)) from None
+    return config
+
+
+def json_config(path: Any, *, with_raw: bool = False) -> Any:
     """A ``config.json`` as nested attribute objects (``quantization_config`` kept a dict;
-    ``tie_word_embeddings`` defaulted per model type); ServingEstimateError naming the file."""
+    ``tie_word_embeddings`` defaulted per model type), with the parsed JSON too when
+    ``with_raw``; ServingEstimateError naming the file."""
     from types import SimpleNamespace
 
     from irene.files import loads_json, read_small_text
@@ -159,7 +201,7 @@ def json_config(path: Any) -> Any:
             out["tie_word_embeddings"] = out.get("model_type") in TIED_BY_DEFAULT
         return SimpleNamespace(**out)
 
-    return convert(data)
+    return (convert(data), data) if with_raw else convert(data)
 
 
 def _format_of_config(config: Any) -> str:
@@ -270,6 +312,11 @@ def estimate_serving(model: str, *, gpu: str | GpuSpec = "H100", num_gpus: int |
     spec = _spec_of(gpu)
     hardware = predictor if isinstance(predictor, HardwareFile) else load_hardware(predictor)
     name, structure, notes = resolve_structure(model, weight_format, hub)
+    positions = structure.max_positions
+    if positions and prompt_len + new_tokens > positions:
+        raise ServingEstimateError(f"{name}: a {prompt_len:g}-token prompt and {new_tokens:g} new "
+                                   f"tokens exceed its {positions} positions "
+                                   "(max_position_embeddings): vLLM refuses such requests")
     gpus = num_gpus or default_gpus(structure, spec)
     try:
         workload = Workload.of_requests(float(concurrency), float(prompt_len), float(new_tokens))

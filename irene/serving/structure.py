@@ -119,6 +119,8 @@ class ModelStructure:
     #: the output head reuses the input embedding matrix (no ``lm_head`` tensor stored, but the
     #: head GEMM still runs every step)
     tied_embeddings: bool = False
+    #: the most tokens (prompt + output) a sequence may hold (0: not declared)
+    max_positions: int = 0
 
     @property
     def is_moe(self) -> bool:

@@ -16,6 +16,7 @@ as in IrEne's data.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -302,22 +303,33 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def check_config_fields(raw: Any, where: str) -> None:
-    """ConfigError naming ``where`` and the field unless the parsed ``config.json`` ``raw`` is an
-    object that names its model type and declares every size of :data:`REQUIRED_SIZES` its
-    config class has (in ``text_config`` too, when that names a model type), and whose
-    ``quantization_config`` is an object."""
-    from transformers import CONFIG_MAPPING
-
+def check_config_object(raw: Any, where: str) -> str:
+    """The model type of a parsed ``config.json`` ``raw``; ConfigError naming ``where`` and the
+    field unless it is an object naming its model type, with finite numbers and an object as
+    ``quantization_config``. Needs neither torch nor transformers."""
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: a config must be a JSON object, got {type(raw).__name__}")
     model_type = raw.get("model_type")
     if not isinstance(model_type, str) or not model_type:
         raise ConfigError(f"{where}: field 'model_type' missing or not a string")
+    for key, value in raw.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{where}: field {key!r} must be a finite number, got {value!r} "
+                              "(or an integer of hundreds of digits)")
     quant = raw.get("quantization_config")
     if quant is not None and not isinstance(quant, dict):
         raise ConfigError(f"{where}: field 'quantization_config' must be an object, got "
                           f"{type(quant).__name__} {str(quant)[:40]!r}")
+    return model_type
+
+
+def check_config_fields(raw: Any, where: str) -> None:
+    """ConfigError naming ``where`` and the field unless the parsed ``config.json`` ``raw``
+    passes :func:`check_config_object` and declares every size of :data:`REQUIRED_SIZES` its
+    config class has (in ``text_config`` too, when that names a model type)."""
+    from transformers import CONFIG_MAPPING
+
+    model_type = check_config_object(raw, where)
     if model_type not in CONFIG_MAPPING:
         return  # transformers refuses it, with its own message
     cls = CONFIG_MAPPING[model_type]
@@ -373,7 +385,7 @@ def check_config(config: Any, where: str) -> None:
     hidden, heads = sizes.get("hidden_size"), sizes.get("num_attention_heads")
     if hidden and heads and "head_dim" not in sizes and hidden % heads:
         raise ConfigError(f"{where}: field {_field_name(c, 'num_attention_heads')!r}: "
-                          f"{heads} heads do not divide the hidden size {hidden}")
+                          f"{heads} attention heads do not divide the hidden size {hidden}")
     kv = sizes.get("num_key_value_heads")
     if kv and heads and heads % kv:
         raise ConfigError(f"{where}: field 'num_key_value_heads': {kv} key-value heads do not "
