@@ -26,3 +26,26 @@ def tiny_model():
     from support.models import tiny_model as factory
 
     return factory
+
+
+@pytest.fixture(scope="module")
+def two(tmp_path_factory) -> Path:
+    """Two synthetic trees of one model, seq 32 and 64 (a file: ``two.jsonl``)."""
+    from irene.synthetic import DEFAULT_ARCHS, make_synthetic_trees
+    from irene.tree import write_trees
+
+    path = tmp_path_factory.mktemp("data") / "two.jsonl"
+    write_trees(make_synthetic_trees(DEFAULT_ARCHS[:1], batch_sizes=(1,), seq_lens=(32, 64)),
+                path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory) -> Path:
+    """Synthetic trees of two models at batch 1 and 8, seq 32 (a file: ``trees.jsonl``)."""
+    from irene.synthetic import DEFAULT_ARCHS, make_synthetic_trees
+    from irene.tree import write_trees
+
+    path = tmp_path_factory.mktemp("data") / "trees.jsonl"
+    write_trees(make_synthetic_trees(DEFAULT_ARCHS[:2], batch_sizes=(1, 8), seq_lens=(32,)), path)
+    return path

@@ -25,22 +25,6 @@ TINY_BERT = {"model_type": "bert", "vocab_size": 64, "hidden_size": 16, "num_hid
 
 
 @pytest.fixture(scope="module")
-def two(tmp_path_factory) -> Path:
-    """Two trees of one model (the issue's ``two.jsonl``)."""
-    path = tmp_path_factory.mktemp("data") / "two.jsonl"
-    write_trees(make_synthetic_trees(DEFAULT_ARCHS[:1], batch_sizes=(1,), seq_lens=(32, 64)),
-                path)
-    return path
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "trees.jsonl"
-    write_trees(make_synthetic_trees(DEFAULT_ARCHS[:2], batch_sizes=(1, 8), seq_lens=(32,)), path)
-    return path
-
-
-@pytest.fixture(scope="module")
 def m_small(tmp_path_factory, data) -> Path:
     """A trained model directory (the issue's ``m_small``)."""
     directory = tmp_path_factory.mktemp("models") / "m_small"

@@ -41,13 +41,6 @@ def tiny_config(tmp_path) -> Path:
     return directory
 
 
-@pytest.fixture(scope="module")
-def data(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "trees.jsonl"
-    write_trees(make_synthetic_trees(DEFAULT_ARCHS[:2], batch_sizes=(1, 8), seq_lens=(32,)), path)
-    return path
-
-
 def trace_argv(config: Path, out: Path, batch: int = 1) -> list[str]:
     return ["trace", str(config), "--no-timing", "--offline", "-o", str(out),
             "--batch-size", str(batch), "--seq-len", "4"]

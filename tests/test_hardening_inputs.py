@@ -14,7 +14,6 @@ import pytest
 
 from irene import limits
 from irene.cli import main
-from irene.synthetic import DEFAULT_ARCHS, make_synthetic_trees
 from irene.tree import TreeFormatError, read_trees, write_trees
 
 LLAMA = {"model_type": "llama", "vocab_size": 128, "hidden_size": 32, "intermediate_size": 64,
@@ -55,14 +54,6 @@ def trace_argv(model: Path | str, out: Path) -> list[str]:
 
 def serving_argv(model: Path | str, *extra: str) -> list[str]:
     return ["estimate", str(model), "--serving", "vllm", "--gpu", "H100", "--offline", *extra]
-
-
-@pytest.fixture(scope="module")
-def two(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "two.jsonl"
-    write_trees(make_synthetic_trees(DEFAULT_ARCHS[:1], batch_sizes=(1,), seq_lens=(32, 64)),
-                path)
-    return path
 
 
 # -- incomplete or impossible configs: refused on the tracer and the serving path -----------

@@ -7,12 +7,12 @@ import argparse
 from typing import Any
 
 from irene.cli import UserError
-from irene.cli.options import console, depth, print_json
+from irene.cli.options import console, depth, print_result
 
 
 def run_gpu(args: argparse.Namespace) -> int:
     """Trace MODEL, cost every node on the GPU, print (or --json) and write -o/--html."""
-    from irene.cli.estimate import check_outputs
+    from irene.cli.options import check_outputs
     from irene.cli.phases import phase_context_lens, phase_options
     from irene.estimate import EstimateError
     from irene.estimate_gpu import DEFAULT_GPU, DTYPES, GpuEstimateError, estimate_on_gpu
@@ -41,7 +41,7 @@ def run_gpu(args: argparse.Namespace) -> int:
         raise UserError("--plot applies with --predictor")
     check_outputs(args)
     out = console()
-    notes = console(stderr=True) if args.json else out
+    notes = console(stderr=True) if args.json or args.quiet else out
     if not args.gpu and not args.gpu_spec:
         notes.print(f"note: no --gpu given: estimating on {DEFAULT_GPU}", style="yellow")
     try:
@@ -92,22 +92,23 @@ def show_call(estimate: Any, args: argparse.Namespace, out: Any, notes: Any) -> 
     tree = estimate.tree
     root = tree.root
     rows = node_rows(tree, depth(args))
-    if args.json:
-        print_json({"model": tree.model_name, "batch_size": tree.batch_size,
-                    "seq_len": tree.seq_len, "phase": tree.meta.get("phase", "forward"),
-                    **header(estimate), "energy_j": root.predicted_energy,
-                    "energy_wh": root.predicted_energy / 3600.0,
-                    "time_s": root.extra["predicted_time_s"],
-                    "power_w": root.extra["predicted_power_w"], "nodes": rows})
+    data = {"model": tree.model_name, "batch_size": tree.batch_size, "seq_len": tree.seq_len,
+            "phase": tree.meta.get("phase", "forward"), **header(estimate),
+            "energy_j": root.predicted_energy, "energy_wh": root.predicted_energy / 3600.0,
+            "time_s": root.extra["predicted_time_s"],
+            "power_w": root.extra["predicted_power_w"], "nodes": rows}
+    if print_result(args, data, float(root.predicted_energy)):
         _notes(estimate, notes)
         return
     from rich.markup import escape
     from rich.table import Table
 
+    from irene.report.format import energy_text
+
     out.print(f"{escape(tree.model_name)} · batch {tree.batch_size} · seq {tree.seq_len} · "
               f"{tree.meta.get('phase', 'forward')} on {escape(estimate.gpu.name)} "
               f"({estimate.runtime.name}, {estimate.dtype})")
-    out.print(f"energy {root.predicted_energy:.4g} J ({root.predicted_energy / 3600:.3g} Wh) · "
+    out.print(f"energy {energy_text(root.predicted_energy, 4)} · "
               f"time {1e3 * root.extra['predicted_time_s']:.4g} ms · "
               f"power {root.extra['predicted_power_w']:.4g} W "
               f"(board limit {estimate.gpu.power_limit_w:g} W)")
@@ -126,8 +127,8 @@ def show_call(estimate: Any, args: argparse.Namespace, out: Any, notes: Any) -> 
 def show_generation(estimate: Any, args: argparse.Namespace, out: Any, notes: Any) -> None:
     """A generation: the prefill and decode energies (J) per phase and per token."""
     gen = estimate.generation
-    if args.json:
-        print_json({**gen.to_json(depth=depth(args), top=args.top), **header(estimate)})
+    if print_result(args, {**gen.to_json(depth=depth(args), top=args.top), **header(estimate)},
+                    float(gen.total_j)):
         _notes(estimate, notes)
         return
     from irene.report.generation import render_generation

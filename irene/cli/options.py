@@ -175,6 +175,21 @@ def add_json_option(parser: argparse.ArgumentParser, *, quiet: str) -> None:
                        help=f"print only {quiet}, on one line, nothing else on stdout")
 
 
+def read_user_json(path: str | os.PathLike) -> Any:
+    """A JSON file a user hands in, read bounded (:func:`irene.files.loads_json`); UserError
+    with one line naming the file (and line) otherwise."""
+    from irene.files import loads_json, read_small_text
+
+    try:
+        return loads_json(read_small_text(path))
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from exc
+    except ValueError as exc:
+        raise UserError(f"{path}: {exc}") from exc
+
+
 def add_config_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--estimator", choices=("irene", "structure"), default=None,
                         help="irene (default): the IrEne method, best with readings taken on "
@@ -211,19 +226,11 @@ def load_config(path: str | None, overrides: Sequence[str] = (),
     """The predictor class name and its settings from a JSON file (``"estimator"`` key allowed),
     ``KEY=VALUE`` overrides (values are JSON; a bare word is taken as a string) and the
     ``--estimator`` flag, checked: UserError naming the file or option."""
-    from irene.files import loads_json, read_small_text
     from irene.model import ESTIMATORS
 
     config: dict[str, Any] = {}
     if path:
-        try:
-            config = loads_json(read_small_text(path))
-        except OSError as exc:
-            raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from exc
-        except ValueError as exc:
-            raise UserError(f"{path}: {exc}") from exc
+        config = read_user_json(path)
         if not isinstance(config, dict):
             raise UserError(f"{path}: a configuration must be a JSON object")
         config = {k: v for k, v in config.items() if not k.startswith("_")}  # comments

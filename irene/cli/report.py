@@ -15,6 +15,7 @@ from irene.cli.options import (
     print_result,
     print_synthetic_line,
     read_many,
+    read_user_json,
 )
 
 
@@ -45,20 +46,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def bench_sections(paths: list[str]) -> list[str]:
     """The HTML section of each saved ``irene bench --json`` run (UserError naming the file)."""
-    import json
-
     from irene.bench.report import bench_section_html
     from irene.bench.run import BenchRun
-    from irene.files import loads_json, read_small_text
 
     sections = []
     for path in paths:
         try:
-            run = BenchRun.from_dict(loads_json(read_small_text(path)))
-        except OSError as exc:
-            raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from exc
+            run = BenchRun.from_dict(read_user_json(path))
         except (TypeError, ValueError) as exc:
             raise UserError(f"{path}: {exc}") from exc
         sections.append(bench_section_html(run))
@@ -68,21 +62,11 @@ def bench_sections(paths: list[str]) -> list[str]:
 def serve_bench_sections(paths: list[str]) -> list[str]:
     """The HTML section of each saved ``irene serve-bench --json`` run (UserError naming the
     file)."""
-    import json
-
-    from irene.files import read_small_text
     from irene.serve.bench import serve_bench_section_html
 
     sections = []
     for path in paths:
-        try:
-            data = json.loads(read_small_text(path))
-        except OSError as exc:
-            raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-        except json.JSONDecodeError as exc:
-            raise UserError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from exc
-        except ValueError as exc:
-            raise UserError(f"{path}: {exc}") from exc
+        data = read_user_json(path)
         if not isinstance(data, dict) or data.get("kind") != "irene-serve-bench":
             raise UserError(f"{path}: field \"kind\": not an `irene serve-bench --json` run")
         try:
