@@ -4,6 +4,8 @@
 # A failure here means a new release broke irene before a user meets it: fix the code or tighten
 # the range, then refresh constraints.txt (scripts/lock_constraints.sh).
 # Usage: scripts/test_newest.sh [pytest args...]
+# IRENE_LOCK=1: when everything passed, write constraints.txt from this environment
+# (scripts/lock_constraints.sh) so CI installs exactly what was just tested.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 unset VIRTUAL_ENV
@@ -22,3 +24,6 @@ echo "newest allowed versions:"
     | grep -iE '^(torch|transformers|numpy|scipy|safetensors|tokenizers|huggingface.hub|matplotlib|rich|pyyaml|pytest|ruff|onnxruntime|onnx|ray|mlflow-skinny|fastapi|uvicorn|httpx|pydantic)=='
 "$PY" -m ruff check .
 "$PY" -m pytest -q "$@"
+if [ "${IRENE_LOCK:-0}" = 1 ]; then
+    bash scripts/lock_constraints.sh "$VENV"
+fi
