@@ -135,6 +135,7 @@ def test_model_names_are_printed_literally(tmp_path, capsys):
     directory = tmp_path / "my" / "[bold]x"
     llama_config(hidden_size=64, num_hidden_layers=2).save_pretrained(directory)
     assert main(["estimate", str(directory / "config.json"), "--serving", "vllm", "--gpu",
-                 "H100", "--num-gpus", "1", "--offline"]) == 0
+                 "H100", "--num-gpus", "1", "--prompt-len", "16", "--new-tokens", "8",
+                 "--offline"]) == 0
     out = capsys.readouterr().out
     assert "[bold]x" in out

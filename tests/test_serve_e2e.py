@@ -187,9 +187,9 @@ def test_every_runtime_decodes_like_torch_at_any_length(tiny_dir, runtime):
     from irene.serve.engines import load_engine
 
     if runtime == "onnxruntime" and not has("onnxruntime"):
-        pytest.skip("onnxruntime not installed (pip install 'irene[onnx]')")
+        pytest.skip("onnxruntime not installed (pip install -e '.[onnx]')")
     if runtime == "openvino" and not has("openvino"):
-        pytest.skip("openvino not installed (pip install 'irene[openvino]')")
+        pytest.skip("openvino not installed (pip install -e '.[openvino]')")
     reference = load_engine(str(tiny_dir), "torch")
     engine = load_engine(str(tiny_dir), runtime)
     try:
@@ -210,7 +210,7 @@ def test_missing_runtime_package_is_a_clear_error(tiny_dir, monkeypatch, capsys)
                  str(free_port())]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "openvino is not installed" in err[0]
-    assert "irene[openvino]" in err[0]
+    assert "pip install -e '.[openvino]'" in err[0]
 
 
 def test_serve_bench_two_runtimes_json_page_and_report(tiny_dir, tmp_path, capsys):
