@@ -66,11 +66,13 @@ def run_once(code_root: Path, argv: list[str], scratch: Path) -> tuple[float, Pa
     return wall, out
 
 
-def imported_from(code_root: Path) -> str:
-    """Where ``import irene`` resolves with ``code_root`` on PYTHONPATH (checked, not assumed)."""
+def imported_from(code_root: Path, scratch: Path) -> str:
+    """Where ``import irene`` resolves with ``code_root`` on PYTHONPATH, from the directory the
+    timed commands run in (checked, not assumed: the working directory comes first)."""
     env = {**os.environ, "PYTHONPATH": str(code_root)}
     return subprocess.run([sys.executable, "-c", "import irene; print(irene.__file__)"],
-                          env=env, capture_output=True, text=True, check=True).stdout.strip()
+                          env=env, cwd=scratch, capture_output=True, text=True,
+                          check=True).stdout.strip()
 
 
 def errors(out: Path) -> dict[str, float]:
@@ -106,9 +108,10 @@ def main() -> None:
                                  capture_output=True, text=True, check=True).stdout.strip()
             baseline = scratch / "baseline"
             baseline.mkdir()
-            trees = {f"{args.baseline} ({rev})": unpack(args.baseline, baseline), **trees}
+            label = args.baseline if rev.startswith(args.baseline) else f"{args.baseline} ({rev})"
+            trees = {label: unpack(args.baseline, baseline), **trees}
         for label, root in trees.items():
-            print(f"  {label}: imports {imported_from(root)}")
+            print(f"  {label}: imports {imported_from(root, scratch)}")
         print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
         walls: dict[tuple[str, str], list[float]] = {}
         results: dict[str, dict[str, float]] = {}
