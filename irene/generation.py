@@ -49,16 +49,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from irene.limits import DEFAULT_TOLERANCE_PCT, MAX_DECODE_POINTS
 from irene.schema import FEATURE_FIELDS
 from irene.tree import Node, Tree
 
 if TYPE_CHECKING:
     from irene.model import IreneRegressor
 
-#: the decode sum's default tolerance: two successive rules must agree within it (percent)
-DEFAULT_TOLERANCE_PCT = 0.1
-#: the most decode context lengths traced for one sum (8 segments)
-MAX_DECODE_POINTS = 17
 #: features that add up over decode steps (the rest are averaged; parameters stay as they are)
 _SUMMED_FEATURES = ("flops", "mem_bytes", "times_mean", "gpu_energy_mean")
 

@@ -18,6 +18,12 @@ MAX_TOKENS_PER_CALL = 1 << 24
 #: 2**34 float32 elements are 64 GiB
 MAX_ACTIVATION_ELEMENTS = 1 << 34
 
+#: generation estimates (irene.generation): the decode sum's default tolerance — two successive
+#: rules must agree within it (percent) — and the most decode context lengths traced for one sum
+#: (8 segments)
+DEFAULT_TOLERANCE_PCT = 0.1
+MAX_DECODE_POINTS = 17
+
 #: model configs: the largest layer count, width (hidden size, feed-forward size, heads x head
 #: size), vocabulary, expert count and parameter count a config may declare (the largest public
 #: LLMs have ~130 layers, width 53248, vocabularies of 262k, 256 experts and 2T parameters)

@@ -79,6 +79,9 @@ NODE_FEATURES: tuple[Feature, ...] = (
 PHASE_CODES: dict[str, int] = {"forward": 0, "prefill": 1, "decode": 2, "train": 3}
 #: the optimisers a training-step tree can use (irene.tracing.train_step), the default first
 OPTIMIZER_NAMES: tuple[str, ...] = ("adamw", "sgd")
+#: the dtypes and attention implementations a model is traced with (irene.tracing.registry)
+DTYPES: tuple[str, ...] = ("float32", "float16", "bfloat16")
+ATTN_IMPLEMENTATIONS: tuple[str, ...] = ("eager", "sdpa")
 #: values that belong to the whole tree, broadcast to every node as features
 TREE_FEATURES: tuple[Feature, ...] = (
     Feature("batch_size", "sequences", "tree", False, "sequences per call"),

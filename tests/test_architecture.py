@@ -9,6 +9,9 @@ underscore (``from irene.x import _helper``) imported by another module.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,3 +109,35 @@ def test_no_import_circles():
 def test_no_private_names_imported_across_modules():
     _, private = import_graph()
     assert private == []
+
+
+#: libraries that cost a command's start-up tenths of a second to seconds each
+HEAVY_LIBRARIES = ("numpy", "torch", "transformers", "matplotlib", "fastapi", "scipy")
+
+
+def test_building_the_parser_imports_no_heavy_library():
+    """``irene --help`` (and every command before it runs) builds the whole parser: that must
+    not load the numerical, plotting or serving libraries (checked in a fresh interpreter)."""
+    code = ("import sys, irene.cli\n"
+            "parser = irene.cli.build_parser()\n"
+            "assert parser.parse_args(['crossvalidate', 'd', 'o']).command == 'crossvalidate'\n"
+            f"heavy = {HEAVY_LIBRARIES!r}\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & set(heavy)))\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=ROOT, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_a_command_still_loads_what_it_needs():
+    """The check above would pass vacuously if sys.modules were never filled: running the
+    lazily imported names of irene and irene.measure does load numpy."""
+    code = ("import sys, irene, irene.measure\n"
+            "assert irene.Tree.__module__ == 'irene.tree'\n"
+            "assert irene.measure.Protocol().runs >= 1\n"
+            "import irene.model\n"
+            "print('numpy' in sys.modules)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=env, cwd=ROOT, check=True)
+    assert done.stdout.strip() == "True"

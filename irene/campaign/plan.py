@@ -369,8 +369,7 @@ def _required(data: dict, key: str, check: _Checker) -> Any:
 
 def _build_plan(path: Path, data: dict, check: _Checker, text: str,
                 output: str | os.PathLike | None) -> Plan:
-    from irene.schema import DEFAULT_SCHEMA, SCHEMAS
-    from irene.tracing.registry import ATTN_IMPLEMENTATIONS, DTYPES
+    from irene.schema import ATTN_IMPLEMENTATIONS, DEFAULT_SCHEMA, DTYPES, SCHEMAS
 
     name = check.text(data["name"], ("name",)) if "name" in data else path.stem.split(".")[0]
     out = Path(output) if output is not None else \
@@ -578,7 +577,7 @@ def _ray(value: Any, check: _Checker) -> tuple[dict[str, float], int]:
 def _models(value: Any, check: _Checker, plan_path: Path, hub: bool, grid: Grid,
             dtype_grids: dict[str, Grid], dtypes: list[str],
             context_len: int = 0) -> list[ModelEntry]:
-    from irene.tracing.registry import DTYPES
+    from irene.schema import DTYPES
 
     if not isinstance(value, list) or not value:
         raise check.error(("models",), f"must be a non-empty list of model names, got "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from irene.cli import UserError
 from irene.cli.options import (
@@ -16,7 +17,9 @@ from irene.cli.options import (
     pair,
     print_result,
 )
-from irene.tree import Tree
+
+if TYPE_CHECKING:
+    from irene.tree import Tree
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

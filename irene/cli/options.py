@@ -8,10 +8,12 @@ import json
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from irene.cli.errors import UserError
-from irene.tree import Tree
+
+if TYPE_CHECKING:
+    from irene.tree import Tree
 
 # --------------------------------------------------------------------------------------------
 # argument types
@@ -142,8 +144,7 @@ def add_trace_options(parser: argparse.ArgumentParser, *, schema: bool = True,
                       extra_dtypes: Sequence[str] = (), dtype_help: str | None = None) -> None:
     """--device, --dtype, --attn (and --schema) for commands that trace a model
     (``extra_dtypes``: further --dtype values a command accepts, e.g. served weight formats)."""
-    from irene.schema import DEFAULT_SCHEMA, SCHEMAS
-    from irene.tracing.registry import ATTN_IMPLEMENTATIONS, DTYPES
+    from irene.schema import ATTN_IMPLEMENTATIONS, DEFAULT_SCHEMA, DTYPES, SCHEMAS
 
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
     parser.add_argument("--dtype", default=None if extra_dtypes else "float32",

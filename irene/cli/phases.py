@@ -82,7 +82,7 @@ def phase_context_lens(args: argparse.Namespace) -> list[int]:
 
 def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
     """--prompt-len, --new-tokens, --decode-points and --plot of ``irene estimate``."""
-    from irene.generation import DEFAULT_TOLERANCE_PCT, MAX_DECODE_POINTS
+    from irene.limits import DEFAULT_TOLERANCE_PCT, MAX_DECODE_POINTS
 
     group = parser.add_argument_group(
         "generation", "estimate generating text: a prefill of the prompt, then one decode step "

@@ -1,20 +1,23 @@
-"""Small numerical tools the predictors share: one-thread torch, a full-batch Adam, and
-least-squares fits in relative error."""
+"""Small numerical tools the predictors share: one-thread torch, a full-batch Adam (on numpy
+arrays or torch tensors), and least-squares fits in relative error. torch is imported only by
+the helpers that use it, so a predictor written in numpy never loads it."""
 
 from __future__ import annotations
 
 import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
-import torch
 
 
 @contextlib.contextmanager
 def one_thread() -> Iterator[None]:
     """Run torch on one thread: the tensors here are small, and on a busy machine torch's
     thread pool costs far more in waiting than it gains (measured: 10x slower on 2 cores)."""
+    import torch
+
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -24,29 +27,45 @@ def one_thread() -> Iterator[None]:
 
 
 class Adam:
-    """Adam (Kingma & Ba, 2015) on a few full-batch parameter tensors.
+    """Adam (Kingma & Ba, 2015) on a few full-batch parameter arrays: numpy arrays, updated in
+    place, or torch tensors (updated in place without recording gradients).
 
     Written out because ``torch.optim`` imports ``torch._dynamo`` on its first step, which costs
-    seconds — more than a whole training run here.
+    seconds — more than a whole training run here — and so that numpy predictors need no torch.
     """
 
-    def __init__(self, params: list[torch.Tensor], lr: float, betas=(0.9, 0.999),
+    def __init__(self, params: list[Any], lr: float, betas=(0.9, 0.999),
                  eps: float = 1e-8) -> None:
         self.params, self.lr, self.betas, self.eps = params, lr, betas, eps
-        self.m = [torch.zeros_like(p) for p in params]
-        self.v = [torch.zeros_like(p) for p in params]
+        self.m = [_zeros_like(p) for p in params]
+        self.v = [_zeros_like(p) for p in params]
         self.t = 0
 
-    @torch.no_grad()
-    def step(self, grads: Sequence[torch.Tensor]) -> None:
+    def step(self, grads: Sequence[Any]) -> None:
+        """One update of every parameter from its gradient (same type and shape)."""
         self.t += 1
         b1, b2 = self.betas
         correction1, correction2 = 1 - b1**self.t, 1 - b2**self.t
-        for p, g, m, v in zip(self.params, grads, self.m, self.v, strict=True):
-            m.mul_(b1).add_(g, alpha=1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            denom = (v / correction2).sqrt_().add_(self.eps)
-            p.addcdiv_(m, denom, value=-self.lr / correction1)
+        with _no_grad(self.params):
+            for p, g, m, v in zip(self.params, grads, self.m, self.v, strict=True):
+                m *= b1
+                m += (1 - b1) * g
+                v *= b2
+                v += (1 - b2) * (g * g)
+                denom = (v / correction2) ** 0.5 + self.eps
+                p -= (self.lr / correction1) * (m / denom)
+
+
+def _zeros_like(p: Any) -> Any:
+    return np.zeros_like(p) if isinstance(p, np.ndarray) else p.new_zeros(p.shape)
+
+
+def _no_grad(params: list[Any]) -> contextlib.AbstractContextManager:
+    if all(isinstance(p, np.ndarray) for p in params):
+        return contextlib.nullcontext()
+    import torch
+
+    return torch.no_grad()
 
 
 def weighted_lstsq(a: np.ndarray, y: np.ndarray, weight: np.ndarray, ridge: float) -> np.ndarray:

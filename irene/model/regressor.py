@@ -15,8 +15,10 @@ Prediction for a tree (all energies in joules per call):
 
 Training minimises the relative squared error ``((pred - gold) / gold)²`` over every node of every
 tree with Adam, full batch: trees are flattened once into arrays and each forward pass aggregates
-level by level from the deepest up with ``index_add`` — a handful of tensor operations per epoch,
-independent of the order of the trees.
+level by level from the deepest up with ``bincount`` — a handful of array operations per epoch,
+independent of the order of the trees. The gradient is written out (reverse mode by hand, from the
+root level down; :meth:`IreneRegressor._gradients`), so the predictor needs numpy only: no torch
+import (a second or more of every command that trains or predicts).
 """
 
 from __future__ import annotations
@@ -28,12 +30,10 @@ from itertools import combinations_with_replacement
 from typing import Any
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
 from irene.features import FlatForest
 from irene.model.base import PredictionError, TreePredictor
-from irene.model.optim import Adam, one_thread, weighted_lstsq
+from irene.model.optim import Adam, weighted_lstsq
 from irene.model.params import (
     INNER_KINDS,
     LEAF_FITS,
@@ -52,13 +52,14 @@ __all__ = ["DEFAULT_CONFIG", "INNER_KINDS", "LEAF_FITS", "SHARED_TYPE", "STRATEG
            "WEIGHTINGS", "IreneRegressor", "PredictionError"]
 
 
-def polynomial_expand(z: torch.Tensor, degree: int) -> torch.Tensor:
+def polynomial_expand(z: np.ndarray, degree: int) -> np.ndarray:
     """All monomials of the columns of ``z`` [N, F] of degree 1..``degree``, [N, M]."""
     columns = [z]
     for d in range(2, degree + 1):
-        combos = torch.tensor(list(combinations_with_replacement(range(z.shape[1]), d)))
-        columns.append(torch.prod(z[:, combos], dim=2))
-    return torch.cat(columns, dim=1)
+        combos = np.array(list(combinations_with_replacement(range(z.shape[1]), d)),
+                          dtype=np.int64).reshape(-1, d)
+        columns.append(np.prod(z[:, combos], axis=2))
+    return np.concatenate(columns, axis=1)
 
 
 def _standardize_stats(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -143,9 +144,8 @@ class IreneRegressor(TreePredictor):
 
     def _fit_flat(self, flat: FlatForest, schema: Schema, training_data: TrainingData,
                   progress: bool) -> None:
-        with one_thread():
-            self.state_ = self._initial_state(flat, schema, training_data)
-            self._train(flat, progress=progress)
+        self.state_ = self._initial_state(flat, schema, training_data)
+        self._train(flat, progress=progress)
 
     def _initial_state(self, flat: FlatForest, schema: Schema,
                        training_data: TrainingData) -> FittedState:
@@ -159,7 +159,7 @@ class IreneRegressor(TreePredictor):
         keys = sorted(set(flat.instance_type[leaf].tolist())) + [SHARED_TYPE]
         if self.training_strategy == "unstructured":
             keys += [f"<{k}>" for k in INNER_KINDS]
-        n_poly = self._poly(torch.zeros(1, len(flat.feature_names), dtype=torch.float64)).shape[1]
+        n_poly = self._poly(np.zeros((1, len(flat.feature_names)))).shape[1]
         gold_inner = [flat.gold[flat.node_type == NODE_TYPE_CODES[k]] for k in INNER_KINDS]
         state = FittedState(
             feature_names=list(flat.feature_names), leaf_types=keys, additive_index=additive,
@@ -257,7 +257,7 @@ class IreneRegressor(TreePredictor):
             return weighted_lstsq(design, gold, 1.0 / gold**2, ridge)
         return weighted_lstsq(design, np.log(gold), np.ones_like(gold), ridge)
 
-    def _poly(self, z: torch.Tensor) -> torch.Tensor:
+    def _poly(self, z: np.ndarray) -> np.ndarray:
         if self.polynomial_features:
             return polynomial_expand(z, self.polynomial_degree)
         return z
@@ -271,7 +271,7 @@ class IreneRegressor(TreePredictor):
                         inner[np.maximum(flat.node_type - 1, 0)])
 
     def _tensors(self, flat: FlatForest, *, warn_unseen: bool) -> dict[str, Any]:
-        """Constant tensors of one flattened forest for the forward pass."""
+        """Constant arrays of one flattened forest for the forward pass."""
         state = self._fitted()
         keys = {k: i for i, k in enumerate(state.leaf_types)}
         leaf = flat.is_leaf
@@ -286,89 +286,94 @@ class IreneRegressor(TreePredictor):
         if unseen and warn_unseen:
             warnings.warn(f"primitive type(s) {unseen} were not seen in training: predicted with "
                           "the regressor shared by all types", stacklevel=4)
-        design = self._leaf_design(flat.x, state)
-        z = torch.from_numpy(self._standardized(flat.x, state))
-        delta = self._overhead_design(flat, state) / state.overhead_scale
+        z = self._standardized(flat.x, state)
         order = np.argsort(-flat.depth, kind="stable")
-        levels = [torch.from_numpy(order[flat.depth[order] == d])
-                  for d in range(int(flat.depth.max()), 0, -1)]
+        levels = [order[flat.depth[order] == d] for d in range(int(flat.depth.max()), 0, -1)]
         return {
-            "design": torch.from_numpy(design), "type_index": torch.from_numpy(type_index),
-            "leaf": torch.from_numpy(leaf if not unstructured else np.ones_like(leaf)),
-            "kind": torch.from_numpy(np.maximum(flat.node_type - 1, 0)),
-            "parent_kind": torch.from_numpy(
-                np.maximum(flat.node_type[np.maximum(flat.parent, 0)] - 1, 0)),
-            "phi": self._poly(z), "delta": torch.from_numpy(delta),
-            "parent": torch.from_numpy(flat.parent), "levels": levels,
-            "gold": torch.from_numpy(flat.gold), "node_type": torch.from_numpy(flat.node_type),
+            "design": self._leaf_design(flat.x, state), "type_index": type_index,
+            "leaf": leaf if not unstructured else np.ones_like(leaf),
+            "kind": np.maximum(flat.node_type - 1, 0),
+            "parent_kind": np.maximum(flat.node_type[np.maximum(flat.parent, 0)] - 1, 0),
+            "phi": self._poly(z),
+            "delta": self._overhead_design(flat, state) / state.overhead_scale,
+            "parent": flat.parent, "levels": levels, "gold": flat.gold,
+            "node_type": flat.node_type,
         }
 
-    def _leaf_values(self, params: dict[str, torch.Tensor], t: dict[str, Any]) -> torch.Tensor:
-        """The leaf regressors' energy (J) for every node (meaningful where ``t["leaf"]``)."""
+    def _leaf_linear(self, params: dict[str, np.ndarray], t: dict[str, Any]) -> np.ndarray:
+        """Each node's leaf regressor before the link: design · θ[type] (θ = start + scale·δ)."""
         theta = params["leaf_theta"] + params["leaf_scale"][:, None] * params["leaf_delta"]
-        linear = (t["design"] @ theta.T).gather(1, t["type_index"][:, None])[:, 0]
-        return torch.exp(linear) if self.leaf_fit == "log" else linear
+        return np.einsum("ij,ij->i", t["design"], theta[t["type_index"]])
 
-    def _forward(self, params: dict[str, torch.Tensor], t: dict[str, Any],
-                 source: torch.Tensor | None = None, *, leaf_pred: torch.Tensor | None = None,
-                 overhead_factor: float = 1.0) -> torch.Tensor:
+    def _leaf_values(self, params: dict[str, np.ndarray], t: dict[str, Any]) -> np.ndarray:
+        """The leaf regressors' energy (J) for every node (meaningful where ``t["leaf"]``)."""
+        linear = self._leaf_linear(params, t)
+        return np.exp(linear) if self.leaf_fit == "log" else linear
+
+    def _forward(self, params: dict[str, np.ndarray], t: dict[str, Any],
+                 source: np.ndarray | None = None, *, leaf_pred: np.ndarray | None = None,
+                 overhead_factor: float = 1.0) -> np.ndarray:
         """Predicted energy (J) of every node; ``source`` replaces children's predictions in the
         sum (the gold energies, for stepwise training); ``leaf_pred`` replaces the leaf
         regressors' values and ``overhead_factor`` scales the module overhead (calibration)."""
         if leaf_pred is None:
             leaf_pred = self._leaf_values(params, t)
-        pred = torch.where(t["leaf"], leaf_pred, torch.zeros_like(leaf_pred))
+        pred = np.where(t["leaf"], leaf_pred, 0.0)
         if self.training_strategy == "unstructured":
             return pred
         if self.module_overhead:
-            beta = params["overhead_beta"] + params["overhead_unit"][:, None] * params["beta_delta"]
-            overhead = (t["delta"] @ beta.T).gather(1, t["kind"][:, None])[:, 0]
-            pred = pred + torch.where(t["leaf"], torch.zeros_like(overhead),
-                                      overhead_factor * overhead)
+            pred = pred + np.where(t["leaf"], 0.0, overhead_factor * self._overhead(params, t))
         weight = self._child_weight(params, t)
+        n = len(pred)
         for idx in t["levels"]:
             values = (pred if source is None else source)[idx]
-            pred = pred.index_add(0, t["parent"][idx], weight[idx] * values)
+            pred = pred + np.bincount(t["parent"][idx], weights=weight[idx] * values, minlength=n)
         return pred
 
-    def _child_weight(self, params: dict[str, torch.Tensor], t: dict[str, Any]) -> torch.Tensor:
-        if self.weighting_setting == "exact_one" or self.training_strategy == "none":
-            return torch.ones(len(t["parent"]), dtype=torch.float64)
+    def _overhead(self, params: dict[str, np.ndarray], t: dict[str, Any]) -> np.ndarray:
+        """β[kind] · Δx of every node (J; meaningful at inner nodes)."""
+        beta = params["overhead_beta"] + params["overhead_unit"][:, None] * params["beta_delta"]
+        return np.einsum("ij,ij->i", t["delta"], beta[t["kind"]])
+
+    def _logit(self, params: dict[str, np.ndarray], t: dict[str, Any]) -> np.ndarray:
         k = t["parent_kind"]
-        logit = (t["phi"] @ params["weight_a"].T).gather(1, k[:, None])[:, 0]
-        logit = logit + params["weight_b"][k]
+        return np.einsum("ij,ij->i", t["phi"], params["weight_a"][k]) + params["weight_b"][k]
+
+    def _child_weight(self, params: dict[str, np.ndarray], t: dict[str, Any]) -> np.ndarray:
+        if self.weighting_setting == "exact_one" or self.training_strategy == "none":
+            return np.ones(len(t["parent"]))
+        logit = self._logit(params, t)
         if self.weighting_setting == "free":
             return 1.0 + logit
-        return 1.0 + torch.tanh(logit) / self.tanh_scalar
+        return 1.0 + np.tanh(logit) / self.tanh_scalar
 
-    def _params(self, trainable: bool) -> dict[str, torch.Tensor]:
+    def _params(self) -> dict[str, np.ndarray]:
+        """The fitted state's parameter arrays (copies of the learned ones, which Adam moves)."""
         s = self._fitted()
-        fixed = {name: torch.from_numpy(getattr(s, name))
+        fixed = {name: getattr(s, name)
                  for name in ("leaf_theta", "leaf_scale", "overhead_beta", "overhead_unit")}
-        learned = {name: torch.tensor(getattr(s, name), requires_grad=trainable)
+        learned = {name: np.array(getattr(s, name), dtype=float)
                    for name in ("leaf_delta", "beta_delta", "weight_a", "weight_b")}
         return {**fixed, **learned}
 
     # -------------------------------------------------------------------------------- train
     def _train(self, flat: FlatForest, *, progress: bool) -> None:
+        from tqdm.auto import tqdm
+
         s = self._fitted()
         names = self._learned_names()
         if self.training_strategy == "none" or self.epochs == 0 or not names:
             return
-        torch.manual_seed(self.seed)
         t = self._tensors(flat, warn_unseen=False)
-        params = self._params(trainable=True)
-        learned = [params[k] for k in names]
-        optimizer = Adam(learned, lr=self.learning_rate)
+        params = self._params()
+        optimizer = Adam([params[k] for k in names], lr=self.learning_rate)
         source = t["gold"] if self.training_strategy == "stepwise" else None
-        masks = [t["node_type"] == code for code in NODE_TYPE_CODES.values()]
-        masks = [m for m in masks if bool(m.any())]
+        masks = self._loss_masks(t)
         best, stale = math.inf, 0
         bar = tqdm(range(self.epochs), desc="training", unit="epoch", disable=not progress,
                    leave=False)
         for _ in bar:
-            loss = self._loss(self._forward(params, t, source), t["gold"], masks)
-            value = float(loss.detach())
+            value, grads = self._loss_and_gradients(params, t, source, masks)
             if not math.isfinite(value):
                 raise ValueError("training diverged (the loss is not finite); lower "
                                  "learning_rate or check the trees' features")
@@ -377,10 +382,10 @@ class IreneRegressor(TreePredictor):
             if value < best:  # keep the parameters of the lowest training loss seen
                 best = value
                 for k in names:
-                    setattr(s, k, params[k].detach().numpy().copy())
+                    setattr(s, k, params[k].copy())
             if stale >= self.n_iter_no_change:
                 break
-            optimizer.step(torch.autograd.grad(loss, learned))
+            optimizer.step([grads[k] for k in names])
 
     def _learned_names(self) -> tuple[str, ...]:
         """Parameters trained end to end; leaf regressors start at their closed-form fit and
@@ -394,15 +399,80 @@ class IreneRegressor(TreePredictor):
             names = ("beta_delta", *names)
         return ("leaf_delta", *names) if self.finetune_leaves else names
 
-    def _loss(self, pred: torch.Tensor, gold: torch.Tensor,
-              masks: list[torch.Tensor]) -> torch.Tensor:
+    @staticmethod
+    def _loss_masks(t: dict[str, Any]) -> list[np.ndarray]:
+        """One mask per node type present (ml / module / model)."""
+        masks = [t["node_type"] == code for code in NODE_TYPE_CODES.values()]
+        return [m for m in masks if m.any()]
+
+    def _loss(self, pred: np.ndarray, gold: np.ndarray, masks: list[np.ndarray]) -> float:
         """Mean squared relative error per node type (ml / module / model), averaged over the
         types so that the few model-level nodes weigh as much as the many primitives."""
         if self.normalize_loss_scale:
             err = ((pred - gold) / gold) ** 2
         else:
             err = (pred - gold) ** 2 / (gold**2).mean()
-        return torch.stack([err[m].mean() for m in masks]).mean()
+        return float(np.mean([err[m].mean() for m in masks]))
+
+    def _loss_and_gradients(self, params: dict[str, np.ndarray], t: dict[str, Any],
+                            source: np.ndarray | None,
+                            masks: list[np.ndarray]) -> tuple[float, dict[str, np.ndarray]]:
+        """The training loss and its gradient for every learned parameter."""
+        pred = self._forward(params, t, source)
+        gold = t["gold"]
+        scale = gold**2 if self.normalize_loss_scale else np.full_like(gold, (gold**2).mean())
+        # d loss / d pred: each type's mean, then the mean over types
+        d_pred = np.zeros_like(pred)
+        for m in masks:
+            d_pred[m] = 2.0 * (pred[m] - gold[m]) / scale[m] / (m.sum() * len(masks))
+        return self._loss(pred, gold, masks), self._gradients(params, t, source, pred, d_pred)
+
+    def _gradients(self, params: dict[str, np.ndarray], t: dict[str, Any],
+                   source: np.ndarray | None, pred: np.ndarray,
+                   d_pred: np.ndarray) -> dict[str, np.ndarray]:
+        """Reverse mode through :meth:`_forward`: ``d_pred`` is d loss / d (final prediction of
+        each node); returns d loss / d each learned parameter.
+
+        A node's final prediction is its own term plus Σ w(child)·value(child), so with the
+        children's predictions as values (end to end) a node's total gradient is its own plus
+        w(node) times its parent's total, accumulated from the root level down."""
+        grads = {k: np.zeros_like(params[k])
+                 for k in ("leaf_delta", "beta_delta", "weight_a", "weight_b")}
+        total = d_pred.copy()
+        if self.training_strategy != "unstructured":
+            weight = self._child_weight(params, t)
+            parent = t["parent"]
+            if source is None:
+                for idx in reversed(t["levels"]):
+                    total[idx] += weight[idx] * total[parent[idx]]
+            if self.weighting_setting != "exact_one":
+                d_weight = np.zeros_like(pred)
+                values = pred if source is None else source
+                for idx in t["levels"]:
+                    d_weight[idx] = total[parent[idx]] * values[idx]
+                if self.weighting_setting == "free":
+                    d_logit = d_weight
+                else:
+                    d_logit = d_weight * (1.0 - np.tanh(self._logit(params, t)) ** 2) \
+                        / self.tanh_scalar
+                for k in range(len(grads["weight_b"])):
+                    rows = t["parent_kind"] == k
+                    grads["weight_a"][k] = d_logit[rows] @ t["phi"][rows]
+                    grads["weight_b"][k] = d_logit[rows].sum()
+            if self.module_overhead:
+                d_overhead = np.where(t["leaf"], 0.0, total)
+                for k in range(len(grads["beta_delta"])):
+                    rows = t["kind"] == k
+                    grads["beta_delta"][k] = params["overhead_unit"][k] * (
+                        d_overhead[rows] @ t["delta"][rows])
+        d_linear = np.where(t["leaf"], total, 0.0)
+        if self.leaf_fit == "log":
+            d_linear = d_linear * np.exp(self._leaf_linear(params, t))
+        d_theta = np.stack([np.bincount(t["type_index"], weights=d_linear * column,
+                                        minlength=len(grads["leaf_delta"]))
+                            for column in t["design"].T], axis=1)
+        grads["leaf_delta"] = params["leaf_scale"][:, None] * d_theta
+        return grads
 
     # ------------------------------------------------------------------------- persistence
     def state_payload(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -433,7 +503,7 @@ class IreneRegressor(TreePredictor):
             additive_index=meta["additive_index"], leaf_index=meta["leaf_index"],
             schema=schema, training_data=training_data, calibration=calibration,
             **{k: arrays[k] for k in FittedState.array_fields()})
-        n_poly = self._poly(torch.zeros(1, n, dtype=torch.float64)).shape[1]
+        n_poly = self._poly(np.zeros((1, n))).shape[1]
         for key, shape in state.expected_shapes(n_poly).items():
             if getattr(state, key).shape != shape:
                 raise ValueError(f"tensor {key!r} has shape {getattr(state, key).shape}, "
@@ -453,17 +523,13 @@ class IreneRegressor(TreePredictor):
         return cached[1]
 
     def _leaf_energies(self, flat: FlatForest) -> np.ndarray:
-        with torch.no_grad(), one_thread():
-            return self._leaf_values(self._params(trainable=False), self._constants(flat)).numpy()
+        return self._leaf_values(self._params(), self._constants(flat))
 
     def _combine(self, flat: FlatForest, leaf_energy: np.ndarray,
                  overhead_factor: float | None) -> np.ndarray:
         t = self._constants(flat)
-        with torch.no_grad(), one_thread():
-            pred = self._forward(self._params(trainable=False), t,
-                                 leaf_pred=torch.from_numpy(np.asarray(leaf_energy)),
-                                 overhead_factor=1.0 if overhead_factor is None
-                                 else overhead_factor).numpy()
+        pred = self._forward(self._params(), t, leaf_pred=np.asarray(leaf_energy, dtype=float),
+                             overhead_factor=1.0 if overhead_factor is None else overhead_factor)
         self._last = None
         return pred
 

@@ -22,14 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from irene.schema import ATTN_IMPLEMENTATIONS, DTYPES
 from irene.tracing.serving_models import SERVING_ALIASES, SERVING_MODELS
 
 if TYPE_CHECKING:
     import torch
     from transformers import PretrainedConfig, PreTrainedModel
 
-DTYPES = ("float32", "float16", "bfloat16")
-ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 
 
 class UnknownModelError(ValueError):

@@ -116,7 +116,8 @@ def build_training_model(name_or_config: str | PretrainedConfig, *, attn: str = 
     """The model of ``name_or_config`` with its language-modelling head (see the module doc),
     random weights (``seed``), in eval mode (no dropout), on ``device`` (``"meta"``: shapes
     only) and ``dtype``, every parameter requiring gradients."""
-    from irene.tracing.registry import ATTN_IMPLEMENTATIONS, check_config, check_weights_fit
+    from irene.schema import ATTN_IMPLEMENTATIONS
+    from irene.tracing.registry import check_config, check_weights_fit
 
     if attn not in ATTN_IMPLEMENTATIONS:
         raise ValueError(f"attn must be one of {', '.join(ATTN_IMPLEMENTATIONS)}, got {attn!r}")
