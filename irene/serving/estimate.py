@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 from irene.hardware.gpus import GPUS, GpuSpec, gpu_spec
@@ -46,6 +49,9 @@ MEMORY_FRACTION = 0.9
 RUNTIME = "vllm"
 #: model types whose embeddings are tied when config.json does not say (their defaults)
 TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3", "gemma3_text"}
+#: the resolved configs of the serving built-ins ({name: config.to_dict()}), written by
+#: scripts/build_serving_configs.py: a built-in serving estimate needs no transformers
+SERVING_CONFIGS_PATH = Path(__file__).resolve().parents[1] / "data" / "serving_configs.json"
 
 
 class ServingEstimateError(ValueError):
@@ -124,9 +130,9 @@ def resolve_structure(model: str, weight_format: str | None, hub: bool) -> \
 def _config(model: str, hub: bool) -> tuple[Any, str, Any]:
     """(config, canonical name, published serving facts or None): a local ``config.json``
     (file or directory) is read as JSON into attributes — no torch, no transformers; built-in
-    names and Hub ids go through :func:`irene.tracing.registry.load_config`."""
-    from pathlib import Path
-
+    names of the serving models are read from :data:`SERVING_CONFIGS_PATH` (also no
+    transformers); other built-ins and Hub ids go through
+    :func:`irene.tracing.registry.load_config`."""
     path = Path(model).expanduser()
     if path.is_dir() and (path / "config.json").is_file():
         path = path / "config.json"
@@ -136,7 +142,22 @@ def _config(model: str, hub: bool) -> tuple[Any, str, Any]:
     from irene.tracing.serving_models import SERVING_FACTS
 
     name = builtin_name(model) or model
+    shipped = serving_configs()
+    if name in shipped:
+        return config_namespace(shipped[name]), name, SERVING_FACTS.get(name)
     return load_config(model, hub=hub), name, SERVING_FACTS.get(name)
+
+
+@lru_cache(maxsize=1)
+def serving_configs() -> dict[str, dict[str, Any]]:
+    """{serving built-in name: its resolved config as a dict} from :data:`SERVING_CONFIGS_PATH`
+    (read once)."""
+    from irene.files import loads_json, read_small_text
+
+    data = loads_json(read_small_text(SERVING_CONFIGS_PATH))
+    if not isinstance(data, dict):
+        raise ServingEstimateError(f"{SERVING_CONFIGS_PATH}:1: expected a JSON object of configs")
+    return data
 
 
 #: sizes a decoder's config.json must declare for the serving count (none filled by default)
@@ -183,8 +204,6 @@ def json_config(path: Any, *, with_raw: bool = False) -> Any:
     """A ``config.json`` as nested attribute objects (``quantization_config`` kept a dict;
     ``tie_word_embeddings`` defaulted per model type), with the parsed JSON too when
     ``with_raw``; ServingEstimateError naming the file."""
-    from types import SimpleNamespace
-
     from irene.files import loads_json, read_small_text
 
     try:
@@ -193,15 +212,18 @@ def json_config(path: Any, *, with_raw: bool = False) -> Any:
         raise ServingEstimateError(f"{path}: cannot read a JSON config ({exc})") from None
     if not isinstance(data, dict):
         raise ServingEstimateError(f"{path}:1: expected a JSON object of config fields")
+    config = config_namespace(data)
+    return (config, data) if with_raw else config
 
-    def convert(obj: dict[str, Any]) -> SimpleNamespace:
-        out = {k: (convert(v) if isinstance(v, dict) and k != "quantization_config" else v)
-               for k, v in obj.items()}
-        if "tie_word_embeddings" not in out:
-            out["tie_word_embeddings"] = out.get("model_type") in TIED_BY_DEFAULT
-        return SimpleNamespace(**out)
 
-    return (convert(data), data) if with_raw else convert(data)
+def config_namespace(data: dict[str, Any]) -> SimpleNamespace:
+    """Config fields (parsed JSON) as nested attribute objects: ``quantization_config`` kept a
+    dict, ``tie_word_embeddings`` defaulted per model type (:data:`TIED_BY_DEFAULT`)."""
+    out = {k: (config_namespace(v) if isinstance(v, dict) and k != "quantization_config" else v)
+           for k, v in data.items()}
+    if "tie_word_embeddings" not in out:
+        out["tie_word_embeddings"] = out.get("model_type") in TIED_BY_DEFAULT
+    return SimpleNamespace(**out)
 
 
 def _format_of_config(config: Any) -> str:
