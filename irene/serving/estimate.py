@@ -154,7 +154,12 @@ def serving_configs() -> dict[str, dict[str, Any]]:
     (read once)."""
     from irene.files import loads_json, read_small_text
 
-    data = loads_json(read_small_text(SERVING_CONFIGS_PATH))
+    try:
+        data = loads_json(read_small_text(SERVING_CONFIGS_PATH))
+    except (OSError, ValueError) as exc:
+        raise ServingEstimateError(f"{SERVING_CONFIGS_PATH}: cannot read the shipped serving "
+                                   f"configs ({exc}); reinstall irene or rebuild them with "
+                                   "scripts/build_serving_configs.py") from None
     if not isinstance(data, dict):
         raise ServingEstimateError(f"{SERVING_CONFIGS_PATH}:1: expected a JSON object of configs")
     return data
