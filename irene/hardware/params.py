@@ -155,7 +155,7 @@ def _parse(content: Any, where: str) -> HardwareFile:
         eff = _need(entry, "efficiency", dict, at)
         try:
             runtimes[name] = replace(RUNTIMES[name], **values, efficiency={
-                k: _number(v, f"{at}.efficiency.{k}", 1e-3, 2.0) for k, v in eff.items()})
+                k: _number(v, f"{at}.efficiency.{k}", 1e-3, 5.0) for k, v in eff.items()})
         except ValueError as exc:
             raise ParamsFormatError(f"{at}: {exc}") from None
     multipliers: dict[str, dict[str, float]] = {}

@@ -57,8 +57,8 @@ class RuntimeProfile:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"runtime {self.name}: {key} must be a number >= 0")
         for c, value in eff.items():
-            if not (math.isfinite(value) and 0 < value <= 2):
-                raise ValueError(f"runtime {self.name}: efficiency.{c} must be in (0, 2]")
+            if not (math.isfinite(value) and 0 < value <= 5):
+                raise ValueError(f"runtime {self.name}: efficiency.{c} must be in (0, 5]")
 
 
 RUNTIMES: dict[str, RuntimeProfile] = {p.name: p for p in (
