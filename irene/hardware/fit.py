@@ -47,7 +47,7 @@ from irene.hardware.work import WorkArrays, evaluate
 RUNTIME_UNKNOWNS = {"step_overhead_s": (1.0, 1e-5, 0.2), "launch_gap_s": (0.8, 1e-8, 1e-3),
                     "dispatch_s": (0.8, 1e-7, 1e-3)}
 RUNTIME_EFF_CLASSES = ("matmul", "moe", "attention")
-RUNTIME_EFF = (0.3, 0.3, 2.0)
+RUNTIME_EFF = (0.3, 0.2, 5.0)
 #: per-GPU multipliers: name -> (sigma, low, high)
 GPU_UNKNOWNS = {"idle": (0.3, 0.3, 3.0), "byte": (0.3, 0.3, 3.0), "memory": (0.2, 0.4, 2.5),
                 "compute": (0.25, 0.3, 3.0)}

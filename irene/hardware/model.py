@@ -3,13 +3,13 @@
 **A primitive** (one kernel, or ``kernels`` of them, of a primitive class ``c`` of
 :data:`~irene.hardware.runtime.CLASSES`) with ``F`` FLOPs in dtype ``d`` and ``Q`` bytes moved::
 
-    t_F = F / (η_F[c] · ρ_F[c] · Peak[d])          (compute; fp8 matmuls × η_fp8)
-    t_Q = Q / (η_Q[c] · ρ_Q[c] · BW)               (memory)
+    t_F = F / (η_F[c] · ρ[c] · Peak[d])            (compute; fp8 matmuls × η_fp8)
+    t_Q = Q / (η_Q[c] · BW)                        (memory; fp8 / mxfp4 weights × their η)
     t_k = max(t_F, t_Q) + ω · min(t_F, t_Q)        (ω: share of the shorter not hidden)
     t   = max(t_k, n · dispatch) + n · gap         (runtime: host dispatch floor, kernel gaps)
 
 ``Peak``, ``BW`` are the data sheet's (:mod:`irene.hardware.gpus`), η's the fitted achievable
-fractions (≤ 1), ρ's the runtime's efficiency multipliers (:mod:`irene.hardware.runtime`), so
+fractions (≤ 1), ρ the runtime's compute efficiency multiplier (:mod:`irene.hardware.runtime`), so
 ``t ≥ max(F / Peak, Q / BW)`` — the roofline bound — always (:func:`roofline_time`).
 Communication (class ``comm``) moves ``Q`` bytes over the link: ``t = n · λ + Q / (η_L · link)``.
 
@@ -231,9 +231,9 @@ def compute_rate(gpu: GpuSpec, params: HardwareParams, runtime: RuntimeProfile, 
 
 def memory_rate(gpu: GpuSpec, params: HardwareParams, runtime: RuntimeProfile,
                 kind: str, dtype: str = "bf16") -> float:
-    """Achievable bytes/s of class ``kind`` on ``gpu`` under ``runtime`` (kernels reading fp8
-    or mxfp4 weights at their own share)."""
-    return min(params.eff_memory[kind] * runtime.efficiency[kind]
+    """Achievable bytes/s of class ``kind`` on ``gpu`` (kernels reading fp8 or mxfp4 weights at
+    their own share; the bandwidth is the GPU's whatever the ``runtime``)."""
+    return min(params.eff_memory[kind]
                * format_memory(params, dtype, kind), 1.0) * gpu.memory_bandwidth
 
 

@@ -27,7 +27,7 @@ FORMAT_NAME = "irene-hardware-params"
 FORMAT_VERSION = 1
 SHIPPED_PATH = Path(__file__).resolve().parents[1] / "data" / "hardware_params.json"
 #: SHA-256 of the shipped parameter file; a file that does not match is refused
-SHIPPED_SHA256 = "2091224af6935f76f16a3418a522714cddbc13bd4f22b66e46e4bac00633010f"
+SHIPPED_SHA256 = "c7a22e387bc31a9e7bf1a2b77f9da0f85ad1ca63360bd9c3de860cd04c59ceb8"
 MAX_BYTES = 1 << 20
 LICENSE = "Apache-2.0"
 ATTRIBUTION = (
@@ -161,7 +161,7 @@ def _parse(content: Any, where: str) -> HardwareFile:
         eff = _need(entry, "efficiency", dict, at)
         try:
             runtimes[name] = replace(RUNTIMES[name], **values, efficiency={
-                k: _number(v, f"{at}.efficiency.{k}", 1e-3, 2.0) for k, v in eff.items()})
+                k: _number(v, f"{at}.efficiency.{k}", 1e-3, 5.0) for k, v in eff.items()})
         except ValueError as exc:
             raise ParamsFormatError(f"{at}: {exc}") from None
     multipliers: dict[str, dict[str, float]] = {}

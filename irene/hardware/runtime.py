@@ -11,8 +11,10 @@ A profile holds
 * ``step_overhead_s`` — host work per forward step outside the kernels (s): scheduling,
   sampling, detokenisation, Python between steps (vLLM 0.5's synchronous scheduler vs. the
   overlapped scheduler of later versions);
-* ``efficiency`` — a multiplier (prior 1) on the achievable fraction of peak per primitive class
-  (fused kernels of a serving engine vs. eager ops), fitted per runtime with a prior at 1.
+* ``efficiency`` — a multiplier (prior 1) on the achievable fraction of the *compute* peak per
+  primitive class (fused kernels of a serving engine vs. eager ops), fitted per runtime with a
+  prior at 1. The bandwidth a kernel reaches is the GPU's (shared by the runtimes): a multiplier
+  on it saturated at the data sheet in the fits and left them stuck.
 
 The numbers here are *priors* (documented guesses from published profiles: PyTorch eager
 dispatch ≈ 10–30 µs per op, CUDA-graph kernel gaps ≈ 1–3 µs, vLLM 0.5 CPU scheduling overhead of
@@ -55,8 +57,8 @@ class RuntimeProfile:
             if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
                 raise ValueError(f"runtime {self.name}: {key} must be a number >= 0")
         for c, value in eff.items():
-            if not (math.isfinite(value) and 0 < value <= 2):
-                raise ValueError(f"runtime {self.name}: efficiency.{c} must be in (0, 2]")
+            if not (math.isfinite(value) and 0 < value <= 5):
+                raise ValueError(f"runtime {self.name}: efficiency.{c} must be in (0, 5]")
 
 
 RUNTIMES: dict[str, RuntimeProfile] = {p.name: p for p in (

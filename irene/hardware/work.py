@@ -172,7 +172,7 @@ def evaluate(a: WorkArrays, gpu: GpuSpec, params: HardwareParams,
                 eff = eff * (params.eff_fp8 if gpu.supports("fp8") else 1.0)
             peak = gpu.peak_flops(compute_dtype(dtype))
             t_f = f / (np.minimum(eff, 1.0) * peak)
-            mem = params.eff_memory[kind] * runtime.efficiency[kind]
+            mem = params.eff_memory[kind]
             if dtype in DEQUANT_FORMATS:
                 mem = mem * params.eff_mxfp4_memory
             elif dtype == "fp8":
