@@ -387,6 +387,41 @@ def provenance_path(out: Path) -> Path:
     return out.with_name(out.stem + ".provenance.json")
 
 
+def public_extract_main(argv: list[str] | None, *, description: str, leaderboard_help: str,
+                        default_rev: str, module: Any, skipped_what: str) -> int:
+    """The command line shared by the v2 and v1 extract scripts: ``LEADERBOARD -o CSV [--rev]
+    [--facts]``; ``module`` supplies ``load_schema``, ``open_source``, ``build_rows`` and
+    ``provenance``. Writes the CSV and its ``.provenance.json`` atomically; bad input: one line,
+    exit 2."""
+    from irene.hardware.public_models import FactsError, load_facts
+
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("leaderboard", help=leaderboard_help)
+    parser.add_argument("-o", "--output", required=True, type=Path, help="CSV file to write")
+    parser.add_argument("--rev", default=default_rev, help="revision to read from a git directory")
+    parser.add_argument("--facts", type=Path, default=None,
+                        help="architecture facts CSV (default: datasets/architectures/...)")
+    args = parser.parse_args(argv)
+    try:
+        facts = load_facts(args.facts) if args.facts else load_facts()
+        fields = [f["name"] for f in module.load_schema()["fields"]]
+        source = module.open_source(args.leaderboard, args.rev)
+        rows, files, skipped = module.build_rows(source, facts)
+        meta = module.provenance(source, files, skipped, rows)
+        write_extract(rows, args.output, fields)
+        with atomic_write(args.output.with_name(args.output.stem + ".provenance.json")) as handle:
+            json.dump(meta, handle, indent=2)
+            handle.write("\n")
+    except (ExtractError, FactsError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    summary = ", ".join(f"{g}: {c['rows']} rows / {c['models']} models"
+                        for g, c in meta["per_gpu"].items())
+    print(f"wrote {len(rows)} rows ({summary}) from {len(files)} files to {args.output}; "
+          f"{len(skipped)} {skipped_what} not read")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("leaderboard", help="checkout or git directory of ml-energy/leaderboard")

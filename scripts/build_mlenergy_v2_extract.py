@@ -18,7 +18,6 @@ are written atomically. Bad input: one line naming the file and the field, exit 
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -32,12 +31,11 @@ from build_mlenergy_extract import (  # noqa: E402  (a sibling script)
     _positive_float,
     _positive_int,
     _string,
-    write_extract,
+    public_extract_main,
 )
 
-from irene.files import atomic_write  # noqa: E402
 from irene.hardware.families import UnknownFamily, family, is_held_out  # noqa: E402
-from irene.hardware.public_models import FactsError, ModelFacts, load_facts  # noqa: E402
+from irene.hardware.public_models import ModelFacts  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = ROOT / "datasets" / "mlenergy-v2" / "schema.json"
@@ -206,31 +204,11 @@ def provenance(source: Source, files: list[str], skipped: list[str],
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("leaderboard", help="checkout or git directory of ml-energy/leaderboard-v2")
-    parser.add_argument("-o", "--output", required=True, type=Path, help="CSV file to write")
-    parser.add_argument("--rev", default="HEAD", help="revision to read from a git directory")
-    parser.add_argument("--facts", type=Path, default=None,
-                        help="architecture facts CSV (default: datasets/architectures/...)")
-    args = parser.parse_args(argv)
-    try:
-        facts = load_facts(args.facts) if args.facts else load_facts()
-        fields = [f["name"] for f in load_schema()["fields"]]
-        source = open_source(args.leaderboard, args.rev)
-        rows, files, skipped = build_rows(source, facts)
-        meta = provenance(source, files, skipped, rows)
-        write_extract(rows, args.output, fields)
-        with atomic_write(args.output.with_name(args.output.stem + ".provenance.json")) as handle:
-            json.dump(meta, handle, indent=2)
-            handle.write("\n")
-    except (ExtractError, FactsError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    summary = ", ".join(f"{g}: {c['rows']} rows / {c['models']} models"
-                        for g, c in meta["per_gpu"].items())
-    print(f"wrote {len(rows)} rows ({summary}) from {len(files)} files to {args.output}; "
-          f"{len(skipped)} held-out model directories not read")
-    return 0
+    return public_extract_main(argv, description=__doc__.split("\n\n")[0],
+                               leaderboard_help="checkout or git directory of "
+                               "ml-energy/leaderboard-v2",
+                               default_rev="HEAD", module=sys.modules[__name__],
+                               skipped_what="held-out model directories")
 
 
 if __name__ == "__main__":

@@ -49,3 +49,16 @@ def data(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("data") / "trees.jsonl"
     write_trees(make_synthetic_trees(DEFAULT_ARCHS[:2], batch_sizes=(1, 8), seq_lens=(32,)), path)
     return path
+
+
+@pytest.fixture
+def tiny_config(tmp_path) -> Path:
+    """A directory holding :data:`TINY_BERT_CONFIG` as ``config.json``."""
+    import json
+
+    from support.models import TINY_BERT_CONFIG
+
+    directory = tmp_path / "tiny-bert"
+    directory.mkdir()
+    (directory / "config.json").write_text(json.dumps(TINY_BERT_CONFIG))
+    return directory

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.models import TINY_BERT_CONFIG
 
 from irene.cli import main
 from irene.files import atomic_write, exclusive_lock, remove_live_temp_files
@@ -19,24 +20,12 @@ from irene.model import IreneRegressor, ModelFormatError, PredictionError
 from irene.synthetic import DEFAULT_ARCHS, make_synthetic_trees
 from irene.tree import TreeFormatError, read_tree_files, read_trees, write_trees
 
-TINY_BERT = {"model_type": "bert", "vocab_size": 64, "hidden_size": 16, "num_hidden_layers": 1,
-             "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 32,
-             "type_vocab_size": 2}
-
 
 @pytest.fixture(scope="module")
 def m_small(tmp_path_factory, data) -> Path:
     """A trained model directory (the issue's ``m_small``)."""
     directory = tmp_path_factory.mktemp("models") / "m_small"
     assert main(["train", str(data), str(directory), "--set", "epochs=3"]) == 0
-    return directory
-
-
-@pytest.fixture
-def tiny_config(tmp_path) -> Path:
-    directory = tmp_path / "tiny-bert"
-    directory.mkdir()
-    (directory / "config.json").write_text(json.dumps(TINY_BERT))
     return directory
 
 
@@ -546,7 +535,8 @@ def _tiny_bert():
 
     from irene.tracing import build_model
 
-    return build_model(BertConfig(**{k: v for k, v in TINY_BERT.items() if k != "model_type"}))
+    return build_model(BertConfig(**{k: v for k, v in TINY_BERT_CONFIG.items()
+                                     if k != "model_type"}))
 
 
 # -- 19. conveniences ---------------------------------------------------------------------------

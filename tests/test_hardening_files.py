@@ -27,18 +27,7 @@ from irene.tree import TreeFormatError, append_tree, inspect_tail, read_trees, w
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_PLANS = REPO / "configs" / "plans" / "tiny"
-TINY_BERT = {"model_type": "bert", "vocab_size": 64, "hidden_size": 16, "num_hidden_layers": 1,
-             "num_attention_heads": 2, "intermediate_size": 32, "max_position_embeddings": 32,
-             "type_vocab_size": 2}
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
-
-
-@pytest.fixture
-def tiny_config(tmp_path) -> Path:
-    directory = tmp_path / "tiny-bert"
-    directory.mkdir()
-    (directory / "config.json").write_text(json.dumps(TINY_BERT))
-    return directory
 
 
 def trace_argv(config: Path, out: Path, batch: int = 1) -> list[str]:

@@ -80,3 +80,9 @@ def tiny_model(kind: str, attn: str | None = None, **overrides: Any) -> T.PreTra
     ``attn``: the attention implementation (None: transformers' default)."""
     extra = {} if attn is None else {"attn_implementation": attn}
     return T.AutoModel.from_config(CONFIGS[kind](**overrides), **extra).eval()
+
+
+#: the smallest BERT config.json the hardening tests hand to commands (a dict)
+TINY_BERT_CONFIG = {"model_type": "bert", "vocab_size": 64, "hidden_size": 16,
+                    "num_hidden_layers": 1, "num_attention_heads": 2, "intermediate_size": 32,
+                    "max_position_embeddings": 32, "type_vocab_size": 2}
