@@ -26,6 +26,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -120,26 +121,33 @@ class Fitted:
         return self.runtimes.get(key, RUNTIMES[key])
 
 
-def assemble(x: np.ndarray, spec: Sequence[Unknown]) -> Fitted:
-    """The :class:`Fitted` model of log-values ``x``."""
-    values = np.exp(x)
-    shared: dict[str, object] = {"eff_compute": {}, "eff_memory": {}}
-    runtimes: dict[str, dict[str, object]] = {}
-    gpus: dict[str, dict[str, float]] = {}
+def _by_key(spec: Sequence[Unknown], values: Sequence[Any]) -> tuple[
+        dict[str, Any], dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Each unknown's value (a number, or a column of numbers) put where its key says: the
+    shared parameters, a runtime profile's fields (and efficiencies), or a GPU's multipliers."""
+    shared: dict[str, Any] = {"eff_compute": {}, "eff_memory": {}}
+    runtimes: dict[str, dict[str, Any]] = {}
+    gpus: dict[str, dict[str, Any]] = {}
     for u, v in zip(spec, values, strict=True):
-        v = float(min(max(v, u.low), u.high))
         if u.key[0] in ("eff_compute", "eff_memory"):
-            shared[u.key[0]][u.key[1]] = v  # type: ignore[index]
+            shared[u.key[0]][u.key[1]] = v
         elif u.key[0] == "runtime":
             slot = runtimes.setdefault(u.key[1], {"efficiency": {}})
             if u.key[2] == "efficiency":
-                slot["efficiency"][u.key[3]] = v  # type: ignore[index]
+                slot["efficiency"][u.key[3]] = v
             else:
                 slot[u.key[2]] = v
         elif u.key[0] == "gpu":
             gpus.setdefault(u.key[1], {})[u.key[2]] = v
         else:
             shared[u.key[0]] = v
+    return shared, runtimes, gpus
+
+
+def assemble(x: np.ndarray, spec: Sequence[Unknown]) -> Fitted:
+    """The :class:`Fitted` model of log-values ``x``."""
+    values = [float(min(max(v, u.low), u.high)) for u, v in zip(spec, np.exp(x), strict=True)]
+    shared, runtimes, gpus = _by_key(spec, values)
     profiles = {name: replace(RUNTIMES[name], **values_) for name, values_ in runtimes.items()}
     return Fitted(HardwareParams(**shared), profiles, gpus)  # type: ignore[arg-type]
 
@@ -153,23 +161,7 @@ def _views(X: np.ndarray, spec: Sequence[Unknown]) -> tuple[SimpleNamespace,
     low = np.array([u.low for u in spec])
     high = np.array([u.high for u in spec])
     values = np.clip(values, low, high)
-    shared: dict[str, object] = {"eff_compute": {}, "eff_memory": {}}
-    runtimes: dict[str, dict[str, object]] = {}
-    gpus: dict[str, dict[str, np.ndarray]] = {}
-    for j, u in enumerate(spec):
-        v = values[:, j:j + 1]
-        if u.key[0] in ("eff_compute", "eff_memory"):
-            shared[u.key[0]][u.key[1]] = v  # type: ignore[index]
-        elif u.key[0] == "runtime":
-            slot = runtimes.setdefault(u.key[1], {"efficiency": {}})
-            if u.key[2] == "efficiency":
-                slot["efficiency"][u.key[3]] = v  # type: ignore[index]
-            else:
-                slot[u.key[2]] = v
-        elif u.key[0] == "gpu":
-            gpus.setdefault(u.key[1], {})[u.key[2]] = v
-        else:
-            shared[u.key[0]] = v
+    shared, runtimes, gpus = _by_key(spec, [values[:, j:j + 1] for j in range(len(spec))])
     params = SimpleNamespace(**shared)
     views = {}
     for name, slot in runtimes.items():
