@@ -33,14 +33,14 @@ its ``seq_lens`` are ``[1]``) or ``train`` (one training step, with ``optimizer`
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from irene.limits import MAX_DIMENSION, MAX_MINUTES, MAX_PLAN_ITEMS, MAX_YAML_NODES
+from irene.checks import Checker, InputError, describe, line_map
+from irene.limits import MAX_DIMENSION, MAX_MINUTES, MAX_PLAN_ITEMS
 from irene.measure.protocol import Protocol
 from irene.schema import OPTIMIZER_NAMES, PHASE_CODES
 
@@ -62,7 +62,7 @@ _ESTIMATE_KEYS = ("profile",)
 _RAY_KEYS = ("resources", "max_attempts")
 
 
-class PlanError(ValueError):
+class PlanError(InputError):
     """A plan that cannot be run; the message names the file, line and key."""
 
 
@@ -183,150 +183,6 @@ class Plan:
 
 
 # --------------------------------------------------------------------------------------------
-# reading YAML with line numbers
-
-
-def _line_map(text: str, source: str) -> dict[tuple, int]:
-    """Line (1-based) of every key path of the YAML document; PlanError on a duplicate key, on
-    a document nested too deeply, or on one of more than :data:`irene.limits.MAX_YAML_NODES`
-    nodes once its aliases are expanded (a "billion laughs" bomb is refused, not expanded)."""
-    import yaml
-
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except RecursionError as exc:
-        raise PlanError(f"{source}: not a plan: YAML nested too deeply") from exc
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise PlanError(f"{where}: not valid YAML: {problem}") from exc
-    lines: dict[tuple, int] = {}
-    visited = [0]
-
-    def walk(node: Any, path: tuple) -> None:
-        visited[0] += 1
-        if visited[0] > MAX_YAML_NODES:
-            raise PlanError(f"{source}:{node.start_mark.line + 1}: not a plan: more than "
-                            f"{MAX_YAML_NODES} YAML values once its aliases (*name) are "
-                            "expanded")
-        lines.setdefault(path, node.start_mark.line + 1)
-        if isinstance(node, yaml.MappingNode):
-            seen: set[str] = set()
-            for key_node, value_node in node.value:
-                key = key_node.value
-                if key in seen:
-                    raise PlanError(f"{source}:{key_node.start_mark.line + 1}: "
-                                    f"{_dotted(path + (key,))}: duplicate key")
-                seen.add(key)
-                lines[path + (key,)] = key_node.start_mark.line + 1
-                walk(value_node, path + (key,))
-        elif isinstance(node, yaml.SequenceNode):
-            for i, item in enumerate(node.value):
-                walk(item, path + (i,))
-
-    if root is not None:
-        try:
-            walk(root, ())
-        except RecursionError as exc:
-            raise PlanError(f"{source}: not a plan: YAML nested too deeply") from exc
-    return lines
-
-
-def _dotted(path: tuple) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
-class _Checker:
-    """Builds error messages that name the file, the line and the key."""
-
-    def __init__(self, source: str, lines: dict[tuple, int]) -> None:
-        self.source, self.lines = source, lines
-
-    def error(self, path: tuple, message: str) -> PlanError:
-        line = None
-        for n in range(len(path), -1, -1):  # the key's line, else its nearest parent's
-            if path[:n] in self.lines:
-                line = self.lines[path[:n]]
-                break
-        where = self.source if line is None else f"{self.source}:{line}"
-        return PlanError(f"{where}: {_dotted(path)}: {message}")
-
-    def mapping(self, value: Any, path: tuple, allowed: tuple[str, ...]) -> dict:
-        if not isinstance(value, dict):
-            raise self.error(path, f"must be a mapping (key: value), got {_kind(value)}")
-        for key in value:
-            if not isinstance(key, str) or key not in allowed:
-                hint = difflib.get_close_matches(str(key), allowed, n=1)
-                extra = f"; did you mean {hint[0]!r}?" if hint else \
-                    f"; known keys: {', '.join(allowed)}"
-                raise self.error(path + (key,), f"unknown key{extra}")
-        return value
-
-    def text(self, value: Any, path: tuple) -> str:
-        if not isinstance(value, str) or not value.strip():
-            raise self.error(path, f"must be a non-empty string, got {_kind(value)}")
-        return value.strip()
-
-    def boolean(self, value: Any, path: tuple) -> bool:
-        if not isinstance(value, bool):
-            raise self.error(path, f"must be true or false, got {_kind(value)}")
-        return value
-
-    def positive_int(self, value: Any, path: tuple, *, limit: int = MAX_DIMENSION) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-            raise self.error(path, f"must be a positive integer (at most {limit}), got "
-                                   f"{_kind(value)}")
-        return value
-
-    def number(self, value: Any, path: tuple) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not abs(value) < 1e300:
-            raise self.error(path, f"must be a finite number, got {_kind(value)}")
-        return float(value)
-
-    def one_or_list(self, value: Any, path: tuple, choices: tuple[str, ...]) -> list[str]:
-        values = value if isinstance(value, list) else [value]
-        if not values:
-            raise self.error(path, "must not be empty")
-        out: list[str] = []
-        for i, v in enumerate(values):
-            where = path + (i,) if isinstance(value, list) else path
-            if v not in choices:
-                raise self.error(where, f"must be one of {', '.join(choices)}, got {_kind(v)}")
-            if v in out:
-                raise self.error(where, f"{v!r} is listed twice")
-            out.append(v)
-        return out
-
-    def int_list(self, value: Any, path: tuple) -> list[int]:
-        values = value if isinstance(value, list) else [value]
-        if not values:
-            raise self.error(path, "must not be empty")
-        out: list[int] = []
-        for i, v in enumerate(values):
-            where = path + (i,) if isinstance(value, list) else path
-            number = self.positive_int(v, where)
-            if number in out:
-                raise self.error(where, f"{number} is listed twice")
-            out.append(number)
-        return out
-
-
-def _kind(value: Any) -> str:
-    if value is None:
-        return "nothing (null)"
-    try:
-        text = repr(value)
-    except ValueError:  # an integer beyond Python's digit limit
-        return "an integer of thousands of digits"
-    return f"{type(value).__name__} {text[:60]}"
-
-
-# --------------------------------------------------------------------------------------------
 # validation
 
 
@@ -349,25 +205,25 @@ def load_plan(path: str | os.PathLike, *, output: str | os.PathLike | None = Non
         raise PlanError(f"{source}: cannot read the plan ({exc.strerror or exc})") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise PlanError(f"{source}: cannot read the plan ({exc})") from exc
-    lines = _line_map(text, source)
+    lines = line_map(text, source, error=PlanError, what="plan")
     try:
         data = yaml.safe_load(text)
     except (yaml.YAMLError, ValueError, RecursionError) as exc:  # construction problems:
         # bad tags, integers beyond Python's digit limit, nesting
         raise PlanError(f"{source}: not valid YAML: {' '.join(str(exc).split())[:300]}") \
             from exc
-    check = _Checker(source, lines)
+    check = Checker(source, lines, error=PlanError)
     data = check.mapping(data if data is not None else {}, (), _TOP_KEYS)
     return _build_plan(Path(path), data, check, text, output)
 
 
-def _required(data: dict, key: str, check: _Checker) -> Any:
+def _required(data: dict, key: str, check: Checker) -> Any:
     if key not in data or data[key] is None:
         raise check.error((key,), "missing (required)")
     return data[key]
 
 
-def _build_plan(path: Path, data: dict, check: _Checker, text: str,
+def _build_plan(path: Path, data: dict, check: Checker, text: str,
                 output: str | os.PathLike | None) -> Plan:
     from irene.schema import ATTN_IMPLEMENTATIONS, DEFAULT_SCHEMA, DTYPES, SCHEMAS
 
@@ -396,7 +252,7 @@ def _build_plan(path: Path, data: dict, check: _Checker, text: str,
     hub = check.boolean(data.get("hub", False), ("hub",))
     seed = data.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise check.error(("seed",), f"must be an integer >= 0, got {_kind(seed)}")
+        raise check.error(("seed",), f"must be an integer >= 0, got {describe(seed)}")
     models = _models(_required(data, "models", check), check, path, hub, grid, grids, dtypes,
                      max(context_lens))
     if phase == "decode":
@@ -434,7 +290,7 @@ def _build_plan(path: Path, data: dict, check: _Checker, text: str,
     return plan
 
 
-def _grid(value: Any, where: tuple, check: _Checker) -> Grid:
+def _grid(value: Any, where: tuple, check: Checker) -> Grid:
     grid = check.mapping(value, where, _GRID_KEYS)
     for key in _GRID_KEYS:
         if key not in grid:
@@ -443,14 +299,14 @@ def _grid(value: Any, where: tuple, check: _Checker) -> Grid:
             check.int_list(grid["seq_lens"], where + ("seq_lens",)))
 
 
-def _device(value: Any, check: _Checker) -> str:
+def _device(value: Any, check: Checker) -> str:
     device = check.text(value, ("device",))
     if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
         raise check.error(("device",), f"must be cpu, cuda or cuda:N, got {device!r}")
     return device
 
 
-def _meter(value: Any, check: _Checker, timing: bool) -> str:
+def _meter(value: Any, check: Checker, timing: bool) -> str:
     spec = check.text(value, ("meter",))
     for part in spec.split("+"):
         name, sep, arg = part.strip().partition(":")
@@ -467,7 +323,7 @@ def _meter(value: Any, check: _Checker, timing: bool) -> str:
     return spec
 
 
-def _phase(value: Any, check: _Checker) -> str:
+def _phase(value: Any, check: Checker) -> str:
     phase = check.text(value, ("phase",))
     if phase not in KNOWN_PHASES:
         raise check.error(("phase",), f"must be one of {', '.join(KNOWN_PHASES)}, got "
@@ -475,7 +331,7 @@ def _phase(value: Any, check: _Checker) -> str:
     return phase
 
 
-def _context_lens(value: Any, phase: str, check: _Checker) -> list[int]:
+def _context_lens(value: Any, phase: str, check: Checker) -> list[int]:
     """The KV-cache lengths of a prefill or decode plan: decode needs them (>= 1), prefill
     defaults to [0] (an empty cache); forward and train refuse them."""
     where = ("context_lens",)
@@ -496,14 +352,14 @@ def _context_lens(value: Any, phase: str, check: _Checker) -> list[int]:
         smallest = 1 if phase == "decode" else 0
         if isinstance(v, bool) or not isinstance(v, int) or not smallest <= v <= MAX_DIMENSION:
             raise check.error(at, f"must be an integer from {smallest} to {MAX_DIMENSION}, got "
-                                  f"{_kind(v)}")
+                                  f"{describe(v)}")
         if v in out:
             raise check.error(at, f"{v} is listed twice")
         out.append(v)
     return out
 
 
-def _optimizer(value: Any, phase: str, check: _Checker) -> str | None:
+def _optimizer(value: Any, phase: str, check: Checker) -> str | None:
     """The optimiser of a train plan (default the first of OPTIMIZER_NAMES); None otherwise."""
     if value is None:
         return OPTIMIZER_NAMES[0] if phase == "train" else None
@@ -513,11 +369,11 @@ def _optimizer(value: Any, phase: str, check: _Checker) -> str | None:
     name = check.text(value, ("optimizer",)).lower()
     if name not in OPTIMIZER_NAMES:
         raise check.error(("optimizer",), f"must be one of {', '.join(OPTIMIZER_NAMES)}, got "
-                                          f"{_kind(value)}")
+                                          f"{describe(value)}")
     return name
 
 
-def _check_one_token_per_step(models: list[ModelEntry], check: _Checker, data: dict) -> None:
+def _check_one_token_per_step(models: list[ModelEntry], check: Checker, data: dict) -> None:
     """A decode step feeds one new token per sequence: every grid's seq_lens must be [1]."""
     for i, entry in enumerate(models):
         for dtype, (_, seq_lens) in entry.grids.items():
@@ -534,7 +390,7 @@ def _check_one_token_per_step(models: list[ModelEntry], check: _Checker, data: d
                                          "is context_lens")
 
 
-def _protocol(value: Any, check: _Checker) -> Protocol:
+def _protocol(value: Any, check: Checker) -> Protocol:
     names = tuple(f.name for f in fields(Protocol))
     data = check.mapping(value if value is not None else {}, ("protocol",), names)
     typed: dict[str, Any] = {}
@@ -547,7 +403,7 @@ def _protocol(value: Any, check: _Checker) -> Protocol:
             typed[key] = None if v is None else check.positive_int(v, where, limit=1024)
         elif isinstance(default, int):
             if isinstance(v, bool) or not isinstance(v, int):
-                raise check.error(where, f"must be an integer, got {_kind(v)}")
+                raise check.error(where, f"must be an integer, got {describe(v)}")
             typed[key] = v
         else:
             typed[key] = check.number(v, where)
@@ -558,7 +414,7 @@ def _protocol(value: Any, check: _Checker) -> Protocol:
         raise check.error(("protocol", bad) if bad else ("protocol",), str(exc)) from exc
 
 
-def _ray(value: Any, check: _Checker) -> tuple[dict[str, float], int]:
+def _ray(value: Any, check: Checker) -> tuple[dict[str, float], int]:
     data = check.mapping(value if value is not None else {}, ("ray",), _RAY_KEYS)
     resources: dict[str, float] = {}
     raw = data.get("resources", {}) or {}
@@ -574,14 +430,14 @@ def _ray(value: Any, check: _Checker) -> tuple[dict[str, float], int]:
     return resources, attempts
 
 
-def _models(value: Any, check: _Checker, plan_path: Path, hub: bool, grid: Grid,
+def _models(value: Any, check: Checker, plan_path: Path, hub: bool, grid: Grid,
             dtype_grids: dict[str, Grid], dtypes: list[str],
             context_len: int = 0) -> list[ModelEntry]:
     from irene.schema import DTYPES
 
     if not isinstance(value, list) or not value:
         raise check.error(("models",), f"must be a non-empty list of model names, got "
-                                       f"{_kind(value)}")
+                                       f"{describe(value)}")
     entries: list[ModelEntry] = []
     for i, raw in enumerate(value):
         where = ("models", i)
@@ -618,7 +474,7 @@ def _models(value: Any, check: _Checker, plan_path: Path, hub: bool, grid: Grid,
     return entries
 
 
-def _model_source(name: str, plan_path: Path, hub: bool, check: _Checker,
+def _model_source(name: str, plan_path: Path, hub: bool, check: Checker,
                   where: tuple) -> str:
     """What to build for a model name: a built-in name, a local path (relative to the plan
     file, else to the current directory), or a Hub name when ``hub`` is on."""
@@ -641,7 +497,7 @@ def _model_source(name: str, plan_path: Path, hub: bool, check: _Checker,
                              f"built-in models: {', '.join(list_models())}")
 
 
-def _check_positions(entry: ModelEntry, check: _Checker, where: tuple,
+def _check_positions(entry: ModelEntry, check: Checker, where: tuple,
                      seq_source: dict[int, tuple], context_len: int = 0) -> None:
     """Refuse a sequence length (after ``context_len`` cached tokens) beyond the model's
     position embeddings (built-ins and local configs; Hub names are checked when the model is
