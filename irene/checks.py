@@ -11,7 +11,11 @@ error type so the command line can turn it into one line and exit status 2.
 from __future__ import annotations
 
 import difflib
-from typing import Any
+import json
+import math
+import os
+from collections.abc import Callable
+from typing import Any, NamedTuple
 
 from irene.limits import MAX_DIMENSION, MAX_YAML_NODES
 
@@ -20,19 +24,77 @@ class InputError(ValueError):
     """A file or value a user handed in is not valid; the message names where and why."""
 
 
-def line_map(text: str, source: str, *, error: type[InputError] = InputError,
-             what: str = "document") -> dict[tuple, int]:
-    """Line (1-based) of every key path of the YAML (or JSON) document ``text`` read from
-    ``source``; ``error`` (an :class:`InputError`) on a duplicate key, on a document nested too
-    deeply, or on one of more than :data:`irene.limits.MAX_YAML_NODES`
-    nodes once its aliases are expanded (a "billion laughs" bomb is refused, not expanded)."""
+class Document(NamedTuple):
+    """A document read by :func:`parse_document`."""
+
+    data: Any
+    check: Checker
+    text: str
+
+
+def read_document(path: str | os.PathLike, *, error: type[InputError] = InputError,
+                  what: str = "document", limit: int = 1 << 20,
+                  yaml_suffixes: tuple[str, ...] = (".yaml", ".yml")) -> Document:
+    """The YAML or JSON file ``path`` (read as YAML when its name ends with one of
+    ``yaml_suffixes``, else as JSON) of at most ``limit`` bytes, see :func:`parse_document`;
+    ``error`` naming the file when it cannot be read."""
+    from irene.files import read_small_text
+
+    source = str(path)
+    try:
+        text = read_small_text(path, limit=limit)
+    except OSError as exc:
+        raise error(f"{source}: cannot read the {what} ({exc.strerror or exc})") from exc
+    except ValueError as exc:  # too large, not a regular file, not UTF-8
+        raise error(f"{source}: cannot read the {what} ({exc})") from exc
+    return parse_document(text, source, error=error, what=what,
+                          as_yaml=source.lower().endswith(yaml_suffixes))
+
+
+def parse_document(text: str, source: str, *, error: type[InputError] = InputError,
+                   what: str = "document", as_yaml: bool = False) -> Document:
+    """The YAML (``as_yaml``) or JSON document ``text`` read from ``source``: its parsed
+    content, a :class:`Checker` that knows the line of every key, and the text. ``error`` (an
+    :class:`InputError`) naming the file, and the line where known, when it cannot be parsed
+    (see :func:`line_map` for the bounds)."""
     import yaml
 
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    from irene.files import loads_json
+
+    if not as_yaml:
+        try:
+            data = loads_json(text)
+        except json.JSONDecodeError as exc:
+            raise error(f"{source}:{exc.lineno}: not valid JSON: {exc.msg}") from exc
+        except ValueError as exc:  # nested too deeply
+            raise error(f"{source}: not a {what}: {exc}") from exc
+    lines = line_map(text, source, error=error, what=what, as_json=not as_yaml)
+    if as_yaml:
+        try:
+            data = yaml.safe_load(text)
+        except (yaml.YAMLError, ValueError, RecursionError) as exc:  # construction problems:
+            # bad tags, integers beyond Python's digit limit
+            raise error(f"{source}: not valid YAML: {' '.join(str(exc).split())[:300]}") \
+                from exc
+    return Document(data, Checker(source, lines, error=error), text)
+
+
+def line_map(text: str, source: str, *, error: type[InputError] = InputError,
+             what: str = "document", as_json: bool = False) -> dict[tuple, int]:
+    """Line (1-based) of every key path of the YAML (or, with ``as_json``, JSON) document ``text``
+    read from ``source``; ``error`` (an :class:`InputError`) on a duplicate key, on a document
+    nested too deeply, or on one of more than :data:`irene.limits.MAX_YAML_NODES`
+    nodes once its aliases are expanded (a "billion laughs" bomb is refused, not expanded).
+    JSON a JSON parser accepted but YAML's composer does not gives no lines (``{}``)."""
+    import yaml
+
+    try:  # in valid JSON a tab is only ever white space, which YAML's flow style refuses
+        root = yaml.compose(text.replace("\t", " ") if as_json else text, Loader=yaml.SafeLoader)
     except RecursionError as exc:
         raise error(f"{source}: not a {what}: YAML nested too deeply") from exc
     except yaml.YAMLError as exc:
+        if as_json:
+            return {}
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}" if mark is not None else source
         problem = getattr(exc, "problem", None) or str(exc)
@@ -86,14 +148,20 @@ class Checker:
                  error: type[InputError] = InputError) -> None:
         self.source, self.lines, self.error_type = source, lines, error
 
-    def error(self, path: tuple, message: str) -> InputError:
+    def where(self, path: tuple) -> str:
+        """``file:line: key.path``: where the value at ``path`` is (the line of the key, else of
+        its nearest parent; no line when the document's layout is not known)."""
         line = None
-        for n in range(len(path), -1, -1):  # the key's line, else its nearest parent's
+        for n in range(len(path), -1, -1):
             if path[:n] in self.lines:
                 line = self.lines[path[:n]]
                 break
         where = self.source if line is None else f"{self.source}:{line}"
-        return self.error_type(f"{where}: {dotted(path)}: {message}")
+        return f"{where}: {dotted(path)}"
+
+    def error(self, path: tuple, message: str) -> InputError:
+        """The error (of this document's type) for the value at ``path``."""
+        return self.error_type(f"{self.where(path)}: {message}")
 
     def mapping(self, value: Any, path: tuple, allowed: tuple[str, ...]) -> dict:
         if not isinstance(value, dict):
@@ -122,10 +190,23 @@ class Checker:
                                    f"{describe(value)}")
         return value
 
-    def number(self, value: Any, path: tuple) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not abs(value) < 1e300:
-            raise self.error(path, f"must be a finite number, got {describe(value)}")
+    def number(self, value: Any, path: tuple, *, minimum: float | None = None,
+               maximum: float | None = None, positive: bool = False,
+               parse: Callable[[str], float] | None = None) -> float:
+        """A finite number (beyond 1e300 counts as infinite) at least ``minimum``, above 0 with
+        ``positive``, at most ``maximum``; with ``parse``, text (a field of a CSV line) is read
+        with it first."""
+        if parse is not None and isinstance(value, str):
+            try:
+                value = parse(value.strip())
+            except ValueError:
+                raise self.error(path, f"must be a number, got {value!r}") from None
+        ok = not isinstance(value, bool) and isinstance(value, (int, float)) \
+            and math.isfinite(value) and abs(value) < 1e300
+        if not ok or (positive and value <= 0) or (minimum is not None and value < minimum) \
+                or (maximum is not None and value > maximum):
+            raise self.error(path, f"must be {_number_range(minimum, maximum, positive)}, got "
+                                   f"{describe(value)}")
         return float(value)
 
     def one_or_list(self, value: Any, path: tuple, choices: tuple[str, ...]) -> list[str]:
@@ -154,6 +235,16 @@ class Checker:
                 raise self.error(where, f"{number} is listed twice")
             out.append(number)
         return out
+
+
+def _number_range(minimum: float | None, maximum: float | None, positive: bool) -> str:
+    """``a positive number``, ``a number from 0 to 10``, ...: what :meth:`Checker.number`
+    asks for."""
+    kind = "a positive number" if positive else "a finite number"
+    if minimum is not None and not positive:
+        return f"{kind} from {minimum:g} to {maximum:g}" if maximum is not None \
+            else f"a number >= {minimum:g}"
+    return kind if maximum is None else f"{kind} at most {maximum:g}"
 
 
 def describe(value: Any) -> str:

@@ -18,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from irene.checks import InputError
 from irene.schema import FEATURE_FIELDS, FEATURES, supplied_features
 from irene.tree import Tree
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from irene.model import TreePredictor
 
 
-class EstimateError(ValueError):
+class EstimateError(InputError):
     """An estimate that cannot be made honestly here; the message says why and what to do."""
 
 

@@ -490,39 +490,6 @@ def loads_json(text: str | bytes) -> Any:
             from None
 
 
-def loads_yaml(text: str) -> Any:
-    """``yaml.safe_load`` for a file a user hands in, bounded: ValueError (one line, with the
-    line number where known) for invalid YAML, a document nested too deeply, or one of more
-    than :data:`irene.limits.MAX_YAML_NODES` values once its aliases are expanded ("billion
-    laughs": refused, never expanded)."""
-    import yaml
-
-    from irene.limits import MAX_YAML_NODES
-
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        stack, seen = ([root] if root is not None else []), 0
-        while stack:
-            node = stack.pop()
-            seen += 1
-            if seen > MAX_YAML_NODES:
-                raise ValueError(f"line {node.start_mark.line + 1}: more than {MAX_YAML_NODES} "
-                                 "YAML values once its aliases (*name) are expanded")
-            if isinstance(node, yaml.MappingNode):
-                stack.extend(v for pair in node.value for v in pair)
-            elif isinstance(node, yaml.SequenceNode):
-                stack.extend(node.value)
-        return yaml.safe_load(text)
-    except RecursionError:
-        raise ValueError("YAML nested too deeply (more levels than any irene file has)") \
-            from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or " ".join(str(exc).split())[:200]
-        raise ValueError(f"{where}not valid YAML: {problem}") from None
-
-
 def _bounded_int(digits: str) -> int | float:
     from irene.limits import MAX_INT_DIGITS
 

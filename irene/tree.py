@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, NamedTuple
 
+from irene.checks import InputError
 from irene.files import atomic_write, is_temp_name
 from irene.schema import ENERGY_FIELDS, FEATURE_FIELDS, NODE_TYPES, Schema, schema_of_meta
 
@@ -67,7 +68,7 @@ _KNOWN_NODE_KEYS = (
 _PROTOCOL_NOT_IN_KEY = ("dedup", "effective_min_run_seconds")
 
 
-class TreeFormatError(ValueError):
+class TreeFormatError(InputError):
     """A tree file or tree object that does not follow the format; the message says where."""
 
     def __init__(self, message: str, *, source: str = "<memory>", line: int | None = None,

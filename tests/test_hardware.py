@@ -71,17 +71,22 @@ def test_user_gpu_from_json_and_yaml_file(tmp_path) -> None:
 
 @pytest.mark.parametrize("text, message", [
     ('{"name": "x", "tflops": {"bf16": 1}, "memory_gb": 1, "power_limit_w": 1}',
-     "memory_bandwidth_gb_s': required"),
+     ":1: memory_bandwidth_gb_s: required"),
     ('{"name": "x", "base": "H100",\n "memory_gb": -3}',
-     ":2: field 'memory_gb': expected a positive"),
-    ('{"name": "x", "base": "H100",\n "wattage": 3}', ":2: field 'wattage': unknown"),
-    ('{"name": "x", "base": "H999"}', "field 'base': unknown GPU"),
-    ('{"name": "x", "base": "H100", "tflops": {"fp64x": 1}}', "unknown dtype"),
+     ":2: memory_gb: must be a positive number, got int -3"),
+    ('{"name": "x", "base": "H100",\n "wattage": 3}', ":2: wattage: unknown key"),
+    ('name: x\nbase: H100\ntflops:\n  bf16: 1\n  fp16: [2]\n',
+     ":5: tflops.fp16: must be a positive number, got list"),
+    ('{\n\t"name": "x",\n\t"base": "H100",\n\t"power_limit_w": "lots"}',
+     ":4: power_limit_w: must be a positive number"),
+    ('{"name": "x", "name": "y", "base": "H100"}', ":1: name: duplicate key"),
+    ('{"name": "x", "base": "H999"}', ":1: base: unknown GPU"),
+    ('{"name": "x", "base": "H100", "tflops": {"fp64x": 1}}', ":1: tflops.fp64x: unknown dtype"),
     ('{"name": "x", "base": "H100", "idle_power_w": 900}', "below the board limit"),
     ('{"name": "x",', ":1: not valid JSON"),
 ])
 def test_user_gpu_file_errors_name_file_line_and_field(tmp_path, text, message) -> None:
-    path = tmp_path / "bad.json"
+    path = tmp_path / ("bad.json" if text.startswith("{") else "bad.yaml")
     path.write_text(text)
     with pytest.raises(GpuSpecError, match=message) as info:
         load_gpu_spec(path)

@@ -201,7 +201,8 @@ def test_malicious_and_tampered_model_directories_run_nothing(synthetic, tmp_pat
     # tampered configuration: a class path, an unknown key, a wrong shape
     config = json.loads((directory / "config.json").read_text())
     for tamper, expected in (
-        ({"config": {**config["config"], "__class__": "os.system"}}, "unknown configuration"),
+        ({"config": {**config["config"], "__class__": "os.system"}},
+         r"config.json: config.__class__: unknown key"),
         ({"state": {**config["state"], "leaf_types": config["state"]["leaf_types"][:-1]}},
          "has shape"),
         ({"estimator": "os.system"}, "field 'estimator'"),
@@ -243,7 +244,7 @@ def test_configuration_is_validated():
         IreneRegressor(learning_rat=0.1)
     with pytest.raises(ValueError, match="training_strategy"):
         IreneRegressor(training_strategy="magic")
-    with pytest.raises(ValueError, match="feature_sets must be"):
+    with pytest.raises(ValueError, match="configuration: feature_sets: must be"):
         IreneRegressor(feature_sets=["vibes"])
     model = IreneRegressor(tanh_scalar=5.0)
     assert model.get_params()["tanh_scalar"] == 5.0
@@ -274,7 +275,7 @@ def test_auto_leaf_features_use_direct_readings_only_when_present(synthetic):
     assert specs == {"batch_size", "seq_len", "flops", "mem_bytes", "num_parameters",
                      "input_size"}
     assert leaf_inputs(leaf_features=["flops"]) == {"flops"}
-    with pytest.raises(ValueError, match="leaf_features must be"):
+    with pytest.raises(ValueError, match="configuration: leaf_features: must be"):
         IreneRegressor(leaf_features=["nothing"])
     with pytest.raises(ValueError, match="names none of the features"):  # known, not read
         IreneRegressor(feature_sets=["model_specs"], leaf_features=["times_mean"]).fit(synthetic)

@@ -168,7 +168,10 @@ def test_user_prompt_files(tmp_path):
 
 
 @pytest.mark.parametrize("content, message", [
-    ('{"prompt": "ok"}\n{"prompt": 3}\n', 'p.jsonl:2: field "prompt" must be a non-empty'),
+    ('{"prompt": "ok"}\n{"prompt": 3}\n', "p.jsonl:2: prompt: must be a non-empty string, "
+                                        "got int 3"),
+    ('{"prompt": "ok"}\n\n{"id": 1}\n', r"p.jsonl:3: prompt: must be a non-empty string, "
+                                        r"got nothing \(null\)"),
     ('{"prompt": "ok"}\n{oops\n', "p.jsonl:2: not JSON"),
     ('["prompt"]\n', "p.jsonl:1: expected a JSON object"),
     ("\n\n", "no prompt in the file"),

@@ -188,9 +188,10 @@ def synthetic_rows(path, structures, gpu="H100", model: Fitted | None = None):
 
 
 def read_one(row: dict):
+    from irene.checks import Checker
     from irene.serving.data import _row
 
-    return _row({k: str(v) for k, v in row.items()}, "test")
+    return _row({k: str(v) for k, v in row.items()}, Checker("test", {}))
 
 
 def fit_rows(path, structures):

@@ -9,6 +9,7 @@ import warnings
 import numpy as np
 import pytest
 
+from irene.checks import InputError
 from irene.evaluation import leave_one_model_out, percentage_errors
 from irene.model.structure import StructureRegressor
 from irene.tree import FEATURE_FIELDS, Node, Tree
@@ -174,11 +175,12 @@ def test_other_configurations_predict_every_node(config):
 def test_configuration_and_state_are_checked():
     with pytest.raises(TypeError, match="unexpected keyword argument 'epochs_'"):
         StructureRegressor(epochs_=3)
-    with pytest.raises(TypeError, match="unknown configuration"):
+    with pytest.raises(InputError, match="configuration: epochs_: unknown key; did you mean "
+                                         "'epochs'"):
         StructureRegressor.check_params({"epochs_": 3})
     with pytest.raises(ValueError, match="leaf_fit"):
         StructureRegressor(leaf_fit="cubic")
-    with pytest.raises(ValueError, match="leaf_features must be"):
+    with pytest.raises(ValueError, match="configuration: leaf_features: must be"):
         StructureRegressor(leaf_features=["gpu_energy_mean"])
     for setting, value in (("memory_bandwidth", 0.0), ("memory_prior", float("nan")),
                            ("ridge", -1.0), ("epochs", True), ("nonnegative", "yes")):

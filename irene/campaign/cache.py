@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from irene.checks import InputError
 from irene.measure.protocol import Measurement, MeasurementCache
 
 CACHE_FORMAT = "irene-measurement-cache"
@@ -30,7 +31,7 @@ CACHE_VERSION = 1
 SAVE_INTERVAL_S = 2.0
 
 
-class CacheError(ValueError):
+class CacheError(InputError):
     """A saved measurement cache that cannot be used; the message names the file."""
 
 

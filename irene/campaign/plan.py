@@ -39,7 +39,7 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from irene.checks import Checker, InputError, describe, line_map
+from irene.checks import Checker, InputError, describe, read_document
 from irene.limits import MAX_DIMENSION, MAX_MINUTES, MAX_PLAN_ITEMS
 from irene.measure.protocol import Protocol
 from irene.schema import OPTIMIZER_NAMES, PHASE_CODES
@@ -194,25 +194,8 @@ def load_plan(path: str | os.PathLike, *, output: str | os.PathLike | None = Non
     sequence length beyond a model's positions, an invalid protocol setting, an output that is
     not a ``.jsonl``/``.jsonl.gz`` file.
     """
-    import yaml
-
-    from irene.files import read_small_text
-
-    source = str(path)
-    try:
-        text = read_small_text(path, limit=1 << 20)
-    except OSError as exc:
-        raise PlanError(f"{source}: cannot read the plan ({exc.strerror or exc})") from exc
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise PlanError(f"{source}: cannot read the plan ({exc})") from exc
-    lines = line_map(text, source, error=PlanError, what="plan")
-    try:
-        data = yaml.safe_load(text)
-    except (yaml.YAMLError, ValueError, RecursionError) as exc:  # construction problems:
-        # bad tags, integers beyond Python's digit limit, nesting
-        raise PlanError(f"{source}: not valid YAML: {' '.join(str(exc).split())[:300]}") \
-            from exc
-    check = Checker(source, lines, error=PlanError)
+    data, check, text = read_document(path, error=PlanError, what="plan",
+                                      yaml_suffixes=("",))
     data = check.mapping(data if data is not None else {}, (), _TOP_KEYS)
     return _build_plan(Path(path), data, check, text, output)
 

@@ -36,17 +36,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    """The exception classes that mean "bad input" (one line, exit 2), not a bug."""
-    from irene.estimate import EstimateError
+    """The exception classes that mean "bad input" (one line, exit 2), not a bug: every
+    reader's error (an :class:`irene.checks.InputError`), a bad option, an output that cannot
+    be written, a meter that is not there, a file that cannot be read."""
+    from irene.checks import InputError
     from irene.files import OutputError
     from irene.measure import MeterUnavailable
-    from irene.measure.wattmeter import WattmeterLogError
-    from irene.model import ModelFormatError, PredictionError
-    from irene.tracing import UnknownModelError
-    from irene.tree import TreeFormatError
 
-    return (UserError, EstimateError, TreeFormatError, OutputError, ModelFormatError,
-            PredictionError, MeterUnavailable, WattmeterLogError, UnknownModelError, OSError)
+    return (InputError, UserError, OutputError, MeterUnavailable, OSError)
 
 
 def dispatch(args: argparse.Namespace) -> int:

@@ -177,18 +177,11 @@ def add_json_option(parser: argparse.ArgumentParser, *, quiet: str) -> None:
 
 
 def read_user_json(path: str | os.PathLike) -> Any:
-    """A JSON file a user hands in, read bounded (:func:`irene.files.loads_json`); UserError
-    with one line naming the file (and line) otherwise."""
-    from irene.files import loads_json, read_small_text
+    """A JSON file a user hands in, read bounded (:func:`irene.checks.read_document`);
+    InputError with one line naming the file (and line) otherwise."""
+    from irene.checks import read_document
 
-    try:
-        return loads_json(read_small_text(path))
-    except OSError as exc:
-        raise UserError(f"{path}: cannot read ({exc.strerror or exc})") from exc
-    except json.JSONDecodeError as exc:
-        raise UserError(f"{path}:{exc.lineno}: malformed JSON: {exc.msg}") from exc
-    except ValueError as exc:
-        raise UserError(f"{path}: {exc}") from exc
+    return read_document(path, yaml_suffixes=()).data
 
 
 def add_config_options(parser: argparse.ArgumentParser) -> None:
@@ -226,29 +219,33 @@ def load_config(path: str | None, overrides: Sequence[str] = (),
                 estimator: str | None = None) -> tuple[str, dict[str, Any]]:
     """The predictor class name and its settings from a JSON file (``"estimator"`` key allowed),
     ``KEY=VALUE`` overrides (values are JSON; a bare word is taken as a string) and the
-    ``--estimator`` flag, checked: UserError naming the file or option."""
+    ``--estimator`` flag, checked: an InputError naming the file, line and setting, or the
+    option (``--set: KEY``)."""
+    from irene.checks import Checker, describe, read_document
     from irene.model import ESTIMATORS
 
     config: dict[str, Any] = {}
     if path:
-        config = read_user_json(path)
+        config, file_check, _ = read_document(path, what="configuration", yaml_suffixes=())
         if not isinstance(config, dict):
-            raise UserError(f"{path}: a configuration must be a JSON object")
+            raise file_check.error((), f"must be a JSON object, got {describe(config)}")
         config = {k: v for k, v in config.items() if not k.startswith("_")}  # comments
+    sets: dict[str, Any] = {}
     for item in overrides:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise UserError(f"--set {item!r}: expected KEY=VALUE")
-        config[key] = _json_or_word(value, key)
-    chosen = estimator or config.pop("estimator", "irene")
+        sets[key] = _json_or_word(value, key)
+    chosen = estimator or sets.pop("estimator", config.pop("estimator", "irene"))
     config.pop("estimator", None)
+    sets.pop("estimator", None)
     if chosen not in ESTIMATORS:
         raise UserError(f"{path or '--set'}: estimator must be one of {sorted(ESTIMATORS)}, "
                         f"got {chosen!r}")
-    try:
-        ESTIMATORS[chosen].check_params(config)
-    except (TypeError, ValueError) as exc:
-        raise UserError(f"{path or '--set'}: {exc}") from exc
+    if path:  # the file's settings, named by line; then with the --set values
+        ESTIMATORS[chosen].check_params(config, file_check)
+    config.update(sets)
+    ESTIMATORS[chosen].check_params(config, Checker("--set", {}))
     return chosen, config
 
 

@@ -51,8 +51,9 @@ def bench_sections(paths: list[str]) -> list[str]:
 
     sections = []
     for path in paths:
+        data = read_user_json(path)
         try:
-            run = BenchRun.from_dict(read_user_json(path))
+            run = BenchRun.from_dict(data)
         except (TypeError, ValueError) as exc:
             raise UserError(f"{path}: {exc}") from exc
         sections.append(bench_section_html(run))

@@ -19,7 +19,6 @@ match). A GPU that is not listed can be described in a JSON or YAML file
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -27,6 +26,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
+
+from irene.checks import Checker, InputError, describe, read_document
 
 #: compute dtypes of the FLOP tables
 DTYPES = ("fp32", "tf32", "bf16", "fp16", "fp8", "int8")
@@ -220,7 +221,7 @@ def gpu_spec(name: str) -> GpuSpec:
 
 # --------------------------------------------------------------------------- a user's entry
 
-class GpuSpecError(ValueError):
+class GpuSpecError(InputError):
     """A GPU spec file that cannot be used (the message names the file, line and field)."""
 
 
@@ -246,54 +247,35 @@ def load_gpu_spec(path: str | Path) -> GpuSpec:
     ``architecture``, ``form_factor``, ``link``, ``source``. GpuSpecError naming the file, line
     and field when anything is missing, unknown or out of range.
     """
-    from irene.files import read_small_text
-
     path = Path(path)
-    try:
-        text = read_small_text(path, limit=1 << 16)
-    except FileNotFoundError:
-        raise GpuSpecError(f"{path}: no such file") from None
-    except (OSError, ValueError) as exc:
-        raise GpuSpecError(f"{path}: cannot read ({exc})") from None
-    content = _parse_text(text, path)
-    if not isinstance(content, dict):
-        raise GpuSpecError(f"{path}:1: expected a mapping of fields (name, tflops, ...)")
-
-    def where(key: str) -> str:
-        return f"{path}:{_line_of(text, key)}: field {key!r}"
-
-    unknown = sorted(set(content) - set(SPEC_FIELDS))
-    if unknown:
-        raise GpuSpecError(f"{where(unknown[0])}: unknown (known: {', '.join(SPEC_FIELDS)})")
-    name = content.get("name")
-    if not isinstance(name, str) or not name.strip():
-        raise GpuSpecError(f"{path}:{_line_of(text, 'name')}: field 'name': required, a text")
+    content, check, _ = read_document(path, error=GpuSpecError, what="GPU specification",
+                                      limit=1 << 16)
+    check.mapping(content, (), tuple(SPEC_FIELDS))
+    name = check.text(content.get("name"), ("name",))
     base: GpuSpec | None = None
     if "base" in content:
         try:
             base = gpu_spec(str(content["base"]))
         except KeyError as exc:
-            raise GpuSpecError(f"{where('base')}: {exc.args[0]}") from None
+            raise check.error(("base",), exc.args[0]) from None
     else:
         missing = [k for k in _NEEDED_WITHOUT_BASE if k not in content]
         if missing:
-            raise GpuSpecError(f"{path}:1: field {missing[0]!r}: required (or name a known GPU "
-                               "in 'base' to start from)")
-    values: dict[str, Any] = {"name": name.strip()}
+            raise check.error((missing[0],), "required (or name a known GPU in 'base' to "
+                                             "start from)")
+    values: dict[str, Any] = {"name": name}
     if "tflops" in content:
-        values["flops"] = _tflops(content["tflops"], where("tflops"))
+        values["flops"] = _tflops(content["tflops"], check)
     for key, target, scale in (("memory_bandwidth_gb_s", "memory_bandwidth", _G),
                                ("memory_gb", "memory_bytes", _G),
                                ("power_limit_w", "power_limit_w", 1.0),
                                ("idle_power_w", "idle_power_w", 1.0),
                                ("link_bandwidth_gb_s", "link_bandwidth", _G)):
         if key in content:
-            values[target] = _positive(content[key], where(key)) * scale
+            values[target] = check.number(content[key], (key,), positive=True) * scale
     for key in ("architecture", "form_factor", "link", "source"):
         if key in content:
-            if not isinstance(content[key], str):
-                raise GpuSpecError(f"{where(key)}: expected a text")
-            values[key] = content[key]
+            values[key] = check.text(content[key], (key,))
     if base is None:
         values.setdefault("idle_power_w", 0.1 * values["power_limit_w"])
         values.setdefault("link_bandwidth", 32 * _G)
@@ -301,55 +283,23 @@ def load_gpu_spec(path: str | Path) -> GpuSpec:
         values.setdefault("architecture", "unknown")
         values.setdefault("form_factor", "board")
         values.setdefault("source", f"user file {path}")
-        try:
-            return GpuSpec(**values)
-        except ValueError as exc:
-            raise GpuSpecError(f"{path}: {exc}") from None
-    values.setdefault("source", f"user file {path} (from {base.name})")
+    else:
+        values.setdefault("source", f"user file {path} (from {base.name})")
     try:
-        return replace(base, aliases=(), **values)
+        return GpuSpec(**values) if base is None else replace(base, aliases=(), **values)
     except ValueError as exc:
         raise GpuSpecError(f"{path}: {exc}") from None
 
 
-def _parse_text(text: str, path: Path) -> Any:
-    from irene.files import loads_json, loads_yaml
-
-    if path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            return loads_yaml(text)
-        except ValueError as exc:
-            raise GpuSpecError(f"{path}: {exc}") from None
-    try:
-        return loads_json(text)
-    except json.JSONDecodeError as exc:
-        raise GpuSpecError(f"{path}:{exc.lineno}: not valid JSON ({exc.msg})") from None
-    except ValueError as exc:
-        raise GpuSpecError(f"{path}: {exc}") from None
-
-
-def _line_of(text: str, key: str) -> int:
-    """The first line that names ``key`` (1 when none does)."""
-    for number, line in enumerate(text.splitlines(), start=1):
-        if re.search(rf"(^|[\s\"'{{,]){re.escape(key)}[\"']?\s*:", line):
-            return number
-    return 1
-
-
-def _positive(value: Any, where: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or value <= 0:
-        raise GpuSpecError(f"{where}: expected a positive number, got {value!r}")
-    return float(value)
-
-
-def _tflops(value: Any, where: str) -> dict[str, float]:
+def _tflops(value: Any, check: Checker) -> dict[str, float]:
+    """{dtype: FLOP/s} from a file's ``tflops`` mapping {dtype: TFLOP/s}."""
     if not isinstance(value, dict) or not value:
-        raise GpuSpecError(f"{where}: expected {{dtype: TFLOP/s}}, e.g. {{\"bf16\": 989}}")
+        raise check.error(("tflops",), f"must be {{dtype: TFLOP/s}}, e.g. {{\"bf16\": 989}}, "
+                                       f"got {describe(value)}")
     out: dict[str, float] = {}
     for dtype, rate in value.items():
         key = DTYPE_NAMES.get(str(dtype).lower())
         if key is None:
-            raise GpuSpecError(f"{where}: unknown dtype {dtype!r} (known: {', '.join(DTYPES)})")
-        out[key] = _positive(rate, f"{where}.{dtype}") * _T
+            raise check.error(("tflops", dtype), f"unknown dtype (known: {', '.join(DTYPES)})")
+        out[key] = check.number(rate, ("tflops", dtype), positive=True) * _T
     return out

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from irene.checks import Checker, InputError, describe, parse_document
 from irene.hardware.fit import GPU_UNKNOWNS, Fitted
 from irene.hardware.gpus import GPUS
 from irene.hardware.model import HardwareParams
@@ -43,7 +43,7 @@ CITATION = ("Chung et al., The ML.ENERGY Benchmark: Toward Automated Inference E
 _RUNTIME_FIELDS = ("dispatch_s", "launch_gap_s", "step_overhead_s")
 
 
-class ParamsFormatError(ValueError):
+class ParamsFormatError(InputError):
     """A parameter file that is missing, damaged or tampered with (the message names it)."""
 
 
@@ -82,7 +82,7 @@ def save_hardware(hw: HardwareFile, path: str | Path) -> str:
     from irene.files import atomic_write
 
     text = json.dumps(hw.to_dict(), indent=1, sort_keys=True, allow_nan=False) + "\n"
-    _parse(json.loads(text), str(path))  # what is written must load
+    _parse(json.loads(text), Checker(str(path), {}, error=ParamsFormatError))  # must load
     with atomic_write(path) as handle:
         handle.write(text)
     return text_digest(text)
@@ -111,77 +111,74 @@ def load_hardware(path: str | Path | None = None) -> HardwareFile:
         raise ParamsFormatError(f"{path}: does not match the digest recorded in "
                                 "irene/hardware/params.py (modified or damaged); reinstall "
                                 "irene or refit with scripts/fit_hardware.py")
-    try:
-        content = loads_json(text)
-    except ValueError as exc:
-        raise ParamsFormatError(f"{path}: not valid JSON ({exc})") from exc
-    hw = _parse(content, str(path))
+    if shipped:  # digest-checked JSON: its layout (lines) is not needed
+        content, check = loads_json(text), Checker(str(path), {}, error=ParamsFormatError)
+    else:
+        content, check, _ = parse_document(text, str(path), error=ParamsFormatError,
+                                           what="hardware parameter file")
+    hw = _parse(content, check)
     hw.path = str(path)
     return hw
 
 
-def _need(obj: Any, key: str, kind: type, where: str) -> Any:
-    if not isinstance(obj, dict) or not isinstance(obj.get(key), kind):
-        raise ParamsFormatError(f"{where}: field {key!r} missing or not a {kind.__name__}")
-    return obj[key]
+def _need(obj: dict, path: tuple, kind: type, check: Checker) -> Any:
+    value = obj.get(path[-1])
+    if not isinstance(value, kind):
+        raise check.error(path, f"missing or not a {kind.__name__}")
+    return value
 
 
-def _number(value: Any, where: str, low: float = 0.0, high: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) \
-            or not math.isfinite(value) or not low <= value <= high:
-        raise ParamsFormatError(f"{where}: expected a number in [{low:g}, {high:g}], "
-                                f"got {value!r}")
-    return float(value)
-
-
-def _parse(content: Any, where: str) -> HardwareFile:
+def _parse(content: Any, check: Checker) -> HardwareFile:
     """A checked :class:`HardwareFile` from parsed JSON (ParamsFormatError naming the field)."""
     if not isinstance(content, dict) or content.get("format") != FORMAT_NAME:
-        raise ParamsFormatError(f"{where}: field 'format' must be {FORMAT_NAME!r}")
+        raise check.error(("format",), f"must be {FORMAT_NAME!r}")
     if content.get("format_version") != FORMAT_VERSION:
-        raise ParamsFormatError(f"{where}: field 'format_version' must be {FORMAT_VERSION}")
+        raise check.error(("format_version",), f"must be {FORMAT_VERSION}")
     for key in ("license", "attribution", "citation"):
         if not isinstance(content.get(key), str) or not content[key].strip():
-            raise ParamsFormatError(f"{where}: field {key!r} missing (the data's provenance "
-                                    "must travel with the parameters)")
-    data = _need(content, "data", dict, where)
+            raise check.error((key,), "missing (the data's provenance must travel with the "
+                                      "parameters)")
+    data = _need(content, ("data",), dict, check)
     try:
-        params = HardwareParams.from_dict(_need(content, "params", dict, where),
-                                          f"{where}: params")
+        params = HardwareParams.from_dict(_need(content, ("params",), dict, check),
+                                          check.where(("params",)))
     except ValueError as exc:
         raise ParamsFormatError(str(exc)) from None
     runtimes = {}
-    for name, entry in _need(content, "runtimes", dict, where).items():
-        at = f"{where}: runtimes.{name}"
+    for name, entry in _need(content, ("runtimes",), dict, check).items():
+        at = ("runtimes", name)
         if name not in RUNTIMES:
-            raise ParamsFormatError(f"{at}: unknown runtime (known: {', '.join(RUNTIMES)})")
+            raise check.error(at, f"unknown runtime (known: {', '.join(RUNTIMES)})")
         if not isinstance(entry, dict):
-            raise ParamsFormatError(f"{at}: expected a mapping")
-        values = {k: _number(entry.get(k), f"{at}.{k}", 0.0, 1.0) for k in _RUNTIME_FIELDS}
-        eff = _need(entry, "efficiency", dict, at)
+            raise check.error(at, f"must be a mapping, got {describe(entry)}")
+        values = {k: check.number(entry.get(k), at + (k,), minimum=0.0, maximum=1.0)
+                  for k in _RUNTIME_FIELDS}
+        eff = _need(entry, at + ("efficiency",), dict, check)
         try:
             runtimes[name] = replace(RUNTIMES[name], **values, efficiency={
-                k: _number(v, f"{at}.efficiency.{k}", 1e-3, 5.0) for k, v in eff.items()})
+                k: check.number(v, at + ("efficiency", k), minimum=1e-3, maximum=5.0)
+                for k, v in eff.items()})
         except ValueError as exc:
-            raise ParamsFormatError(f"{at}: {exc}") from None
+            raise check.error(at, str(exc)) from None
     multipliers: dict[str, dict[str, float]] = {}
-    for gpu, entry in _need(content, "gpu_multipliers", dict, where).items():
-        at = f"{where}: gpu_multipliers.{gpu}"
+    for gpu, entry in _need(content, ("gpu_multipliers",), dict, check).items():
+        at = ("gpu_multipliers", gpu)
         if gpu not in GPUS:
-            raise ParamsFormatError(f"{at}: unknown GPU (known: {', '.join(GPUS)})")
+            raise check.error(at, f"unknown GPU (known: {', '.join(GPUS)})")
         if not isinstance(entry, dict) or set(entry) - set(GPU_UNKNOWNS):
-            raise ParamsFormatError(f"{at}: expected some of {', '.join(GPU_UNKNOWNS)}")
-        multipliers[gpu] = {k: _number(v, f"{at}.{k}", GPU_UNKNOWNS[k][1] * 0.999,
-                                       GPU_UNKNOWNS[k][2] * 1.001) for k, v in entry.items()}
-    trained = _need(content, "trained_on", dict, where)
+            raise check.error(at, f"expected some of {', '.join(GPU_UNKNOWNS)}")
+        multipliers[gpu] = {k: check.number(v, at + (k,), minimum=GPU_UNKNOWNS[k][1] * 0.999,
+                                            maximum=GPU_UNKNOWNS[k][2] * 1.001)
+                            for k, v in entry.items()}
+    trained = _need(content, ("trained_on",), dict, check)
     for key, entry in trained.items():
-        at = f"{where}: trained_on.{key}"
         gpu, _, runtime = key.partition("/")
         if gpu not in GPUS or runtime not in RUNTIMES:
-            raise ParamsFormatError(f"{at}: expected 'GPU/runtime' of known names")
-        if not isinstance(entry.get("rows"), int) or entry["rows"] < 1 \
+            raise check.error(("trained_on", key), "expected 'GPU/runtime' of known names")
+        if not isinstance(entry, dict) or not isinstance(entry.get("rows"), int) \
+                or isinstance(entry["rows"], bool) or entry["rows"] < 1 \
                 or not isinstance(entry.get("models"), list):
-            raise ParamsFormatError(f"{at}: expected rows (a positive count) and models")
+            raise check.error(("trained_on", key), "expected rows (a positive count) and models")
     fit_info = content.get("fit", {})
     return HardwareFile(Fitted(params, runtimes, multipliers), trained, data,
                         fit_info if isinstance(fit_info, dict) else {})

@@ -12,6 +12,8 @@ import csv
 from dataclasses import dataclass
 from pathlib import Path
 
+from irene.checks import InputError
+
 ARCHITECTURES_CSV = Path(__file__).resolve().parents[2] / "datasets" / "architectures" / \
     "architectures.csv"
 KINDS = ("decoder", "encoder-decoder", "rnn")
@@ -22,7 +24,7 @@ INT_FIELDS = ("layers", "encoder_layers", "hidden", "heads", "kv_heads", "head_d
 KV_ELEMENT_BYTES = 2
 
 
-class FactsError(ValueError):
+class FactsError(InputError):
     """The facts table is malformed: the message names the file, line and field."""
 
 

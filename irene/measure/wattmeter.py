@@ -13,13 +13,13 @@ meter waits up to ``wait_s`` for samples after the window's end, then raises.
 
 from __future__ import annotations
 
-import math
 import statistics
 import time
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
+from irene.checks import Checker, InputError
 from irene.measure.base import Clock, Meter, MeterUnavailable, WindowResult
 from irene.measure.integrate import CoverageError, integrate_power
 
@@ -27,27 +27,16 @@ from irene.measure.integrate import CoverageError, integrate_power
 MAX_WATTS = 100_000.0
 
 
-class WattmeterLogError(RuntimeError):
+class WattmeterLogError(InputError):
     """The wattmeter log is malformed or does not cover a window; the message names the file."""
 
 
 def parse_timestamp(text: str) -> float:
-    """Unix time (s) from a float or an ISO 8601 string."""
+    """Unix time (s) from a float or an ISO 8601 string (ValueError for neither)."""
     try:
         return float(text)
     except ValueError:
         return datetime.fromisoformat(text).timestamp()
-
-
-def _finite(text: str, parse: Callable[[str], float], where: str, name: str) -> float:
-    """``parse(text)`` if it gives a finite number, else WattmeterLogError naming the field."""
-    try:
-        value = parse(text)
-    except ValueError as exc:
-        raise WattmeterLogError(f"{where}: field '{name}': bad value {text!r}") from exc
-    if not math.isfinite(value):
-        raise WattmeterLogError(f"{where}: field '{name}': not a finite number {text!r}")
-    return value
 
 
 class WattmeterLog:
@@ -83,16 +72,12 @@ class WattmeterLog:
         fields = [f.strip() for f in line.split(",")]
         if len(fields) < 2:
             raise WattmeterLogError(f"{where}: expected 'timestamp,watts', got {line!r}")
-        t = _finite(fields[0], parse_timestamp, where, "timestamp")
-        w = _finite(fields[1], float, where, "watts")
-        if w < 0:
-            raise WattmeterLogError(f"{where}: field 'watts': negative power {w}")
-        if w > MAX_WATTS:
-            raise WattmeterLogError(f"{where}: field 'watts': {w:g} W is beyond any machine a "
-                                    f"wall meter measures (at most {MAX_WATTS:g} W)")
+        check = Checker(str(self.path), {(): self._line}, error=WattmeterLogError)
+        t = check.number(fields[0], ("timestamp",), parse=parse_timestamp)
+        w = check.number(fields[1], ("watts",), parse=float, minimum=0.0, maximum=MAX_WATTS)
         if self.times and t <= self.times[-1]:
-            raise WattmeterLogError(f"{where}: field 'timestamp': {t} does not increase "
-                                    f"(previous {self.times[-1]})")
+            raise check.error(("timestamp",), f"{t} does not increase (previous "
+                                              f"{self.times[-1]})")
         self.times.append(t)
         self.watts.append(w)
 

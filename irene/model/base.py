@@ -2,7 +2,7 @@
 schema checks, calibration hooks and persistence.
 
 A predictor subclasses :class:`TreePredictor`, declares its settings as keyword-only arguments
-of ``__init__`` (checked by :meth:`_check_params`) and implements:
+of ``__init__`` (checked by :meth:`check_params`) and implements:
 
 * ``_feature_names()``: the features it reads;
 * ``_fit_flat(flat, schema, training_data, progress)``: learn from a flattened forest with gold
@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from irene.checks import Checker, InputError
 from irene.features import FlatForest, drop_leaky_features
 from irene.model import persist
 from irene.model.state import TrainingData
@@ -32,7 +33,7 @@ from irene.schema import Schema, schema_of_meta
 from irene.tree import Tree, check_unique_keys, require_energy
 
 
-class PredictionError(ValueError):
+class PredictionError(InputError):
     """A prediction that is not a positive finite number of joules; the message names the tree
     (file:line) and the node."""
 
@@ -192,7 +193,10 @@ class TreePredictor:
 
     # --------------------------------------------------------------------- to implement
     @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
+    def check_params(cls, params: dict[str, Any], check: Checker | None = None,
+                     at: tuple = ()) -> None:
+        """InputError naming an unknown or the first invalid setting of ``params`` (``check``:
+        the file they come from, ``at``: where in it)."""
         raise NotImplementedError
 
     def state_payload(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -1,5 +1,6 @@
 """The regressor's settings: their choices and ranges, checked before anything is fitted or
-written (a bad value is one clear ValueError that names the setting)."""
+written (a bad value is one clear :class:`~irene.checks.InputError` that names the setting,
+and its file and line when read from one)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from irene.checks import Checker, describe
 from irene.schema import FEATURE_SETS, FEATURES
 
 STRATEGIES = ("end2end", "stepwise", "unstructured", "none")
@@ -88,18 +90,18 @@ RULES = {
 }
 
 
-def check_params(params: Mapping[str, Any], rules: Mapping[str, Any] | None = None) -> None:
-    """Raise ValueError naming the first setting whose value is invalid, TypeError for an
-    unknown setting (``rules``: setting -> check, default the IrEne regressor's)."""
+def check_params(params: Mapping[str, Any], rules: Mapping[str, Any] | None = None,
+                 check: Checker | None = None, at: tuple = ()) -> None:
+    """Raise an :class:`~irene.checks.InputError` naming an unknown setting or the first whose
+    value is invalid (``rules``: setting -> check, default the IrEne regressor's); ``check``
+    says which file (and line) the settings come from, ``at`` where they sit in it."""
     rules = RULES if rules is None else rules
-    unknown = sorted(set(params) - set(rules))
-    if unknown:
-        raise TypeError(f"unknown configuration key(s) {unknown}; known: {sorted(rules)}")
+    check = check or Checker("configuration", {})
+    check.mapping(params, at, tuple(rules))
     for name, value in params.items():
         problem = rules[name](value)
         if problem is not None:
-            raise ValueError(f"{name} must be {problem}, got {value!r}")
-
+            raise check.error(at + (name,), f"must be {problem}, got {describe(value)}")
 
 
 def names_from(allowed: tuple[str, ...], *, empty: bool = False):

@@ -29,6 +29,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load, save
 
+from irene.checks import Checker, InputError
 from irene.files import (
     check_replaceable_dir,
     directory_unit,
@@ -51,7 +52,7 @@ MODEL_FILES = (CONFIG_FILE, TENSOR_FILE)
 MAX_TENSOR_BYTES = 256 * 2**20
 
 
-class ModelFormatError(ValueError):
+class ModelFormatError(InputError):
     """A model directory that is missing, corrupt or tampered with; the message names the file."""
 
 
@@ -224,8 +225,9 @@ def load_model(directory: str | os.PathLike) -> Predictor:
     config_path = directory / CONFIG_FILE
     meta = _read_meta(config_path)
     cls = estimators()[meta["estimator"]]
+    cls.check_params(meta["config"], Checker(str(config_path), {}, error=ModelFormatError),
+                     ("config",))
     try:
-        cls.check_params(meta["config"])
         model = cls(**meta["config"])
     except (TypeError, ValueError) as exc:
         raise ModelFormatError(f"{config_path}: field 'config': {exc}") from exc

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from irene.checks import Checker
 from irene.features import FlatForest
 from irene.model.base import PredictionError, TreePredictor
 from irene.model.optim import Adam, weighted_lstsq
@@ -134,9 +135,11 @@ class IreneRegressor(TreePredictor):
         self.state_: FittedState | None = None
 
     @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
-        """ValueError naming the first invalid setting, TypeError for an unknown one."""
-        check_params(params)
+    def check_params(cls, params: dict[str, Any], check: Checker | None = None,
+                     at: tuple = ()) -> None:
+        """InputError naming an unknown or the first invalid setting (see
+        :func:`irene.model.params.check_params`)."""
+        check_params(params, None, check, at)
 
     # ----------------------------------------------------------------------------------- fit
     def _feature_names(self) -> list[str]:

@@ -87,6 +87,7 @@ from typing import Any
 
 import numpy as np
 
+from irene.checks import Checker
 from irene.features import FlatForest
 from irene.model.base import TreePredictor
 from irene.model.optim import (
@@ -270,14 +271,17 @@ class StructureRegressor(TreePredictor):
         self.state_: StructureState | None = None
 
     @classmethod
-    def check_params(cls, params: dict[str, Any]) -> None:
-        """ValueError naming the first invalid setting, TypeError for an unknown one."""
-        check_params(params, RULES)
+    def check_params(cls, params: dict[str, Any], check: Checker | None = None,
+                     at: tuple = ()) -> None:
+        """InputError naming an unknown or the first invalid setting (see
+        :func:`irene.model.params.check_params`)."""
+        check = check or Checker("configuration", {})
+        check_params(params, RULES, check, at)
         merged = {**cls.defaults(), **params}
         if merged["leaf_fit"] in ("roofline", "physical") and \
                 not {"flops", "mem_bytes"} <= set(merged["leaf_features"]):
-            raise ValueError(f"leaf_fit={merged['leaf_fit']!r} needs flops and mem_bytes among "
-                             "leaf_features")
+            raise check.error(at + ("leaf_fit",), f"{merged['leaf_fit']!r} needs flops and "
+                                                  "mem_bytes among leaf_features")
 
     # ---------------------------------------------------------------------------------- fit
     def _feature_names(self) -> list[str]:

@@ -16,13 +16,15 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from irene.checks import Checker, InputError
+
 #: the name ``--prompts`` takes for the shipped set
 HUMANEVAL = "humaneval"
 #: the largest prompt file read (bytes, uncompressed)
 MAX_PROMPT_FILE_BYTES = 64 * 2**20
 
 
-class PromptFileError(ValueError):
+class PromptFileError(InputError):
     """A prompt file that cannot be used; the message names the file, line and field."""
 
 
@@ -69,8 +71,7 @@ def _jsonl_prompts(path: Path, text: str) -> list[Prompt]:
         if not isinstance(row, dict):
             raise PromptFileError(f"{path}:{number}: expected a JSON object with a \"prompt\"")
         value = row.get("prompt")
-        if not isinstance(value, str) or not value.strip():
-            raise PromptFileError(f"{path}:{number}: field \"prompt\" must be a non-empty string")
+        Checker(str(path), {(): number}, error=PromptFileError).text(value, ("prompt",))
         name = row.get("task_id", row.get("id", f"{path.name}:{number}"))
         prompts.append(Prompt(str(name), value))
     return prompts

@@ -17,7 +17,6 @@ prefix and suffix (~1,500). They are assumptions, not measurements.
 from __future__ import annotations
 
 import csv
-import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from irene.checks import Checker, InputError
 from irene.serving.decode import DecodeStep, Parallelism, Workload, decode_step
 from irene.serving.structure import ModelStructure
 
@@ -38,7 +38,7 @@ _POSITIVE = ("num_gpus", "data_parallel", "max_num_seqs", "avg_batch_size", "out
              "energy_per_token_j", "avg_power_w", "output_throughput_tok_s")
 
 
-class MeasurementError(ValueError):
+class MeasurementError(InputError):
     """Unusable measurement rows: the message names the file, line and field."""
 
 
@@ -84,7 +84,8 @@ def read_measurements(path: str | Path) -> list[Measurement]:
     """The rows of an extract CSV (see the module docstring)."""
     path = Path(path)
     raw = read_csv_rows(path, NEEDED)
-    return [_row(r, f"{path}:{line}") for line, r in enumerate(raw, start=2)]
+    return [_row(r, Checker(str(path), {(): line}, error=MeasurementError))
+            for line, r in enumerate(raw, start=2)]
 
 
 def read_csv_rows(path: str | Path, needed: Sequence[str]) -> list[dict[str, str]]:
@@ -107,29 +108,17 @@ def read_csv_rows(path: str | Path, needed: Sequence[str]) -> list[dict[str, str
     return raw
 
 
-def _number(row: dict[str, str], key: str, where: str, positive: bool) -> float:
-    try:
-        value = float(row[key])
-    except (TypeError, ValueError):
-        raise MeasurementError(f"{where}: {key}: not a number: {row[key]!r}") from None
-    if not math.isfinite(value) or value < 0 or (positive and value == 0):
-        kind = "positive" if positive else "non-negative"
-        raise MeasurementError(f"{where}: {key}: expected a {kind} number, got {row[key]!r}")
-    return value
-
-
-def _row(r: dict[str, str], where: str) -> Measurement:
-    values = {k: _number(r, k, where, k in _POSITIVE) for k in NEEDED
-              if k not in ("model_id", "task", "gpu_model", "architecture")}
+def _row(r: dict[str, str], check: Checker) -> Measurement:
+    values = {k: check.number(r[k], (k,), parse=float, minimum=0.0, positive=k in _POSITIVE)
+              for k in NEEDED if k not in ("model_id", "task", "gpu_model", "architecture")}
     for key in ("num_gpus", "data_parallel", "max_num_seqs"):
         if values[key] != int(values[key]):
-            raise MeasurementError(f"{where}: {key}: expected an integer, got {r[key]!r}")
+            raise check.error((key,), f"must be an integer, got {r[key]!r}")
     for key in ("model_id", "task", "gpu_model", "architecture"):
-        if not (r.get(key) or "").strip():
-            raise MeasurementError(f"{where}: {key}: empty")
+        check.text(r.get(key) or "", (key,))
     if int(values["num_gpus"]) % int(values["data_parallel"]):
-        raise MeasurementError(f"{where}: data_parallel: {r['data_parallel']} does not divide "
-                               f"num_gpus {r['num_gpus']}")
+        raise check.error(("data_parallel",), f"{r['data_parallel']} does not divide "
+                                              f"num_gpus {r['num_gpus']}")
     replicate = r.get("replicate") or "0"
     return Measurement(
         model_id=r["model_id"].strip(), task=r["task"].strip(), gpu=r["gpu_model"].strip(),

@@ -24,6 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from irene.checks import InputError
 from irene.hardware.gpus import GPUS, GpuSpec, gpu_spec
 from irene.hardware.model import HardwareParams
 from irene.hardware.params import HardwareFile, load_hardware
@@ -54,7 +55,7 @@ TIED_BY_DEFAULT = {"gemma", "gemma2", "gemma3", "gemma3_text"}
 SERVING_CONFIGS_PATH = Path(__file__).resolve().parents[1] / "data" / "serving_configs.json"
 
 
-class ServingEstimateError(ValueError):
+class ServingEstimateError(InputError):
     """An estimate that cannot be made (unknown GPU, unsupported model, impossible layout)."""
 
 

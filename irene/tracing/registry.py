@@ -22,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from irene.checks import InputError
 from irene.schema import ATTN_IMPLEMENTATIONS, DTYPES
 from irene.tracing.serving_models import SERVING_ALIASES, SERVING_MODELS
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 
 
 
-class UnknownModelError(ValueError):
+class UnknownModelError(InputError):
     """A model name that is neither built in, nor a local config, nor reachable on the Hub."""
 
 
