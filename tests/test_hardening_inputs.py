@@ -188,6 +188,32 @@ def test_serving_library_refuses_unbounded_numbers():
             estimate_serving("Qwen/Qwen3-8B", hub=False, **kwargs)
 
 
+# -- predictor settings: the file, line and setting, or the option ------------------------------
+
+@pytest.mark.parametrize("text, needle", [
+    ('{\n  "epochs": 3,\n  "polynomial_degree": 9\n}',
+     ":3: polynomial_degree: must be an integer from 1 to 4, got int 9"),
+    ('{\n  "_comment": "mine",\n  "learning_rat": 0.1\n}',
+     ":3: learning_rat: unknown key; did you mean 'learning_rate'?"),
+    ('[1, 2]', ":1: (top level): must be a JSON object, got list"),
+    ('{"epochs": 3,\n "epochs": 4}', ":2: epochs: duplicate key"),
+])
+def test_bad_predictor_settings_name_file_line_and_setting(two, tmp_path, capsys, text, needle):
+    cfg = tmp_path / "irene.json"
+    cfg.write_text(text)
+    refused(["train", str(two), str(tmp_path / "m"), "--config", str(cfg)], capsys,
+            f"{cfg}{needle}")
+    assert not (tmp_path / "m").exists()
+
+
+def test_a_bad_set_value_names_the_option_not_the_file(two, tmp_path, capsys):
+    cfg = tmp_path / "irene.json"
+    cfg.write_text('{"epochs": 3}')
+    refused(["train", str(two), str(tmp_path / "m"), "--config", str(cfg), "--set", "tol=2"],
+            capsys, "--set: tol: must be a number >= 0 and <= 1, got int 2")
+    assert not (tmp_path / "m").exists()
+
+
 # -- files that used to end in a traceback ---------------------------------------------------
 
 def test_deeply_nested_json_is_one_line_everywhere(two, tmp_path, capsys):

@@ -271,6 +271,24 @@ def test_a_damaged_parameter_file_is_refused_naming_the_field(tmp_path, structur
         load_hardware(tmp_path / "p.json")
 
 
+def test_a_damaged_parameter_file_names_the_line(tmp_path, structures, capsys):
+    save_hardware(small_hardware(tmp_path, structures), tmp_path / "p.json")
+    content = json.loads((tmp_path / "p.json").read_text())
+    content["runtimes"]["vllm"]["step_overhead_s"] = "fast"
+    text = json.dumps(content, indent=1)
+    (tmp_path / "p.json").write_text(text)
+    line = next(i for i, row in enumerate(text.splitlines(), start=1) if '"fast"' in row)
+    with pytest.raises(ParamsFormatError,
+                       match=rf"p\.json:{line}: runtimes\.vllm\.step_overhead_s: must be a "
+                             r"finite number from 0 to 1, got str 'fast'"):
+        load_hardware(tmp_path / "p.json")
+    content = json.loads(json.dumps(small_hardware(tmp_path, structures).to_dict()))
+    content["trained_on"][next(iter(content["trained_on"]))] = 3  # was an AttributeError
+    (tmp_path / "p.json").write_text(json.dumps(content))
+    with pytest.raises(ParamsFormatError, match=r"p\.json:1: trained_on\..*: expected rows"):
+        load_hardware(tmp_path / "p.json")
+
+
 def test_the_shipped_parameters_load_and_a_tampered_copy_is_refused(tmp_path, monkeypatch):
     shipped = load_hardware()  # digest and every field checked
     assert {"H100/vllm", "B200/vllm"} <= set(shipped.trained_on)

@@ -16,12 +16,12 @@ the published total.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 
+from irene.checks import Checker
 from irene.hardware.work import Work
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -119,13 +119,8 @@ def v3_rows(path: str | Path = EXTRACTS["v3"], progress: Callable = iter,
 # --------------------------------------------------------------------------- v2 and v1
 
 def _num(row: dict[str, str], key: str, where: str) -> float:
-    try:
-        value = float(row[key])
-    except (KeyError, TypeError, ValueError):
-        raise ValueError(f"{where}: field {key!r}: not a number: {row.get(key)!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{where}: field {key!r}: expected a number >= 0, got {row[key]!r}")
-    return value
+    """The number >= 0 in column ``key`` of the CSV row at ``where`` (``file:line``)."""
+    return Checker(where, {}).number(row.get(key), (key,), parse=float, minimum=0.0)
 
 
 def config_of_row(row: dict[str, str], where: str) -> SimpleNamespace:
