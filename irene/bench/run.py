@@ -44,6 +44,7 @@ from irene.bench.variants import (
     VariantUnavailable,
     device_type,
 )
+from irene.checks import InputError
 from irene.measure import Measurement, Meter, Protocol, measure_callable
 
 #: files whose presence in a model directory means it holds real weights
@@ -184,7 +185,7 @@ class BenchRun:
 # the model
 
 
-class BenchModelError(ValueError):
+class BenchModelError(InputError):
     """The model cannot be benchmarked (unknown name, no language-model head, ...)."""
 
 

@@ -114,14 +114,11 @@ def check_device(device: str) -> None:
 
 def _check_model(model: str, seq_len: int) -> None:
     """The model's config loads, it has a language-model head, and seq_len fits its positions."""
-    from irene.bench.run import BenchModelError, lm_class
-    from irene.tracing.registry import UnknownModelError, load_config, max_sequence_length
+    from irene.bench.run import lm_class
+    from irene.tracing.registry import load_config, max_sequence_length
 
-    try:
-        config = load_config(model, hub=False)
-        lm_class(config)
-    except (UnknownModelError, BenchModelError) as exc:
-        raise UserError(str(exc)) from exc
+    config = load_config(model, hub=False)
+    lm_class(config)
     limit = max_sequence_length(config)
     if limit is not None and seq_len > limit:
         raise UserError(f"--seq-len {seq_len} exceeds the {limit} positions of {model}")
@@ -170,7 +167,7 @@ def run_bench_command(args: argparse.Namespace) -> int:
         write_bench_page,
         write_rows,
     )
-    from irene.bench.run import BenchModelError, run_bench
+    from irene.bench.run import run_bench
 
     variants = _variants(args.variants)
     _check_sizes(args)
@@ -183,8 +180,6 @@ def run_bench_command(args: argparse.Namespace) -> int:
         run = run_bench(args.model, variants, batch_size=args.batch_size,
                         seq_len=args.seq_len, device=args.device, protocol=protocol,
                         meter=meter, progress=_progress)
-    except BenchModelError as exc:
-        raise UserError(str(exc)) from exc
     finally:
         if meter is not None:
             meter.close()

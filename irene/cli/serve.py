@@ -58,13 +58,11 @@ def load_state(args: argparse.Namespace):  # -> irene.serve.app.ServerState
     """Load the engine and tokenizer for ``args`` (UserError when the runtime cannot run)."""
     import torch
 
-    from irene.bench.run import BenchModelError
     from irene.bench.variants import VariantUnavailable
     from irene.cli.bench import check_device
     from irene.serve.app import ServerState
     from irene.serve.engines import load_engine
     from irene.serve.tokenizer import load_tokenizer
-    from irene.tracing.registry import UnknownModelError
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -73,8 +71,6 @@ def load_state(args: argparse.Namespace):  # -> irene.serve.app.ServerState
         engine = load_engine(args.model, args.runtime, device=args.device, seed=args.seed)
     except VariantUnavailable as exc:
         raise UserError(f"--runtime {args.runtime}: cannot run here: {exc}") from exc
-    except (BenchModelError, UnknownModelError) as exc:
-        raise UserError(str(exc)) from exc
     tokenizer, source = load_tokenizer(args.model, _vocab_size(args.model))
     engine.vocab_limit = min(tokenizer.get_vocab_size(), _vocab_size(args.model))
     return ServerState(model=args.model, engine=engine, tokenizer=tokenizer,
