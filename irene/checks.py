@@ -46,7 +46,8 @@ def read_document(path: str | os.PathLike, *, error: type[InputError] = InputErr
     except OSError as exc:
         raise error(f"{source}: cannot read the {what} ({exc.strerror or exc})") from exc
     except ValueError as exc:  # too large, not a regular file, not UTF-8
-        raise error(f"{source}: cannot read the {what} ({exc})") from exc
+        detail = str(exc).removeprefix(f"{source}: ")
+        raise error(f"{source}: cannot read the {what} ({detail})") from exc
     return parse_document(text, source, error=error, what=what,
                           as_yaml=source.lower().endswith(yaml_suffixes))
 

@@ -214,6 +214,22 @@ def test_a_bad_set_value_names_the_option_not_the_file(two, tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
+@pytest.mark.parametrize("name, text, needle", [
+    ("gpu.yaml", "a: &a [1, 1, 1, 1, 1, 1, 1, 1, 1, 1]\n" + "".join(
+        f"{c}: &{c} [*{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}, *{p}]\n"
+        for p, c in zip("abcdefg", "bcdefgh", strict=True)), "aliases"),
+    ("gpu.json", '{"a":' * 10_000 + "1" + "}" * 10_000, "nested too deeply"),
+    ("gpu.json", " " * 70_000, "cannot read the GPU specification (70000 bytes, more than"),
+    ("gpu.yaml", "name: x\nbase: H100\ntflops: {bf16: 0}\n",
+     ":3: tflops.bf16: must be a positive number, got int 0"),
+])
+def test_a_bad_gpu_spec_file_is_one_line(tmp_path, capsys, name, text, needle):
+    spec = tmp_path / name
+    spec.write_text(text)
+    refused(["estimate", "Qwen/Qwen3-8B", "--serving", "vllm", "--gpu-spec", str(spec),
+             "--offline"], capsys, str(spec), needle)
+
+
 # -- files that used to end in a traceback ---------------------------------------------------
 
 def test_deeply_nested_json_is_one_line_everywhere(two, tmp_path, capsys):
