@@ -205,8 +205,10 @@ def test_malicious_and_tampered_model_directories_run_nothing(synthetic, tmp_pat
          r"config.json: config.__class__: unknown key"),
         ({"state": {**config["state"], "leaf_types": config["state"]["leaf_types"][:-1]}},
          "has shape"),
-        ({"estimator": "os.system"}, "field 'estimator'"),
-        ({"format": "pickle"}, "field 'format'"),
+        ({"estimator": "os.system"}, "config.json: estimator: must be one of irene, structure, "
+                                     "got str 'os.system'"),
+        ({"estimator": ["irene"]}, "estimator: must be one of .*, got list"),
+        ({"format": "pickle"}, "config.json: format: must be 'irene-regressor'"),
     ):
         (directory / "config.json").write_text(json.dumps({**config, **tamper}))
         with pytest.raises(ModelFormatError, match=expected):

@@ -29,7 +29,7 @@ import numpy as np
 from safetensors import SafetensorError
 from safetensors.numpy import load, save
 
-from irene.checks import Checker, InputError
+from irene.checks import Checker, InputError, describe
 from irene.files import (
     check_replaceable_dir,
     directory_unit,
@@ -131,18 +131,19 @@ def _read_meta(path: Path) -> dict[str, Any]:
         raise ModelFormatError(f"{path}: missing (not a model directory written by irene)") from exc
     except (OSError, ValueError) as exc:  # JSONDecodeError, UnicodeDecodeError are ValueErrors
         raise ModelFormatError(f"{path}: not valid JSON or not readable ({exc})") from exc
+    check = Checker(str(path), {}, error=ModelFormatError)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-        raise ModelFormatError(f"{path}: field 'format' must be {FORMAT_NAME!r}")
+        raise check.error(("format",), f"must be {FORMAT_NAME!r}")
     if meta.get("format_version") != FORMAT_VERSION:
-        raise ModelFormatError(f"{path}: field 'format_version' must be {FORMAT_VERSION}, got "
-                               f"{meta.get('format_version')!r} (retrain with this irene)")
-    if meta.get("estimator") not in estimators():
-        raise ModelFormatError(f"{path}: field 'estimator' must be one of "
-                               f"{sorted(estimators())}, got {meta.get('estimator')!r}")
-    for key, kind in (("config", dict), ("schema", dict), ("training_data", dict),
-                      ("state", dict)):
-        if not isinstance(meta.get(key), kind):
-            raise ModelFormatError(f"{path}: field {key!r} missing or not a {kind.__name__}")
+        raise check.error(("format_version",), f"must be {FORMAT_VERSION}, got "
+                          f"{describe(meta.get('format_version'))} (retrain with this irene)")
+    estimator = meta.get("estimator")
+    if not isinstance(estimator, str) or estimator not in estimators():
+        raise check.error(("estimator",), f"must be one of {', '.join(sorted(estimators()))}, "
+                                          f"got {describe(estimator)}")
+    for key in ("config", "schema", "training_data", "state"):
+        if not isinstance(meta.get(key), dict):
+            raise check.error((key,), f"missing or not an object, got {describe(meta.get(key))}")
     return meta
 
 
@@ -176,10 +177,9 @@ def _read_calibration(meta: Any, tensors: dict[str, np.ndarray], path: Path):
     if not isinstance(meta, dict) or not isinstance(meta.get("leaf_types"), list) or \
             not all(isinstance(k, str) for k in meta["leaf_types"]):
         raise ModelFormatError(f"{path}: field 'calibration' is malformed")
-    factor = meta.get("overhead_factor")
-    if not isinstance(factor, (int, float)) or isinstance(factor, bool) or \
-            not 0.0 <= factor <= 10.0:
-        raise ModelFormatError(f"{path}: calibration.overhead_factor must be in [0, 10]")
+    factor = Checker(str(path), {}, error=ModelFormatError).number(
+        meta.get("overhead_factor"), ("calibration", "overhead_factor"), minimum=0.0,
+        maximum=10.0)
     types = meta["leaf_types"]
     arrays = {}
     for name in ("log_scale", "exponent"):
