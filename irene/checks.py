@@ -1,11 +1,14 @@
 """One home for checking what a user hands in: documents (YAML or JSON) whose every error names
 the file, the line and the key, e.g. ``plan.yaml:7: grid.batch_sizes[1]: must be a positive
-integer, got str 'x'``.
+integer, got str 'x'``, and line-oriented files (CSV, JSON lines) named the same way
+(``power.csv:3: watts: ...``).
 
-:func:`line_map` reads a document's layout (the line of every key path) with the bounds of
-:mod:`irene.limits`; :class:`Checker` checks values against it. Readers (campaign plans,
-GPU specifications, hardware parameter files, ...) subclass :class:`InputError` for their own
-error type so the command line can turn it into one line and exit status 2.
+:func:`read_document` reads a file bounded and parses it; :func:`line_map` gives its layout
+(the line of every key path) with the bounds of :mod:`irene.limits`; :class:`Checker` checks
+values against it (a line-oriented reader gives it ``{(): line}``). Readers (campaign plans,
+GPU specifications, hardware parameter files, predictor settings, wattmeter logs, prompt and
+measurement files, ...) subclass :class:`InputError` for their own error type, which the
+command line turns into one line and exit status 2. See docs/design.md, "Validation".
 """
 
 from __future__ import annotations
