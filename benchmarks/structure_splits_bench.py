@@ -3,6 +3,7 @@ families.
 
     python benchmarks/structure_splits_bench.py ../shared/data/irene_device_1.jsonl
         [--splits lomo,seq_up,...] [--methods physical,before,irene,lookup] [--no-beyond]
+        [--by-type]
 
 On IrEne's grid almost every primitive of a held-out model has an identical twin (same type,
 FLOPs, bytes, batch, seq) in another model, so leave-one-model-out (``lomo``) mostly measures
@@ -32,9 +33,11 @@ Printed per split and method: the median absolute % error over every leaf / modu
 node of the test trees (pooled over folds), the mean over held-out models of the per-model
 mean absolute % error (IrEne's figure, which the README quotes for ``lomo``), the worst
 model-level tree error, and how many nodes were predicted <= 0 J (or "refused" when the
-predictor raises). ``--beyond`` (default on) then fits the predictors on every tree and predicts
-BERT-base at 128 x 512 and 256 x 512 (traced here on the meta device, IrEne's schema), far
-beyond the grid (seq <= 256, batch <= 32).
+predictor raises). ``--by-type`` then prints, per split and method, where the model-level error
+comes from: each leaf type's median signed error and its leaves' summed error as a share of the
+tree's energy, and the rest (module glue and overheads). ``--beyond`` (default on) then fits
+the predictors on every tree and predicts BERT-base at 128 x 512 and 256 x 512 (traced here on
+the meta device, IrEne's schema), far beyond the grid (seq <= 256, batch <= 32).
 
 The data is taken by path and never copied; nothing fitted on it is written.
 """
@@ -201,6 +204,60 @@ def evaluate(trees: list[Tree], split: str, make: Callable[[], Any]) -> dict[str
             "nonpositive": nonpositive, "refused": refused}
 
 
+def type_breakdown(trees: list[Tree], split: str, make: Callable[[], Any]
+                   ) -> dict[str, tuple[float, float]]:
+    """Where the model-level error of ``split`` comes from: per leaf type, (median signed %
+    error of its leaves, mean over test trees of its leaves' summed error as % of the tree's
+    measured energy); ``<glue>``: the rest of the root's signed error (module overheads, child
+    weights, the root factor: (0, mean % of the tree)); ``<model>``: the root's (median signed
+    %, mean signed %)."""
+    signed: dict[str, list[float]] = {}
+    share: dict[str, list[float]] = {}
+    for _, train, test in folds(trees, split):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            try:
+                pred = make().fit(train).predict(test)
+            except PredictionError:
+                continue
+        for gold, guess in zip(test, pred, strict=True):
+            total = gold.root.ground_truth_energy
+            parts: dict[str, float] = {}
+            for g, p in zip(gold.nodes(), guess.nodes(), strict=True):
+                if g.type == "ml":
+                    signed.setdefault(g.instance_type, []).append(
+                        100 * (p.predicted_energy / g.ground_truth_energy - 1))
+                    parts[g.instance_type] = parts.get(g.instance_type, 0.0) + \
+                        100 * (p.predicted_energy - g.ground_truth_energy) / total
+            root = 100 * (guess.root.predicted_energy / total - 1)
+            parts["<glue>"] = root - sum(parts.values())
+            signed.setdefault("<model>", []).append(root)
+            for kind, value in parts.items():
+                share.setdefault(kind, []).append(value)
+    out = {k: (float(np.median(v)), float(np.mean(share[k]))) for k, v in signed.items()
+           if k in share}
+    out["<glue>"] = (0.0, float(np.mean(share.get("<glue>", [np.nan]))))
+    out["<model>"] = (float(np.median(signed.get("<model>", [np.nan]))),
+                      float(np.mean(signed.get("<model>", [np.nan]))))
+    return out
+
+
+def print_breakdown(trees: list[Tree], splits: list[str], methods: list[str]) -> None:
+    """:func:`type_breakdown` of every split and method (the look-up table excluded)."""
+    print("\n== where the model-level error comes from: per leaf type, median signed % error "
+          "of its leaves / mean share of the tree's error (% of the tree's energy) ==")
+    for split in splits:
+        for method in methods:
+            if method == "lookup":
+                continue
+            r = type_breakdown(trees, split, METHODS[method])
+            cells = "  ".join(f"{k} {m:+.1f}/{c:+.2f}" for k, (m, c) in sorted(r.items())
+                              if not k.startswith("<"))
+            print(f"{split:<12}{method:<9} model {r['<model>'][0]:+.2f} (mean "
+                  f"{r['<model>'][1]:+.2f}) = glue {r['<glue>'][1]:+.2f} + leaves: {cells}",
+                  flush=True)
+
+
 def beyond_the_grid(trees: list[Tree], methods: list[str]) -> None:
     """Fit on every tree, predict BERT-base at 128 x 512 and 256 x 512 (meta-device traces)."""
     from irene.tracing import trace_model
@@ -232,6 +289,8 @@ def main() -> None:
     parser.add_argument("--splits", default=",".join(SPLITS))
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--no-beyond", action="store_true")
+    parser.add_argument("--by-type", action="store_true",
+                        help="also print where each split's model-level error comes from")
     args = parser.parse_args()
     splits = args.splits.split(",")
     methods = args.methods.split(",")
@@ -258,6 +317,8 @@ def main() -> None:
                   + "".join(f"{mom[k]:8.2f}" for k in KINDS)
                   + f"{r['worst_tree_model']:7.2f}{r['nonpositive']:6d}{note}", flush=True)
         print()
+    if args.by_type:
+        print_breakdown(trees, splits, methods)
     if not args.no_beyond:
         beyond_the_grid(trees, [m for m in methods if m != "lookup"])
     print(f"\ntotal wall time {time.perf_counter() - start:.0f} s")

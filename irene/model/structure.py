@@ -16,7 +16,14 @@ in MFLOP and ``mem_bytes`` in MiB as in the trees.
 a smooth maximum (κ fitted per type: κ → ∞ the roofline's max, κ = 1 the sum) of a fixed
 per-call energy ``c0`` (launch, idle draw over the shortest kernel), compute-bound energy
 ``c_f`` J/MFLOP and memory-bound energy ``c_b`` J/MiB, plus non-negative per-unit costs of any
-further ``leaf_features`` ``x_o`` (default ``input_size``, tokens per call). Every coefficient
+further ``leaf_features`` ``x_o`` (default ``input_size``, tokens per call, and
+``num_parameters``: weights are read once per call whatever the batch, so a layer's fixed cost
+grows with its weights). The byte term is kept only where it extrapolates across sizes inside
+the training data (:func:`_byte_term_extrapolates`: fitted on the middle batch sizes and
+sequence lengths, checked on the smallest and largest): IrEne's ``Linear`` leaves count their
+weights once per batch element, so their bytes grow at short sequences and large batches while
+their energy follows the FLOPs, and a byte term fitted on long sequences prices seq 32 8 %
+high. Every coefficient
 is positive by construction
 (fitted as logarithms), so a leaf is never predicted at or below 0 J, and beyond the training
 range the energy grows linearly in the work — it extrapolates by construction
@@ -35,9 +42,14 @@ regressor fitted on all types).
 
 **Modules**::
 
-    Ê = Σ_children (1 + α_{type(c)}) · E(c) + β · Δmem_bytes
+    Ê = Σ_children (1 + α_{type(c)}) · E(c) + β · Δmem_bytes + γ · n_leaf_children
     E = Ê · exp(r_c(x))                              (module memory)
 
+``γ`` (J per leaf child, ≥ 0) is the fixed cost of the untraced calls that come with each
+primitive call (reshapes, masks, the element-wise ops of an activation written in torch): they
+are launch-bound at small sizes, where a cost proportional to bytes or to the children's energy
+vanishes (without it, trained on seq ≥ 128, GPT-2 at seq ≤ 64 is 3 % low at the root from
+its modules' glue alone).
 ``type(c)`` is the child's primitive type for a leaf and ``<module>`` for an inner child; ``Δf``
 is how much the node's own ``f`` exceeds the sum of its children's (work done in operations not
 traced as primitives). Untraced work is element-wise (activations written as several torch
@@ -121,6 +133,11 @@ SHARED_TYPE = "<shared>"  # unseen types predicted by the regressor fitted on al
 RESIDUAL_CLIP = 3.0  # |log residual| kept by the shape memory (a factor of 20)
 TINY = 1e-12  # J: floor of a backbone value inside the memory's log residual
 LOG_K_RANGE = (-3.0, 4.0)  # log of the physical form's smooth-max exponent k
+DROPPED = -100.0  # log coefficient of a physical term left out (e^-100 J per unit: none)
+#: share of a size axis's distinct values at each end that checks how the byte term extrapolates
+EDGE_SHARE = 0.2
+#: share of the mean energy a term starts at where the non-negative linear start drops it
+START_SHARE = 1e-3
 
 #: setting -> check (see irene.model.params)
 RULES = {
@@ -212,7 +229,7 @@ class StructureRegressor(TreePredictor):
     Parameters (keyword-only, checked at once; see the module docstring for the model):
 
     leaf_features : features of the per-type leaf regressors (default flops, mem_bytes,
-        input_size).
+        input_size, num_parameters).
     leaf_fit : ``relative`` (linear, relative least squares), ``log`` (power law) or
         ``roofline`` (smooth max of compute and memory terms).
     unseen_types : ``nearest`` (borrow the regressor of the nearest known primitive in
@@ -226,7 +243,8 @@ class StructureRegressor(TreePredictor):
     child_weights : ``per_type`` (one α per child primitive type), ``per_kind`` (one per parent
         kind) or ``none``.
     overhead_features : Δ columns of the module overhead (``flops``, ``mem_bytes``,
-        ``num_parameters``, ``constant``, ``leaf_children``).
+        ``num_parameters``, ``constant``, ``leaf_children``; default Δmem_bytes and the
+        number of leaf children).
     root_weights : ``single`` (one factor on the root's children) or ``as_module``.
     nonnegative : α, β >= 0 (glue and untraced work cost energy).
     ridge : ridge penalty of the inner fits (used instead of the non-negative fit when > 0).
@@ -236,7 +254,8 @@ class StructureRegressor(TreePredictor):
 
     estimator = "structure"
 
-    def __init__(self, *, leaf_features: tuple[str, ...] = ("flops", "mem_bytes", "input_size"),
+    def __init__(self, *, leaf_features: tuple[str, ...] = ("flops", "mem_bytes", "input_size",
+                                                           "num_parameters"),
                  leaf_fit: str = "physical", unseen_types: str = "nearest",
                  fallback_features: tuple[str, ...] = ("flops", "mem_bytes"),
                  shape_memory: bool = True, module_memory: bool = True,
@@ -244,7 +263,7 @@ class StructureRegressor(TreePredictor):
                                                      "seq_len"),
                  memory_bandwidth: float = 0.05, memory_prior: float = 1.0,
                  child_weights: str = "per_type",
-                 overhead_features: tuple[str, ...] = ("mem_bytes",),
+                 overhead_features: tuple[str, ...] = ("mem_bytes", "leaf_children"),
                  root_weights: str = "single", nonnegative: bool = True, ridge: float = 0.0,
                  training: str = "closed_form", epochs: int = 300, learning_rate: float = 0.01,
                  tol: float = 1e-4, n_iter_no_change: int = 10) -> None:
@@ -319,7 +338,8 @@ class StructureRegressor(TreePredictor):
 
     def _fit_leaf(self, flat: FlatForest, rows: np.ndarray, names: list[str],
                   form: str) -> LeafModel:
-        return fit_leaf(self._columns(flat, names)[rows], flat.gold[rows], names, form)
+        return fit_leaf(self._columns(flat, names)[rows], flat.gold[rows], names, form,
+                        size=self._columns(flat, ["batch_size", "seq_len"])[rows])
 
     def _effective_types(self, flat: FlatForest, state: StructureState,
                          warn_unseen: bool = False) -> np.ndarray:
@@ -757,13 +777,16 @@ def _listed(value: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- leaf forms
-def fit_leaf(x: np.ndarray, gold: np.ndarray, names: Sequence[str], form: str) -> LeafModel:
+def fit_leaf(x: np.ndarray, gold: np.ndarray, names: Sequence[str], form: str,
+             size: np.ndarray | None = None) -> LeafModel:
     """Fit one leaf regressor on primitives with raw features ``x`` [M, F] (columns ``names``)
     and energies ``gold`` [M] (J): ``relative`` = linear with a constant, relative least
     squares; ``log`` = a power law (least squares on log energy and log features); ``roofline`` =
-    :func:`_roofline`, started from the relative fit."""
+    :func:`_roofline`, started from the relative fit; ``physical`` = :func:`physical_energy`,
+    whose byte term is kept only if it extrapolates across ``size`` [M, A] (the size axes of
+    every row: batch size, sequence length; :func:`_byte_term_extrapolates`)."""
     if form == "physical":
-        return _fit_physical(x, gold, list(names))
+        return _fit_physical(x, gold, list(names), size)
     if form == "log":
         z = np.log(np.maximum(x, 1e-6))
         scale = rms_scale(z)
@@ -850,10 +873,26 @@ def physical_energy(p: np.ndarray, flops: np.ndarray, mem_bytes: np.ndarray,
     return energy
 
 
-def _fit_physical(x: np.ndarray, gold: np.ndarray, names: list[str]) -> LeafModel:
+def _fit_physical(x: np.ndarray, gold: np.ndarray, names: list[str],
+                  size: np.ndarray | None = None) -> LeafModel:
     """:func:`physical_energy` fitted by Levenberg–Marquardt on log residuals (relative error
     both ways), on the distinct feature rows (a row measured n times counts n times, at its
-    mean log energy), started from k = 1 and each term's median share of the energy."""
+    mean log energy), started from k = 1 and each term's median share of the energy.
+
+    With ``size`` [M, A] (the rows' batch size and sequence length) the per-byte term is kept
+    only where it extrapolates within the training rows (:func:`_byte_term_extrapolates`); a
+    term left out has its log coefficient fixed at :data:`DROPPED`."""
+    keep = np.ones(4 + len(names) - 2, dtype=bool)
+    if size is not None and not _byte_term_extrapolates(x, gold, names, size):
+        keep[2] = False
+    p = _fit_physical_terms(x, gold, names, keep)
+    return LeafModel(list(names), np.ones(len(names)), p, "physical")
+
+
+def _fit_physical_terms(x: np.ndarray, gold: np.ndarray, names: list[str],
+                        keep: np.ndarray) -> np.ndarray:
+    """Parameters of :func:`physical_energy` with the terms where ``keep`` is False fixed at
+    :data:`DROPPED` (``keep[3]``, the exponent, is always fitted)."""
     i_f, i_b, other = _physical_columns(names)
     unique, inverse, count = np.unique(x, axis=0, return_inverse=True, return_counts=True)
     inverse = inverse.ravel()
@@ -864,18 +903,68 @@ def _fit_physical(x: np.ndarray, gold: np.ndarray, names: list[str]) -> LeafMode
 
     # start at k = 1, where the form is linear: the non-negative relative least-squares fit
     design = np.column_stack([np.ones(len(f)), f, b, o])
+    order = np.array([0, 1, 2, *range(4, 4 + o.shape[1])])  # design column -> parameter
+    design = design * keep[order]
     scale = rms_scale(design)
     linear = relative_nnls(design / scale, energy, energy) / scale
     # a term the data cannot identify (a column that is 0 on every row, e.g. the FLOPs of a
     # look-up) starts, and stays, negligible: 1e-3 of the mean energy at the mean column value
     size = np.abs(design).mean(axis=0)
-    floor = np.where(size > 0, 1e-3 * energy.mean() / np.where(size > 0, size, 1.0), TINY)
+    floor = np.where(size > 0, START_SHARE * energy.mean() / np.where(size > 0, size, 1.0),
+                     TINY)
     start = np.log(np.maximum(linear, floor))
     p0 = np.array([start[0], start[1], start[2], 0.0, *start[3:]])
-    p = levenberg_marquardt(
-        lambda q: weight * (np.log(physical_energy(q, f, b, o)) - log_gold), p0)
+    free = np.flatnonzero(keep)
+    p0[~keep] = DROPPED
+
+    def residual(q: np.ndarray) -> np.ndarray:
+        p = p0.copy()
+        p[free] = q
+        return weight * (np.log(physical_energy(p, f, b, o)) - log_gold)
+
+    p = p0.copy()
+    p[free] = levenberg_marquardt(residual, p0[free])
     p[3] = float(np.clip(p[3], *LOG_K_RANGE))  # store the exponent the form uses
-    return LeafModel(list(names), np.ones(len(names)), p, "physical")
+    return p
+
+
+def _byte_term_extrapolates(x: np.ndarray, gold: np.ndarray, names: list[str],
+                            size: np.ndarray) -> bool:
+    """Whether the per-byte term of :func:`physical_energy` prices the ends of the training
+    sizes as well as the form without it. For each size axis (columns of ``size`` [M, A]) both
+    forms are fitted on the rows strictly inside the lowest and highest :data:`EDGE_SHARE` of
+    that axis's distinct values and scored by their mean squared log error on the rows of each
+    end (the mean over axes and ends); the byte term goes when the form without it scores
+    lower. A byte count that prices work differently at the ends of the range than in its
+    middle — IrEne's ``Linear`` leaves count the weights once per
+    batch element where the kernel reads them once, so at short sequences and large batches
+    their bytes grow while the energy follows the FLOPs — shows here, inside the training
+    data, before it misprices sizes never measured. True when no axis has five distinct values
+    (one at each end, at least two inside) or the byte column is empty."""
+    i_f, i_b, other = _physical_columns(names)
+    checks = []
+    for axis in range(size.shape[1]):
+        levels = np.unique(size[:, axis])
+        n_edge = int(math.floor(EDGE_SHARE * len(levels)))
+        if n_edge < 1 or len(levels) - 2 * n_edge < 2:
+            continue
+        low, high = size[:, axis] <= levels[n_edge - 1], size[:, axis] >= levels[-n_edge]
+        checks.append((~(low | high), low, high))
+    if not checks or not np.any(x[:, i_b] > 0):
+        return True
+
+    def score(keep: np.ndarray) -> float:
+        errors = []
+        for middle, *ends in checks:
+            p = _fit_physical_terms(x[middle], gold[middle], names, keep)
+            errors += [np.mean((np.log(physical_energy(p, x[r, i_f], x[r, i_b], x[r][:, other]))
+                                - np.log(gold[r])) ** 2) for r in ends]
+        return float(np.mean(errors))
+
+    full = np.ones(4 + len(other), dtype=bool)
+    without = full.copy()
+    without[2] = False
+    return not score(without) < score(full)
 
 
 def _roofline(p: np.ndarray, x: np.ndarray, i_f: int, i_b: int, other: list[int]) -> np.ndarray:
