@@ -270,6 +270,8 @@ class CachedDecoder(nn.Module):
 
     def decode(self, input_ids: torch.Tensor, cache: Cache,
                past: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run ``input_ids`` at positions ``past``, ``past + 1``, ... over ``cache`` (holding
+        ``past`` positions): the last logits and the grown cache's stacked keys and values."""
         positions = (torch.arange(input_ids.shape[1], device=input_ids.device) + past)
         out = self.model(input_ids=input_ids, position_ids=positions.unsqueeze(0),
                          **{self.cache_arg: cache}, **self.fixed)
@@ -278,6 +280,7 @@ class CachedDecoder(nn.Module):
                 torch.stack([layer.values for layer in layers]))
 
     def empty_cache(self) -> Cache:
+        """A cache of :class:`FirstWriteLayer`, one per decoder layer, holding nothing yet."""
         return Cache(layers=[FirstWriteLayer() for _ in range(self.layers)])
 
     def forward(self, input_ids: torch.Tensor, keys: torch.Tensor,
