@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import inspect
 import io
 import logging
 import os
@@ -30,8 +31,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers.cache_utils import Cache, DynamicCache, DynamicLayer
 
 from irene.bench.catalog import CONTROL, REFERENCE, SUMMARIES
+from irene.tracing.generation import cache_argument, is_decoder
 
 #: the variant every other one is compared with
 #: the fraction of weights ``prune-l1-30`` zeroes in each pruned layer
@@ -223,44 +226,135 @@ def check_cuda(device: str) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# exporters (shared with the serving engines of :mod:`irene.serve.engines`, which export with a
-# dynamic sequence length so one artefact serves prompts of any length)
+# exporters (shared with the serving engines of :mod:`irene.serve.engines`, which export the
+# KV-cache decoders below with dynamic lengths so one artefact serves prompts of any length)
+
+#: torch.export's dynamic-shape spec (None: every shape static), keyed by forward's argument names
+DynamicShapes = dict[str, Any] | None
 
 
-def _dynamic_shapes(max_len: int | None) -> dict[str, Any] | None:
-    """torch.export's dynamic-shape spec: dimension 1 of ``input_ids`` from 1 to ``max_len``
-    (None: static shapes)."""
-    if max_len is None:
-        return None
-    return {"input_ids": {1: torch.export.Dim("seq", min=1, max=max_len)}}
+class FirstWriteLayer(DynamicLayer):
+    """transformers' ``DynamicLayer`` whose first update keeps the key/value tensors as they are.
+    The stock layer starts from an empty tensor and concatenates, an op OpenVINO's converter
+    rejects (a rank-1 empty tensor joined along axis -2); the values are identical."""
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any,
+               **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+            self.keys, self.values = key_states, value_states
+            return self.keys, self.values
+        return super().update(key_states, value_states, *args, **kwargs)
 
 
-def trace_torchscript(wrapper: nn.Module, ids: torch.Tensor) -> torch.jit.ScriptModule:
-    """``torch.jit.trace`` of a :class:`LogitsOnly` wrapper on ``ids``, then ``torch.jit.freeze``
-    (weights folded in as constants). GPT-2-style decoders trace without shape-dependent Python
-    branches, so the trace also runs other sequence lengths (the serving tests check this)."""
+class CachedDecoder(nn.Module):
+    """One step of greedy decoding with a KV cache held in plain tensors, so the tracing
+    exporters can take it: ``forward(input_ids, keys, values)`` runs ``input_ids`` (1 x n new
+    tokens) after the ``past`` positions whose keys and values are given (each of shape layers
+    x 1 x kv-heads x past x head-dim, stacked over the decoder layers) and returns the last
+    position's logits (1 x vocabulary) with the keys and values of all past + n positions.
+    Position ids run from ``past``; no attention mask (one unpadded sequence; the model's causal
+    mask covers the new tokens). :class:`Prefill` is the first step, without a cache.
+
+    Raises VariantUnavailable for a model whose cache is not one full-attention key/value pair
+    per layer (sliding-window or recurrent layers)."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+        self.layers = cache_layer_count(model)
+        self.cache_arg = cache_argument(model)
+        self.fixed: dict[str, Any] = {"use_cache": True}
+        if "logits_to_keep" in inspect.signature(model.forward).parameters:
+            self.fixed["logits_to_keep"] = 1
+
+    def decode(self, input_ids: torch.Tensor, cache: Cache,
+               past: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Run ``input_ids`` at positions ``past``, ``past + 1``, ... over ``cache`` (holding
+        ``past`` positions): the last logits and the grown cache's stacked keys and values."""
+        positions = (torch.arange(input_ids.shape[1], device=input_ids.device) + past)
+        out = self.model(input_ids=input_ids, position_ids=positions.unsqueeze(0),
+                         **{self.cache_arg: cache}, **self.fixed)
+        layers = getattr(out, self.cache_arg).layers
+        return (out.logits[:, -1], torch.stack([layer.keys for layer in layers]),
+                torch.stack([layer.values for layer in layers]))
+
+    def empty_cache(self) -> Cache:
+        """A cache of :class:`FirstWriteLayer`, one per decoder layer, holding nothing yet."""
+        return Cache(layers=[FirstWriteLayer() for _ in range(self.layers)])
+
+    def forward(self, input_ids: torch.Tensor, keys: torch.Tensor,
+                values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        cache = self.empty_cache()
+        for index in range(self.layers):
+            cache.update(keys[index], values[index], index)
+        return self.decode(input_ids, cache, keys.shape[3])
+
+
+class Prefill(CachedDecoder):
+    """:class:`CachedDecoder`'s first step: ``forward(input_ids)`` runs the prompt (1 x L) from
+    position 0 and returns the last logits with the prompt's keys and values."""
+
+    def forward(self, input_ids: torch.Tensor  # type: ignore[override]
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        return self.decode(input_ids, self.empty_cache(), 0)
+
+
+def cache_layer_count(model: nn.Module) -> int:
+    """The number of key/value layers of ``model``'s KV cache; VariantUnavailable unless every
+    one is a plain full-attention ``DynamicLayer`` (what :class:`CachedDecoder` rebuilds)."""
+    config = getattr(model, "config", None)
+    if config is None or getattr(config, "is_encoder_decoder", False) or not is_decoder(model):
+        raise VariantUnavailable(f"{type(model).__name__} has no causal self-attention with a "
+                                 "KV cache: cached decoding serves decoder-only models")
+    try:
+        layers = DynamicCache(config=config).layers
+    except (AttributeError, KeyError, TypeError, ValueError) as exc:
+        raise VariantUnavailable(f"{type(model).__name__}: no KV cache layout ({exc})") from exc
+    other = sorted({type(layer).__name__ for layer in layers if type(layer) is not DynamicLayer})
+    if not layers or other:
+        raise VariantUnavailable(f"{type(model).__name__}'s cache has {', '.join(other) or 'no'}"
+                                 " layers; the cached decoders export full-attention layers only")
+    return len(layers)
+
+
+def decoder_dynamic_shapes(max_len: int) -> tuple[DynamicShapes, DynamicShapes]:
+    """torch.export's dynamic shapes of :class:`Prefill` (prompt length 1 to ``max_len``) and
+    of a one-token :class:`CachedDecoder` step (past length dynamic: a bounded ``Dim`` makes
+    torch.export reject Llama-style grouped-query attention over guards it cannot prove)."""
+    past = torch.export.Dim.DYNAMIC
+    return ({"input_ids": {1: torch.export.Dim("seq", min=1, max=max_len)}},
+            {"input_ids": None, "keys": {3: past}, "values": {3: past}})
+
+
+def trace_torchscript(module: nn.Module, args: tuple[torch.Tensor, ...]
+                      ) -> torch.jit.ScriptModule:
+    """``torch.jit.trace`` of ``module`` on ``args``, then ``torch.jit.freeze`` (weights folded
+    in as constants). GPT-2- and Llama-style decoders trace without shape-dependent Python
+    branches on the traced lengths, so the trace also runs other sequence and cache lengths (the
+    serving tests check this)."""
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(wrapper, (ids,), check_trace=False)
+        traced = torch.jit.trace(module, args, check_trace=False)
         return torch.jit.freeze(traced)
 
 
-def export_onnx(wrapper: nn.Module, ids: torch.Tensor, path: Path, *,
-                max_len: int | None = None) -> None:
-    """Export a :class:`LogitsOnly` wrapper to ``path`` with torch's ONNX exporter (dynamo,
-    float32, weights as external data); ``max_len``: the sequence length is dynamic up to it."""
+def export_onnx(module: nn.Module, args: tuple[torch.Tensor, ...], path: Path, *,
+                dynamic_shapes: DynamicShapes = None) -> None:
+    """Export ``module`` called on ``args`` to ``path`` with torch's ONNX exporter (dynamo,
+    float32, weights as external data); ``dynamic_shapes``: torch.export's spec (None: static)."""
     with torch.no_grad(), quiet_exporter():
-        torch.onnx.export(wrapper, (ids,), str(path), dynamo=True, external_data=True,
-                          verbose=False, dynamic_shapes=_dynamic_shapes(max_len))
+        torch.onnx.export(module, args, str(path), dynamo=True, external_data=True,
+                          verbose=False, dynamic_shapes=dynamic_shapes)
 
 
-def export_openvino(ov: Any, wrapper: nn.Module, ids: torch.Tensor, *,
-                    max_len: int | None = None) -> Any:
-    """An OpenVINO model of a :class:`LogitsOnly` wrapper, captured with ``torch.export`` (not
+def export_openvino(ov: Any, module: nn.Module, args: tuple[torch.Tensor, ...], *,
+                    dynamic_shapes: DynamicShapes = None) -> Any:
+    """An OpenVINO model of ``module`` called on ``args``, captured with ``torch.export`` (not
     OpenVINO's default TorchScript tracing, which lacks ops that transformers' attention masks
-    use: aten::diff); ``max_len``: the sequence length is dynamic up to it."""
+    use: aten::diff); ``dynamic_shapes``: torch.export's spec (None: static)."""
     with torch.no_grad(), quiet_exporter():
-        exported = torch.export.export(wrapper, (ids,), dynamic_shapes=_dynamic_shapes(max_len))
+        exported = torch.export.export(module, args, dynamic_shapes=dynamic_shapes)
         return ov.convert_model(exported)
 
 
@@ -369,7 +463,7 @@ def prepare_torchscript(model: nn.Module, inputs: dict[str, Any], device: str) -
     """``torch.jit.trace`` on the bench's input shape, then ``torch.jit.freeze`` (weights folded
     in as constants), run by the TorchScript interpreter."""
     ids = inputs["input_ids"]
-    frozen = trace_torchscript(LogitsOnly(model, inputs).eval(), ids)
+    frozen = trace_torchscript(LogitsOnly(model, inputs).eval(), (ids,))
 
     def run() -> torch.Tensor:
         with torch.inference_mode():
@@ -402,7 +496,7 @@ def prepare_onnxruntime(model: nn.Module, inputs: dict[str, Any], device: str) -
     try:
         path = workdir / "model.onnx"
         ids = inputs["input_ids"]
-        export_onnx(LogitsOnly(model, inputs).eval(), ids, path)
+        export_onnx(LogitsOnly(model, inputs).eval(), (ids,), path)
         session = ort_session(ort, path, device)
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -472,7 +566,7 @@ def prepare_openvino(model: nn.Module, inputs: dict[str, Any], device: str) -> P
         raise VariantUnavailable(f"OpenVINO runs on Intel/x86 CPUs (and Intel GPUs/NPUs), not "
                                  f"{device}")
     ids = inputs["input_ids"]
-    ov_model = export_openvino(ov, LogitsOnly(model, inputs).eval(), ids)
+    ov_model = export_openvino(ov, LogitsOnly(model, inputs).eval(), (ids,))
     compiled = compile_openvino(ov, ov_model)
     request = compiled.create_infer_request()
     feeds = {0: ids.numpy()}

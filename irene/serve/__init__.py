@@ -1,7 +1,7 @@
 """Serving a model behind an HTTP API and measuring what each request costs.
 
 * :mod:`irene.serve.engines`: one model loaded per runtime (torch, torchscript, onnxruntime,
-  openvino), greedy decoding token by token;
+  openvino), greedy decoding with a KV cache (a prefill, then one cached step per token);
 * :mod:`irene.serve.app`: the FastAPI app of ``irene serve`` (``POST /generate``,
   ``GET /health``);
 * :mod:`irene.serve.load`: ``irene load``, the HTTP load generator with a meter;

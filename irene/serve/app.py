@@ -116,9 +116,9 @@ class Generation:
     async def tokens(self) -> AsyncIterator[str]:
         """Yield each new token's text as it is generated."""
         loop = asyncio.get_running_loop()
+        decoder = self.state.engine.decode(self.ids)  # prefill on the first next(), then steps
         for _ in range(self.wanted):
-            token = await loop.run_in_executor(self.executor, self.state.engine.next_token,
-                                               self.ids + self.out)
+            token = await loop.run_in_executor(self.executor, next, decoder)
             if self.marks["first_token"] is None:
                 self.marks["first_token"] = time.perf_counter()
             self.out.append(token)
