@@ -29,12 +29,14 @@ GPUs), which is what lets a GPU that was never measured be predicted from its da
 each GEMM on fp8 weights the runtime quantises the activations (per token or per 128-wide
 group: a kernel of its own) and the GEMM applies the weight and activation scales (for
 block-scaled checkpoints, 128 × 128 blocks, inside its K loop on the CUDA cores). That work is
-nearly independent of the batch: ``τ_fp8`` seconds of GPU time per fp8 GEMM kernel
-(``fp8_kernel_s``, prior 10 µs), run with the SMs busy, i.e. at the compute share of the power
+nearly independent of the batch: ``τ_fp8`` seconds of GPU time per kernel of a primitive on
+fp8 weights (``fp8_kernel_s``, prior 10 µs; the workload's kernel count of the module, its
+small kernels included), run with the SMs busy, i.e. at the compute share of the power
 budget (its dynamic energy ``n · τ_fp8 · κ_F · (TDP − P_idle)``). At small batches, where the
 saved weight bytes are few, it makes fp8 slower and costlier than bf16; at large batches the
 halved bytes win (the matched bf16/fp8 pairs of ML.ENERGY v3: 1.2–1.6× at batch 8, 0.9× at
 batch ≥ 64).
+
 **Never above the board limit**: when ``P`` would exceed the TDP the clocks throttle — time
 stretches to ``t' = (e_Q Q + e_F F) / (TDP − P_idle − P_busy)`` and ``P = TDP``.
 
@@ -54,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from irene.hardware.gpus import GpuSpec
+from irene.hardware.gpus import DTYPE_NAMES, GpuSpec
 from irene.hardware.runtime import CLASSES, RuntimeProfile
 
 #: classes that compute (have a FLOP efficiency); ``comm`` moves bytes over the link only
@@ -94,7 +96,7 @@ PRIORS: dict[str, Prior] = {
     "fp8_energy": Prior(1.0, 0.5, 0.3, 3.0, "", "dynamic energy of an fp8 kernel relative to "
                         "its bytes and FLOPs at the data-sheet shares (scales, dequantisation, "
                         "re-quantised activations)"),
-    "fp8_kernel_s": Prior(10e-6, 1.0, 1e-8, 1e-3, "s", "GPU time per GEMM kernel on fp8 "
+    "fp8_kernel_s": Prior(10e-6, 1.0, 1e-8, 1e-3, "s", "GPU time per kernel on fp8 "
                           "weights outside its roofline (activation quantisation, scales), "
                           "SMs busy"),
     "eff_link": Prior(0.6, 0.4, 0.05, 1.0, "", "achieved share of the link bandwidth"),
@@ -239,7 +241,7 @@ def compute_rate(gpu: GpuSpec, params: HardwareParams, runtime: RuntimeProfile, 
     eff = params.eff_compute[kind] * runtime.efficiency[kind]
     if dtype in DEQUANT_FORMATS:
         return min(eff * params.eff_mxfp4, 1.0) * gpu.peak_flops("bf16")
-    if dtype.lower() in ("fp8", "float8", "float8_e4m3fn"):
+    if is_fp8(dtype):
         eff *= params.eff_fp8_moe if kind == "moe" else 1.0
         eff *= params.eff_fp8 if gpu.supports("fp8") else 1.0
     return min(eff, 1.0) * gpu.peak_flops(dtype)
@@ -278,8 +280,8 @@ def power_terms(gpu: GpuSpec, params: HardwareParams, dtype: str = "bf16") \
 
 
 def is_fp8(dtype: str) -> bool:
-    """Whether ``dtype`` names fp8 weights."""
-    return dtype.lower() in ("fp8", "float8", "float8_e4m3fn")
+    """Whether ``dtype`` names fp8 weights (an alias of :data:`.gpus.DTYPE_NAMES`)."""
+    return DTYPE_NAMES.get(dtype.lower()) == "fp8"
 
 
 def kernel_time(flops: float, nbytes: float, dtype: str, kind: str, gpu: GpuSpec,
