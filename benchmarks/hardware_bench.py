@@ -1,6 +1,6 @@
 """Family-out accuracy of the hardware model on the public measurements, against the baselines.
 
-    python benchmarks/hardware_bench.py [--starts 5] [--spread-family gpt-oss] [--quick]
+    python benchmarks/hardware_bench.py [--starts 5] [--spread-family gpt-oss] [--per-family]
 
 Uses the folds, cells and baselines of ``benchmarks/hardware_families.py`` (one family per fold,
 never a single checkpoint; "GPU left out": the fit sees neither the family nor any row of that
@@ -11,7 +11,10 @@ describe (v1's encoder-decoder T5 and RNN RWKV checkpoints) are left out of ever
 cells, so all columns score the same rows; v3 rows with data-parallel attention are predicted
 but never fitted. Then the spread over start points: the held-out family (``--spread-family``)
 is predicted from ``--starts`` fits that differ only in their start point, and the range of its
-median signed error is printed. Tunes nothing: the priors and the model are fixed in code.
+median signed error is printed. ``--per-family``: the hardware model's family-out median
+signed and absolute error per cell and held-out family (where a change helps or hurts; the
+folds are the same, so nothing is tuned on a held-out row). Tunes nothing: the priors and the
+model are fixed in code.
 """
 
 from __future__ import annotations
@@ -79,11 +82,28 @@ def spread(rows: Sequence[hf.Row], mapping: dict, family: str, starts: int) -> N
           f"{min(signed):+.1f} % to {max(signed):+.1f} % (objective {costs})")
 
 
+def per_family(rows: Sequence[hf.Row], mapping: dict) -> None:
+    """The hardware model's family-out errors per cell and held-out family: median signed %,
+    median absolute % and rows."""
+    pred = hf.predict_folds(hardware_predictor(mapping), rows, hf.family_folds(rows))
+    print("hardware model, family-out, per held-out family: median signed % / median "
+          "absolute % / rows")
+    for cell, keep in hf.CELLS.items():
+        parts = []
+        for fam in sorted({rows[i].family for i in pred if keep(rows[i])}):
+            err = np.array([100 * (pred[i] / rows[i].energy - 1) for i in pred
+                            if keep(rows[i]) and rows[i].family == fam])
+            parts.append(f"{fam} {np.median(err):+.0f}/{np.median(np.abs(err)):.0f}/{err.size}")
+        print(f"  {cell:<16} " + ", ".join(parts))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--starts", type=int, default=5)
     parser.add_argument("--spread-family", default="gpt-oss")
     parser.add_argument("--baselines", default=",".join(hf.BASELINES))
+    parser.add_argument("--per-family", action="store_true",
+                        help="also print the hardware model's errors per held-out family")
     args = parser.parse_args(argv)
     began = time.time()
     with warnings.catch_warnings():
@@ -100,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     results = {name: hf.evaluate(p, kept) for name, p in predictors.items()}
     print("family-out absolute % error of J/token: median/p90 (rows predicted)")
     hf.print_table(results)
+    if args.per_family:
+        per_family(kept, mapping)
     if args.starts > 1:
         spread(kept, mapping, args.spread_family, args.starts)
     print(f"took {time.time() - began:.0f} s")

@@ -130,6 +130,25 @@ def test_time_at_least_roofline_and_power_at_most_board_limit(gpu, kind) -> None
     assert cost.throttled and cost.power_w == pytest.approx(spec.power_limit_w)
 
 
+def test_fp8_gemm_pays_a_per_kernel_overhead_at_the_compute_draw() -> None:
+    """A GEMM on fp8 weights: ``kernels × fp8_kernel_s`` more kernel time than its roofline
+    terms, drawn at idle + busy + the compute share of the budget; other dtypes pay nothing."""
+    spec, runtime = gpu_spec("H100"), runtime_profile("vllm")
+    base, slow = HardwareParams(fp8_kernel_s=1e-8), HardwareParams(fp8_kernel_s=20e-6)
+    a = primitive_cost(1e9, 1e8, "fp8", "matmul", spec, base, runtime, kernels=10)
+    b = primitive_cost(1e9, 1e8, "fp8", "matmul", spec, slow, runtime, kernels=10)
+    assert b.kernel_s - a.kernel_s == pytest.approx(10 * (20e-6 - 1e-8))
+    budget = spec.power_limit_w - spec.idle_power_w * base.idle_scale
+    idle = spec.idle_power_w * base.idle_scale
+    busy = base.busy_share * budget
+    extra_w = (b.energy_j - a.energy_j) / (b.time_s - a.time_s)
+    assert extra_w == pytest.approx(idle + busy + base.flop_share * budget)
+    assert b.power_w <= spec.power_limit_w
+    for dtype in ("bf16", "fp16"):
+        assert primitive_cost(1e9, 1e8, dtype, "matmul", spec, slow, runtime, 10) \
+            == primitive_cost(1e9, 1e8, dtype, "matmul", spec, base, runtime, 10)
+
+
 def test_module_is_children_plus_idle_overhead() -> None:
     model = HardwareModel(gpu_spec("H100"), runtime_profile("vllm"))
     kids = [model.primitive(1e12, 1e9), model.primitive(0, 1e8, kind="norm")]

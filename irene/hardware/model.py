@@ -6,6 +6,7 @@
     t_F = F / (η_F[c] · ρ[c] · Peak[d])            (compute; fp8 matmuls × η_fp8)
     t_Q = Q / (η_Q[c] · BW)                        (memory; fp8 / mxfp4 weights × their η)
     t_k = max(t_F, t_Q) + ω · min(t_F, t_Q)        (ω: share of the shorter not hidden)
+          (+ n · τ_fp8 for the n kernels of a GEMM on fp8 weights)
     t   = max(t_k, n · dispatch) + n · gap         (runtime: host dispatch floor, kernel gaps)
 
 ``Peak``, ``BW`` are the data sheet's (:mod:`irene.hardware.gpus`), η's the fitted achievable
@@ -23,6 +24,19 @@ with ``P_idle`` the GPU's idle draw, ``P_busy`` the extra static draw while kern
 per byte and per FLOP are *shares of the data sheet's power budget* (κ's fitted, shared by all
 GPUs), which is what lets a GPU that was never measured be predicted from its data sheet;
 ``φ`` is 1, or the fitted ``fp8_energy`` for kernels on fp8 weights.
+
+**fp8 GEMMs** are not the data sheet's halving (half the weight bytes, twice the FLOP/s): before
+each GEMM on fp8 weights the runtime quantises the activations (per token or per 128-wide
+group: a kernel of its own) and the GEMM applies the weight and activation scales (for
+block-scaled checkpoints, 128 × 128 blocks, inside its K loop on the CUDA cores). That work is
+nearly independent of the batch: ``τ_fp8`` seconds of GPU time per kernel of a primitive on
+fp8 weights (``fp8_kernel_s``, prior 10 µs; the workload's kernel count of the module, its
+small kernels included), run with the SMs busy, i.e. at the compute share of the power
+budget (its dynamic energy ``n · τ_fp8 · κ_F · (TDP − P_idle)``). At small batches, where the
+saved weight bytes are few, it makes fp8 slower and costlier than bf16; at large batches the
+halved bytes win (the matched bf16/fp8 pairs of ML.ENERGY v3: 1.2–1.6× at batch 8, 0.9× at
+batch ≥ 64).
+
 **Never above the board limit**: when ``P`` would exceed the TDP the clocks throttle — time
 stretches to ``t' = (e_Q Q + e_F F) / (TDP − P_idle − P_busy)`` and ``P = TDP``.
 
@@ -42,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-from irene.hardware.gpus import GpuSpec
+from irene.hardware.gpus import DTYPE_NAMES, GpuSpec
 from irene.hardware.runtime import CLASSES, RuntimeProfile
 
 #: classes that compute (have a FLOP efficiency); ``comm`` moves bytes over the link only
@@ -82,6 +96,9 @@ PRIORS: dict[str, Prior] = {
     "fp8_energy": Prior(1.0, 0.5, 0.3, 3.0, "", "dynamic energy of an fp8 kernel relative to "
                         "its bytes and FLOPs at the data-sheet shares (scales, dequantisation, "
                         "re-quantised activations)"),
+    "fp8_kernel_s": Prior(10e-6, 1.0, 1e-8, 1e-3, "s", "GPU time per kernel on fp8 "
+                          "weights outside its roofline (activation quantisation, scales), "
+                          "SMs busy"),
     "eff_link": Prior(0.6, 0.4, 0.05, 1.0, "", "achieved share of the link bandwidth"),
     "link_latency_s": Prior(10e-6, 0.8, 1e-7, 1e-3, "s", "latency of one collective"),
     "idle_scale": Prior(1.0, 0.35, 0.3, 3.0, "", "idle draw / the data sheet's idle prior"),
@@ -107,7 +124,7 @@ EFF_BOUNDS = (0.01, 1.0)
 class HardwareParams:
     """The fitted constants of the hardware model (module docstring); defaults are the priors.
 
-    Units: efficiencies and shares dimensionless; ``link_latency_s`` s;
+    Units: efficiencies and shares dimensionless; ``link_latency_s`` and ``fp8_kernel_s`` s;
     ``link_joules_per_byte`` J/byte.
     """
 
@@ -120,6 +137,7 @@ class HardwareParams:
     eff_mxfp4_memory: float = PRIORS["eff_mxfp4_memory"].value
     eff_fp8_moe: float = PRIORS["eff_fp8_moe"].value
     fp8_energy: float = PRIORS["fp8_energy"].value
+    fp8_kernel_s: float = PRIORS["fp8_kernel_s"].value
     eff_link: float = PRIORS["eff_link"].value
     link_latency_s: float = PRIORS["link_latency_s"].value
     idle_scale: float = PRIORS["idle_scale"].value
@@ -223,7 +241,7 @@ def compute_rate(gpu: GpuSpec, params: HardwareParams, runtime: RuntimeProfile, 
     eff = params.eff_compute[kind] * runtime.efficiency[kind]
     if dtype in DEQUANT_FORMATS:
         return min(eff * params.eff_mxfp4, 1.0) * gpu.peak_flops("bf16")
-    if dtype.lower() in ("fp8", "float8", "float8_e4m3fn"):
+    if is_fp8(dtype):
         eff *= params.eff_fp8_moe if kind == "moe" else 1.0
         eff *= params.eff_fp8 if gpu.supports("fp8") else 1.0
     return min(eff, 1.0) * gpu.peak_flops(dtype)
@@ -242,7 +260,7 @@ def format_memory(params: HardwareParams, dtype: str, kind: str = "matmul") -> f
     grouped expert GEMMs also × ``eff_fp8_moe``)."""
     if dtype in DEQUANT_FORMATS:
         return params.eff_mxfp4_memory
-    if dtype in ("fp8", "float8", "float8_e4m3fn"):
+    if is_fp8(dtype):
         return params.eff_fp8_memory * (params.eff_fp8_moe if kind == "moe" else 1.0)
     return 1.0
 
@@ -261,14 +279,27 @@ def power_terms(gpu: GpuSpec, params: HardwareParams, dtype: str = "bf16") \
             params.flop_share * budget / gpu.peak_flops(compute_dtype(dtype)))
 
 
+def is_fp8(dtype: str) -> bool:
+    """Whether ``dtype`` names fp8 weights (an alias of :data:`.gpus.DTYPE_NAMES`)."""
+    return DTYPE_NAMES.get(dtype.lower()) == "fp8"
+
+
 def kernel_time(flops: float, nbytes: float, dtype: str, kind: str, gpu: GpuSpec,
-                params: HardwareParams, runtime: RuntimeProfile) -> float:
-    """Seconds the kernels of a primitive run (before runtime overheads and throttling)."""
+                params: HardwareParams, runtime: RuntimeProfile, kernels: float = 1.0) -> float:
+    """Seconds the ``kernels`` kernels of a primitive run (before runtime overheads and
+    throttling; fp8 GEMMs: plus ``kernels · fp8_kernel_s``)."""
     if kind == "comm":
         return nbytes / (params.eff_link * gpu.link_bandwidth)
     t_f = flops / compute_rate(gpu, params, runtime, kind, dtype) if flops else 0.0
     t_q = nbytes / memory_rate(gpu, params, runtime, kind, dtype) if nbytes else 0.0
-    return max(t_f, t_q) + params.overlap * min(t_f, t_q)
+    return max(t_f, t_q) + params.overlap * min(t_f, t_q) + fp8_overhead_s(params, dtype,
+                                                                           kernels)
+
+
+def fp8_overhead_s(params: HardwareParams, dtype: str, kernels: float) -> float:
+    """GPU seconds that ``kernels`` GEMM kernels on fp8 weights spend outside their roofline
+    (activation quantisation, scales; 0 for other dtypes)."""
+    return kernels * params.fp8_kernel_s if is_fp8(dtype) else 0.0
 
 
 def primitive_cost(flops: float, nbytes: float, dtype: str, kind: str, gpu: GpuSpec,
@@ -279,15 +310,18 @@ def primitive_cost(flops: float, nbytes: float, dtype: str, kind: str, gpu: GpuS
     launches (see the module docstring). Power never exceeds ``gpu.power_limit_w``."""
     _check_inputs(flops, nbytes, kind, kernels)
     idle, busy, per_byte, per_flop = power_terms(gpu, params, dtype)
-    t_k = kernel_time(flops, nbytes, dtype, kind, gpu, params, runtime)
+    t_k = kernel_time(flops, nbytes, dtype, kind, gpu, params, runtime, kernels)
     if kind == "comm":
         dynamic = params.link_joules_per_byte * nbytes
         t = t_k + kernels * params.link_latency_s
         bound = nbytes / gpu.link_bandwidth
     else:
         dynamic = per_byte * nbytes + per_flop * flops
-        if dtype.lower() in ("fp8", "float8", "float8_e4m3fn"):
+        if is_fp8(dtype):
             dynamic *= params.fp8_energy
+            # the fp8 overhead runs with the SMs busy: the compute share of the budget
+            dynamic += fp8_overhead_s(params, dtype, kernels) * params.flop_share \
+                * (gpu.power_limit_w - idle)
         t = max(t_k, kernels * runtime.dispatch_s) + kernels * runtime.launch_gap_s
         bound = roofline_time(flops, nbytes, dtype, gpu)
     return _capped(t, t_k, dynamic, idle, busy, gpu.power_limit_w, bound)

@@ -27,7 +27,7 @@ FORMAT_NAME = "irene-hardware-params"
 FORMAT_VERSION = 1
 SHIPPED_PATH = Path(__file__).resolve().parents[1] / "data" / "hardware_params.json"
 #: SHA-256 of the shipped parameter file; a file that does not match is refused
-SHIPPED_SHA256 = "c7a22e387bc31a9e7bf1a2b77f9da0f85ad1ca63360bd9c3de860cd04c59ceb8"
+SHIPPED_SHA256 = "582fb87536365722029180012c87713ad222a34eb45525635562b9fdf749bf2a"
 MAX_BYTES = 1 << 20
 LICENSE = "Apache-2.0"
 ATTRIBUTION = (

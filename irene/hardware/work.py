@@ -179,10 +179,12 @@ def evaluate(a: WorkArrays, gpu: GpuSpec, params: HardwareParams,
                 mem = mem * params.eff_fp8_memory * (params.eff_fp8_moe if kind == "moe" else 1.0)
             t_q = q / (np.minimum(mem, 1.0) * gpu.memory_bandwidth)
             t_k = np.maximum(t_f, t_q) + params.overlap * np.minimum(t_f, t_q)
-            t = np.maximum(t_k, n * runtime.dispatch_s) + n * runtime.launch_gap_s
             dynamic = per_byte * q + params.flop_share * budget / peak * f
             if dtype == "fp8":
-                dynamic = dynamic * params.fp8_energy
+                extra = n * params.fp8_kernel_s
+                t_k = t_k + extra
+                dynamic = dynamic * params.fp8_energy + extra * params.flop_share * budget
+            t = np.maximum(t_k, n * runtime.dispatch_s) + n * runtime.launch_gap_s
         with np.errstate(divide="ignore", invalid="ignore"):
             hot = (t_k > 0) & (idle + busy + dynamic / np.where(t_k > 0, t_k, 1.0) > limit)
         stretched = dynamic / (limit - idle - busy)
