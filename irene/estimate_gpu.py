@@ -153,7 +153,8 @@ def resolve_runtime(name: str) -> RuntimeProfile:
 class HardwarePredictor:
     """The hardware model as a predictor for :func:`irene.estimate.estimate_tree` and
     :func:`irene.generation.estimate_generation`: it reads the structure features (FLOPs,
-    bytes), traces with this package's schema and costs every node (J, s, W)."""
+    bytes), traces with this package's schema and costs every node (J, s, W). ``traced``: the
+    trees it was last given, as traced (what the trace cache keeps)."""
 
     def __init__(self, gpu: GpuSpec, runtime: RuntimeProfile, params: HardwareParams,
                  gemm_dtype: str) -> None:
@@ -161,6 +162,7 @@ class HardwarePredictor:
         self.gemm_dtype = gemm_dtype
         self.schema: Schema = SCHEMAS["irene"]
         self.training_data = TrainingData(phases=list(PHASES))
+        self.traced: list[Tree] = []
 
     def required_features(self) -> list[str]:
         """The node features read: FLOPs and bytes (structure, always traced)."""
@@ -168,6 +170,7 @@ class HardwarePredictor:
 
     def predict(self, trees: list[Tree]) -> list[Tree]:
         """Copies of ``trees`` with every node's energy (J), time (s) and power (W)."""
+        self.traced = list(trees)
         out = []
         for tree in trees:
             copy = tree.copy()
@@ -224,18 +227,17 @@ def estimate_on_gpu(model: str | Any, batch_size: int | None = None,
                     dtype: str = "float32", phase: str = "forward", context_len: int = 0,
                     optimizer: str | None = None, prompt_len: int | None = None,
                     new_tokens: int | None = None, attn: str = "eager", hub: bool = True,
-                    progress: bool = False,
-                    warn: Callable[[str], None] = print) -> GpuEstimate:
+                    progress: bool = False, warn: Callable[[str], None] = print,
+                    trace_cache: str | Path | None = None) -> GpuEstimate:
     """Cost every node of ``model`` on a GPU (see the module docstring).
 
     One call: ``batch_size`` x ``seq_len`` with ``phase`` (forward, prefill, decode with
     ``context_len``, train with ``optimizer``); a generation: ``prompt_len`` and ``new_tokens``
     (``batch_size`` sequences, default 1; :func:`irene.generation.estimate_generation`).
-    ``dtype``: a key of :data:`DTYPES`. Raises GpuEstimateError (or ValueError from the trace)
-    for what cannot be estimated.
+    ``dtype``: a key of :data:`DTYPES`. ``trace_cache``: a directory keeping the traces of one
+    call between runs (:mod:`irene.tracing.tree_cache`; None: no cache). Raises
+    GpuEstimateError (or ValueError from the trace) for what cannot be estimated.
     """
-    from irene.estimate import estimate_tree
-
     if dtype not in DTYPES:
         raise GpuEstimateError(f"dtype {dtype!r}: per-node GPU estimates take "
                                f"{', '.join(DTYPES)}")
@@ -265,7 +267,33 @@ def estimate_on_gpu(model: str | Any, batch_size: int | None = None,
     tokens = seq_len + context_len if phase == "decode" else seq_len
     estimate.warnings += extrapolation_warnings(provenance, spec, profile, phase, batch_size,
                                                 tokens)
-    estimate.tree = estimate_tree(model, batch_size, seq_len, predictor, dtype=trace_dtype,
-                                  attn=attn, progress=progress, warn=warn, hub=hub,
-                                  phase=phase, context_len=context_len, optimizer=optimizer)
+    estimate.tree = costed_call(model, batch_size, seq_len, predictor, cache=trace_cache,
+                                dtype=trace_dtype, attn=attn, phase=phase,
+                                context_len=context_len, optimizer=optimizer,
+                                progress=progress, warn=warn, hub=hub)
     return estimate
+
+
+def costed_call(model: str | Any, batch_size: int, seq_len: int, predictor: HardwarePredictor,
+                *, cache: str | Path | None, dtype: str, attn: str, phase: str,
+                context_len: int, optimizer: str | None, progress: bool,
+                warn: Callable[[str], None], hub: bool) -> Tree:
+    """One call traced and costed (:func:`irene.estimate.estimate_tree`), the trace read from
+    and kept in ``cache`` (:mod:`irene.tracing.tree_cache`) when it is a directory and the
+    model can be keyed; a cached trace is costed exactly as a fresh one."""
+    from irene.estimate import estimate_tree
+    from irene.tracing import tree_cache
+
+    call = {"dtype": dtype, "attn": attn, "phase": phase, "context_len": context_len,
+            "optimizer": optimizer}
+    request = None if cache is None else tree_cache.request_key(
+        model, batch_size, seq_len, schema=predictor.schema.name, **call)
+    if request is not None:
+        cached = tree_cache.load_tree(cache, request, warn)
+        if cached is not None:
+            return predictor.predict([cached])[0]
+    costed = estimate_tree(model, batch_size, seq_len, predictor, progress=progress, warn=warn,
+                           hub=hub, **call)
+    if request is not None:
+        tree_cache.store_tree(cache, request, predictor.traced[0], warn)
+    return costed

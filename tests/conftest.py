@@ -10,6 +10,7 @@ Markers (pyproject.toml): ``slow`` (over 10 s; the quick loop is ``pytest -m "no
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -18,6 +19,9 @@ import pytest
 TESTS = Path(__file__).resolve().parent
 if str(TESTS) not in sys.path:
     sys.path.insert(0, str(TESTS))
+# no test reads or writes the user's trace cache (irene.tracing.tree_cache): every test traces;
+# the cache's own tests name a directory of their own
+os.environ["IRENE_CACHE_DIR"] = "off"
 
 
 @pytest.fixture()

@@ -229,13 +229,25 @@ def load_config(name_or_path: str, *, hub: bool = True) -> PretrainedConfig:
     return config
 
 
-def _find_config(name_or_path: str, *, hub: bool) -> PretrainedConfig:
+def config_source(name_or_path: str) -> tuple[str, str]:
+    """Where the config of ``name_or_path`` comes from, in the order :func:`load_config` looks:
+    ``("builtin", canonical name)``, ``("local", path as given, ~ expanded)`` or ``("hub",
+    name)``. Reads nothing but the file system's listing."""
     builtin = builtin_name(name_or_path)
     if builtin is not None:
-        return BUILTIN_MODELS[builtin]()
+        return "builtin", builtin
     path = Path(name_or_path).expanduser()
     if path.exists():
-        return _local_config(path)
+        return "local", str(path)
+    return "hub", name_or_path
+
+
+def _find_config(name_or_path: str, *, hub: bool) -> PretrainedConfig:
+    kind, where = config_source(name_or_path)
+    if kind == "builtin":
+        return BUILTIN_MODELS[where]()
+    if kind == "local":
+        return _local_config(Path(where))
     if not hub:
         return _raise(_unknown(name_or_path, "not built in, no such local path, Hub lookup off"))
     reason = hub_unreachable()
@@ -272,6 +284,11 @@ def _raise(exc: Exception) -> Any:
     raise exc
 
 
+def local_config_file(path: Path) -> Path:
+    """The config file of a local model: ``path/config.json`` for a directory, else ``path``."""
+    return path / "config.json" if path.is_dir() else path
+
+
 def _local_config(path: Path) -> PretrainedConfig:
     """The config of a local directory or ``config.json``, read as untrusted input: the file is
     bounded (size, nesting, digits), must declare every size itself (:data:`REQUIRED_SIZES`)
@@ -280,7 +297,7 @@ def _local_config(path: Path) -> PretrainedConfig:
 
     from irene.files import loads_json, read_small_text
 
-    config_file = path / "config.json" if path.is_dir() else path
+    config_file = local_config_file(path)
     if not config_file.is_file():
         raise UnknownModelError(f"{path}: no config.json in this directory")
     try:
