@@ -28,11 +28,9 @@ from irene.tree import Tree
 
 def planning_device(device: str) -> str:
     """The device fake tensors are made on for ``device``: itself, or cpu without CUDA."""
-    import torch
+    from irene.workload import device_problem
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        return "cpu"
-    return device
+    return "cpu" if device_problem(device) else device
 
 
 class FeaturePass:
@@ -46,7 +44,7 @@ class FeaturePass:
     def tree(self, item: PlanItem) -> Tree:
         """The features-only tree of ``item`` (fake tensors; real CPU trace as fallback, and
         for the phases other than forward)."""
-        if item.phase != "forward":
+        if item.workload.phase != "forward":
             return self._real_tree(item)
         try:
             return self._fake_tree(item)
@@ -63,30 +61,30 @@ class FeaturePass:
         from irene.tracing.capture import ForwardCapture
         from irene.tracing.registry import make_inputs, torch_dtype
 
-        device = planning_device(item.device)
-        key = (item.source, item.dtype, item.attn, device)
+        w = item.workload
+        device = planning_device(w.device)
+        key = (item.source, w.dtype, w.attn, device)
         entry = self._models.get(key)
         if entry is None:
             mode = FakeTensorMode(allow_non_fake_inputs=True)
             with mode, warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model = _fake_model(item, hub=self.hub)
-                _to_fake(model, device, torch_dtype(item.dtype))
+                _to_fake(model, device, torch_dtype(w.dtype))
             entry = self._models[key] = (mode, model)
         mode, model = entry
         with mode, torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            inputs = make_inputs(model, item.batch_size, item.seq_len)
+            inputs = make_inputs(model, w.batch_size, w.seq_len)
             capture = ForwardCapture(model, record_inputs=False)
             with capture:
                 model(**inputs)
         root = capture.root
         if root is None or not prune(root):
             raise ValueError(f"{item.label()}: the forward pass ran no primitive")
-        return build_tree(root, model_name=item.model, batch_size=item.batch_size,
-                          seq_len=item.seq_len, meta={"planning": "fake tensors",
-                                                      "device": item.device,
-                                                      "dtype": item.dtype, "attn": item.attn})
+        return build_tree(root, model_name=item.model, batch_size=w.batch_size,
+                          seq_len=w.seq_len, meta={"planning": "fake tensors", "device": w.device,
+                                                   "dtype": w.dtype, "attn": w.attn})
 
     def _real_tree(self, item: PlanItem) -> Tree:
         """A features-only trace with real weights on the CPU (not the meta device: the
@@ -117,7 +115,7 @@ def _fake_model(item: PlanItem, *, hub: bool) -> Any:
 
     config = load_config(item.source, hub=hub)
     config.use_cache = False
-    model = AutoModel.from_config(config, attn_implementation=item.attn)
+    model = AutoModel.from_config(config, attn_implementation=item.workload.attn)
     model.eval()
     model.config.name_or_path = item.source
     return model

@@ -13,7 +13,7 @@ from irene.cli.options import console, depth, print_result
 def run_gpu(args: argparse.Namespace) -> int:
     """Trace MODEL, cost every node on the GPU, print (or --json) and write -o/--html."""
     from irene.cli.options import check_outputs
-    from irene.cli.phases import phase_context_lens, phase_options
+    from irene.cli.phases import context_lens, workload
     from irene.estimate import EstimateError
     from irene.estimate_gpu import DEFAULT_GPU, DTYPES, GpuEstimateError, estimate_on_gpu
     from irene.hardware import GpuSpecError
@@ -33,8 +33,10 @@ def run_gpu(args: argparse.Namespace) -> int:
                         "--new-tokens (a generation), or --serving vllm")
     if generation and (args.prompt_len is None or args.new_tokens is None):
         raise UserError("a generation needs both --prompt-len and --new-tokens")
-    phase = {"phase": "forward", "optimizer": None} if generation else phase_options(args)
-    (context_len,) = [0] if generation else phase_context_lens(args)
+    call = None if generation else workload(args, args.batch_size, args.seq_len,
+                                            *context_lens(args))
+    phase = {"phase": call.phase, "optimizer": call.optimizer} if call else {"phase": "forward"}
+    context_len = call.context_len if call else 0
     if getattr(args, "steps", None) is not None:
         raise UserError("--steps applies with --predictor (a training-step breakdown)")
     if getattr(args, "plot", None):
