@@ -100,20 +100,6 @@ class Workload:
                                                "sequence (the cache length is {context_len})",
                                     self.seq_len)
 
-    @property
-    def tokens(self) -> int:
-        """Tokens one sequence attends to: the cached ones and the new ones."""
-        return self.context_len + self.seq_len
-
-    def label(self) -> str:
-        """``"8x128"`` plus what sets the call apart (``" decode@512"``, ``" train adamw"``)."""
-        text = f"{self.batch_size}x{self.seq_len}"
-        if self.phase in CACHED_PHASES:
-            return f"{text} {self.phase}@{self.context_len}"
-        if self.phase == "train":
-            return f"{text} train {self.optimizer}"
-        return text
-
 
 def device_problem(device: str) -> str | None:
     """Why torch cannot run on ``device`` here (``"torch sees no CUDA device"``, or too few

@@ -20,6 +20,7 @@ same, but signatures carry the device type, so cache matches are not checked the
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from typing import Any
 
 from irene.campaign.plan import PlanItem
@@ -89,7 +90,7 @@ class FeaturePass:
     def _real_tree(self, item: PlanItem) -> Tree:
         """A features-only trace with real weights on the CPU (not the meta device: the
         signatures must name the device type a measuring run has)."""
-        from irene.campaign.worker import build_item_model, trace_item
+        from irene.tracing import model_for, trace
 
         key = ("real", *item.model_key[:3], item.model_key[4])
         with warnings.catch_warnings():
@@ -98,8 +99,10 @@ class FeaturePass:
             if model is None:  # one model with real weights at a time (they hold memory)
                 for other in [k for k in self._models if k[0] == "real"]:
                     del self._models[other]
-                model = self._models[key] = build_item_model(item, device="cpu", hub=self.hub)
-            return trace_item(item, model, device="cpu", timing=False, hub=self.hub)
+                model = self._models[key] = model_for(item.workload, item.source,
+                                                      device="cpu", hub=self.hub)
+            return trace(model, replace(item.workload, device="cpu"), timing=False,
+                         model_name=item.model, hub=self.hub)
 
     def clear(self) -> None:
         """Forget the fake models (they hold no tensor memory, only Python objects)."""

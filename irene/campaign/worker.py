@@ -3,7 +3,7 @@
 :func:`probe_host` says what a machine measures with (hardware name, meter and its domains,
 versions) without measuring anything; :class:`ItemMaker` builds models (keeping recent ones,
 see :class:`~irene.campaign.schedule.ModelPool`), opens the meter once and traces items with
-``irene.tracing.trace_model`` through a shared measurement cache.
+:func:`irene.tracing.trace` through a shared measurement cache.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import platform
 import socket
 import warnings
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from irene.campaign.cache import CacheContext
@@ -137,6 +137,8 @@ class ItemMaker:
         """The built model of ``item`` (built now unless kept from an earlier item)."""
         import torch
 
+        from irene.tracing import model_for
+
         key = item.model_key
         model = self._models.get(key)
         if model is None:
@@ -144,8 +146,8 @@ class ItemMaker:
             # ~7 s on one CPU core and well under a second on a GPU
             with warnings.catch_warnings(), torch.device(item.workload.device):
                 warnings.simplefilter("ignore")
-                model = build_item_model(item, device=item.workload.device, hub=self.plan.hub,
-                                         seed=self.plan.seed)
+                model = model_for(item.workload, item.source, device=item.workload.device,
+                                  hub=self.plan.hub, seed=self.plan.seed)
             self._models[key] = model
             self.builds += 1
         size = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -155,41 +157,16 @@ class ItemMaker:
 
     def make(self, item: PlanItem, cache: MeasurementCache) -> tuple[Tree, list[str]]:
         """The tree of ``item`` and the warnings raised while making it."""
+        from irene.tracing import trace
+
         model = self.model(item)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            tree = trace_item(item, model, device=item.workload.device, timing=self.plan.timing,
-                              meter=self.meter, protocol=self.plan.protocol, cache=cache,
-                              seed=self.plan.seed, schema=self.plan.schema)
+            tree = trace(model, item.workload, timing=self.plan.timing, meter=self.meter,
+                         protocol=self.plan.protocol, model_name=item.model, cache=cache,
+                         seed=self.plan.seed, schema=self.plan.schema)
         _release_cuda(item.workload.device)
         return tree, [str(w.message) for w in caught]
-
-
-def build_item_model(item: PlanItem, *, device: str, hub: bool, seed: int = 0) -> Any:
-    """The model an item is traced with, random weights (``seed``) on ``device``: the base
-    model, or for a training step the model with its language-modelling head."""
-    w = item.workload
-    if w.phase == "train":
-        from irene.tracing.train_step import build_training_model
-
-        return build_training_model(item.source, attn=w.attn, dtype=w.dtype, device=device,
-                                    hub=hub, seed=seed)
-    from irene.tracing.registry import build_model
-
-    return build_model(item.source, attn=w.attn, dtype=w.dtype, device=device, hub=hub,
-                       seed=seed)
-
-
-def trace_item(item: PlanItem, model: Any, *, device: str, timing: bool,
-               meter: Any = None, protocol: Any = None, cache: MeasurementCache | None = None,
-               seed: int = 0, schema: str = "irene", hub: bool = False) -> Tree:
-    """The tree of ``item``'s workload on ``model`` (built by :func:`build_item_model`) traced
-    on ``device`` (:func:`irene.tracing.trace`)."""
-    from irene.tracing import trace
-
-    return trace(model, replace(item.workload, device=device), timing=timing, meter=meter,
-                 protocol=protocol, model_name=item.model, cache=cache, seed=seed,
-                 schema=schema, hub=hub)
 
 
 def _device_memory(device: str) -> float:

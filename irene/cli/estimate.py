@@ -133,6 +133,15 @@ def run(args: argparse.Namespace) -> int:
     stray = _given(args, SERVING_ONLY)
     if stray:
         raise UserError(f"{', '.join(stray)} only apply with --serving vllm")
+    generation = args.prompt_len is not None or args.new_tokens is not None
+    if generation and args.phase != "forward":
+        raise UserError("--phase is for one call; a generation (--prompt-len, --new-tokens) is "
+                        "a prefill and its decode steps")
+    if generation and (args.prompt_len is None or args.new_tokens is None):
+        raise UserError("a generation needs both --prompt-len and --new-tokens")
+    if not generation and (args.batch_size is None or args.seq_len is None):
+        raise UserError("give --batch-size and --seq-len (one call), or --prompt-len and "
+                        "--new-tokens (a generation), or --serving vllm")
     if args.predictor is None:
         from irene.cli.estimate_gpu import run_gpu
 
@@ -144,16 +153,10 @@ def run(args: argparse.Namespace) -> int:
     if stray:
         raise UserError(f"{', '.join(stray)} apply without --predictor (the hardware model) or "
                         "with --serving")
-    if args.prompt_len is not None or args.new_tokens is not None:
-        if args.phase != "forward":
-            raise UserError("--phase is for one call; a generation (--prompt-len, --new-tokens) "
-                            "is a prefill and its decode steps")
+    if generation:
         from irene.cli.estimate_generation import run_generation
 
         return run_generation(args)
-    if args.batch_size is None or args.seq_len is None:
-        raise UserError("give --batch-size and --seq-len (one call), or --prompt-len and "
-                        "--new-tokens (a generation), or --serving vllm")
     from irene.cli.estimate_predictor import run_call
 
     return run_call(args)

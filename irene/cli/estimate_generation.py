@@ -10,15 +10,14 @@ from irene.cli.options import check_outputs
 
 
 def run_generation(args: argparse.Namespace) -> int:
-    """``irene estimate MODEL --prompt-len P --new-tokens N``: predict, print (or --json),
+    """``irene estimate MODEL --prompt-len P --new-tokens N`` (both given: checked by
+    :func:`irene.cli.estimate.run`): predict, print (or --json),
     and write the traced trees (-o), the HTML page (--html) and the figure (--plot)."""
     from irene.cli.options import console
     from irene.estimate import EstimateError
     from irene.files import guard_output
     from irene.generation import estimate_generation
 
-    if args.prompt_len is None or args.new_tokens is None:
-        raise UserError("a generation needs both --prompt-len and --new-tokens")
     if args.seq_len is not None:
         raise UserError("--seq-len is for one forward pass; a generation takes --prompt-len and "
                         "--new-tokens")

@@ -24,15 +24,7 @@ def run_gpu(args: argparse.Namespace) -> int:
     if args.dtype is not None and args.dtype not in DTYPES:
         raise UserError(f"--dtype {args.dtype}: per-node GPU estimates take "
                         f"{', '.join(DTYPES)}")
-    generation = args.prompt_len is not None or args.new_tokens is not None
-    if generation and args.phase != "forward":
-        raise UserError("--phase is for one call; a generation (--prompt-len, --new-tokens) is "
-                        "a prefill and its decode steps")
-    if not generation and (args.batch_size is None or args.seq_len is None):
-        raise UserError("give --batch-size and --seq-len (one call), or --prompt-len and "
-                        "--new-tokens (a generation), or --serving vllm")
-    if generation and (args.prompt_len is None or args.new_tokens is None):
-        raise UserError("a generation needs both --prompt-len and --new-tokens")
+    generation = args.prompt_len is not None  # the modes' options: irene.cli.estimate.run
     call = None if generation else workload(args, args.batch_size, args.seq_len,
                                             *context_lens(args))
     phase = {"phase": call.phase, "optimizer": call.optimizer} if call else {"phase": "forward"}

@@ -141,7 +141,7 @@ def _trace_all(args: argparse.Namespace, todo_all: list[Workload], protocol, met
               "already traced with these settings, skipping them", file=sys.stderr)
     if not todo:
         return 0
-    model = _model(args)
+    model = _model(args, todo[0])
     cache = MeasurementCache(enabled=protocol.dedup)
     for w in tqdm(todo, desc=f"trace {args.model}", unit="tree"):
         with warnings.catch_warnings(record=True) as caught:
@@ -162,22 +162,15 @@ def _trace_all(args: argparse.Namespace, todo_all: list[Workload], protocol, met
     return len(todo)
 
 
-def _model(args: argparse.Namespace):  # -> model or name
-    """What the workloads are traced on. The forward pass, a prefill or a decode step: with
-    replays, the model built once with weights on the device; features only, its (checked)
+def _model(args: argparse.Namespace, workload: Workload):  # -> model or name
+    """What the workloads are traced on: with replays, the model built once with weights on
+    the device; features only, a training step's model on the meta device, else the (checked)
     name, so each trace builds it on the meta device (falling back to real weights if its
-    forward pass reads tensor values). A training step: the model with its language-modelling
-    head (on the meta device for features only)."""
+    forward pass reads tensor values)."""
     from irene import tracing
 
-    if args.phase == "train":
-        from irene.tracing.train_step import build_training_model
-
-        return build_training_model(args.model, attn=args.attn, dtype=args.dtype,
-                                    device="meta" if args.no_timing else args.device,
-                                    hub=not args.offline)
-    if args.no_timing:
+    if args.no_timing and workload.phase != "train":
         tracing.load_config(args.model, hub=not args.offline)
         return args.model
-    return tracing.build_model(args.model, attn=args.attn, dtype=args.dtype,
-                               device=args.device, hub=not args.offline)
+    return tracing.model_for(workload, args.model, hub=not args.offline,
+                             device="meta" if args.no_timing else args.device)
