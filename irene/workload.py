@@ -1,14 +1,10 @@
 """What one tree is of: a :class:`Workload` (phase, batch size, sequence and context length,
-optimiser, dtype, attention, device), and the rules that make a workload possible, checked once,
-here, for the command line, campaign plans, the tracer and the estimates.
-
-A rule that fails raises :class:`WorkloadError` naming the field; each caller says where in its
-own terms (the command line names the option, ``--context-len``; a plan ``file:line: key``)
-through :meth:`WorkloadError.text`. A sweep is a list of workloads.
-
-The host rules every tracer shares sit here too: :func:`device_problem` (the CUDA device asked
-for is not here) and :func:`replay_problem` (a meter measures the replays, so it needs them).
-"""
+optimiser, dtype, attention, device) whose rules are checked here, once, for the command line,
+campaign plans, the tracer and the estimates (a sweep is a list of workloads). A broken rule
+raises :class:`WorkloadError` naming the field; each caller says where in its own terms
+(``--context-len``; a plan's ``file:line: context_lens``). The host rules every tracer shares:
+:func:`device_problem` (no such CUDA device here) and :func:`replay_problem` (a meter measures
+the replays)."""
 
 from __future__ import annotations
 

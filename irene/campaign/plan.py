@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -161,18 +162,12 @@ class Plan:
             for dtype in entry.dtypes:
                 batch_sizes, seq_lens = entry.grids[dtype]
                 for attn in self.attns:
-                    for b in batch_sizes:
-                        for s in seq_lens:
-                            out.extend(PlanItem(entry.name, w, entry.source)
-                                       for w in self.workloads(b, s, dtype, attn))
+                    out.extend(PlanItem(entry.name, Workload(
+                        phase=self.phase, batch_size=b, seq_len=s, context_len=c,
+                        optimizer=self.optimizer, dtype=dtype, attn=attn, device=self.device),
+                        entry.source)
+                        for b in batch_sizes for s in seq_lens for c in self.context_lens)
         return out
-
-    def workloads(self, batch_size: int, seq_len: int, dtype: str, attn: str
-                  ) -> list[Workload]:
-        """The plan's workloads of one cell: one per context length."""
-        return [Workload(phase=self.phase, batch_size=batch_size, seq_len=seq_len,
-                         context_len=c, optimizer=self.optimizer, dtype=dtype, attn=attn,
-                         device=self.device) for c in self.context_lens]
 
     def settings(self) -> dict[str, Any]:
         """The plan's settings as plain values (for logs and experiment tracking)."""
@@ -254,8 +249,7 @@ def _build_plan(path: Path, data: dict, check: Checker, text: str,
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise check.error(("seed",), f"must be an integer >= 0, got {describe(seed)}")
     models = _models(_required(data, "models", check), check, path, hub, grid, grids, dtypes,
-                     max(context_lens))
-    _check_seq_lens(models, check, data, phase, max(context_lens))
+                     phase, max(context_lens))
     estimate = check.mapping(data.get("estimate", {}), ("estimate",), _ESTIMATE_KEYS)
     profile = None
     if "profile" in estimate:
@@ -350,36 +344,24 @@ def _workload_settings(data: dict, check: Checker) -> tuple[str, list[int], str 
     context_lens = _context_lens(data.get("context_lens"), check)
     optimizer = None if data.get("optimizer") is None else \
         check.text(data["optimizer"], ("optimizer",)).lower()
-    for i, context_len in enumerate(context_lens):
-        try:
-            workload = Workload(phase=phase, context_len=context_len, optimizer=optimizer)
-        except WorkloadError as exc:
-            where: tuple = (PLAN_NAMES[exc.field],)
-            if exc.field == "context_len" and phase in CACHED_PHASES \
-                    and isinstance(data.get("context_lens"), list):
-                where += (i,)  # a phase that takes context lengths: this one is wrong
-            raise check.error(where, exc.text(PLAN_NAMES, with_field=False)) from exc
-    return phase, context_lens, workload.optimizer
+    listed = phase in CACHED_PHASES and isinstance(data.get("context_lens"), list)
+
+    def where(exc: WorkloadError, i: int) -> tuple:  # a phase that takes them: this one's wrong
+        return (PLAN_NAMES[exc.field],) + ((i,) if listed and exc.field == "context_len" else ())
+
+    workloads = [_workload(check, lambda exc, i=i: where(exc, i), phase=phase, context_len=c,
+                           optimizer=optimizer) for i, c in enumerate(context_lens)]
+    return phase, context_lens, workloads[0].optimizer
 
 
-def _check_seq_lens(models: list[ModelEntry], check: Checker, data: dict, phase: str,
-                    context_len: int) -> None:
-    """Every grid's sequence lengths against the phase's rules (a decode step feeds one
-    token per sequence: seq_lens [1]), the error at the key that set them."""
-    for i, entry in enumerate(models):
-        for dtype, (_, seq_lens) in entry.grids.items():
-            for seq_len in seq_lens:
-                try:
-                    Workload(phase=phase, seq_len=seq_len, context_len=context_len)
-                except WorkloadError as exc:
-                    raw = data["models"][i]
-                    if isinstance(raw, dict) and "seq_lens" in raw:
-                        where: tuple = ("models", i, "seq_lens")
-                    elif dtype in (data.get("dtype_grids") or {}):
-                        where = ("dtype_grids", dtype, "seq_lens")
-                    else:
-                        where = ("grid", "seq_lens")
-                    raise check.error(where, exc.text(PLAN_NAMES, with_field=False)) from exc
+def _workload(check: Checker, where: Callable[[WorkloadError], tuple],
+              **settings: Any) -> Workload:
+    """The :class:`~irene.workload.Workload` of ``settings``; a rule it breaks is reported at
+    the plan key ``where(error)`` names."""
+    try:
+        return Workload(**settings)
+    except WorkloadError as exc:
+        raise check.error(where(exc), exc.text(PLAN_NAMES, with_field=False)) from exc
 
 
 def _protocol(value: Any, check: Checker) -> Protocol:
@@ -423,7 +405,7 @@ def _ray(value: Any, check: Checker) -> tuple[dict[str, float], int]:
 
 
 def _models(value: Any, check: Checker, plan_path: Path, hub: bool, grid: Grid,
-            dtype_grids: dict[str, Grid], dtypes: list[str],
+            dtype_grids: dict[str, Grid], dtypes: list[str], phase: str,
             context_len: int = 0) -> list[ModelEntry]:
     from irene.schema import DTYPES
 
@@ -458,6 +440,8 @@ def _models(value: Any, check: Checker, plan_path: Path, hub: bool, grid: Grid,
             for s in grids[dtype][1]:
                 seq_source.setdefault(s, where + ("seq_lens",) if own_s is not None
                                       else base_path + ("seq_lens",))
+        for s, at in seq_source.items():  # the phase's rules (decode: one token per step)
+            _workload(check, lambda _, at=at: at, phase=phase, seq_len=s, context_len=context_len)
         entry = ModelEntry(name=name, source=_model_source(name, plan_path, hub, check,
                                                            name_path),
                            dtypes=own_dtypes, grids=grids)

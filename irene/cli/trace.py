@@ -75,13 +75,6 @@ def workloads(args: argparse.Namespace) -> list[Workload]:
         dict.fromkeys(batches), dict.fromkeys(seqs), dict.fromkeys(contexts))]
 
 
-def _protocol(args: argparse.Namespace):  # -> Protocol
-    try:
-        return protocol_from_args(args)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
-
-
 def _open_meter(args: argparse.Namespace):  # -> Meter | None
     from irene.measure import open_meter
 
@@ -103,7 +96,10 @@ def run(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UserError(str(exc)) from exc
     check_appendable(args.output, "trace")
-    protocol = _protocol(args)
+    try:
+        protocol = protocol_from_args(args)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
     problem = None if args.no_timing else device_problem(args.device)  # features only: meta
     if problem:
         raise UserError(f"--device {args.device}: {problem}")

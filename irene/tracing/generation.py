@@ -47,7 +47,6 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import DynamicCache
 
-from irene.tracing.registry import max_sequence_length
 from irene.workload import CACHED_PHASES, Workload, WorkloadError
 
 if TYPE_CHECKING:
@@ -286,10 +285,6 @@ def prepare_step(model: PreTrainedModel, phase: str, batch_size: int, seq_len: i
         raise PhaseError(f"{type(model).__name__} has no causal self-attention that uses a KV "
                          f"cache: phase {phase} is traced for decoder-only models that have one "
                          "(GPT-2, Llama, GPT-NeoX, Phi, ...)")
-    limit = max_sequence_length(config)
-    if limit is not None and context_len + seq_len > limit:
-        raise PhaseError(f"context {context_len} + {seq_len} new token(s) exceeds the {limit} "
-                         f"positions of {type(model).__name__}")
     cache = StepCache(config=config)
     if context_len:
         fill_cache(model, cache, batch_size, context_len, seed=seed)

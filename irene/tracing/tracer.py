@@ -160,6 +160,14 @@ def planned_key(model_name: str, workload: Workload, *, schema: str, timing: boo
     return tree_key(model_name, workload.batch_size, workload.seq_len, meta)
 
 
+def name_of(model: Any) -> str:
+    """A tree's ``model_name`` for ``model``: the name given, else its ``name_or_path``."""
+    if isinstance(model, str):
+        return model
+    return getattr(model, "name_or_path", None) or getattr(
+        getattr(model, "config", None), "name_or_path", None) or type(model).__name__
+
+
 def check_host(device: str, *, metered: bool, timing: bool) -> None:
     """ValueError when this host cannot run the trace: a meter without the replays
     (:func:`irene.workload.replay_problem`), or replays on a CUDA device torch does not see
@@ -210,8 +218,7 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
         raise ValueError("a model on the meta device has no weights to replay: give it with "
                          "weights, or trace features only (timing=False)")
     protocol = protocol if protocol is not None else Protocol()
-    name = model_name or (model if isinstance(model, str) else
-                          getattr(model, "name_or_path", None) or type(model).__name__)
+    name = model_name or name_of(model)
     on_meta = not timing and (isinstance(model, str) or is_on_meta(model))
     if not on_meta:
         check_host(device, metered=False, timing=True)

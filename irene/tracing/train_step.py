@@ -467,6 +467,7 @@ def trace_train_step(model: str | PretrainedConfig | PreTrainedModel, batch_size
     from irene.tracing.tracer import (
         check_host,
         device_sync,
+        name_of,
         replay_progress_bar,
         timed_measurements,
         trace_metadata,
@@ -481,7 +482,7 @@ def trace_train_step(model: str | PretrainedConfig | PreTrainedModel, batch_size
                          f"{rules.name}")
     check_host(device, metered=meter is not None, timing=timing)
     protocol = protocol if protocol is not None else Protocol()
-    name = model_name or _name_of(model)
+    name = model_name or name_of(model)
     built = prepare_training_model(model, device=device if timing else "meta", dtype=dtype,
                                    attn=attn, hub=hub, seed=seed)
     inputs = step_inputs(built, batch_size, seq_len, seed=seed)
@@ -510,13 +511,6 @@ def trace_train_step(model: str | PretrainedConfig | PreTrainedModel, batch_size
                       measurements=measurements, meta=meta)
     label_passes(tree)
     return tree
-
-
-def _name_of(model: Any) -> str:
-    if isinstance(model, str):
-        return model
-    return getattr(model, "name_or_path", None) or getattr(
-        getattr(model, "config", None), "name_or_path", None) or type(model).__name__
 
 
 def train_metadata(st: TracedStep) -> dict[str, Any]:
