@@ -17,8 +17,6 @@ from irene.schema import OPTIMIZER_NAMES, PHASE_CODES
 PHASES: tuple[str, ...] = tuple(PHASE_CODES)
 #: phases that read and write a KV cache
 CACHED_PHASES: tuple[str, ...] = ("prefill", "decode")
-#: the fields a rule may name, as the tracer's keywords spell them (the default names)
-FIELDS: tuple[str, ...] = ("phase", "seq_len", "context_len", "optimizer")
 
 
 class WorkloadError(ValueError):
@@ -34,12 +32,17 @@ class WorkloadError(ValueError):
         """The error with every field spelt as ``names`` spells it (default: the keyword); with
         ``with_field`` the field at fault leads (``--optimizer sgd needs --phase train ...``),
         else only the reason (for a caller that says where itself, such as a plan's key)."""
-        spelt = {name: (names or {}).get(name, name) for name in FIELDS}
-        reason = self.message.format(**spelt)
-        if not with_field:
-            return reason
+        spelt = _Names(names or {})
+        reason = self.message.format_map(spelt)
         value = "" if self.value is None else f" {self.value}"
-        return f"{spelt[self.field]}{value} {reason}"
+        return f"{spelt[self.field]}{value} {reason}" if with_field else reason
+
+
+class _Names(dict):
+    """Field names as a caller spells them; a field it does not name keeps its own."""
+
+    def __missing__(self, key: str) -> str:
+        return key
 
 
 def _escaped(value: object) -> str:

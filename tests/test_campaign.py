@@ -172,7 +172,8 @@ def test_every_model_gets_a_few_cells_before_any_full_grid(tmp_path):
                                             [1, 2, 4], [4, 8, 16]), i.model) for i in order]
     assert rounds[:2] == [("bfloat16", 0, "tiny/bert"), ("bfloat16", 0, "tiny/gpt2")]
     assert [r[:2] for r in rounds[2:6]] == [("bfloat16", 1)] * 4
-    assert (order[0].workload.batch_size, order[0].workload.seq_len) == (2, 8)  # the middle cell first
+    first = order[0].workload
+    assert (first.batch_size, first.seq_len) == (2, 8)  # the middle cell first
     first_f32 = next(k for k, r in enumerate(rounds) if r[0] == "float32")
     assert first_f32 == len(order) // 2  # the first dtype listed is finished first
     assert sorted(order, key=lambda i: i.label()) == sorted(plan.items(), key=lambda i: i.label())

@@ -19,7 +19,7 @@ from irene.tracing.capture import ForwardCapture
 from irene.tracing.generation import KV_CACHE_UPDATE, PhaseError, StepCache, prepare_step
 from irene.tracing.tracer import planned_key
 from irene.tree import read_trees
-from irene.workload import Workload
+from irene.workload import Workload, WorkloadError
 
 FAST = Protocol(warmup=0, runs=1, min_run_seconds=0.0)
 F32 = 4  # bytes per float32
@@ -436,3 +436,17 @@ def test_timed_decode_on_cuda():
                            context_len=32)
     assert tree.meta["device"] == "cuda" and tree.key.context_len == 32
     assert all(n.features["times_mean"] > 0 for n in tree.nodes())
+
+
+def test_one_workload_rule_spelt_by_each_caller():
+    """The rule lives once (irene.workload); the tracer, the command line and a plan each name
+    the field their own way."""
+    with pytest.raises(WorkloadError) as caught:
+        Workload(phase="forward", optimizer="sgd")
+    error = caught.value
+    assert str(error) == "optimizer sgd needs phase train (a forward pass has no optimiser)"
+    assert error.text({"phase": "--phase", "optimizer": "--optimizer"}).startswith(
+        "--optimizer sgd needs --phase train")
+    assert error.text({"phase": "phase"}, with_field=False).startswith("needs phase train")
+    assert Workload(phase="train").optimizer == "adamw"  # the default optimiser
+    assert Workload(phase="decode", context_len=1).seq_len == 1

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from irene.checks import Checker, InputError, describe, line_map
-from irene.limits import MAX_DIMENSION, MAX_MINUTES, MAX_PLAN_ITEMS
+from irene.limits import MAX_MINUTES, MAX_PLAN_ITEMS
 from irene.measure.protocol import Protocol
 from irene.workload import CACHED_PHASES, Workload, WorkloadError, replay_problem
 
@@ -317,41 +317,20 @@ def _meter(value: Any, check: Checker, timing: bool) -> str:
     return spec
 
 
-def _context_lens(value: Any, check: Checker) -> list[int]:
-    """The plan's KV-cache lengths, integers >= 0 (default [0]: no cache); which phases take
-    them is the workload's rule (:func:`_workload_settings`)."""
-    if value is None:
-        return [0]
-    values = value if isinstance(value, list) else [value]
-    if not values:
-        raise check.error(("context_lens",), "must not be empty")
-    out: list[int] = []
-    for i, v in enumerate(values):
-        at = ("context_lens", i) if isinstance(value, list) else ("context_lens",)
-        if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= MAX_DIMENSION:
-            raise check.error(at, f"must be an integer from 0 to {MAX_DIMENSION}, got "
-                                  f"{describe(v)}")
-        if v in out:
-            raise check.error(at, f"{v} is listed twice")
-        out.append(v)
-    return out
-
-
 def _workload_settings(data: dict, check: Checker) -> tuple[str, list[int], str | None]:
     """(phase, context lengths, optimiser) of the plan, checked by the workload's rules
     (:class:`~irene.workload.Workload`) for every context length."""
     phase = check.text(data.get("phase", "forward"), ("phase",))
-    context_lens = _context_lens(data.get("context_lens"), check)
+    context_lens = [0] if data.get("context_lens") is None else \
+        check.int_list(data["context_lens"], ("context_lens",), low=0)  # which phase: Workload
     optimizer = None if data.get("optimizer") is None else \
         check.text(data["optimizer"], ("optimizer",)).lower()
     listed = phase in CACHED_PHASES and isinstance(data.get("context_lens"), list)
-
-    def where(exc: WorkloadError, i: int) -> tuple:  # a phase that takes them: this one's wrong
-        return (PLAN_NAMES[exc.field],) + ((i,) if listed and exc.field == "context_len" else ())
-
-    workloads = [_workload(check, lambda exc, i=i: where(exc, i), phase=phase, context_len=c,
-                           optimizer=optimizer) for i, c in enumerate(context_lens)]
-    return phase, context_lens, workloads[0].optimizer
+    for i, c in enumerate(context_lens):  # a phase that takes them: say which one is wrong
+        last = _workload(check, lambda e, i=i: (PLAN_NAMES[e.field],) + (
+            (i,) if listed and e.field == "context_len" else ()),
+            phase=phase, context_len=c, optimizer=optimizer)
+    return phase, context_lens, last.optimizer
 
 
 def _workload(check: Checker, where: Callable[[WorkloadError], tuple],

@@ -80,7 +80,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_phase_arguments(p, sweep=False)
     p.add_argument("--steps", type=positive_int, default=None, metavar="N",
                    help="with --phase train: also the energy of N training steps")
-    add_generation_arguments(p)
+    group = p.add_argument_group(
+        "generation", "estimate generating text: a prefill of the prompt, then one decode step "
+                      "per new token (see the README's generation section)")
+    group.add_argument("--prompt-len", type=dimension, default=None, metavar="P",
+                       help="prompt tokens per sequence")
+    group.add_argument("--new-tokens", type=dimension, default=None, metavar="N",
+                       help="tokens generated per sequence (decode steps at context lengths "
+                            "P … P+N-1)")
+    group.add_argument("--decode-tolerance", type=positive_number,
+                       default=DEFAULT_TOLERANCE_PCT, metavar="PCT",
+                       help="the decode sum is refined (more traced context lengths, at most "
+                            f"{MAX_DECODE_POINTS}) until two rules agree within PCT percent "
+                            f"(default {DEFAULT_TOLERANCE_PCT:g})")
+    group.add_argument("--plot", metavar="FIGURE.png",
+                       help="also draw energy per token against context length and the "
+                            "prefill/decode split (.png or .svg)")
     add_view_options(p)
     add_json_option(p, quiet="the total energy in J (a call or --steps N training steps; a "
                                "generation: all of it; --serving: J per output token)")
@@ -160,23 +175,3 @@ def run(args: argparse.Namespace) -> int:
     from irene.cli.estimate_predictor import run_call
 
     return run_call(args)
-
-
-def add_generation_arguments(parser: argparse.ArgumentParser) -> None:
-    """--prompt-len, --new-tokens, --decode-points and --plot of ``irene estimate``."""
-    group = parser.add_argument_group(
-        "generation", "estimate generating text: a prefill of the prompt, then one decode step "
-                      "per new token (see the README's generation section)")
-    group.add_argument("--prompt-len", type=dimension, default=None, metavar="P",
-                       help="prompt tokens per sequence")
-    group.add_argument("--new-tokens", type=dimension, default=None, metavar="N",
-                       help="tokens generated per sequence (decode steps at context lengths "
-                            "P … P+N-1)")
-    group.add_argument("--decode-tolerance", type=positive_number,
-                       default=DEFAULT_TOLERANCE_PCT, metavar="PCT",
-                       help="the decode sum is refined (more traced context lengths, at most "
-                            f"{MAX_DECODE_POINTS}) until two rules agree within PCT percent "
-                            f"(default {DEFAULT_TOLERANCE_PCT:g})")
-    group.add_argument("--plot", metavar="FIGURE.png",
-                       help="also draw energy per token against context length and the "
-                            "prefill/decode split (.png or .svg)")
