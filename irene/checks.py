@@ -188,10 +188,11 @@ class Checker:
             raise self.error(path, f"must be true or false, got {describe(value)}")
         return value
 
-    def positive_int(self, value: Any, path: tuple, *, limit: int = MAX_DIMENSION) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= limit:
-            raise self.error(path, f"must be a positive integer (at most {limit}), got "
-                                   f"{describe(value)}")
+    def positive_int(self, value: Any, path: tuple, *, limit: int = MAX_DIMENSION,
+                     low: int = 1) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= limit:
+            what = "a positive integer" if low == 1 else f"an integer >= {low}"
+            raise self.error(path, f"must be {what} (at most {limit}), got {describe(value)}")
         return value
 
     def number(self, value: Any, path: tuple, *, minimum: float | None = None,
@@ -227,14 +228,14 @@ class Checker:
             out.append(v)
         return out
 
-    def int_list(self, value: Any, path: tuple) -> list[int]:
+    def int_list(self, value: Any, path: tuple, *, low: int = 1) -> list[int]:
         values = value if isinstance(value, list) else [value]
         if not values:
             raise self.error(path, "must not be empty")
         out: list[int] = []
         for i, v in enumerate(values):
             where = path + (i,) if isinstance(value, list) else path
-            number = self.positive_int(v, where)
+            number = self.positive_int(v, where, low=low)
             if number in out:
                 raise self.error(where, f"{number} is listed twice")
             out.append(number)

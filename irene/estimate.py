@@ -74,17 +74,17 @@ def estimate_tree(model: str | Any, batch_size: int, seq_len: int,
                   optimizer: str | None = None) -> Tree:
     """Trace ``model`` (a name, or a built ``transformers`` model) at (``batch_size``,
     ``seq_len``) and predict every node with ``predictor`` (a model directory or a fitted
-    :class:`~irene.model.TreePredictor`). ``phase``/``context_len``: the traced call (a forward
-    pass, a prefill or a decode step; see :func:`irene.tracing.trace_model`); ``phase="train"``
-    traces one training step with ``optimizer``
-    (:func:`irene.tracing.train_step.trace_train_step`): energies are then J per step.
+    :class:`~irene.model.TreePredictor`). ``phase``/``context_len``/``optimizer``: the traced
+    call, a :class:`~irene.workload.Workload` traced by :func:`irene.tracing.trace` (a forward
+    pass, a prefill, a decode step, or a training step: energies are then J per step).
 
     Returns the predicted tree (J per call on every node). Raises EstimateError when the
     predictor reads features this host cannot supply. Timing is switched on only when the
     predictor reads measured features; ``warn`` receives a note that those come from this
     machine, and one line per predictor warning (e.g. primitive types unseen in training).
     """
-    from irene.tracing import trace_model
+    from irene.tracing import trace
+    from irene.workload import Workload
 
     if isinstance(predictor, (str, Path)):
         predictor = load_predictor(predictor)
@@ -103,17 +103,10 @@ def estimate_tree(model: str | Any, batch_size: int, seq_len: int,
                           FEATURES[n].source not in ("structure", "tree"))
         warn(f"note: the predictor reads {measured}, measured here by timing every node; the "
              "estimate is only meaningful if the predictor was trained on this kind of machine.")
-    if phase == "train":
-        from irene.tracing.train_step import DEFAULT_OPTIMIZER, trace_train_step
-
-        tree = trace_train_step(model, batch_size, seq_len, device=device, dtype=dtype,
-                                attn=attn, timing=timing, progress=progress, hub=hub,
-                                schema=predictor.schema.name,
-                                optimizer=optimizer or DEFAULT_OPTIMIZER)
-    else:
-        tree = trace_model(model, batch_size, seq_len, device=device, dtype=dtype, attn=attn,
-                           timing=timing, progress=progress, hub=hub,
-                           schema=predictor.schema.name, phase=phase, context_len=context_len)
+    tree = trace(model, Workload(phase=phase, batch_size=batch_size, seq_len=seq_len,
+                                 context_len=context_len, optimizer=optimizer, dtype=dtype,
+                                 attn=attn, device=device),
+                 timing=timing, progress=progress, hub=hub, schema=predictor.schema.name)
     unavailable = sorted(set(required) & set(tree.meta.get("features_unavailable", [])))
     zeros = zero_features(tree, required)
     if unavailable or zeros:

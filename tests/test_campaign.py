@@ -43,6 +43,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 # -- plans --------------------------------------------------------------------------------------
 
+
+def workloads(plan):
+    """The workloads of a plan's items, in order."""
+    return [item.workload for item in plan.items()]
+
 def test_shipped_plans_are_valid():
     tiny = load_plan(REPO / "configs/plans/tiny-cpu.yaml")
     assert len(tiny.items()) == 16 and tiny.meter == "simulated"
@@ -52,18 +57,18 @@ def test_shipped_plans_are_valid():
     reference = load_plan(REPO / "configs/plans/reference-gpu.yaml")
     assert reference.device == "cuda" and reference.meter == "nvml"
     assert reference.estimate_profile == "h100-sxm"
-    assert {i.dtype for i in reference.items()} == {"float16", "float32"}
-    assert {(i.batch_size, i.seq_len) for i in reference.items() if i.dtype == "float32"} == \
-        {(8, 128)}
+    assert {i.workload.dtype for i in reference.items()} == {"float16", "float32"}
+    assert {(w.batch_size, w.seq_len) for w in workloads(reference) if w.dtype == "float32"} \
+        == {(8, 128)}
     models = {m.name for m in reference.models}
     assert {"bert-base-uncased", "distilbert-base-uncased", "roberta-base", "gpt2",
             "distilgpt2", "openai-gpt"} <= models
     assert {"EleutherAI/pythia-410m", "codeparrot/codeparrot-small"} <= models
     decode = load_plan(REPO / "configs/plans/reference-gpu-decode.yaml")
     assert decode.phase == "decode" and decode.context_lens == [128, 512]
-    assert {(i.seq_len, i.context_len) for i in decode.items()} == {(1, 128), (1, 512)}
+    assert {(w.seq_len, w.context_len) for w in workloads(decode)} == {(1, 128), (1, 512)}
     train = load_plan(REPO / "configs/plans/reference-gpu-train.yaml")
-    assert {(i.model, i.phase, i.optimizer) for i in train.items()} == {
+    assert {(i.model, i.workload.phase, i.workload.optimizer) for i in train.items()} == {
         ("bert-base-uncased", "train", "adamw"), ("gpt2", "train", "adamw")}
 
 
@@ -80,13 +85,13 @@ BASE_PLAN = {"output": "output: out.jsonl", "models": "models: [gpt2]",
      r"grid.seq_lens: sequence length 4096 exceeds the 1024 positions of gpt2"),
     ({"protocol": "protocol: {runs: 0}"}, r"protocol.runs: Protocol.runs must be >= 1"),
     ({"protocol": "protocol: {runs: two}"}, r"protocol.runs: must be an integer"),
-    ({"phase": "phase: decode"}, r"context_lens: missing \(required for phase decode"),
+    ({"phase": "phase: decode"}, r"context_lens: must be >= 1 with phase decode"),
     ({"phase": "phase: decode\ncontext_lens: [16]"},
-     r"plan.yaml:3: grid.seq_lens: phase decode feeds one token per sequence"),
+     r"plan.yaml:3: grid.seq_lens: must be 1: phase decode feeds one token per sequence"),
     ({"phase": "phase: forward\ncontext_lens: [16]"}, r"context_lens: needs phase prefill or "
                                                       r"decode"),
-    ({"phase": "phase: decode\ncontext_lens: [0]"}, r"context_lens\[0\]: must be an integer "
-                                                    r"from 1"),
+    ({"phase": "phase: decode\ncontext_lens: [0]"}, r"context_lens\[0\]: must be >= 1 with "
+                                                    r"phase decode"),
     ({"phase": "phase: prefill\ncontext_lens: [1020]"},
      r"context_lens: context length 1020 \+ sequence length 8 exceeds the 1024 positions"),
     ({"phase": "phase: forward\noptimizer: adamw"}, r"optimizer: needs phase train"),
@@ -133,7 +138,10 @@ def test_items_carry_the_tree_key_fields(tmp_path):
     items = plan.items()
     assert len(items) == 2 * 2 * 2 + 1 * 2 * 2
     item = items[0]
-    assert (item.phase, item.context_len, item.optimizer) == ("forward", 0, None)
+    assert (item.workload.phase, item.workload.context_len, item.workload.optimizer) == \
+        ("forward", 0, None)
+    assert set(item.to_dict()) == {"model", "batch_size", "seq_len", "dtype", "attn", "device",
+                                   "phase", "context_len", "optimizer", "source"}
     assert PlanItem.from_dict(item.to_dict()) == item
 
 
@@ -142,12 +150,13 @@ def test_decode_and_train_plans_make_items_of_their_phase(tmp_path):
                                   grid={"batch_sizes": [1, 2], "seq_lens": [1]},
                                   context_lens=[8, 32]))
     items = decode.items()
-    assert [(i.batch_size, i.seq_len, i.context_len) for i in items] == [
+    assert [(i.workload.batch_size, i.workload.seq_len, i.workload.context_len)
+            for i in items] == [
         (1, 1, 8), (1, 1, 32), (2, 1, 8), (2, 1, 32)]
-    assert {i.phase for i in items} == {"decode"} and {i.optimizer for i in items} == {None}
+    assert {(i.workload.phase, i.workload.optimizer) for i in items} == {("decode", None)}
     assert len({i.label() for i in items}) == 4  # labels name the item (failures, retries)
     train = load_plan(write_plan(tmp_path, models=["tiny/bert"], phase="train"))
-    assert {(i.phase, i.optimizer, i.context_len) for i in train.items()} == {
+    assert {(w.phase, w.optimizer, w.context_len) for w in workloads(train)} == {
         ("train", "adamw", 0)}
     assert train.items()[0].model_key != load_plan(write_plan(
         tmp_path, models=["tiny/bert"])).items()[0].model_key  # the LM head is another model
@@ -159,11 +168,12 @@ def test_every_model_gets_a_few_cells_before_any_full_grid(tmp_path):
     plan = load_plan(write_plan(tmp_path, grid={"batch_sizes": [1, 2, 4], "seq_lens": [4, 8, 16]},
                                 dtypes=["bfloat16", "float32"]))
     order = priority_order(plan)
-    rounds = [(i.dtype, cell_round(i.batch_size, i.seq_len, [1, 2, 4], [4, 8, 16]), i.model)
-              for i in order]
+    rounds = [(i.workload.dtype, cell_round(i.workload.batch_size, i.workload.seq_len,
+                                            [1, 2, 4], [4, 8, 16]), i.model) for i in order]
     assert rounds[:2] == [("bfloat16", 0, "tiny/bert"), ("bfloat16", 0, "tiny/gpt2")]
     assert [r[:2] for r in rounds[2:6]] == [("bfloat16", 1)] * 4
-    assert (order[0].batch_size, order[0].seq_len) == (2, 8)  # the middle cell first
+    first = order[0].workload
+    assert (first.batch_size, first.seq_len) == (2, 8)  # the middle cell first
     first_f32 = next(k for k, r in enumerate(rounds) if r[0] == "float32")
     assert first_f32 == len(order) // 2  # the first dtype listed is finished first
     assert sorted(order, key=lambda i: i.label()) == sorted(plan.items(), key=lambda i: i.label())
@@ -176,8 +186,9 @@ def test_fake_tensor_features_match_a_real_trace(tmp_path, model):
     plan = load_plan(write_plan(tmp_path, models=[model], dtypes=["bfloat16"]))
     item = plan.items()[0]
     fake = FeaturePass().tree(item)
-    built = build_model(item.source, dtype=item.dtype, hub=False)  # real weights, on the CPU
-    real = trace_model(built, item.batch_size, item.seq_len, dtype=item.dtype,
+    w = item.workload
+    built = build_model(item.source, dtype=w.dtype, hub=False)  # real weights, on the CPU
+    real = trace_model(built, w.batch_size, w.seq_len, dtype=w.dtype,
                        timing=False, model_name=item.model, hub=False)
 
     def table(tree):
@@ -381,7 +392,7 @@ def test_dry_run_counts_the_work_of_a_real_run(tmp_path):
     assert result.written == len(estimate.items) == 4
     assert result.measured == estimate.campaign > 0
     assert estimate.campaign < estimate.separate  # shared measurements counted once
-    planned = {(e.item.model, e.item.batch_size, e.item.seq_len): e.cost.nodes
+    planned = {(e.item.model, e.item.workload.batch_size, e.item.workload.seq_len): e.cost.nodes
                for e in estimate.items}
     made = {(t.model_name, t.batch_size, t.seq_len): len(list(t.nodes()))
             for t in read_trees(plan.output)}
@@ -530,5 +541,5 @@ def test_the_documented_example_plan_is_valid(tmp_path):
     shutil.copytree(TINY, tmp_path / "tiny")
     (tmp_path / "plan.yaml").write_text(example)
     plan = load_plan(tmp_path / "plan.yaml")
-    assert {(i.dtype, i.batch_size, i.seq_len) for i in plan.items() if i.dtype == "bfloat16"} \
-        == {("bfloat16", 2, 16)}
+    assert {(w.dtype, w.batch_size, w.seq_len) for w in workloads(plan)
+            if w.dtype == "bfloat16"} == {("bfloat16", 2, 16)}

@@ -132,7 +132,7 @@ def test_measured_sweep_killed_half_way_resumes_without_re_measuring(tiny_config
                                                                      monkeypatch):
     """A sweep with a meter dies on its third tree: the two finished trees are on disk, and the
     rerun measures only the two combinations that are missing."""
-    import irene.tracing as tracing
+    import irene.tracing.tracer as tracing
 
     out = tmp_path / "sweep.jsonl"
     argv = ["trace", str(tiny_config_dir), "--batch-sizes", "1,2", "--seq-lens", "4,8",

@@ -17,8 +17,9 @@ from irene.measure import MeasurementCache, Protocol, SimulatedMeter
 from irene.tracing import trace_model
 from irene.tracing.capture import ForwardCapture
 from irene.tracing.generation import KV_CACHE_UPDATE, PhaseError, StepCache, prepare_step
-from irene.tracing.trace import planned_key
+from irene.tracing.tracer import planned_key
 from irene.tree import read_trees
+from irene.workload import Workload, WorkloadError
 
 FAST = Protocol(warmup=0, runs=1, min_run_seconds=0.0)
 F32 = 4  # bytes per float32
@@ -238,8 +239,8 @@ def test_encoders_and_models_without_a_cache_are_refused():
 
 
 @pytest.mark.parametrize("phase, seq, context, message", [
-    ("decode", 2, 5, "seq_len must be 1"), ("decode", 1, 0, "context-len"),
-    ("forward", 4, 3, "no KV cache"), ("sample", 4, 0, "unknown phase"),
+    ("decode", 2, 5, "seq_len 2 must be 1"), ("decode", 1, 0, "context_len must be >= 1"),
+    ("forward", 4, 3, "no KV cache"), ("sample", 4, 0, "phase must be one of"),
     ("decode", 1, 64, "exceeds the 64 positions"),
 ])
 def test_impossible_phase_settings_are_refused(phase, seq, context, message):
@@ -355,9 +356,9 @@ def test_timed_decode_with_the_simulated_meter_and_shared_measurements():
 def test_planned_key_is_the_key_of_the_trace():
     tree = trace_model(tiny_gpt2(), 2, 1, timing=False, phase="decode", context_len=12,
                        model_name="tiny")
-    planned = planned_key("tiny", 2, 1, device="cpu", dtype="float32", attn="eager",
-                          schema="irene", timing=False, meter=None, protocol=Protocol(),
-                          phase="decode", context_len=12)
+    planned = planned_key("tiny", Workload(phase="decode", batch_size=2, seq_len=1,
+                                           context_len=12),
+                          schema="irene", timing=False, meter=None, protocol=Protocol())
     assert planned == tree.key
     assert planned != planned._replace(context_len=13)
     assert tree.label == "tiny · batch 2 · seq 1 · decode @ context 12"
@@ -390,7 +391,7 @@ def test_cli_traces_a_decode_sweep_and_resumes(gpt2_dir, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("extra, message", [
-    (["--phase", "decode"], "needs --context-len"),
+    (["--phase", "decode"], "--context-len must be >= 1 with --phase decode"),
     (["--phase", "decode", "--context-len", "4", "--seq-len", "8"], "one token per sequence"),
     (["--context-len", "4"], "needs --phase prefill or decode"),
     (["--phase", "decode", "--context-len", "70"], "exceeds the 64 positions"),
@@ -435,3 +436,17 @@ def test_timed_decode_on_cuda():
                            context_len=32)
     assert tree.meta["device"] == "cuda" and tree.key.context_len == 32
     assert all(n.features["times_mean"] > 0 for n in tree.nodes())
+
+
+def test_one_workload_rule_spelt_by_each_caller():
+    """The rule lives once (irene.workload); the tracer, the command line and a plan each name
+    the field their own way."""
+    with pytest.raises(WorkloadError) as caught:
+        Workload(phase="forward", optimizer="sgd")
+    error = caught.value
+    assert str(error) == "optimizer sgd needs phase train (a forward pass has no optimiser)"
+    assert error.text({"phase": "--phase", "optimizer": "--optimizer"}).startswith(
+        "--optimizer sgd needs --phase train")
+    assert error.text({"phase": "phase"}, with_field=False).startswith("needs phase train")
+    assert Workload(phase="train").optimizer == "adamw"  # the default optimiser
+    assert Workload(phase="decode", context_len=1).seq_len == 1

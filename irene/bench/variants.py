@@ -219,10 +219,13 @@ def link_or_copy_tree(source: Path, target: Path) -> None:
 
 def check_cuda(device: str) -> None:
     """VariantUnavailable unless ``device`` is a CUDA device torch can use."""
+    from irene.workload import device_problem
+
     if device_type(device) != "cuda":
         raise VariantUnavailable(f"needs a CUDA device; this run is on {device}")
-    if not torch.cuda.is_available():
-        raise VariantUnavailable("torch sees no CUDA device")
+    problem = device_problem(device)
+    if problem:
+        raise VariantUnavailable(problem)
 
 
 # --------------------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ same, but signatures carry the device type, so cache matches are not checked the
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 from typing import Any
 
 from irene.campaign.plan import PlanItem
@@ -28,11 +29,9 @@ from irene.tree import Tree
 
 def planning_device(device: str) -> str:
     """The device fake tensors are made on for ``device``: itself, or cpu without CUDA."""
-    import torch
+    from irene.workload import device_problem
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        return "cpu"
-    return device
+    return "cpu" if device_problem(device) else device
 
 
 class FeaturePass:
@@ -46,7 +45,7 @@ class FeaturePass:
     def tree(self, item: PlanItem) -> Tree:
         """The features-only tree of ``item`` (fake tensors; real CPU trace as fallback, and
         for the phases other than forward)."""
-        if item.phase != "forward":
+        if item.workload.phase != "forward":
             return self._real_tree(item)
         try:
             return self._fake_tree(item)
@@ -63,35 +62,35 @@ class FeaturePass:
         from irene.tracing.capture import ForwardCapture
         from irene.tracing.registry import make_inputs, torch_dtype
 
-        device = planning_device(item.device)
-        key = (item.source, item.dtype, item.attn, device)
+        w = item.workload
+        device = planning_device(w.device)
+        key = (item.source, w.dtype, w.attn, device)
         entry = self._models.get(key)
         if entry is None:
             mode = FakeTensorMode(allow_non_fake_inputs=True)
             with mode, warnings.catch_warnings():
                 warnings.simplefilter("ignore")
                 model = _fake_model(item, hub=self.hub)
-                _to_fake(model, device, torch_dtype(item.dtype))
+                _to_fake(model, device, torch_dtype(w.dtype))
             entry = self._models[key] = (mode, model)
         mode, model = entry
         with mode, torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            inputs = make_inputs(model, item.batch_size, item.seq_len)
+            inputs = make_inputs(model, w.batch_size, w.seq_len)
             capture = ForwardCapture(model, record_inputs=False)
             with capture:
                 model(**inputs)
         root = capture.root
         if root is None or not prune(root):
             raise ValueError(f"{item.label()}: the forward pass ran no primitive")
-        return build_tree(root, model_name=item.model, batch_size=item.batch_size,
-                          seq_len=item.seq_len, meta={"planning": "fake tensors",
-                                                      "device": item.device,
-                                                      "dtype": item.dtype, "attn": item.attn})
+        return build_tree(root, model_name=item.model, batch_size=w.batch_size,
+                          seq_len=w.seq_len, meta={"planning": "fake tensors", "device": w.device,
+                                                   "dtype": w.dtype, "attn": w.attn})
 
     def _real_tree(self, item: PlanItem) -> Tree:
         """A features-only trace with real weights on the CPU (not the meta device: the
         signatures must name the device type a measuring run has)."""
-        from irene.campaign.worker import build_item_model, trace_item
+        from irene.tracing import model_for, trace
 
         key = ("real", *item.model_key[:3], item.model_key[4])
         with warnings.catch_warnings():
@@ -100,8 +99,10 @@ class FeaturePass:
             if model is None:  # one model with real weights at a time (they hold memory)
                 for other in [k for k in self._models if k[0] == "real"]:
                     del self._models[other]
-                model = self._models[key] = build_item_model(item, device="cpu", hub=self.hub)
-            return trace_item(item, model, device="cpu", timing=False, hub=self.hub)
+                model = self._models[key] = model_for(item.workload, item.source,
+                                                      device="cpu", hub=self.hub)
+            return trace(model, replace(item.workload, device="cpu"), timing=False,
+                         model_name=item.model, hub=self.hub)
 
     def clear(self) -> None:
         """Forget the fake models (they hold no tensor memory, only Python objects)."""
@@ -117,7 +118,7 @@ def _fake_model(item: PlanItem, *, hub: bool) -> Any:
 
     config = load_config(item.source, hub=hub)
     config.use_cache = False
-    model = AutoModel.from_config(config, attn_implementation=item.attn)
+    model = AutoModel.from_config(config, attn_implementation=item.workload.attn)
     model.eval()
     model.config.name_or_path = item.source
     return model

@@ -35,17 +35,16 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from irene.checks import Checker, InputError, describe, read_document
-from irene.limits import MAX_DIMENSION, MAX_MINUTES, MAX_PLAN_ITEMS
+from irene.limits import MAX_MINUTES, MAX_PLAN_ITEMS
 from irene.measure.protocol import Protocol
-from irene.schema import OPTIMIZER_NAMES, PHASE_CODES
+from irene.workload import CACHED_PHASES, Workload, WorkloadError, replay_problem
 
-#: the phases a plan can make (those of the tree key)
-KNOWN_PHASES: tuple[str, ...] = tuple(PHASE_CODES)
 #: meter names a plan may give (``wattmeter:PATH`` takes a log file; ``+`` combines meters)
 METER_NAMES = ("none", "auto", "nvml", "rapl", "wattmeter", "simulated")
 
@@ -60,6 +59,9 @@ _MODEL_KEYS = ("name", "batch_sizes", "seq_lens", "dtypes")
 _GRID_KEYS = ("batch_sizes", "seq_lens")
 _ESTIMATE_KEYS = ("profile",)
 _RAY_KEYS = ("resources", "max_attempts")
+#: the workload's fields as a plan spells them (irene.workload.WorkloadError.text)
+PLAN_NAMES = {"phase": "phase", "seq_len": "seq_lens", "context_len": "context_lens",
+              "optimizer": "optimizer"}
 
 
 class PlanError(InputError):
@@ -68,19 +70,13 @@ class PlanError(InputError):
 
 @dataclass(frozen=True)
 class PlanItem:
-    """One tree of a plan: a model at one batch size and sequence length, with the tree-key
-    fields the plan sets. ``model`` is the name as written in the plan (the tree's
-    ``model_name``); ``source`` is what to build (a built-in name or a resolved local path)."""
+    """One tree of a plan: a model and its :class:`~irene.workload.Workload` (the tree-key
+    fields the plan sets). ``model`` is the name as written in the plan (the tree's
+    ``model_name``); ``source`` is what to build (a built-in name or a resolved local path).
+    As a dict (:meth:`to_dict`, campaign caches and workers) the workload's fields are flat."""
 
     model: str
-    batch_size: int
-    seq_len: int
-    dtype: str
-    attn: str
-    device: str
-    phase: str = "forward"
-    context_len: int = 0
-    optimizer: str | None = None
+    workload: Workload
     source: str = ""
 
     @property
@@ -88,25 +84,28 @@ class PlanItem:
         """What a built model is reused for: (model, dtype, attn, device, head): a training
         step needs the model with its language-modelling head, the other phases the base
         model."""
-        return (self.model, self.dtype, self.attn, self.device,
-                "lm-head" if self.phase == "train" else "base")
+        w = self.workload
+        return (self.model, w.dtype, w.attn, w.device,
+                "lm-head" if w.phase == "train" else "base")
 
     def label(self) -> str:
         """``"gpt2 8x128 float16 eager"`` (``+ " decode@512"``, ``+ " train adamw"``), unique
         per item of a plan: for progress lines and messages."""
-        text = f"{self.model} {self.batch_size}x{self.seq_len} {self.dtype} {self.attn}"
-        if self.phase in ("prefill", "decode"):
-            return f"{text} {self.phase}@{self.context_len}"
-        if self.phase == "train":
-            return f"{text} train {self.optimizer}"
+        w = self.workload
+        text = f"{self.model} {w.batch_size}x{w.seq_len} {w.dtype} {w.attn}"
+        if w.phase in CACHED_PHASES:
+            return f"{text} {w.phase}@{w.context_len}"
+        if w.phase == "train":
+            return f"{text} train {w.optimizer}"
         return text
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return {"model": self.model, **asdict(self.workload), "source": self.source}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> PlanItem:
-        return cls(**{f.name: data[f.name] for f in fields(cls) if f.name in data})
+        workload = Workload(**{f.name: data[f.name] for f in fields(Workload) if f.name in data})
+        return cls(model=data["model"], workload=workload, source=data.get("source", ""))
 
 
 @dataclass
@@ -163,13 +162,11 @@ class Plan:
             for dtype in entry.dtypes:
                 batch_sizes, seq_lens = entry.grids[dtype]
                 for attn in self.attns:
-                    for b in batch_sizes:
-                        for s in seq_lens:
-                            out.extend(PlanItem(model=entry.name, batch_size=b, seq_len=s,
-                                                dtype=dtype, attn=attn, device=self.device,
-                                                phase=self.phase, context_len=c,
-                                                optimizer=self.optimizer, source=entry.source)
-                                       for c in self.context_lens)
+                    out.extend(PlanItem(entry.name, Workload(
+                        phase=self.phase, batch_size=b, seq_len=s, context_len=c,
+                        optimizer=self.optimizer, dtype=dtype, attn=attn, device=self.device),
+                        entry.source)
+                        for b in batch_sizes for s in seq_lens for c in self.context_lens)
         return out
 
     def settings(self) -> dict[str, Any]:
@@ -228,18 +225,14 @@ def _build_plan(path: Path, data: dict, check: Checker, text: str,
                                tuple(SCHEMAS))
     if len(schema) != 1:
         raise check.error(("schema",), "give one schema per plan")
-    phase = _phase(data.get("phase", "forward"), check)
-    context_lens = _context_lens(data.get("context_lens"), phase, check)
-    optimizer = _optimizer(data.get("optimizer"), phase, check)
+    phase, context_lens, optimizer = _workload_settings(data, check)
     protocol = _protocol(data.get("protocol", {}), check)
     hub = check.boolean(data.get("hub", False), ("hub",))
     seed = data.get("seed", 0)
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise check.error(("seed",), f"must be an integer >= 0, got {describe(seed)}")
     models = _models(_required(data, "models", check), check, path, hub, grid, grids, dtypes,
-                     max(context_lens))
-    if phase == "decode":
-        _check_one_token_per_step(models, check, data)
+                     phase, max(context_lens))
     estimate = check.mapping(data.get("estimate", {}), ("estimate",), _ESTIMATE_KEYS)
     profile = None
     if "profile" in estimate:
@@ -300,77 +293,37 @@ def _meter(value: Any, check: Checker, timing: bool) -> str:
             raise check.error(("meter",), "wattmeter needs its log: wattmeter:PATH.csv")
         if name.lower() in ("none", "auto") and "+" in spec:
             raise check.error(("meter",), f"{name} cannot be combined with other meters")
-    if not timing and spec.lower() != "none":
-        raise check.error(("meter",), "a meter needs the replays: set meter: none for a "
-                                      "features-only plan (timing: false)")
+    problem = replay_problem(spec.lower() != "none", timing)
+    if problem:
+        raise check.error(("meter",), f"{problem}: set meter: none for a features-only plan "
+                                      "(timing: false)")
     return spec
 
 
-def _phase(value: Any, check: Checker) -> str:
-    phase = check.text(value, ("phase",))
-    if phase not in KNOWN_PHASES:
-        raise check.error(("phase",), f"must be one of {', '.join(KNOWN_PHASES)}, got "
-                                      f"{phase!r}")
-    return phase
+def _workload_settings(data: dict, check: Checker) -> tuple[str, list[int], str | None]:
+    """(phase, context lengths, optimiser) of the plan, checked by the workload's rules
+    (:class:`~irene.workload.Workload`) for every context length."""
+    phase = check.text(data.get("phase", "forward"), ("phase",))
+    context_lens = [0] if data.get("context_lens") is None else \
+        check.int_list(data["context_lens"], ("context_lens",), low=0)  # which phase: Workload
+    optimizer = None if data.get("optimizer") is None else \
+        check.text(data["optimizer"], ("optimizer",)).lower()
+    listed = phase in CACHED_PHASES and isinstance(data.get("context_lens"), list)
+    for i, c in enumerate(context_lens):  # a phase that takes them: say which one is wrong
+        last = _workload(check, lambda e, i=i: (PLAN_NAMES[e.field],) + (
+            (i,) if listed and e.field == "context_len" else ()),
+            phase=phase, context_len=c, optimizer=optimizer)
+    return phase, context_lens, last.optimizer
 
 
-def _context_lens(value: Any, phase: str, check: Checker) -> list[int]:
-    """The KV-cache lengths of a prefill or decode plan: decode needs them (>= 1), prefill
-    defaults to [0] (an empty cache); forward and train refuse them."""
-    where = ("context_lens",)
-    if value is None:
-        if phase == "decode":
-            raise check.error(where, "missing (required for phase decode: the tokens already "
-                                     "in the KV cache, e.g. [128, 512])")
-        return [0]
-    if phase not in ("prefill", "decode"):
-        raise check.error(where, f"needs phase prefill or decode (a {phase} pass has no KV "
-                                 "cache)")
-    values = value if isinstance(value, list) else [value]
-    if not values:
-        raise check.error(where, "must not be empty")
-    out: list[int] = []
-    for i, v in enumerate(values):
-        at = where + (i,) if isinstance(value, list) else where
-        smallest = 1 if phase == "decode" else 0
-        if isinstance(v, bool) or not isinstance(v, int) or not smallest <= v <= MAX_DIMENSION:
-            raise check.error(at, f"must be an integer from {smallest} to {MAX_DIMENSION}, got "
-                                  f"{describe(v)}")
-        if v in out:
-            raise check.error(at, f"{v} is listed twice")
-        out.append(v)
-    return out
-
-
-def _optimizer(value: Any, phase: str, check: Checker) -> str | None:
-    """The optimiser of a train plan (default the first of OPTIMIZER_NAMES); None otherwise."""
-    if value is None:
-        return OPTIMIZER_NAMES[0] if phase == "train" else None
-    if phase != "train":
-        raise check.error(("optimizer",), f"needs phase train (a {phase} pass has no "
-                                          "optimiser)")
-    name = check.text(value, ("optimizer",)).lower()
-    if name not in OPTIMIZER_NAMES:
-        raise check.error(("optimizer",), f"must be one of {', '.join(OPTIMIZER_NAMES)}, got "
-                                          f"{describe(value)}")
-    return name
-
-
-def _check_one_token_per_step(models: list[ModelEntry], check: Checker, data: dict) -> None:
-    """A decode step feeds one new token per sequence: every grid's seq_lens must be [1]."""
-    for i, entry in enumerate(models):
-        for dtype, (_, seq_lens) in entry.grids.items():
-            if seq_lens != [1]:
-                raw = data["models"][i]
-                if isinstance(raw, dict) and "seq_lens" in raw:
-                    where: tuple = ("models", i, "seq_lens")
-                elif dtype in (data.get("dtype_grids") or {}):
-                    where = ("dtype_grids", dtype, "seq_lens")
-                else:
-                    where = ("grid", "seq_lens")
-                raise check.error(where, f"phase decode feeds one token per sequence: give "
-                                         f"seq_lens: [1] (got {seq_lens}); the cache length "
-                                         "is context_lens")
+def _workload(check: Checker, where: Callable[[WorkloadError], tuple],
+              **settings: Any) -> Workload:
+    """The :class:`~irene.workload.Workload` of ``settings``; a rule it breaks is reported at
+    the plan key ``where(error)`` names."""
+    try:
+        return Workload(**settings)
+    except WorkloadError as exc:
+        raise check.error(where(exc), exc.text(PLAN_NAMES, with_field=False)) from exc
 
 
 def _protocol(value: Any, check: Checker) -> Protocol:
@@ -414,7 +367,7 @@ def _ray(value: Any, check: Checker) -> tuple[dict[str, float], int]:
 
 
 def _models(value: Any, check: Checker, plan_path: Path, hub: bool, grid: Grid,
-            dtype_grids: dict[str, Grid], dtypes: list[str],
+            dtype_grids: dict[str, Grid], dtypes: list[str], phase: str,
             context_len: int = 0) -> list[ModelEntry]:
     from irene.schema import DTYPES
 
@@ -449,6 +402,8 @@ def _models(value: Any, check: Checker, plan_path: Path, hub: bool, grid: Grid,
             for s in grids[dtype][1]:
                 seq_source.setdefault(s, where + ("seq_lens",) if own_s is not None
                                       else base_path + ("seq_lens",))
+        for s, at in seq_source.items():  # the phase's rules (decode: one token per step)
+            _workload(check, lambda _, at=at: at, phase=phase, seq_len=s, context_len=context_len)
         entry = ModelEntry(name=name, source=_model_source(name, plan_path, hub, check,
                                                            name_path),
                            dtypes=own_dtypes, grids=grids)

@@ -167,14 +167,15 @@ def _no_partial_output(output: Path) -> Iterator[Callable[[], None]]:
 def choose_profile(plan: Plan) -> HardwareProfile:
     """The hardware profile of the plan's estimate: the plan's ``estimate.profile``, else this
     machine calibrated now (a CUDA plan on a machine without CUDA must name a profile)."""
-    import torch
+    from irene.workload import device_problem
 
     name = plan.estimate_profile
     if name in PROFILES:
         return PROFILES[name]
-    if plan.device.startswith("cuda") and not torch.cuda.is_available():
+    problem = device_problem(plan.device)
+    if problem:
         raise PlanError(f"{plan.path}: estimate.profile: the plan measures on {plan.device} "
-                        "and there is no CUDA device here to calibrate on; name a profile "
+                        f"and {problem} here to calibrate on; name a profile "
                         f"({', '.join(PROFILES)}) under estimate: in the plan")
     return calibrate_local(plan.device, plan.dtypes + [d for m in plan.models
                                                        for d in m.dtypes],
@@ -265,7 +266,7 @@ class CostBook:
         cost = self._costs.get(item)
         if cost is None:
             tree = self.features.tree(item)
-            cost = self._costs[item] = self.estimator.item_cost(tree, item.dtype)
+            cost = self._costs[item] = self.estimator.item_cost(tree, item.workload.dtype)
         return cost
 
 

@@ -49,9 +49,10 @@ def priority_order(plan: Plan, items: list[PlanItem] | None = None) -> list[Plan
 
     def key(item: PlanItem) -> tuple:
         rank, entry = entries[item.model]
-        r = cell_round(item.batch_size, item.seq_len, *entry.grids[item.dtype])
-        size = (item.batch_size * item.seq_len, item.batch_size)
-        return (dtype_rank[item.dtype], r, rank, attn_rank[item.attn], size)
+        w = item.workload
+        r = cell_round(w.batch_size, w.seq_len, *entry.grids[w.dtype])
+        size = (w.batch_size * w.seq_len, w.batch_size)
+        return (dtype_rank[w.dtype], r, rank, attn_rank[w.attn], size)
 
     return sorted(items, key=key)
 
@@ -120,7 +121,7 @@ class BudgetedRun:
             return Decision(item, False, seconds, build)
         new = cost.new_signatures(self.known)
         self.known |= new
-        self.pool.use(item.model_key, model_bytes(cost.parameters, item.dtype))
+        self.pool.use(item.model_key, model_bytes(cost.parameters, item.workload.dtype))
         self.idle_pending = False
         return Decision(item, True, seconds, build, new)
 

@@ -3,7 +3,7 @@
 :func:`probe_host` says what a machine measures with (hardware name, meter and its domains,
 versions) without measuring anything; :class:`ItemMaker` builds models (keeping recent ones,
 see :class:`~irene.campaign.schedule.ModelPool`), opens the meter once and traces items with
-``irene.tracing.trace_model`` through a shared measurement cache.
+:func:`irene.tracing.trace` through a shared measurement cache.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from irene.campaign.plan import Plan, PlanItem
 from irene.campaign.schedule import ModelPool, default_pool_bytes
 from irene.measure.environment import cpu_model
 from irene.measure.protocol import MeasurementCache
-from irene.schema import OPTIMIZER_NAMES
 from irene.tree import Tree, TreeKey, protocol_key
 
 
@@ -66,23 +65,18 @@ def versions() -> dict[str, str]:
 
 
 def check_device(device: str) -> None:
-    """HostError when the plan's device is not here."""
-    import torch
+    """HostError when the plan's device is not here (:func:`irene.workload.device_problem`)."""
+    from irene.workload import device_problem
 
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise HostError(f"device {device!r}: torch sees no CUDA device on "
-                            f"{socket.gethostname()}")
-        index = int(device.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise HostError(f"device {device!r}: only {torch.cuda.device_count()} CUDA "
-                            "device(s) here")
+    problem = device_problem(device)
+    if problem:
+        raise HostError(f"device {device!r}: {problem} on {socket.gethostname()}")
 
 
 def probe_host(plan: Plan) -> HostInfo:
     """Open (and close) the plan's meter on this machine and say what it measures with."""
     from irene.measure import open_meter
-    from irene.tracing.trace import describe_device
+    from irene.tracing.tracer import describe_device
 
     check_device(plan.device)
     name, domains, window = "none", [], 0.0
@@ -101,12 +95,10 @@ def probe_host(plan: Plan) -> HostInfo:
 
 def item_key(item: PlanItem, plan: Plan, host: HostInfo) -> TreeKey:
     """The tree key the item's tree will have when measured on ``host``."""
-    from irene.tracing.trace import planned_key
+    from irene.tracing.tracer import planned_key
 
-    key = planned_key(item.model, item.batch_size, item.seq_len, device=item.device,
-                      dtype=item.dtype, attn=item.attn, schema=plan.schema, timing=plan.timing,
-                      meter=None, protocol=plan.protocol, phase=item.phase,
-                      context_len=item.context_len, optimizer=item.optimizer)
+    key = planned_key(item.model, item.workload, schema=plan.schema, timing=plan.timing,
+                      meter=None, protocol=plan.protocol)
     return key._replace(hardware=host.hardware, meter=host.meter if plan.timing else "none")
 
 
@@ -145,15 +137,17 @@ class ItemMaker:
         """The built model of ``item`` (built now unless kept from an earlier item)."""
         import torch
 
+        from irene.tracing import model_for
+
         key = item.model_key
         model = self._models.get(key)
         if model is None:
             # built on its device: the random initialisation of a billion parameters takes
             # ~7 s on one CPU core and well under a second on a GPU
-            with warnings.catch_warnings(), torch.device(item.device):
+            with warnings.catch_warnings(), torch.device(item.workload.device):
                 warnings.simplefilter("ignore")
-                model = build_item_model(item, device=item.device, hub=self.plan.hub,
-                                         seed=self.plan.seed)
+                model = model_for(item.workload, item.source, device=item.workload.device,
+                                  hub=self.plan.hub, seed=self.plan.seed)
             self._models[key] = model
             self.builds += 1
         size = sum(p.numel() * p.element_size() for p in model.parameters())
@@ -163,48 +157,16 @@ class ItemMaker:
 
     def make(self, item: PlanItem, cache: MeasurementCache) -> tuple[Tree, list[str]]:
         """The tree of ``item`` and the warnings raised while making it."""
+        from irene.tracing import trace
+
         model = self.model(item)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            tree = trace_item(item, model, device=item.device, timing=self.plan.timing,
-                              meter=self.meter, protocol=self.plan.protocol, cache=cache,
-                              seed=self.plan.seed, schema=self.plan.schema)
-        _release_cuda(item.device)
+            tree = trace(model, item.workload, timing=self.plan.timing, meter=self.meter,
+                         protocol=self.plan.protocol, model_name=item.model, cache=cache,
+                         seed=self.plan.seed, schema=self.plan.schema)
+        _release_cuda(item.workload.device)
         return tree, [str(w.message) for w in caught]
-
-
-def build_item_model(item: PlanItem, *, device: str, hub: bool, seed: int = 0) -> Any:
-    """The model an item is traced with, random weights (``seed``) on ``device``: the base
-    model, or for a training step the model with its language-modelling head."""
-    if item.phase == "train":
-        from irene.tracing.train_step import build_training_model
-
-        return build_training_model(item.source, attn=item.attn, dtype=item.dtype,
-                                    device=device, hub=hub, seed=seed)
-    from irene.tracing.registry import build_model
-
-    return build_model(item.source, attn=item.attn, dtype=item.dtype, device=device, hub=hub,
-                       seed=seed)
-
-
-def trace_item(item: PlanItem, model: Any, *, device: str, timing: bool,
-               meter: Any = None, protocol: Any = None, cache: MeasurementCache | None = None,
-               seed: int = 0, schema: str = "irene", hub: bool = False) -> Tree:
-    """The tree of ``item``'s workload on ``model`` (built by :func:`build_item_model`): a
-    forward pass, a prefill or decode step (``item.context_len`` cached tokens), or a training
-    step with ``item.optimizer``."""
-    common = dict(device=device, dtype=item.dtype, attn=item.attn, timing=timing, meter=meter,
-                  protocol=protocol, model_name=item.model, cache=cache, seed=seed,
-                  schema=schema, hub=hub)
-    if item.phase == "train":
-        from irene.tracing.train_step import trace_train_step
-
-        return trace_train_step(model, item.batch_size, item.seq_len,
-                                optimizer=item.optimizer or OPTIMIZER_NAMES[0], **common)
-    from irene.tracing.trace import trace_model
-
-    return trace_model(model, item.batch_size, item.seq_len, phase=item.phase,
-                       context_len=item.context_len, **common)
 
 
 def _device_memory(device: str) -> float:

@@ -102,12 +102,15 @@ def _check_outputs(args: argparse.Namespace) -> None:
 def check_device(device: str) -> None:
     import torch
 
+    from irene.workload import device_problem
+
     try:
         kind = torch.device(device).type
     except RuntimeError as exc:
         raise UserError(f"--device {device}: {exc}") from exc
-    if kind == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"--device {device}: torch sees no CUDA device")
+    problem = device_problem(device) if kind == "cuda" else None
+    if problem:
+        raise UserError(f"--device {device}: {problem}")
     if kind not in ("cpu", "cuda"):
         raise UserError(f"--device {device}: the bench runs on cpu or cuda")
 

@@ -7,11 +7,14 @@ Four modes:
   hardware model (:mod:`irene.cli.estimate_gpu`);
 * one call (``--batch-size --seq-len --predictor``): trace MODEL and predict every node; with
   ``--phase`` a prefill, a decode step (``--context-len``) or a training step (``--phase
-  train``, with the split between forward, backward and optimiser);
+  train``, with the split between forward, backward and optimiser)
+  (:mod:`irene.cli.estimate_predictor`);
 * a generation (``--prompt-len --new-tokens --predictor``): a prefill, then one decode step
-  per new token (:mod:`irene.generation`);
+  per new token (:mod:`irene.cli.estimate_generation`);
 * serving (``--serving vllm --gpu``): serving the LLM on GPUs, from the shipped predictor
-  learned from public measurements (:mod:`irene.serving.estimate`).
+  learned from public measurements (:mod:`irene.cli.estimate_serving`).
+
+This module builds the parser and sends each invocation to its mode.
 """
 
 from __future__ import annotations
@@ -19,31 +22,20 @@ from __future__ import annotations
 import argparse
 
 from irene.cli import UserError
+from irene.cli.estimate_serving import SERVING_FORMATS, SERVING_NEW_TOKENS, SERVING_PROMPT_LEN
 from irene.cli.options import (
     add_force_option,
     add_json_option,
     add_trace_options,
     add_view_options,
-    check_outputs,
-    console,
-    depth,
     dimension,
     number_at_most,
     positive_int,
-    print_result,
+    positive_number,
 )
-from irene.cli.phases import (
-    add_generation_arguments,
-    add_phase_arguments,
-    phase_context_lens,
-    phase_options,
-    run_generation,
-)
-from irene.limits import MAX_DIMENSION
+from irene.cli.phases import add_phase_arguments
+from irene.limits import DEFAULT_TOLERANCE_PCT, MAX_DECODE_POINTS, MAX_DIMENSION
 
-SERVING_FORMATS = ("bf16", "fp8", "mxfp4")
-#: the serving mode's workload when --prompt-len / --new-tokens are not given
-SERVING_PROMPT_LEN, SERVING_NEW_TOKENS = 1000, 500
 #: options of the tracing modes that --serving does not use
 TRACE_ONLY = ("batch_size", "seq_len", "predictor", "output", "html", "steps", "phase",
               "optimizer", "context_len", "plot", "runtime")
@@ -88,7 +80,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     add_phase_arguments(p, sweep=False)
     p.add_argument("--steps", type=positive_int, default=None, metavar="N",
                    help="with --phase train: also the energy of N training steps")
-    add_generation_arguments(p)
+    group = p.add_argument_group(
+        "generation", "estimate generating text: a prefill of the prompt, then one decode step "
+                      "per new token (see the README's generation section)")
+    group.add_argument("--prompt-len", type=dimension, default=None, metavar="P",
+                       help="prompt tokens per sequence")
+    group.add_argument("--new-tokens", type=dimension, default=None, metavar="N",
+                       help="tokens generated per sequence (decode steps at context lengths "
+                            "P … P+N-1)")
+    group.add_argument("--decode-tolerance", type=positive_number,
+                       default=DEFAULT_TOLERANCE_PCT, metavar="PCT",
+                       help="the decode sum is refined (more traced context lengths, at most "
+                            f"{MAX_DECODE_POINTS}) until two rules agree within PCT percent "
+                            f"(default {DEFAULT_TOLERANCE_PCT:g})")
+    group.add_argument("--plot", metavar="FIGURE.png",
+                       help="also draw energy per token against context length and the "
+                            "prefill/decode split (.png or .svg)")
     add_view_options(p)
     add_json_option(p, quiet="the total energy in J (a call or --steps N training steps; a "
                                "generation: all of it; --serving: J per output token)")
@@ -129,11 +136,27 @@ def _given(args: argparse.Namespace, names: tuple[str, ...]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Send ``irene estimate`` to its mode (see the module docstring)."""
     if args.serving:
+        from irene.cli.estimate_serving import run_serving
+
+        stray = _given(args, TRACE_ONLY)
+        if stray:
+            raise UserError(f"{', '.join(stray)} do not apply with --serving (it predicts from "
+                            "the shipped serving predictor, no tree is traced)")
         return run_serving(args)
     stray = _given(args, SERVING_ONLY)
     if stray:
         raise UserError(f"{', '.join(stray)} only apply with --serving vllm")
+    generation = args.prompt_len is not None or args.new_tokens is not None
+    if generation and args.phase != "forward":
+        raise UserError("--phase is for one call; a generation (--prompt-len, --new-tokens) is "
+                        "a prefill and its decode steps")
+    if generation and (args.prompt_len is None or args.new_tokens is None):
+        raise UserError("a generation needs both --prompt-len and --new-tokens")
+    if not generation and (args.batch_size is None or args.seq_len is None):
+        raise UserError("give --batch-size and --seq-len (one call), or --prompt-len and "
+                        "--new-tokens (a generation), or --serving vllm")
     if args.predictor is None:
         from irene.cli.estimate_gpu import run_gpu
 
@@ -145,99 +168,10 @@ def run(args: argparse.Namespace) -> int:
     if stray:
         raise UserError(f"{', '.join(stray)} apply without --predictor (the hardware model) or "
                         "with --serving")
-    if args.prompt_len is not None or args.new_tokens is not None:
-        if args.phase != "forward":
-            raise UserError("--phase is for one call; a generation (--prompt-len, --new-tokens) "
-                            "is a prefill and its decode steps")
+    if generation:
+        from irene.cli.estimate_generation import run_generation
+
         return run_generation(args)
-    if args.batch_size is None or args.seq_len is None:
-        raise UserError("give --batch-size and --seq-len (one call), or --prompt-len and "
-                        "--new-tokens (a generation), or --serving vllm")
-    return run_trace(args)
+    from irene.cli.estimate_predictor import run_call
 
-
-def run_trace(args: argparse.Namespace) -> int:
-    from irene.estimate import EstimateError, estimate_tree
-    from irene.report import energy_for
-    from irene.report.breakdown import explain_tree
-    from irene.report.terminal import render_breakdown
-    from irene.tree import write_trees
-
-    phase = phase_options(args)
-    (context_len,) = phase_context_lens(args)
-    if args.steps is not None and phase["phase"] != "train":
-        raise UserError("--steps needs --phase train (energy of N training steps)")
-    check_outputs(args)
-    out = console()
-    notes = console(stderr=True) if args.json else out  # keep stdout pure JSON with --json
-    try:
-        tree = estimate_tree(args.model_name, args.batch_size, args.seq_len, args.predictor,
-                             device=args.device, dtype=args.dtype or "float32", attn=args.attn,
-                             progress=not (args.json or args.quiet), hub=not args.offline,
-                             warn=lambda text: notes.print(text, style="yellow", markup=False),
-                             context_len=context_len, **phase)
-    except (EstimateError, ValueError) as exc:
-        raise UserError(str(exc)) from exc
-    breakdown = explain_tree(tree, source="predicted", depth=depth(args), top=args.top)
-    split = None
-    if phase["phase"] == "train":
-        from irene.report.training import training_split
-
-        split = training_split(tree, source="predicted", depth=depth(args) or 3,
-                               steps=args.steps or 1)
-    if args.json or args.quiet:
-        from irene.report.breakdown import breakdown_json
-
-        data = breakdown_json(breakdown, note=energy_for(tree, breakdown.source))
-        if split is not None:
-            from irene.report.training import split_json
-
-            data["training"] = split_json(split, top=args.top)
-        print_result(args, data, breakdown.total_j * (args.steps or 1))
-    else:
-        render_breakdown(breakdown, out)
-        if split is not None:
-            from irene.report.training import render_training
-
-            render_training(split, out, top=args.top)
-    if args.output:
-        write_trees([tree], args.output)
-        notes.print(f"wrote the predicted tree to {args.output}")
-    if args.html:
-        from irene.report.html import write_report
-
-        write_report([tree], args.html)
-        notes.print(f"wrote {args.html}")
-    return 0
-
-
-def run_serving(args: argparse.Namespace) -> int:
-    from irene.hardware.gpus import GpuSpecError, load_gpu_spec
-    from irene.hardware.params import ParamsFormatError
-    from irene.serving.estimate import ServingEstimateError, estimate_serving
-    from irene.serving.report import estimate_json, render_estimate
-
-    stray = _given(args, TRACE_ONLY)
-    if stray:
-        raise UserError(f"{', '.join(stray)} do not apply with --serving (it predicts from "
-                        "the shipped serving predictor, no tree is traced)")
-    if not args.gpu and not args.gpu_spec:
-        raise UserError("--serving vllm needs --gpu (H100, B200, A100-40GB measured; others "
-                        "from their data sheets) or --gpu-spec FILE")
-    if args.gpu and args.gpu_spec:
-        raise UserError("--gpu and --gpu-spec: give one of them")
-    if args.dtype in ("float32",):
-        raise UserError("--dtype float32: vLLM serves these models in bf16, fp8 or mxfp4")
-    try:
-        gpu = load_gpu_spec(args.gpu_spec) if args.gpu_spec else args.gpu
-        estimate = estimate_serving(
-            args.model_name, gpu=gpu, num_gpus=args.num_gpus,
-            concurrency=args.concurrency,
-            prompt_len=args.prompt_len or SERVING_PROMPT_LEN,
-            new_tokens=args.new_tokens or SERVING_NEW_TOKENS, weight_format=args.dtype,
-            predictor=args.serving_predictor, hub=not args.offline)
-    except (ServingEstimateError, ParamsFormatError, GpuSpecError) as exc:
-        raise UserError(str(exc)) from exc
-    if not print_result(args, estimate_json(estimate), estimate.joules_per_token):
-        render_estimate(estimate, console(), top=args.top)
-    return 0
+    return run_call(args)

@@ -22,7 +22,7 @@ from irene.cli.options import console, depth, print_result
 def run_gpu(args: argparse.Namespace) -> int:
     """Trace MODEL, cost every node on the GPU, print (or --json) and write -o/--html."""
     from irene.cli.options import check_outputs
-    from irene.cli.phases import phase_context_lens, phase_options
+    from irene.cli.phases import context_lens, workload
     from irene.estimate import EstimateError
     from irene.estimate_gpu import DEFAULT_GPU, DTYPES, GpuEstimateError, estimate_on_gpu
     from irene.hardware import GpuSpecError
@@ -34,17 +34,11 @@ def run_gpu(args: argparse.Namespace) -> int:
     if args.dtype is not None and args.dtype not in DTYPES:
         raise UserError(f"--dtype {args.dtype}: per-node GPU estimates take "
                         f"{', '.join(DTYPES)}")
-    generation = args.prompt_len is not None or args.new_tokens is not None
-    if generation and args.phase != "forward":
-        raise UserError("--phase is for one call; a generation (--prompt-len, --new-tokens) is "
-                        "a prefill and its decode steps")
-    if not generation and (args.batch_size is None or args.seq_len is None):
-        raise UserError("give --batch-size and --seq-len (one call), or --prompt-len and "
-                        "--new-tokens (a generation), or --serving vllm")
-    if generation and (args.prompt_len is None or args.new_tokens is None):
-        raise UserError("a generation needs both --prompt-len and --new-tokens")
-    phase = {"phase": "forward", "optimizer": None} if generation else phase_options(args)
-    (context_len,) = [0] if generation else phase_context_lens(args)
+    generation = args.prompt_len is not None  # the modes' options: irene.cli.estimate.run
+    call = None if generation else workload(args, args.batch_size, args.seq_len,
+                                            *context_lens(args))
+    phase = {"phase": call.phase, "optimizer": call.optimizer} if call else {"phase": "forward"}
+    context_len = call.context_len if call else 0
     if getattr(args, "steps", None) is not None:
         raise UserError("--steps applies with --predictor (a training-step breakdown)")
     if getattr(args, "plot", None):

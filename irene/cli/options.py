@@ -75,11 +75,6 @@ def _int_between(text: str, low: int, high: int) -> int:
     return value
 
 
-def non_negative_int(text: str) -> int:
-    """An integer >= 0 (argparse type)."""
-    return _int_at_least(text, 0, "must be >= 0")
-
-
 def _int_at_least(text: str, low: int, message: str) -> int:
     try:
         value = int(text)

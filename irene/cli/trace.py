@@ -17,9 +17,10 @@ from irene.cli.options import (
     int_list,
     print_result,
 )
-from irene.cli.phases import add_phase_arguments, phase_context_lens, phase_options
+from irene.cli.phases import add_phase_arguments, context_lens, workload
 from irene.limits import MAX_PLAN_ITEMS
 from irene.measure.options import add_measure_arguments, protocol_from_args
+from irene.workload import Workload, device_problem, replay_problem
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -55,9 +56,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     trace.set_defaults(func=run)
 
 
-def combinations(args: argparse.Namespace) -> list[tuple[int, int, int]]:
-    """(batch size, seq len, context len) asked for: sweep lists, else single values (8 x 128,
-    context 0; a decode step: seq len 1)."""
+def workloads(args: argparse.Namespace) -> list[Workload]:
+    """The workloads asked for, one per batch size x seq len x context len: sweep lists, else
+    single values (8 x 128, context 0; a decode step: seq len 1)."""
     if args.batch_sizes is not None and args.batch_size is not None:
         raise UserError("give --batch-size or --batch-sizes, not both")
     if args.seq_lens is not None and args.seq_len is not None:
@@ -65,27 +66,21 @@ def combinations(args: argparse.Namespace) -> list[tuple[int, int, int]]:
     batches = args.batch_sizes or [args.batch_size or 8]
     default_seq = 1 if args.phase == "decode" else 128
     seqs = args.seq_lens or [args.seq_len or default_seq]
-    contexts = phase_context_lens(args)
+    contexts = context_lens(args)
     count = len(set(batches)) * len(set(seqs)) * len(set(contexts))
     if count > MAX_PLAN_ITEMS:  # counted before the sweep is expanded
         raise UserError(f"--batch-sizes x --seq-lens x --context-lens make {count} trees, more "
                         f"than the {MAX_PLAN_ITEMS} one sweep may make: split the sweep")
-    return list(itertools.product(dict.fromkeys(batches), dict.fromkeys(seqs),
-                                  dict.fromkeys(contexts)))
-
-
-def _protocol(args: argparse.Namespace):  # -> Protocol
-    try:
-        return protocol_from_args(args)
-    except ValueError as exc:
-        raise UserError(str(exc)) from exc
+    return [workload(args, *cell) for cell in itertools.product(
+        dict.fromkeys(batches), dict.fromkeys(seqs), dict.fromkeys(contexts))]
 
 
 def _open_meter(args: argparse.Namespace):  # -> Meter | None
     from irene.measure import open_meter
 
-    if args.no_timing and args.meter.strip().lower() != "none":
-        raise UserError("--meter needs the replays: drop --no-timing")
+    problem = replay_problem(args.meter.strip().lower() != "none", not args.no_timing)
+    if problem:
+        raise UserError(f"--meter {args.meter}: {problem}: drop --no-timing")
     return open_meter(args.meter)
 
 
@@ -94,20 +89,20 @@ def run(args: argparse.Namespace) -> int:
     from irene.tracing.registry import check_call_size
     from irene.tree import check_appendable, repair_torn_tail
 
-    phase_options(args)  # checks --optimizer against --phase before anything is written
-    todo_all = combinations(args)
-    for batch_size, seq_len, context_len in todo_all:  # the token bound, before any work
+    todo_all = workloads(args)
+    for w in todo_all:  # the token bound, before any work
         try:
-            check_call_size(None, batch_size, seq_len, context_len, allocates=False)
+            check_call_size(None, w.batch_size, w.seq_len, w.context_len, allocates=False)
         except ValueError as exc:
             raise UserError(str(exc)) from exc
     check_appendable(args.output, "trace")
-    protocol = _protocol(args)
-    if args.device.startswith("cuda") and not args.no_timing:  # features only: meta device
-        import torch
-
-        if not torch.cuda.is_available():
-            raise UserError(f"--device {args.device}: torch sees no CUDA device")
+    try:
+        protocol = protocol_from_args(args)
+    except ValueError as exc:
+        raise UserError(str(exc)) from exc
+    problem = None if args.no_timing else device_problem(args.device)  # features only: meta
+    if problem:
+        raise UserError(f"--device {args.device}: {problem}")
     with exclusive_lock(args.output):
         repaired = repair_torn_tail(args.output)
         if repaired:
@@ -123,43 +118,38 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _trace_all(args: argparse.Namespace, todo_all: list[tuple[int, int, int]], protocol,
-               meter) -> int:
+def _trace_all(args: argparse.Namespace, todo_all: list[Workload], protocol, meter) -> int:
     """Trace and append the combinations not yet in the output; the number of trees written."""
     from tqdm import tqdm
 
     from irene.measure import MeasurementCache
-    from irene.tracing.trace import planned_key
+    from irene.tracing import trace
+    from irene.tracing.tracer import planned_key
     from irene.tree import append_tree, keys_in_file
 
     done = keys_in_file(args.output)
     schema = args.schema or "irene"
-    phase = phase_options(args)
-    keys = {combo: planned_key(args.model, *combo[:2], device=args.device, dtype=args.dtype,
-                               attn=args.attn, schema=schema, timing=not args.no_timing,
-                               meter=meter, protocol=protocol, context_len=combo[2], **phase)
-            for combo in todo_all}
-    todo = [combo for combo in todo_all if keys[combo] not in done]
+    todo = [w for w in todo_all
+            if planned_key(args.model, w, schema=schema, timing=not args.no_timing, meter=meter,
+                           protocol=protocol) not in done]
     if len(todo) < len(todo_all):
         print(f"{args.output}: {len(todo_all) - len(todo)} of {len(todo_all)} combinations "
               "already traced with these settings, skipping them", file=sys.stderr)
     if not todo:
         return 0
-    model, trace = _model_and_tracer(args)
+    model = _model(args, todo[0])
     cache = MeasurementCache(enabled=protocol.dedup)
-    for batch_size, seq_len, context_len in tqdm(todo, desc=f"trace {args.model}", unit="tree"):
+    for w in tqdm(todo, desc=f"trace {args.model}", unit="tree"):
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
-                tree = trace(model, batch_size, seq_len, device=args.device,
-                             dtype=args.dtype, attn=args.attn,
-                             timing=not args.no_timing, meter=meter, protocol=protocol,
-                             progress=not args.no_timing, model_name=args.model,
-                             cache=cache, schema=schema, hub=not args.offline,
-                             context_len=context_len)
+                tree = trace(model, w, timing=not args.no_timing, meter=meter,
+                             protocol=protocol, progress=not args.no_timing,
+                             model_name=args.model, cache=cache, schema=schema,
+                             hub=not args.offline)
             except ValueError as exc:
-                where = f"{batch_size}x{seq_len}" + (f" context {context_len}" if context_len
-                                                     else "")
+                where = f"{w.batch_size}x{w.seq_len}" + (f" context {w.context_len}"
+                                                         if w.context_len else "")
                 raise UserError(f"{args.model} {args.phase} at {where}: {exc}") from exc
         for item in caught:
             print(f"warning: {item.message}", file=sys.stderr)
@@ -168,28 +158,15 @@ def _trace_all(args: argparse.Namespace, todo_all: list[tuple[int, int, int]], p
     return len(todo)
 
 
-def _model_and_tracer(args: argparse.Namespace):  # -> (model or name, trace one tree)
-    """What the phase asked for traces, and how. The forward pass: with replays, the model
-    built once with weights on the device; features only, its (checked) name, so each trace
-    builds it on the meta device (falling back to real weights if its forward pass reads tensor
-    values). A training step: the model with its language-modelling head (on the meta device
-    for features only)."""
-    import functools
-
+def _model(args: argparse.Namespace, workload: Workload):  # -> model or name
+    """What the workloads are traced on: with replays, the model built once with weights on
+    the device; features only, a training step's model on the meta device, else the (checked)
+    name, so each trace builds it on the meta device (falling back to real weights if its
+    forward pass reads tensor values)."""
     from irene import tracing
 
-    phase = phase_options(args)
-    if phase["phase"] == "train":
-        from irene.tracing import train_step
-
-        model = train_step.build_training_model(
-            args.model, attn=args.attn, dtype=args.dtype,
-            device="meta" if args.no_timing else args.device, hub=not args.offline)
-        step = functools.partial(train_step.trace_train_step, optimizer=phase["optimizer"])
-        return model, lambda *a, context_len=0, **kw: step(*a, **kw)  # no KV cache in a step
-    trace = functools.partial(tracing.trace_model, phase=phase["phase"])
-    if args.no_timing:
+    if args.no_timing and workload.phase != "train":
         tracing.load_config(args.model, hub=not args.offline)
-        return args.model, trace
-    return (tracing.build_model(args.model, attn=args.attn, dtype=args.dtype,
-                                device=args.device, hub=not args.offline), trace)
+        return args.model
+    return tracing.model_for(workload, args.model, hub=not args.offline,
+                             device="meta" if args.no_timing else args.device)

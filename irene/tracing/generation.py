@@ -47,17 +47,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import DynamicCache
 
-from irene.tracing.registry import max_sequence_length
+from irene.workload import CACHED_PHASES, Workload, WorkloadError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
     from irene.tracing.capture import ForwardCapture
 
-#: the workloads the tracer knows, in the order the CLI lists them
-PHASES: tuple[str, ...] = ("forward", "prefill", "decode")
-#: phases that use a KV cache
-CACHED_PHASES: tuple[str, ...] = ("prefill", "decode")
 #: instance type of the cache-write leaves
 KV_CACHE_UPDATE = "KVCacheUpdate"
 
@@ -83,29 +79,7 @@ PHASE_UNITS: dict[str, dict[str, str]] = {
 
 
 class PhaseError(ValueError):
-    """A phase, sequence length or context length that cannot be traced; says why."""
-
-
-def check_phase(phase: str, seq_len: int, context_len: int) -> None:
-    """Refuse a (phase, seq_len, context_len) combination that does not describe a workload.
-
-    ``forward``: ``context_len`` must be 0; ``prefill``: ``context_len`` >= 0 (tokens already
-    cached); ``decode``: ``seq_len`` must be 1 and ``context_len`` >= 1.
-    """
-    if phase not in PHASES:
-        raise PhaseError(f"unknown phase {phase!r}; the tracer knows {', '.join(PHASES)}")
-    if context_len < 0:
-        raise PhaseError(f"context length must be >= 0, got {context_len}")
-    if phase == "forward" and context_len:
-        raise PhaseError("a forward pass has no KV cache: --context-len needs --phase prefill "
-                         "or decode")
-    if phase == "decode":
-        if seq_len != 1:
-            raise PhaseError(f"a decode step feeds one token per sequence: seq_len must be 1, "
-                             f"got {seq_len}")
-        if context_len < 1:
-            raise PhaseError("a decode step attends to a cache: give --context-len >= 1 (the "
-                             "prompt and the tokens generated so far)")
+    """A model that cannot be traced in a phase (no KV cache, too few positions); says why."""
 
 
 def phase_units(phase: str) -> dict[str, str]:
@@ -295,10 +269,14 @@ def prepare_step(model: PreTrainedModel, phase: str, batch_size: int, seq_len: i
                  context_len: int = 0, *, seed: int = 0) -> Step:
     """The inputs of one ``phase`` call of ``model``: random token ids (batch_size x seq_len)
     and, for ``prefill``/``decode``, a :class:`StepCache` already holding ``context_len`` tokens
-    per sequence (random keys and values), marked as the state every replay starts from."""
+    per sequence (random keys and values), marked as the state every replay starts from.
+    WorkloadError for a phase, sequence and context length that are no workload of one call."""
     from irene.tracing.registry import make_inputs
 
-    check_phase(phase, seq_len, context_len)
+    Workload(phase=phase, batch_size=batch_size, seq_len=seq_len, context_len=context_len)
+    if phase == "train":
+        raise WorkloadError("phase", "must be forward, prefill or decode for one call (a "
+                                     "training step: irene.tracing.trace)", phase)
     inputs = make_inputs(model, batch_size, seq_len, seed=seed, context_len=context_len)
     if phase not in CACHED_PHASES:
         return Step(phase, inputs)
@@ -307,10 +285,6 @@ def prepare_step(model: PreTrainedModel, phase: str, batch_size: int, seq_len: i
         raise PhaseError(f"{type(model).__name__} has no causal self-attention that uses a KV "
                          f"cache: phase {phase} is traced for decoder-only models that have one "
                          "(GPT-2, Llama, GPT-NeoX, Phi, ...)")
-    limit = max_sequence_length(config)
-    if limit is not None and context_len + seq_len > limit:
-        raise PhaseError(f"context {context_len} + {seq_len} new token(s) exceeds the {limit} "
-                         f"positions of {type(model).__name__}")
     cache = StepCache(config=config)
     if context_len:
         fill_cache(model, cache, batch_size, context_len, seed=seed)

@@ -624,8 +624,9 @@ def make_inputs(model: PreTrainedModel, batch_size: int, seq_len: int, *,
     device = next(model.parameters()).device
     check_call_size(config, batch_size, seq_len, context_len, allocates=device.type != "meta")
     limit = max_sequence_length(config)
-    if limit is not None and seq_len > limit:
-        raise ValueError(f"sequence length {seq_len} exceeds the {limit} positions of "
+    if limit is not None and seq_len + context_len > limit:
+        cached = f" after {context_len} cached" if context_len else ""
+        raise ValueError(f"sequence length {seq_len}{cached} exceeds the {limit} positions of "
                          f"{type(model).__name__}")
     vocab = int(getattr(config, "vocab_size", 0) or 2)
     generator = torch.Generator().manual_seed(seed)

@@ -4,7 +4,7 @@ The tree (``meta["phase"] = "train"``, ``meta["optimizer"]`` = ``"adamw"`` or ``
 
     step        model    TrainingStep             the whole step
     ├─ forward   module   BertForMaskedLM          the forward pass with the loss (the forward
-    │                                              tree of irene.tracing.trace, scopes forward.*)
+    │                                              tree of irene.tracing.tracer, scopes forward.*)
     ├─ backward  module   BertForMaskedLM          the same modules and primitives, backward.*;
     │                                              a primitive's leaf is <Type>Backward
     └─ optimizer module   AdamW                    the parameters' modules, optimizer.*; one
@@ -462,10 +462,12 @@ def trace_train_step(model: str | PretrainedConfig | PreTrainedModel, batch_size
     (:data:`irene.tracing.optimizers.OPTIMIZERS`). ``timing``: replay every node alone under
     ``protocol``; with ``meter`` also ``ground_truth_energy`` (J per training step). Without
     timing the step runs on the meta device (shapes only). Other arguments as in
-    :func:`irene.tracing.trace.trace_model`.
+    :func:`irene.tracing.tracer.trace_model`.
     """
-    from irene.tracing.trace import (
+    from irene.tracing.tracer import (
+        check_host,
         device_sync,
+        name_of,
         replay_progress_bar,
         timed_measurements,
         trace_metadata,
@@ -478,12 +480,9 @@ def trace_train_step(model: str | PretrainedConfig | PreTrainedModel, batch_size
     if rules.name != DEFAULT_SCHEMA:
         raise ValueError(f"a training step is traced in schema {DEFAULT_SCHEMA} only, not "
                          f"{rules.name}")
-    if meter is not None and not timing:
-        raise ValueError("a meter needs the replays: drop --no-timing (timing=False)")
-    if timing and device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
+    check_host(device, metered=meter is not None, timing=timing)
     protocol = protocol if protocol is not None else Protocol()
-    name = model_name or _name_of(model)
+    name = model_name or name_of(model)
     built = prepare_training_model(model, device=device if timing else "meta", dtype=dtype,
                                    attn=attn, hub=hub, seed=seed)
     inputs = step_inputs(built, batch_size, seq_len, seed=seed)
@@ -512,13 +511,6 @@ def trace_train_step(model: str | PretrainedConfig | PreTrainedModel, batch_size
                       measurements=measurements, meta=meta)
     label_passes(tree)
     return tree
-
-
-def _name_of(model: Any) -> str:
-    if isinstance(model, str):
-        return model
-    return getattr(model, "name_or_path", None) or getattr(
-        getattr(model, "config", None), "name_or_path", None) or type(model).__name__
 
 
 def train_metadata(st: TracedStep) -> dict[str, Any]:

@@ -36,6 +36,7 @@ from irene.tracing.meta import (
 from irene.tracing.registry import build_model, torch_dtype
 from irene.tracing.schemas import TraceSchema, trace_rules
 from irene.tree import Tree, TreeKey, tree_key
+from irene.workload import Workload, device_problem, replay_problem
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -142,24 +143,41 @@ def trace_metadata(model: PreTrainedModel, *, device: str, dtype: str, attn: str
     return meta
 
 
-def planned_key(model_name: str, batch_size: int, seq_len: int, *, device: str, dtype: str,
-                attn: str, schema: str, timing: bool, meter: Meter | None,
-                protocol: Protocol, phase: str = "forward", context_len: int = 0,
-                optimizer: str | None = None) -> TreeKey:
-    """The :class:`~irene.tree.TreeKey` the tree traced with these settings will have (for
-    resuming a sweep without tracing again); ``phase="train"`` with ``optimizer`` for a
-    training step (:mod:`irene.tracing.train_step`)."""
-    meta: dict[str, Any] = {"schema": trace_rules(schema).record, "phase": phase,
-                            "context_len": context_len,
-                            "device": device, "device_name": describe_device(device),
-                            "dtype": dtype, "attn": attn}
-    if optimizer is not None:
-        meta["optimizer"] = optimizer
+def planned_key(model_name: str, workload: Workload, *, schema: str, timing: bool,
+                meter: Meter | None, protocol: Protocol) -> TreeKey:
+    """The :class:`~irene.tree.TreeKey` the tree of ``workload`` traced with these settings
+    will have (for resuming a sweep without tracing again)."""
+    meta: dict[str, Any] = {"schema": trace_rules(schema).record, "phase": workload.phase,
+                            "context_len": workload.context_len, "device": workload.device,
+                            "device_name": describe_device(workload.device),
+                            "dtype": workload.dtype, "attn": workload.attn}
+    if workload.optimizer is not None:
+        meta["optimizer"] = workload.optimizer
     if timing:
         meta.update(measurement_metadata(meter, protocol))
     else:
         meta.update(meter="none", protocol=None)
-    return tree_key(model_name, batch_size, seq_len, meta)
+    return tree_key(model_name, workload.batch_size, workload.seq_len, meta)
+
+
+def name_of(model: Any) -> str:
+    """A tree's ``model_name`` for ``model``: the name given, else its ``name_or_path``."""
+    if isinstance(model, str):
+        return model
+    return getattr(model, "name_or_path", None) or getattr(
+        getattr(model, "config", None), "name_or_path", None) or type(model).__name__
+
+
+def check_host(device: str, *, metered: bool, timing: bool) -> None:
+    """ValueError when this host cannot run the trace: a meter without the replays
+    (:func:`irene.workload.replay_problem`), or replays on a CUDA device torch does not see
+    (:func:`irene.workload.device_problem`)."""
+    problem = replay_problem(metered, timing)
+    if problem:
+        raise ValueError(f"{problem}: drop --no-timing (timing=False)")
+    problem = device_problem(device) if timing else None
+    if problem:
+        raise ValueError(f"device {device!r}: {problem}")
 
 
 def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
@@ -195,19 +213,15 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
     if attn not in rules.attention:
         raise ValueError(f"schema {rules.name} describes {' or '.join(rules.attention)} "
                          f"attention only, not {attn!r}")
-    if meter is not None and not timing:
-        raise ValueError("a meter needs the replays: drop --no-timing (timing=False)")
-    if device.startswith("cuda") and timing and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
+    check_host(device, metered=meter is not None, timing=timing)
     if timing and not isinstance(model, str) and is_on_meta(model):
         raise ValueError("a model on the meta device has no weights to replay: give it with "
                          "weights, or trace features only (timing=False)")
     protocol = protocol if protocol is not None else Protocol()
-    name = model_name or (model if isinstance(model, str) else
-                          getattr(model, "name_or_path", None) or type(model).__name__)
+    name = model_name or name_of(model)
     on_meta = not timing and (isinstance(model, str) or is_on_meta(model))
-    if not on_meta and device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} asked for, but torch sees no CUDA device")
+    if not on_meta:
+        check_host(device, metered=False, timing=True)
     built = _prepare(model, device="meta" if on_meta else device, dtype=dtype, attn=attn,
                      hub=hub)
     try:
@@ -216,8 +230,7 @@ def trace_model(model: str | PreTrainedModel, batch_size: int, seq_len: int, *,
         capture = _capture(built, step, record_inputs=timing, dedup=protocol.dedup,
                            schema=rules, on_meta=on_meta)
     except MetaTraceError as exc:
-        if not isinstance(model, str) or (device.startswith("cuda")
-                                          and not torch.cuda.is_available()):
+        if not isinstance(model, str) or device_problem(device):
             raise ValueError(str(exc)) from exc
         warnings.warn(f"{name}: {exc}; tracing with real weights on {device} instead",
                       RuntimeWarning, stacklevel=2)
