@@ -127,6 +127,32 @@ class FlatForest:
             nodes=nodes, child_sum_x=child_sum,
         )
 
+    def select(self, trees: np.ndarray | None = None,
+               names: Sequence[str] | None = None) -> FlatForest:
+        """The forest of the trees where the boolean mask ``trees`` (one entry per flattened
+        tree, in order; None: all) is True, with the columns ``names`` (a subset of
+        ``feature_names``; None: all): the same arrays :meth:`from_trees` gives for those trees
+        and names, without walking the trees again."""
+        rows = np.arange(len(self.nodes))
+        if trees is not None:
+            tree_of_node = np.cumsum(self.parent < 0) - 1
+            rows = np.flatnonzero(np.asarray(trees, dtype=bool)[tree_of_node])
+        new_index = np.full(len(self.nodes), -1, dtype=np.int64)
+        new_index[rows] = np.arange(rows.size)
+        parent = self.parent[rows]
+        names = list(self.feature_names if names is None else names)
+        columns = [self.feature_names.index(name) for name in names]
+        return FlatForest(
+            feature_names=names, x=self.x[np.ix_(rows, columns)], gold=self.gold[rows],
+            parent=np.where(parent >= 0, new_index[parent], -1), depth=self.depth[rows],
+            node_type=self.node_type[rows], instance_type=self.instance_type[rows],
+            nodes=[self.nodes[i] for i in rows.tolist()],
+            child_sum_x=self.child_sum_x[np.ix_(rows, columns)])
+
+    def roots(self) -> list[Node]:
+        """The root node of every flattened tree, in order."""
+        return [self.nodes[i] for i in np.flatnonzero(self.parent < 0).tolist()]
+
     @property
     def is_leaf(self) -> np.ndarray:
         return self.node_type == NODE_TYPE_CODES["ml"]

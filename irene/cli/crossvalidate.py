@@ -81,7 +81,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _plot(trees, cv, out: Path) -> None:
-    from irene.report.plots import plot_crossvalidation
+    from irene.report.plots import plot_crossvalidation_merged
 
-    predicted = [t for fold in cv.predictions.values() for t in fold]
-    plot_crossvalidation(trees, predicted, out / "figures")
+    plot_crossvalidation_merged(cv.held_out(trees), out / "figures")
