@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -355,22 +356,25 @@ def plot_crossvalidation(gold_trees: Sequence[Tree], pred_trees: Sequence[Tree],
 
 
 def plot_crossvalidation_merged(trees: Sequence[Tree], out_dir: str | os.PathLike, *,
-                                fmt: str = "png") -> list[Path]:
+                                fmt: str = "png", part: tuple[int, int] = (0, 1)) -> list[Path]:
     """The figures of a cross-validation from trees that carry both their ground truth and their
     held-out prediction on every node: predicted vs measured, error distribution, the
     model-level error per held-out model and energy vs sequence length (when several are
-    present). Returns the paths written."""
+    present). ``part`` = (i, n): draw only every n-th of them from the i-th on (so n processes
+    can share the work). Returns the paths written."""
     require_data(fmt in FORMATS, f"figure format must be one of {FORMATS}, got {fmt!r}")
+    index, parts = part
+    require_data(0 <= index < parts, f"part {index} of {parts} does not exist")
     paired = _paired(trees)
     out = Path(out_dir)
-    written = [plot_predicted_vs_measured(trees, out / f"cv_predicted_vs_measured.{fmt}",
-                                          paired=paired),
-               plot_error_distribution(trees, out / f"cv_error_distribution.{fmt}",
-                                       paired=paired),
-               plot_error_by_model(trees, out / f"cv_error_by_model.{fmt}", paired=paired)]
+    figures: list[tuple[Callable[..., Path], str, dict[str, Any]]] = [
+        (plot_predicted_vs_measured, "cv_predicted_vs_measured", {"paired": paired}),
+        (plot_error_distribution, "cv_error_distribution", {"paired": paired}),
+        (plot_error_by_model, "cv_error_by_model", {"paired": paired})]
     if len({t.seq_len for t in trees}) > 1:
-        written.append(plot_energy_vs_seq_len(trees, out / f"cv_energy_vs_seq_len.{fmt}"))
-    return written
+        figures.append((plot_energy_vs_seq_len, "cv_energy_vs_seq_len", {}))
+    return [plot(trees, out / f"{name}.{fmt}", **extra)
+            for plot, name, extra in figures[index::parts]]
 
 
 def plot_error_by_model(trees: Sequence[Tree], path: str | os.PathLike, *,
