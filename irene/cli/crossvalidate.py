@@ -5,10 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import signal
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
@@ -24,6 +22,7 @@ from irene.cli.options import (
 )
 
 if TYPE_CHECKING:
+    from irene.evaluation import CrossValidation
     from irene.tree import Tree
 
 RESULT_FILE = "crossvalidation.json"
@@ -83,7 +82,7 @@ def run(args: argparse.Namespace) -> int:
         if args.no_plots:
             write_results()
         else:
-            draw_figures_alongside(cv.held_out(trees), staging / "figures", write_results)
+            _plot(trees, cv, staging, write_results)
     if print_result(args, result, float(cv.overall["model"])):
         return 0
     print(("SYNTHETIC DATA — " if synthetic else "")
@@ -92,6 +91,10 @@ def run(args: argparse.Namespace) -> int:
     print(f"({wall:.1f} s) results in {out / RESULT_FILE}, predictions in {out / 'predictions'}"
           + ("" if args.no_plots else f", figures in {out / 'figures'}"))
     return 0
+
+
+def _plot(trees: list[Tree], cv: CrossValidation, out: Path, work: Callable[[], None]) -> None:
+    draw_figures_alongside(cv.held_out(trees), out / "figures", work)
 
 
 def draw_figures_alongside(trees: list[Tree], directory: Path,
@@ -131,6 +134,9 @@ def draw_figures_alongside(trees: list[Tree], directory: Path,
 def _draw_in_child(draw: Callable[[], object], pipe: int) -> NoReturn:
     """The child's side of :func:`draw_figures_alongside`: ``draw``, then exit (status 0, or 1
     with the traceback written to ``pipe``); never returns."""
+    import signal
+    import traceback
+
     status = 1
     try:
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
