@@ -143,9 +143,10 @@ class FlatForest:
         columns = [self.feature_names.index(name) for name in names]
         if trees is None:  # the same nodes: share what does not depend on the columns
             return FlatForest(
-                feature_names=names, x=_c_order(self.x[:, columns]), gold=self.gold, parent=self.parent,
-                depth=self.depth, node_type=self.node_type, instance_type=self.instance_type,
-                nodes=self.nodes, child_sum_x=_c_order(self.child_sum_x[:, columns]))
+                feature_names=names, x=_c_order(self.x[:, columns]), gold=self.gold,
+                parent=self.parent, depth=self.depth, node_type=self.node_type,
+                instance_type=self.instance_type, nodes=self.nodes,
+                child_sum_x=_c_order(self.child_sum_x[:, columns]))
         tree_of_node = np.cumsum(self.parent < 0) - 1
         rows = np.flatnonzero(np.asarray(trees, dtype=bool)[tree_of_node])
         new_index = np.full(len(self.nodes), -1, dtype=np.int64)
