@@ -231,6 +231,14 @@ class CrossValidation:
     def to_dict(self) -> dict[str, Any]:
         return {"per_model": self.per_model, "overall": self.overall}
 
+    def held_out(self, trees: Sequence[Tree]) -> list[Tree]:
+        """The held-out prediction of each of ``trees`` (the trees cross-validated), in their
+        order: each carries its ground truth and its prediction on every node, as
+        :func:`merge_predictions` of ``trees`` and the predictions would give, without a
+        second copy."""
+        by_key = {t.key: t for fold in self.predictions.values() for t in fold}
+        return [by_key[t.key] for t in trees]
+
     def table(self) -> str:
         """A plain-text table: one row per held-out model and an overall row, in percent."""
         width = max([len("overall")] + [len(m) for m in self.per_model])
@@ -250,11 +258,25 @@ def leave_one_model_out(trees: Sequence[Tree], make_model: Callable[[], Any], *,
     if len(models) < 2:
         raise ValueError(f"leave-one-model-out needs at least 2 models, the data has {models}")
     per_model, predictions = {}, {}
+    flat = _flatten_once(make_model, trees)
+    names = np.asarray([t.model_name for t in trees], dtype=object)
     for name in tqdm(models, desc="cross-validation", unit="fold", disable=not progress):
         train = [t for t in trees if t.model_name != name]
         test = [t for t in trees if t.model_name == name]
-        predicted = make_model().fit(train).predict(test)
+        if flat is None:
+            predicted = make_model().fit(train).predict(test)
+        else:
+            held_out = names == name
+            predicted = make_model().fit(train, flat=flat.select(~held_out)).predict(
+                test, flat=flat.select(held_out))
         per_model[name] = percentage_errors(test, predicted)
         predictions[name] = predicted
     overall = {t: float(np.mean([row[t] for row in per_model.values()])) for t in REPORT_ORDER}
     return CrossValidation(per_model=per_model, overall=overall, predictions=predictions)
+
+
+def _flatten_once(make_model: Callable[[], Any], trees: Sequence[Tree]) -> Any:
+    """All ``trees`` flattened once for every fold (a ``FlatForest``), when the models
+    ``make_model`` makes can take one (a tree predictor's ``flatten``); else None."""
+    flatten = getattr(make_model(), "flatten", None)
+    return None if flatten is None else flatten(trees)

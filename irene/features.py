@@ -66,6 +66,12 @@ def segment_sum(values: np.ndarray, index: np.ndarray, size: int) -> np.ndarray:
     return np.stack(columns, axis=1) if columns else np.zeros((size, 0))
 
 
+def _c_order(array: np.ndarray) -> np.ndarray:
+    """``array`` laid out row by row, as :meth:`FlatForest.from_trees` builds it (reductions
+    over another layout may add in another order and differ in the last bits)."""
+    return np.ascontiguousarray(array)
+
+
 @dataclass
 class FlatForest:
     """All nodes of many trees as arrays, ordered so that every parent precedes its children.
@@ -126,6 +132,36 @@ class FlatForest:
             node_type=np.asarray(kind, dtype=np.int64), instance_type=np.asarray(inst),
             nodes=nodes, child_sum_x=child_sum,
         )
+
+    def select(self, trees: np.ndarray | None = None,
+               names: Sequence[str] | None = None) -> FlatForest:
+        """The forest of the trees where the boolean mask ``trees`` (one entry per flattened
+        tree, in order; None: all) is True, with the columns ``names`` (a subset of
+        ``feature_names``; None: all): the same arrays :meth:`from_trees` gives for those trees
+        and names, without walking the trees again."""
+        names = list(self.feature_names if names is None else names)
+        columns = [self.feature_names.index(name) for name in names]
+        if trees is None:  # the same nodes: share what does not depend on the columns
+            return FlatForest(
+                feature_names=names, x=_c_order(self.x[:, columns]), gold=self.gold,
+                parent=self.parent, depth=self.depth, node_type=self.node_type,
+                instance_type=self.instance_type, nodes=self.nodes,
+                child_sum_x=_c_order(self.child_sum_x[:, columns]))
+        tree_of_node = np.cumsum(self.parent < 0) - 1
+        rows = np.flatnonzero(np.asarray(trees, dtype=bool)[tree_of_node])
+        new_index = np.full(len(self.nodes), -1, dtype=np.int64)
+        new_index[rows] = np.arange(rows.size)
+        parent = self.parent[rows]
+        return FlatForest(
+            feature_names=names, x=_c_order(self.x[np.ix_(rows, columns)]), gold=self.gold[rows],
+            parent=np.where(parent >= 0, new_index[parent], -1), depth=self.depth[rows],
+            node_type=self.node_type[rows], instance_type=self.instance_type[rows],
+            nodes=[self.nodes[i] for i in rows.tolist()],
+            child_sum_x=_c_order(self.child_sum_x[np.ix_(rows, columns)]))
+
+    def roots(self) -> list[Node]:
+        """The root node of every flattened tree, in order."""
+        return [self.nodes[i] for i in np.flatnonzero(self.parent < 0).tolist()]
 
     @property
     def is_leaf(self) -> np.ndarray:

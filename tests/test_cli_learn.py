@@ -133,3 +133,30 @@ def test_readme_main_job_runs_as_written(tmp_path):
     result = json.loads((tmp_path / args[-1] / "crossvalidation.json").read_text())
     assert result["synthetic_data"] is True and len(result["per_model"]) == 4
     assert list((tmp_path / args[-1] / "figures").glob("*.png"))
+
+
+def test_crossvalidation_figures_drawn_alongside_and_a_failure_raises(data, tmp_path,
+                                                                    monkeypatch):
+    """The figures are drawn while the other outputs are written (half in a forked child where
+    there is more than one CPU): all four files appear, the other work runs once, and a figure
+    that fails to draw raises (whichever process drew it)."""
+    from irene.cli.crossvalidate import draw_figures_alongside
+    from irene.evaluation import leave_one_model_out
+    from irene.model import IreneRegressor
+    from irene.report import plots
+
+    trees = read_trees(data)
+    cv = leave_one_model_out(trees, lambda: IreneRegressor(epochs=2))
+    done: list[int] = []
+    draw_figures_alongside(cv.held_out(trees), tmp_path / "figures", lambda: done.append(1))
+    assert done == [1]
+    assert sorted(p.name for p in (tmp_path / "figures").iterdir()) == [
+        "cv_energy_vs_seq_len.png", "cv_error_by_model.png", "cv_error_distribution.png",
+        "cv_predicted_vs_measured.png"]
+
+    def fail(*args, **kwargs):
+        raise ValueError("this figure cannot be drawn")
+
+    monkeypatch.setattr(plots, "plot_energy_vs_seq_len", fail)
+    with pytest.raises((RuntimeError, ValueError), match="this figure cannot be drawn"):
+        draw_figures_alongside(cv.held_out(trees), tmp_path / "again", lambda: None)

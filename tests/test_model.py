@@ -321,3 +321,27 @@ def test_written_out_gradient_matches_finite_differences(synthetic, config):
             checked += 1
     assert checked > 0
     assert max(float(np.abs(grads[n]).max()) for n in model._learned_names()) > 1e-3
+
+
+def test_a_forest_flattened_once_gives_the_same_fit_and_predictions(synthetic):
+    """Cross-validation flattens its trees once and selects folds (FlatForest.select): the
+    arrays, the fit and the predictions are exactly those from the trees themselves; a forest
+    of other trees is refused."""
+    from irene.features import FlatForest
+
+    model = IreneRegressor()
+    whole = model.flatten(synthetic)
+    held_out = np.asarray([t.model_name == synthetic[0].model_name for t in synthetic])
+    train = [t for t, out in zip(synthetic, held_out, strict=True) if not out]
+    test = [t for t, out in zip(synthetic, held_out, strict=True) if out]
+    names = model._feature_names()[1::2]
+    direct, selected = FlatForest.from_trees(train, names), whole.select(~held_out, names)
+    for field in ("x", "gold", "parent", "depth", "node_type", "instance_type", "child_sum_x"):
+        assert np.array_equal(getattr(direct, field), getattr(selected, field)), field
+    assert all(a is b for a, b in zip(direct.nodes, selected.nodes, strict=True))
+    expected = IreneRegressor().fit(train).predict(test)
+    got = IreneRegressor().fit(train, flat=whole.select(~held_out)).predict(
+        test, flat=whole.select(held_out))
+    assert [t.to_dict() for t in got] == [t.to_dict() for t in expected]
+    with pytest.raises(ValueError, match="not that of these trees"):
+        IreneRegressor().fit(train, flat=whole.select(held_out))

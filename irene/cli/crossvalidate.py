@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from irene.cli import UserError
 from irene.cli.options import (
@@ -16,6 +20,10 @@ from irene.cli.options import (
     print_result,
     read_input_trees,
 )
+
+if TYPE_CHECKING:
+    from irene.evaluation import CrossValidation
+    from irene.tree import Tree
 
 RESULT_FILE = "crossvalidation.json"
 
@@ -63,13 +71,18 @@ def run(args: argparse.Namespace) -> int:
               "wall_seconds": round(wall, 3)}
     out = Path(args.out_dir)
     with directory_unit(out, owns=is_crossvalidation_output) as staging:
-        for name, predicted in cv.predictions.items():
-            write_trees(predicted, staging / "predictions" / f"{name.replace('/', '__')}.jsonl")
-        with atomic_write(staging / RESULT_FILE) as handle:
-            json.dump(result, handle, indent=2)
-            handle.write("\n")
-        if not args.no_plots:
-            _plot(trees, cv, staging)
+        def write_results() -> None:
+            for name, predicted in cv.predictions.items():
+                write_trees(predicted,
+                            staging / "predictions" / f"{name.replace('/', '__')}.jsonl")
+            with atomic_write(staging / RESULT_FILE) as handle:
+                json.dump(result, handle, indent=2)
+                handle.write("\n")
+
+        if args.no_plots:
+            write_results()
+        else:
+            _plot(trees, cv, staging, write_results)
     if print_result(args, result, float(cv.overall["model"])):
         return 0
     print(("SYNTHETIC DATA — " if synthetic else "")
@@ -80,8 +93,57 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _plot(trees, cv, out: Path) -> None:
-    from irene.report.plots import plot_crossvalidation
+def _plot(trees: list[Tree], cv: CrossValidation, out: Path, work: Callable[[], None]) -> None:
+    draw_figures_alongside(cv.held_out(trees), out / "figures", work)
 
-    predicted = [t for fold in cv.predictions.values() for t in fold]
-    plot_crossvalidation(trees, predicted, out / "figures")
+
+def draw_figures_alongside(trees: list[Tree], directory: Path,
+                           work: Callable[[], None]) -> None:
+    """Run ``work`` and draw the cross-validation figures of ``trees`` (which carry both
+    energies) into ``directory``. Where processes can fork (Linux, more than one CPU usable),
+    a child process draws half of the figures meanwhile (matplotlib is imported once, before);
+    the files are the same either way. A failure in either process raises here, after both have
+    finished."""
+    from irene.report.plots import plot_crossvalidation_merged
+
+    if not (sys.platform.startswith("linux") and len(os.sched_getaffinity(0)) > 1):
+        work()
+        plot_crossvalidation_merged(trees, directory)
+        return
+    read_end, write_end = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: draw the second half, report a failure through the pipe, exit
+        os.close(read_end)
+        _draw_in_child(lambda: plot_crossvalidation_merged(trees, directory, part=(1, 2)),
+                       write_end)
+    os.close(write_end)
+    try:
+        work()
+        plot_crossvalidation_merged(trees, directory, part=(0, 2))
+    finally:
+        with os.fdopen(read_end, "rb") as pipe:
+            failure = pipe.read().decode(errors="replace")
+        _, status = os.waitpid(pid, 0)
+    if status != 0:
+        raise RuntimeError("drawing the figures failed in the child process "
+                           f"(wait status {status}):\n{failure}")
+
+
+def _draw_in_child(draw: Callable[[], object], pipe: int) -> NoReturn:
+    """The child's side of :func:`draw_figures_alongside`: ``draw``, then exit (status 0, or 1
+    with the traceback written to ``pipe``); never returns."""
+    import signal
+    import traceback
+
+    status = 1
+    try:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(sig, signal.SIG_DFL)  # the parent cleans up; the child just stops
+        draw()
+        status = 0
+    except BaseException:  # noqa: BLE001 (handed to the parent, which raises it)
+        os.write(pipe, traceback.format_exc().encode())
+    finally:
+        os._exit(status)

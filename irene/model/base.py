@@ -104,11 +104,14 @@ class TreePredictor:
         return state.training_data.hardware_text()
 
     # ----------------------------------------------------------------------------------- fit
-    def fit(self, trees: Sequence[Tree], *, progress: bool = False):
+    def fit(self, trees: Sequence[Tree], *, progress: bool = False,
+            flat: FlatForest | None = None):
         """Learn from trees with ground-truth energy (J) on every node; returns ``self``.
 
         All trees must share one feature schema, carry a positive ground truth on every node and
         appear once; the fitted model records what it was trained on (:attr:`training_data`).
+        ``flat``: these trees already flattened by :meth:`flatten` (cross-validation flattens
+        its trees once); the result is the same.
         """
         trees = list(trees)
         if not trees:
@@ -117,9 +120,15 @@ class TreePredictor:
         check_unique_keys(trees, "training trees")
         schema = common_schema(trees)
         names = drop_leaky_features(self._feature_names(), trees)
-        flat = FlatForest.from_trees(trees, names)
+        flat = (FlatForest.from_trees(trees, names) if flat is None
+                else flattened(flat, trees).select(names=names))
         self._fit_flat(flat, schema, TrainingData.of(trees, schema), progress)
         return self
+
+    def flatten(self, trees: Sequence[Tree]) -> FlatForest:
+        """``trees`` flattened with every feature this predictor may read, for ``flat=`` of
+        :meth:`fit` and :meth:`predict` (with :meth:`FlatForest.select` for a subset)."""
+        return FlatForest.from_trees(list(trees), self._feature_names())
 
     # ------------------------------------------------------------------------------ predict
     def predict_flat(self, flat: FlatForest) -> np.ndarray:
@@ -133,23 +142,27 @@ class TreePredictor:
             factor = calibration.overhead_factor
         return self._combine(flat, leaf, factor)
 
-    def predict(self, trees: Sequence[Tree]) -> list[Tree]:
+    def predict(self, trees: Sequence[Tree], *, flat: FlatForest | None = None) -> list[Tree]:
         """Deep copies of ``trees`` with ``predicted_energy`` (J per call) on every node.
 
         Trees must have the schema the model was trained on and supply the features it reads.
         A prediction that is not a positive finite number raises :class:`PredictionError`
         naming the tree and node (never a silently clipped value). Each copy records what the
-        predictor was trained (and calibrated) on (root key ``predictor``).
+        predictor was trained (and calibrated) on (root key ``predictor``). ``flat``: these
+        trees already flattened by :meth:`flatten`; the result is the same.
         """
         state = self._fitted()
-        copies = [t.copy() for t in trees]
-        if not copies:
+        trees = list(trees)
+        if not trees:
             return []
-        self._check_trees(copies)
-        flat = FlatForest.from_trees(copies, state.feature_names)
+        self._check_trees(trees)
+        flat = (FlatForest.from_trees(trees, state.feature_names) if flat is None
+                else flattened(flat, trees).select(names=state.feature_names))
         values = self.predict_flat(flat)
-        check_predictions(flat, values, copies)
-        for node, value in zip(flat.nodes, values.tolist(), strict=True):
+        check_predictions(flat, values, trees)
+        copies = [t.copy() for t in trees]
+        copied_nodes = (node for tree in copies for node in tree.nodes())  # flat's order
+        for node, value in zip(copied_nodes, values.tolist(), strict=True):
             node.predicted_energy = value
         stamp = {"estimator": self.estimator, "trained_on": state.training_data.to_dict(),
                  "schema": state.schema}
@@ -233,6 +246,15 @@ def common_schema(trees: Sequence[Tree]) -> Schema:
             raise tree.error(f"schema {tree.schema} differs from {first} of {trees[0].where}: "
                              "train on trees of one schema", field="schema")
     return first
+
+
+def flattened(flat: FlatForest, trees: Sequence[Tree]) -> FlatForest:
+    """``flat`` after checking that it is the flattening of exactly ``trees`` (their roots, in
+    order); ValueError if not."""
+    roots = flat.roots()
+    if len(roots) != len(trees) or any(r is not t.root for r, t in zip(roots, trees, strict=True)):
+        raise ValueError("the flattened forest given is not that of these trees")
+    return flat
 
 
 def check_predictions(flat: FlatForest, values: np.ndarray, trees: Sequence[Tree]) -> None:

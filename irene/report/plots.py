@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
@@ -44,10 +45,12 @@ def _paired(trees: Sequence[Tree]) -> PairedNodes:
     return paired
 
 
-def plot_predicted_vs_measured(trees: Sequence[Tree], path: str | os.PathLike) -> Path:
+def plot_predicted_vs_measured(trees: Sequence[Tree], path: str | os.PathLike, *,
+                               paired: PairedNodes | None = None) -> Path:
     """Log-log scatter of predicted against measured energy for every node, coloured by node
-    type, with the y = x line and ±20 % bands. Needs nodes with both energies."""
-    paired = _paired(trees)
+    type, with the y = x line and ±20 % bands. Needs nodes with both energies (``paired``:
+    ``pair_within(trees)`` when the caller has it already)."""
+    paired = _paired(trees) if paired is None else paired
     figure = Figure(figsize=(6.4, 5.6), layout="constrained")
     axis = figure.add_subplot()
     measured_values, predicted_values = paired.gold, paired.predicted
@@ -95,10 +98,11 @@ def _signed_errors(paired: PairedNodes, keys: np.ndarray) -> dict[str, np.ndarra
 
 
 def plot_error_distribution(trees: Sequence[Tree], path: str | os.PathLike,
-                            max_types: int = 12) -> Path:
+                            max_types: int = 12, *, paired: PairedNodes | None = None) -> Path:
     """Box plots of the signed percent error: per node type (left) and per primitive type
-    (right, the ``max_types`` most frequent). Needs nodes with both energies."""
-    paired = _paired(trees)
+    (right, the ``max_types`` most frequent). Needs nodes with both energies (``paired``:
+    ``pair_within(trees)`` when the caller has it already)."""
+    paired = _paired(trees) if paired is None else paired
     by_kind = _signed_errors(paired, paired.node_type)
     leaf_types = np.where(paired.node_type == "ml", paired.instance_type, None)
     by_type = _signed_errors(paired, leaf_types)
@@ -343,27 +347,42 @@ def plot_all(trees: Sequence[Tree], out_dir: str | os.PathLike, *, fmt: str = "p
 
 def plot_crossvalidation(gold_trees: Sequence[Tree], pred_trees: Sequence[Tree],
                          out_dir: str | os.PathLike, *, fmt: str = "png") -> list[Path]:
-    """The figures of a cross-validation: predicted vs measured, error distribution, energy vs
-    sequence length (when several are present) and the model-level error per held-out model.
+    """The figures of a cross-validation (:func:`plot_crossvalidation_merged`) from
+    ``gold_trees``, which carry ground truth, and ``pred_trees``, the held-out predictions of
+    the same trees (matched by model/batch size/seq len and node id). Returns the paths
+    written."""
+    return plot_crossvalidation_merged(merge_predictions(gold_trees, pred_trees), out_dir,
+                                       fmt=fmt)
 
-    ``gold_trees`` carry ground truth; ``pred_trees`` the held-out predictions of the same trees
-    (matched by model/batch size/seq len and node id). Returns the paths written.
-    """
+
+def plot_crossvalidation_merged(trees: Sequence[Tree], out_dir: str | os.PathLike, *,
+                                fmt: str = "png", part: tuple[int, int] = (0, 1)) -> list[Path]:
+    """The figures of a cross-validation from trees that carry both their ground truth and their
+    held-out prediction on every node: predicted vs measured, error distribution, the
+    model-level error per held-out model and energy vs sequence length (when several are
+    present). ``part`` = (i, n): draw only every n-th of them from the i-th on (so n processes
+    can share the work). Returns the paths written."""
     require_data(fmt in FORMATS, f"figure format must be one of {FORMATS}, got {fmt!r}")
-    merged = merge_predictions(gold_trees, pred_trees)
-    out = Path(out_dir)
-    written = [plot_predicted_vs_measured(merged, out / f"cv_predicted_vs_measured.{fmt}"),
-               plot_error_distribution(merged, out / f"cv_error_distribution.{fmt}"),
-               plot_error_by_model(merged, out / f"cv_error_by_model.{fmt}")]
-    if len({t.seq_len for t in merged}) > 1:
-        written.append(plot_energy_vs_seq_len(merged, out / f"cv_energy_vs_seq_len.{fmt}"))
-    return written
-
-
-def plot_error_by_model(trees: Sequence[Tree], path: str | os.PathLike) -> Path:
-    """Mean absolute percent error per model (bars grouped by node type): which held-out model
-    is predicted worst. Needs nodes with both energies."""
+    index, parts = part
+    require_data(0 <= index < parts, f"part {index} of {parts} does not exist")
     paired = _paired(trees)
+    out = Path(out_dir)
+    figures: list[tuple[Callable[..., Path], str, dict[str, Any]]] = [
+        (plot_predicted_vs_measured, "cv_predicted_vs_measured", {"paired": paired}),
+        (plot_error_distribution, "cv_error_distribution", {"paired": paired}),
+        (plot_error_by_model, "cv_error_by_model", {"paired": paired})]
+    if len({t.seq_len for t in trees}) > 1:
+        figures.append((plot_energy_vs_seq_len, "cv_energy_vs_seq_len", {}))
+    return [plot(trees, out / f"{name}.{fmt}", **extra)
+            for plot, name, extra in figures[index::parts]]
+
+
+def plot_error_by_model(trees: Sequence[Tree], path: str | os.PathLike, *,
+                        paired: PairedNodes | None = None) -> Path:
+    """Mean absolute percent error per model (bars grouped by node type): which held-out model
+    is predicted worst. Needs nodes with both energies (``paired``: ``pair_within(trees)`` when
+    the caller has it already)."""
+    paired = _paired(trees) if paired is None else paired
     groups = {(str(m), str(k)): paired.abs_error[(paired.model == m) & (paired.node_type == k)]
               for m in dict.fromkeys(paired.model.tolist()) for k in NODE_TYPES}
     groups = {key: values for key, values in groups.items() if values.size}
