@@ -289,6 +289,7 @@ def _count_lines(path: Path) -> int:
         return 0
 
 
+@pytest.mark.slow  # a real process killed mid-run, then 9 trees (resume: quick tests above)
 def test_killed_run_resumes_on_a_copy_without_remeasuring(tmp_path):
     first_dir = tmp_path / "first"
     first_dir.mkdir()

@@ -39,6 +39,7 @@ def local_ray():
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # ~17 s: two campaigns, one losing a worker (resume over Ray stays quick)
 def test_ray_gives_the_same_trees_and_retries_a_killed_worker(tmp_path, local_ray):
     local = load_plan(write_plan(tmp_path / "local", models=["tiny/roberta"],
                                  protocol={"warmup": 0, "runs": 1, "min_run_seconds": 0.05}))
