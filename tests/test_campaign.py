@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from support.campaign import FAST, TINY, quiet, write_plan
+from support.paths import ROOT as REPO
 
 from irene.campaign import (
     BudgetTooSmall,
@@ -37,9 +38,6 @@ from irene.cli import main
 from irene.measure.protocol import Measurement
 from irene.tracing import build_model, trace_model
 from irene.tree import Node, Tree, place_nodes, read_trees
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 # -- plans --------------------------------------------------------------------------------------
 

@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from support.paths import ROOT
 
 from irene.cli import main
 from irene.datasets import is_synthetic
 from irene.synthetic import DEFAULT_ARCHS, make_synthetic_trees
 from irene.tree import read_trees, write_trees
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +119,7 @@ def test_builtin_synthetic_demo_is_labelled(tmp_path, capsys):
 
 def test_readme_main_job_runs_as_written(tmp_path, monkeypatch, capsys):
     """The README's second command (the main job) works as written, from any directory (run
-    in this process; tests/test_readme_commands.py runs it as ``python -m irene``, slow)."""
+    in this process; tests/cli/test_readme_commands.py runs it as ``python -m irene``, slow)."""
     block = (ROOT / "README.md").read_text().split("```bash\n", 1)[1].split("```", 1)[0]
     setup, main_job = (line.split("#", 1)[0].strip() for line in block.strip().splitlines())
     assert setup == "bash scripts/setup_and_test.sh"
