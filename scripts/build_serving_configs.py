@@ -8,7 +8,7 @@ transformers version stamp is left out so the file depends only on the configs, 
 holding a non-finite number (Nemotron-H's ``time_step_limit``, the Mamba step clamp (0, inf):
 no size the estimate reads). Sizes a config class derives in a property instead of storing
 (Nemotron-H's ``num_hidden_layers``, from its layer pattern) are added, as ``getattr`` on the
-config would give them. ``tests/test_serving_configs.py``
+config would give them. ``tests/serving/test_serving_configs.py``
 checks the shipped file equals what this script writes now.
 """
 

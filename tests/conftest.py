@@ -4,7 +4,9 @@
 other. This file puts ``tests/`` on the import path (whatever pytest's import mode) and offers
 the tiny models as fixtures too.
 
-Markers (pyproject.toml): ``slow`` (over 10 s; the quick loop is ``pytest -m "not slow"``),
+Markers (pyproject.toml): ``slow`` (over 10 s; the quick loop is ``pytest -m "not slow"``, on
+two processes with the dev extra's pytest-xdist: ``-n 2 --dist loadfile``, which keeps each
+file's module-scoped fixtures in one process; every test is safe to run in parallel),
 ``gpu``, ``rapl``, ``browser``, ``ray``, ``mlflow`` (skipped where the hardware or extra is absent).
 """
 

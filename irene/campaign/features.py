@@ -6,8 +6,8 @@ before anything is measured. :func:`features_tree` traces the item under torch's
 but no storage, so no memory is used and no arithmetic is done (a 2.7 B-parameter model at
 batch 32 x 512 tokens traces in about a second on a laptop). The capture, FLOP counter and
 signatures are the tracer's own, so node counts, FLOPs, bytes and signatures are those of a real
-trace on the same device type (``tests/test_campaign.py`` checks it). When fake tensors cannot
-run a model (data-dependent Python control flow), the item is traced for real with
+trace on the same device type (``tests/campaign/test_campaign.py`` checks it). When fake tensors
+cannot run a model (data-dependent Python control flow), the item is traced for real with
 ``timing=False`` on the CPU instead. Prefill, decode and training-step items are always traced
 that way (their KV cache and backward pass are not run on fake tensors): real weights on the
 CPU, built once per model and reused across the item's cells.

@@ -6,8 +6,8 @@ name ``named_parameters()`` gives it in ``transformers``
 (:data:`MODULES`) and the bytes one element takes in the served weight format. That is fast
 (milliseconds for DeepSeek-V3's 671B parameters), needs no memory, and lets a served format be
 described by the same regular expressions on parameter names as
-:class:`irene.tracing.serving_models.ServingFacts`. ``tests/test_serving.py`` checks names and
-counts against ``named_parameters()`` on the meta device for tiny Llama-style and MoE configs.
+:class:`irene.tracing.serving_models.ServingFacts`. ``tests/serving/test_serving.py`` checks names
+and counts against ``named_parameters()`` on the meta device for tiny Llama-style and MoE configs.
 
 Supported families (``config.model_type``): Llama / Mistral / Qwen2 / Qwen3 style decoders
 (grouped-query attention, gated MLP), Gemma 3 (text), Mixtral / Qwen3-MoE / Qwen2-MoE,

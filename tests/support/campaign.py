@@ -8,9 +8,9 @@ from pathlib import Path
 import yaml
 
 from irene.campaign import RunOptions
+from support.paths import ROOT
 
-REPO = Path(__file__).resolve().parents[2]
-TINY = REPO / "configs" / "plans" / "tiny"
+TINY = ROOT / "configs" / "plans" / "tiny"
 FAST = {"warmup": 0, "runs": 1, "min_run_seconds": 0.001}
 
 

@@ -212,6 +212,7 @@ def test_missing_package_and_failing_recipe_become_rows(tiny_gpt2_dir, monkeypat
     assert rows["prune-l1-30"].ok and rows["eager"].ok         # the run went on
 
 
+@pytest.mark.slow  # torch.compile of even a one-layer model takes ~20 s on a CPU
 def test_compile_runs_and_matches_the_reference(tmp_path):
     gpt2_config(n_layer=1, n_head=2, vocab_size=64, n_positions=32, bos_token_id=0,
                 eos_token_id=0).save_pretrained(tmp_path)

@@ -18,14 +18,14 @@ import sys
 from pathlib import Path
 
 import pytest
+from support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 
 #: commands not run here, with the check that replaces running them
 NOT_RUN = {
     # installs the package and runs this whole suite: running it from a test would recurse;
-    # tests/test_cli_learn.py checks that CI runs the same command, below it is syntax-checked
+    # tests/cli/test_cli_learn.py checks that CI runs the same command, below it is syntax-checked
     "bash scripts/setup_and_test.sh": "syntax",
 }
 

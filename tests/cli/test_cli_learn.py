@@ -5,16 +5,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from support.paths import ROOT
 
 from irene.cli import main
 from irene.datasets import is_synthetic
 from irene.synthetic import DEFAULT_ARCHS, make_synthetic_trees
 from irene.tree import read_trees, write_trees
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -119,17 +117,19 @@ def test_builtin_synthetic_demo_is_labelled(tmp_path, capsys):
     assert "synthetic-demo" in capsys.readouterr().err
 
 
-def test_readme_main_job_runs_as_written(tmp_path):
-    """The README's second command (the main job) works as written, from any directory."""
+def test_readme_main_job_runs_as_written(tmp_path, monkeypatch, capsys):
+    """The README's second command (the main job) works as written, from any directory (run
+    in this process; tests/cli/test_readme_commands.py runs it as ``python -m irene``, slow)."""
     block = (ROOT / "README.md").read_text().split("```bash\n", 1)[1].split("```", 1)[0]
     setup, main_job = (line.split("#", 1)[0].strip() for line in block.strip().splitlines())
     assert setup == "bash scripts/setup_and_test.sh"
     assert (ROOT / ".ci" / "run").read_text().count(setup) == 1  # CI runs the same command
     args = main_job.split()
     assert args[0] == "irene"
-    done = subprocess.run([sys.executable, "-W", "ignore", "-m", "irene", *args[1:]],
-                          cwd=tmp_path, capture_output=True, text=True, check=True)
-    assert "SYNTHETIC DATA" in done.stdout and "overall" in done.stdout
+    monkeypatch.chdir(tmp_path)
+    assert main(args[1:]) == 0
+    out = capsys.readouterr().out
+    assert "SYNTHETIC DATA" in out and "overall" in out
     result = json.loads((tmp_path / args[-1] / "crossvalidation.json").read_text())
     assert result["synthetic_data"] is True and len(result["per_model"]) == 4
     assert list((tmp_path / args[-1] / "figures").glob("*.png"))

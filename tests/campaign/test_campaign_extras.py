@@ -10,6 +10,7 @@ import signal
 
 import pytest
 from support.campaign import quiet, write_plan
+from support.paths import ROOT
 
 from irene.campaign import RunOptions, load_plan, run_plan
 from irene.cli import main
@@ -30,8 +31,7 @@ def _structure(tree) -> list:
 def local_ray():
     ray = pytest.importorskip("ray")
     os.environ["PYTHONPATH"] = os.pathsep.join(
-        p for p in [str(__import__("pathlib").Path(__file__).resolve().parents[1]),
-                    os.environ.get("PYTHONPATH", "")] if p)
+        p for p in [str(ROOT), os.environ.get("PYTHONPATH", "")] if p)
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 2**20,
              log_to_driver=False, configure_logging=False)
     yield ray
@@ -39,6 +39,7 @@ def local_ray():
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # a local Ray cluster: its workers each import torch (tens of seconds)
 def test_ray_gives_the_same_trees_and_retries_a_killed_worker(tmp_path, local_ray):
     local = load_plan(write_plan(tmp_path / "local", models=["tiny/roberta"],
                                  protocol={"warmup": 0, "runs": 1, "min_run_seconds": 0.05}))
@@ -68,6 +69,7 @@ def test_ray_gives_the_same_trees_and_retries_a_killed_worker(tmp_path, local_ra
 
 
 @pytest.mark.ray
+@pytest.mark.slow  # the same local cluster; the --ray option's errors are quick tests below
 def test_ray_resumes_and_measures_nothing_new(tmp_path, local_ray):
     plan = load_plan(write_plan(tmp_path, models=["tiny/gpt2"], protocol=FAST))
     first = run_plan(plan, RunOptions(progress=False, ray=""))

@@ -521,11 +521,13 @@ def test_a_predictor_trained_in_python_on_synthetic_data_labels_its_predictions(
 
 def test_timings_record_threads_and_load_and_warn_when_busy(monkeypatch):
     import irene.measure.conditions as conditions
+    from irene.measure import Protocol
     from irene.tracing import trace_model
 
     monkeypatch.setattr(conditions, "_load", lambda: 7.5)
+    quick = Protocol(warmup=0, runs=1, min_run_seconds=0.0)  # threads left at its default
     with pytest.warns(UserWarning, match="the machine was busy"):
-        tree = trace_model(_tiny_bert(), 1, 4)
+        tree = trace_model(_tiny_bert(), 1, 4, protocol=quick)
     record = tree.meta["timing_conditions"]
     assert record["threads"] == 1 and record["load_before"] == 7.5
     assert any("busy" in w for w in record["warnings"])

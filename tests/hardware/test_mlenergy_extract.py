@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("build_mlenergy_extract",
                                               ROOT / "scripts" / "build_mlenergy_extract.py")
 extract = importlib.util.module_from_spec(spec)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 from support.campaign import FAST, TINY, quiet, write_plan
+from support.paths import ROOT as REPO
 
 from irene.campaign import (
     BudgetTooSmall,
@@ -37,9 +38,6 @@ from irene.cli import main
 from irene.measure.protocol import Measurement
 from irene.tracing import build_model, trace_model
 from irene.tree import Node, Tree, place_nodes, read_trees
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 # -- plans --------------------------------------------------------------------------------------
 
@@ -300,6 +298,7 @@ def _count_lines(path: Path) -> int:
         return 0
 
 
+@pytest.mark.slow  # a real process killed mid-run, then 9 trees (resume: quick tests above)
 def test_killed_run_resumes_on_a_copy_without_remeasuring(tmp_path):
     first_dir = tmp_path / "first"
     first_dir.mkdir()

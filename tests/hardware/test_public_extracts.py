@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.paths import ROOT
 
 from irene.hardware.families import UnknownFamily, family, is_held_out
 from irene.hardware.public_models import FactsError, load_facts
 
-ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT / "datasets"
 EXTRACTS = {"v3": DATASETS / "mlenergy-v3" / "llm.csv",
             "v2": DATASETS / "mlenergy-v2" / "llm.csv",

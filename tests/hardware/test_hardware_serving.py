@@ -11,6 +11,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from support.paths import ROOT
 
 from irene.cli import main
 from irene.hardware.data import (
@@ -25,8 +26,6 @@ from irene.hardware.params import load_hardware
 from irene.serving.decode import Workload, module_costs
 from irene.serving.estimate import ServingEstimateError, estimate_serving
 from irene.serving.structure import structure_of
-
-ROOT = Path(__file__).resolve().parents[1]
 
 LLAMA_70B = {"model_type": "llama", "hidden_size": 8192, "num_hidden_layers": 80,
              "num_attention_heads": 64, "num_key_value_heads": 8, "intermediate_size": 28672,

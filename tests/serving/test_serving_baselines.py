@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from support.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 spec = importlib.util.spec_from_file_location("serving_baselines",
                                               ROOT / "benchmarks" / "serving_baselines.py")
 sb = importlib.util.module_from_spec(spec)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support.paths import ROOT as REPO
 
 from irene.cli import main
 from irene.files import atomic_write, exclusive_lock, remove_stale_temp_files
@@ -25,7 +26,6 @@ from irene.model import IreneRegressor, PredictionError, load_predictor
 from irene.synthetic import DEFAULT_ARCHS, make_synthetic_trees
 from irene.tree import TreeFormatError, append_tree, inspect_tail, read_trees, write_trees
 
-REPO = Path(__file__).resolve().parents[1]
 TINY_PLANS = REPO / "configs" / "plans" / "tiny"
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 

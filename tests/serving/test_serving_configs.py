@@ -8,9 +8,9 @@ import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
+from support.paths import ROOT
 
 from irene.serving import estimate as estimate_module
 from irene.serving.estimate import (
@@ -20,8 +20,6 @@ from irene.serving.estimate import (
     resolve_structure,
 )
 from irene.tracing.serving_models import SERVING_MODELS
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def _script():
