@@ -208,12 +208,6 @@ def percentage_errors(gold: Sequence[Tree], pred: Sequence[Tree],
     return mape_by_node_type(pair_predictions(gold, pred), node_types)
 
 
-def node_errors(gold: Sequence[Tree], pred: Sequence[Tree]) -> dict[str, np.ndarray]:
-    """Absolute percent error of every gold node, per node type."""
-    paired = pair_predictions(gold, pred)
-    return {kind: paired.abs_error[paired.node_type == kind] for kind in REPORT_ORDER}
-
-
 # --------------------------------------------------------------------------------------------
 # cross-validation
 

@@ -90,11 +90,6 @@ class GpuSpec:
 
     # the names the serving code used (one dense bf16 rate, fp8 support)
     @property
-    def bf16_flops(self) -> float:
-        """Dense bf16 FLOP/s (fp16 / fp32 where the part has no bf16)."""
-        return self.peak_flops("bf16")
-
-    @property
     def fp8(self) -> bool:
         """Whether the GPU has fp8 tensor cores."""
         return "fp8" in self.flops

@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import numpy as np
-
 from irene.checks import Checker, InputError
 from irene.serving.decode import DecodeStep, Parallelism, Workload, decode_step
 from irene.serving.structure import ModelStructure
@@ -156,7 +154,3 @@ def steps_of(rows: Iterable[Measurement],
             for r in progress(rows)]
 
 
-def measured_arrays(rows: Sequence[Measurement]) -> tuple[np.ndarray, np.ndarray]:
-    """(seconds per step, joules per output token) of ``rows``."""
-    return (np.array([r.seconds_per_step for r in rows]),
-            np.array([r.energy_per_token for r in rows]))

@@ -36,7 +36,6 @@ from typing import TYPE_CHECKING
 from irene.serving.structure import (
     CACHE_BYTES,
     FORMAT_BYTES,
-    MODULES,
     ModelStructure,
     expected_distinct_experts,
 )
@@ -168,13 +167,6 @@ class DecodeStep:
         return sum(getattr(c, field) for c in self.costs
                    if (module is None or c.module == module)
                    and (experts is None or (c.module == "experts") == experts))
-
-    def by_module(self, field: str) -> dict[str, float]:
-        """``field`` summed per module (:data:`MODULES`), per GPU."""
-        out = dict.fromkeys(MODULES, 0.0)
-        for c in self.costs:
-            out[c.module] += getattr(c, field)
-        return out
 
     def work(self, dtype: str = "bf16") -> Work:
         """This step as a workload of the hardware model (:mod:`irene.hardware.work`): per

@@ -543,15 +543,3 @@ def provenance(chosen: ServingModel) -> dict[str, Any]:
             "fitted_vs_modelled": FITTED_VS_MODELLED}
 
 
-def format_of(text: str) -> str:
-    """A ``--dtype`` value as a served weight format (ValueError for anything else)."""
-    key = text.strip().lower()
-    if key not in WEIGHT_FORMATS:
-        raise ServingEstimateError(f"--dtype {text!r}: expected one of bf16, fp8, mxfp4")
-    return WEIGHT_FORMATS[key]
-
-
-def known_gpus() -> list[str]:
-    """GPU names the estimate accepts."""
-    return list(GPUS)
-

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -168,14 +167,6 @@ class ModelStructure:
     def weight_bytes(self) -> float:
         """Stored bytes of all weights in the served format."""
         return sum(t.numel * self.bytes_per_element(t) for t in self.tensors)
-
-    def params_by_module(self) -> dict[str, int]:
-        """Stored parameters per module (:data:`MODULES`)."""
-        out = dict.fromkeys(MODULES, 0)
-        for t in self.tensors:
-            out[t.module] += t.numel
-        return out
-
 
 # --------------------------------------------------------------------------- reading configs
 
@@ -538,15 +529,6 @@ class _NemotronH(_Decoder):
     def build(self) -> ModelStructure:
         self.experts = self.top_k = 0  # Nano v2 has no MoE blocks (the config's defaults)
         return super().build()
-
-
-def iter_layer_tensors(structure: ModelStructure) -> Iterator[tuple[int, list[Tensor]]]:
-    """``(layer, tensors)`` of each decoder layer in order (-1 first: embedding, head, final
-    norm)."""
-    by_layer: dict[int, list[Tensor]] = {}
-    for t in structure.tensors:
-        by_layer.setdefault(t.layer, []).append(t)
-    yield from sorted(by_layer.items())
 
 
 def expected_distinct_experts(experts: int, top_k: int, tokens: float) -> float:
