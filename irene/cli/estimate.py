@@ -65,7 +65,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=dimension, default=None,
                    help="sequences per call (required with --seq-len; a generation: default 1)")
     p.add_argument("--seq-len", type=dimension, default=None,
-                   help="tokens per sequence of one call")
+                   help="tokens per sequence of one call (--phase decode: 1, the default)")
     p.add_argument("--predictor", metavar="DIR",
                    help="a model directory written by `irene train` (tracing modes); without "
                         "it: every node's energy, time and power on --gpu from the hardware "
@@ -154,6 +154,8 @@ def run(args: argparse.Namespace) -> int:
                         "a prefill and its decode steps")
     if generation and (args.prompt_len is None or args.new_tokens is None):
         raise UserError("a generation needs both --prompt-len and --new-tokens")
+    if args.phase == "decode" and args.seq_len is None:
+        args.seq_len = 1  # a decode step feeds one token per sequence (irene.workload)
     if not generation and (args.batch_size is None or args.seq_len is None):
         raise UserError("give --batch-size and --seq-len (one call), or --prompt-len and "
                         "--new-tokens (a generation), or --serving vllm")

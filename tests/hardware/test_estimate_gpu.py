@@ -161,6 +161,10 @@ def test_phases_and_generation(configs, capsys):
                  "--context-len", "16", "--batch-size", "2", "--seq-len", "1", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["phase"] == "decode" and data["energy_j"] > 0
+    # a decode step feeds one token per sequence: --seq-len may be left out
+    assert main(["estimate", str(configs["gpt2"]), "--gpu", "A100", "--phase", "decode",
+                 "--context-len", "16", "--batch-size", "2", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["energy_j"] == data["energy_j"]
     assert main(["estimate", str(configs["gpt2"]), "--gpu", "A100", "--prompt-len", "8",
                  "--new-tokens", "4", "--json"]) == 0
     data = json.loads(capsys.readouterr().out)
