@@ -4,9 +4,10 @@
 other. This file puts ``tests/`` on the import path (whatever pytest's import mode) and offers
 the tiny models as fixtures too.
 
-Markers (pyproject.toml): ``slow`` (over 10 s; the quick loop is ``pytest -m "not slow"``, on
-two processes with the dev extra's pytest-xdist: ``-n 2 --dist loadfile``, which keeps each
-file's module-scoped fixtures in one process; every test is safe to run in parallel),
+Markers (pyproject.toml): ``slow`` (over 10 s; the quick loop is ``pytest -m "not slow"``).
+Every run uses two processes (pyproject's ``addopts``: the dev extra's pytest-xdist with
+``-n 2 --dist loadfile``, which keeps each file's module-scoped fixtures in one process; every
+test is safe to run in parallel; ``-n 0`` runs in one process),
 ``gpu``, ``rapl``, ``browser``, ``ray``, ``mlflow`` (skipped where the hardware or extra is absent).
 """
 
