@@ -9,9 +9,7 @@ import textwrap
 
 from irene.cli import UserError
 from irene.cli.options import add_json_option, positive_int, print_result
-
-#: the runtimes, declared here so building the parser imports no torch
-RUNTIMES = ("torch", "torchscript", "onnxruntime", "openvino")
+from irene.serve import RUNTIMES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

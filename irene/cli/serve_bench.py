@@ -10,7 +10,7 @@ from pathlib import Path
 from irene.cli import UserError
 from irene.cli.load import add_load_arguments, open_meter_arg, progress_bar, read_prompt_arg
 from irene.cli.options import add_force_option, add_json_option, positive_int, print_result
-from irene.cli.serve import RUNTIMES
+from irene.serve import RUNTIMES
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:

@@ -15,3 +15,5 @@ extra (``pip install -e '.[serve]'``).
 """
 
 SERVE_HINT = "pip install -e '.[serve]'"
+#: the runtime engines :mod:`irene.serve.engines` loads (here, so parsers import no torch)
+RUNTIMES = ("torch", "torchscript", "onnxruntime", "openvino")

@@ -42,8 +42,8 @@ from irene.bench.variants import (
     require,
     trace_torchscript,
 )
+from irene.serve import RUNTIMES
 
-RUNTIMES = ("torch", "torchscript", "onnxruntime", "openvino")
 #: tokens of the sample prompt the exporters trace with
 SAMPLE_LEN = 16
 
